@@ -1,0 +1,94 @@
+//! Plain resolved settings, free of clap, so tests and benches can build them directly.
+
+use candle_core::DType;
+use std::path::PathBuf;
+
+/// Everything one run of `gen` needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// CPU threads; `None` uses every core.
+    pub threads: Option<usize>,
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Generate(GenerateConfig),
+    Convert(ConvertConfig),
+    Tokenize(TokenizeConfig),
+    Perplexity(PerplexityConfig),
+}
+
+/// Where the prompt text comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptSource {
+    Text(String),
+    File(PathBuf),
+    Stdin,
+}
+
+/// How results are written to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Only the generated text, streamed.
+    Text,
+    /// One JSON object at the end.
+    Json,
+}
+
+/// Settings for text generation.
+#[derive(Debug, Clone)]
+pub struct GenerateConfig {
+    /// `--model` as given; `None` means the default model.
+    pub model: Option<String>,
+    pub prompt: PromptSource,
+    pub max_tokens: usize,
+    pub ignore_eos: bool,
+    pub ctx_size: Option<usize>,
+    pub batch_size: usize,
+    pub format: OutputFormat,
+    pub verbose: bool,
+    pub quiet: bool,
+}
+
+/// Settings for `gen convert`.
+#[derive(Debug, Clone)]
+pub struct ConvertConfig {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub dtype: DType,
+}
+
+/// Settings for `gen tokenize`.
+#[derive(Debug, Clone)]
+pub struct TokenizeConfig {
+    pub model: Option<String>,
+    pub text: String,
+    pub json: bool,
+}
+
+/// Settings for `gen perplexity`.
+#[derive(Debug, Clone)]
+pub struct PerplexityConfig {
+    pub model: Option<String>,
+    pub file: PathBuf,
+    pub context: usize,
+    pub json: bool,
+}
+
+/// The default model's file name, as fetched by `models/fetch.sh`.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Resolves `--model`: the given value, else `models/<default>` under the working directory,
+/// else under the source tree `gen` was built from.
+pub fn resolve_model_spec(model: Option<&str>) -> String {
+    if let Some(m) = model {
+        return m.to_string();
+    }
+    let local = PathBuf::from("models").join(DEFAULT_MODEL_FILE);
+    if local.exists() {
+        return local.display().to_string();
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(DEFAULT_MODEL_FILE).display().to_string()
+}

@@ -1,0 +1,141 @@
+//! `gen convert`: a GGUF file to a Hugging Face-layout folder (`model.safetensors`,
+//! `config.json`, `tokenizer.json`, `tokenizer_config.json`, `generation_config.json`).
+//! GGUF stores the Q and K projection rows permuted for interleaved RoPE; they are permuted back
+//! to Hugging Face's half-split layout here.
+
+use crate::model::config::{to_hf_config_json, LlamaConfig};
+use crate::model::weights::Weights;
+use crate::tokenizer::Tokenizer;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Converts `input` (GGUF) into a Hugging Face folder at `output`, weights stored as `dtype`.
+pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
+    let device = Device::Cpu;
+    let mut weights = Weights::open_gguf(input)?;
+    let content = weights.gguf_content().context("internal: GGUF source without metadata")?;
+    let cfg = LlamaConfig::from_gguf(content).with_context(|| format!("reading {}", input.display()))?;
+    let tokenizer = Tokenizer::from_gguf(content).with_context(|| format!("building the tokenizer of {}", input.display()))?;
+    let chat_template = content.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
+    if content.tensor_infos.contains_key("rope_freqs.weight") {
+        bail!(
+            "{} carries `rope_freqs.weight` (llama3 RoPE scaling baked into the file); converting it to config.json's rope_scaling is not supported",
+            input.display()
+        );
+    }
+    let mut names: Vec<(String, Vec<usize>)> =
+        content.tensor_infos.iter().map(|(n, i)| (n.clone(), i.shape.dims().to_vec())).collect();
+    names.sort();
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (gguf_name, shape) in names {
+        let hf_name = hf_tensor_name(&gguf_name)
+            .with_context(|| format!("tensor `{gguf_name}` in {} has no Hugging Face counterpart", input.display()))?;
+        let name = crate::model::weights::TensorName::new(hf_name.clone(), gguf_name.clone());
+        let mut t = weights.dense(&name, &shape, &device)?;
+        if gguf_name.ends_with("attn_q.weight") {
+            t = unpermute_rows(&t, cfg.num_attention_heads)?;
+        } else if gguf_name.ends_with("attn_k.weight") {
+            t = unpermute_rows(&t, cfg.num_key_value_heads)?;
+        }
+        tensors.insert(hf_name, t.to_dtype(dtype)?);
+    }
+    let st_path = output.join("model.safetensors");
+    candle_core::safetensors::save(&tensors, &st_path).with_context(|| format!("writing {}", st_path.display()))?;
+
+    let mut config = to_hf_config_json(&cfg);
+    config["torch_dtype"] = match dtype {
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        _ => "float32",
+    }
+    .into();
+    write_json(&output.join("config.json"), &config)?;
+    let mut gen_cfg = serde_json::json!({});
+    if let Some(id) = cfg.bos_token_id {
+        gen_cfg["bos_token_id"] = id.into();
+    }
+    if let Some(&id) = cfg.eos_token_ids.first() {
+        gen_cfg["eos_token_id"] = id.into();
+    }
+    write_json(&output.join("generation_config.json"), &gen_cfg)?;
+    let tok_path = output.join("tokenizer.json");
+    std::fs::write(&tok_path, tokenizer.to_json_string()?).with_context(|| format!("writing {}", tok_path.display()))?;
+    let token = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
+    let mut tok_cfg = serde_json::json!({
+        "add_bos_token": tokenizer.add_bos(),
+        "add_eos_token": false,
+        "clean_up_tokenization_spaces": false,
+        "model_max_length": cfg.max_position_embeddings,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    });
+    if let Some(t) = token(cfg.bos_token_id) {
+        tok_cfg["bos_token"] = t.into();
+    }
+    if let Some(t) = token(cfg.eos_token_ids.first().copied()) {
+        tok_cfg["eos_token"] = t.into();
+    }
+    if let Some(t) = chat_template {
+        tok_cfg["chat_template"] = t.into();
+    }
+    write_json(&output.join("tokenizer_config.json"), &tok_cfg)?;
+    Ok(())
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(v)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+/// Maps a GGUF llama tensor name to its Hugging Face name.
+pub fn hf_tensor_name(gguf: &str) -> Option<String> {
+    let fixed = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_string());
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let hf = match part {
+        "attn_norm.weight" => "input_layernorm.weight",
+        "attn_q.weight" => "self_attn.q_proj.weight",
+        "attn_k.weight" => "self_attn.k_proj.weight",
+        "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_output.weight" => "self_attn.o_proj.weight",
+        "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "ffn_gate.weight" => "mlp.gate_proj.weight",
+        "ffn_up.weight" => "mlp.up_proj.weight",
+        "ffn_down.weight" => "mlp.down_proj.weight",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}"))
+}
+
+/// Undoes llama.cpp's `permute` of Q/K rows: within each head, GGUF interleaves the two halves
+/// `(head, half_dim, 2)`; Hugging Face keeps them split `(head, 2, half_dim)`.
+pub fn unpermute_rows(w: &Tensor, n_heads: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    if n_heads == 0 || rows % (2 * n_heads) != 0 {
+        bail!("cannot un-permute a ({rows}, {cols}) projection over {n_heads} heads");
+    }
+    let half = rows / n_heads / 2;
+    Ok(w.reshape((n_heads, half, 2, cols))?.transpose(1, 2)?.contiguous()?.reshape((rows, cols))?)
+}
+
+/// The inverse of [`unpermute_rows`]: Hugging Face layout to GGUF layout.
+pub fn permute_rows(w: &Tensor, n_heads: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    if n_heads == 0 || rows % (2 * n_heads) != 0 {
+        bail!("cannot permute a ({rows}, {cols}) projection over {n_heads} heads");
+    }
+    let half = rows / n_heads / 2;
+    Ok(w.reshape((n_heads, 2, half, cols))?.transpose(1, 2)?.contiguous()?.reshape((rows, cols))?)
+}

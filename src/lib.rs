@@ -1,0 +1,142 @@
+//! `gen`: generate text from local Llama-style models on candle.
+//!
+//! The binary is a thin shell around [`run`]; everything else lives in small modules, each
+//! owning one thing (see the README's layout section).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cli;
+pub mod config;
+pub mod convert;
+pub mod generate;
+pub mod model;
+pub mod output;
+pub mod perplexity;
+pub mod sampling;
+pub mod tokenizer;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use config::{Command, Config, GenerateConfig, OutputFormat, PromptSource};
+use std::io::{IsTerminal, Read};
+use std::time::Instant;
+
+/// Runs one command of `gen`.
+pub fn run(config: Config) -> Result<()> {
+    if let Some(n) = config.threads {
+        set_threads(n)?;
+    }
+    match config.command {
+        Command::Generate(g) => run_generate(g),
+        Command::Convert(c) => convert::convert(&c.input, &c.output, c.dtype),
+        Command::Tokenize(t) => {
+            let loaded = load_model(t.model.as_deref())?;
+            let ids = loaded.tokenizer.encode(&t.text)?;
+            let pieces: Vec<String> = ids.iter().map(|&id| loaded.tokenizer.id_to_token(id).unwrap_or_default()).collect();
+            if t.json {
+                output::json(&serde_json::json!({"ids": ids, "pieces": pieces}))
+            } else {
+                output::lines(&ids.iter().zip(&pieces).map(|(id, p)| format!("{id}\t{p}")).collect::<Vec<_>>())
+            }
+        }
+        Command::Perplexity(p) => {
+            let loaded = load_model(p.model.as_deref())?;
+            let text = std::fs::read_to_string(&p.file)
+                .with_context(|| format!("reading {} (it must be UTF-8 text)", p.file.display()))?;
+            let ids = loaded.tokenizer.encode(&text)?;
+            let report = perplexity::perplexity(&loaded.model, &ids, p.context)?;
+            if p.json {
+                output::json(&report.to_json())
+            } else {
+                output::lines(&[report.summary()])
+            }
+        }
+    }
+}
+
+/// Sets the number of CPU threads for candle's kernels and rayon.
+pub fn set_threads(n: usize) -> Result<()> {
+    // candle's gemm reads RAYON_NUM_THREADS; its quantized kernels use rayon's global pool.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("setting the number of threads (the thread pool was already started)")
+}
+
+/// Loads `--model` (or the default model) on the CPU.
+pub fn load_model(model: Option<&str>) -> Result<model::LoadedModel> {
+    let spec = config::resolve_model_spec(model);
+    let source = model::ModelSource::parse(&spec)?;
+    model::load(&source, &Device::Cpu)
+}
+
+fn read_prompt(source: &PromptSource) -> Result<String> {
+    let bytes = match source {
+        PromptSource::Text(t) => return Ok(t.clone()),
+        PromptSource::File(p) => std::fs::read(p).with_context(|| format!("reading the prompt file {}", p.display()))?,
+        PromptSource::Stdin => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                bail!("no prompt: pass one as an argument, with --prompt, with --file, or on stdin");
+            }
+            let mut buf = Vec::new();
+            stdin.lock().read_to_end(&mut buf).context("reading the prompt from stdin")?;
+            buf
+        }
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("the prompt is not valid UTF-8 (invalid byte at offset {}); convert it to UTF-8 first", e.utf8_error().valid_up_to())
+    })
+}
+
+fn run_generate(g: GenerateConfig) -> Result<()> {
+    let prompt = read_prompt(&g.prompt)?;
+    if prompt.is_empty() {
+        bail!("the prompt is empty: give some text with --prompt, a file or stdin");
+    }
+    let start = Instant::now();
+    let loaded = load_model(g.model.as_deref())?;
+    let load_time = start.elapsed();
+    let ids = loaded.tokenizer.encode(&prompt)?;
+    if ids.is_empty() {
+        bail!("the prompt encodes to no tokens");
+    }
+    if g.verbose {
+        let c = loaded.model.config();
+        output::note(&format!(
+            "gen: model {} ({:?}), {} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}",
+            loaded.path.display(),
+            loaded.format,
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.vocab_size,
+            c.max_position_embeddings
+        ));
+    }
+    let params = generate::GenerateParams {
+        max_tokens: g.max_tokens,
+        ignore_eos: g.ignore_eos,
+        batch_size: g.batch_size,
+        ctx_size: g.ctx_size.unwrap_or(usize::MAX),
+    };
+    let mut sampler = sampling::Greedy;
+    let result = match g.format {
+        OutputFormat::Text => {
+            let mut out = output::TextOut::new();
+            let r = generate::generate(&loaded.model, &loaded.tokenizer, &ids, &mut sampler, &params, &mut |t| out.write(t))?;
+            out.finish()?;
+            r
+        }
+        OutputFormat::Json => {
+            let r = generate::generate(&loaded.model, &loaded.tokenizer, &ids, &mut sampler, &params, &mut |_| Ok(()))?;
+            output::json(&output::generation_json(&r, load_time, &loaded.path.display().to_string()))?;
+            r
+        }
+    };
+    if !g.quiet {
+        output::note(&output::stats_line(&result, load_time));
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! The key/value cache, owned by the caller rather than hidden inside the model, so that
+//! generation strategies can append, truncate, fork and reorder it.
+//!
+//! Each layer keeps one preallocated buffer per K and V of shape
+//! `(batch, n_kv_heads, capacity, head_dim)`; appends write in place at the current length and
+//! the capacity doubles when full. Because writes are in place, no two caches ever share a
+//! buffer: [`KvCache::fork`] and [`KvCache::reorder`] make fresh copies.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+
+/// Positions allocated at once when a buffer is created or grows.
+const CAPACITY_STEP: usize = 256;
+
+#[derive(Debug)]
+struct LayerBuffers {
+    k: Tensor, // (batch, n_kv_heads, capacity, head_dim)
+    v: Tensor, // (batch, n_kv_heads, capacity, head_dim)
+    len: usize,
+}
+
+/// Cached keys and values for every layer of one batch of sequences that share a position.
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<Option<LayerBuffers>>,
+    max_len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `num_layers` layers that can hold at most `max_len` positions.
+    pub fn new(num_layers: usize, max_len: usize) -> Self {
+        Self { layers: (0..num_layers).map(|_| None).collect(), max_len }
+    }
+
+    /// Number of cached positions (the position of the next token).
+    pub fn len(&self) -> usize {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |l| l.len)
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most positions this cache may hold (the model's context length).
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Number of sequences in the batch, or `None` before the first append.
+    pub fn batch_size(&self) -> Option<usize> {
+        self.layers.first().and_then(|l| l.as_ref()).and_then(|l| l.k.dim(0).ok())
+    }
+
+    /// Appends `k` and `v` of shape `(batch, n_kv_heads, seq, head_dim)` to layer `layer` and
+    /// returns views of everything cached for that layer, `(batch, n_kv_heads, len, head_dim)`.
+    pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let max_len = self.max_len;
+        let slot = self
+            .layers
+            .get_mut(layer)
+            .with_context(|| format!("KV cache has no layer {layer}"))?;
+        let (b, h, s, d) = k.dims4()?;
+        let new_len = slot.as_ref().map_or(0, |l| l.len) + s;
+        if new_len > max_len {
+            bail!("context is full: {new_len} positions requested, the model's context holds {max_len}");
+        }
+        let buffers = match slot.take() {
+            None => {
+                let cap = round_capacity(new_len, max_len);
+                LayerBuffers {
+                    k: Tensor::zeros((b, h, cap, d), DType::F32, k.device())?,
+                    v: Tensor::zeros((b, h, cap, d), DType::F32, k.device())?,
+                    len: 0,
+                }
+            }
+            Some(l) => {
+                let (lb, lh, cap, ld) = l.k.dims4()?;
+                if (lb, lh, ld) != (b, h, d) {
+                    bail!("KV cache append: cached shape ({lb}, {lh}, _, {ld}) does not match new ({b}, {h}, _, {d})");
+                }
+                if new_len > cap {
+                    grow(l, round_capacity(new_len.max(cap * 2), max_len))?
+                } else {
+                    l
+                }
+            }
+        };
+        let buffers = slot.insert(buffers);
+        buffers.k.slice_set(&k.contiguous()?, 2, buffers.len)?;
+        buffers.v.slice_set(&v.contiguous()?, 2, buffers.len)?;
+        buffers.len = new_len;
+        Ok((buffers.k.narrow(2, 0, new_len)?, buffers.v.narrow(2, 0, new_len)?))
+    }
+
+    /// Forgets every position from `len` on; later appends overwrite them.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        let current = self.len();
+        if len > current {
+            bail!("cannot truncate the KV cache to {len} positions: it holds only {current}");
+        }
+        for l in self.layers.iter_mut().flatten() {
+            l.len = len;
+        }
+        Ok(())
+    }
+
+    /// An independent copy: no storage is shared, so writes to either never reach the other.
+    pub fn fork(&self) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|slot| {
+                slot.as_ref()
+                    .map(|l| -> Result<LayerBuffers> {
+                        let (b, h, cap, d) = l.k.dims4()?;
+                        let copy = |t: &Tensor| -> Result<Tensor> {
+                            let fresh = Tensor::zeros((b, h, cap, d), DType::F32, t.device())?;
+                            fresh.slice_set(&t.narrow(2, 0, l.len)?.contiguous()?, 2, 0)?;
+                            Ok(fresh)
+                        };
+                        Ok(LayerBuffers { k: copy(&l.k)?, v: copy(&l.v)?, len: l.len })
+                    })
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { layers, max_len: self.max_len })
+    }
+
+    /// Rebuilds the batch so that new row `i` is old row `parents[i]` (beam search keeps the
+    /// survivors' histories; `[0, 0, 0]` expands one prompt into three sequences).
+    pub fn reorder(&mut self, parents: &[usize]) -> Result<()> {
+        let Some(batch) = self.batch_size() else {
+            bail!("cannot reorder an empty KV cache");
+        };
+        if parents.is_empty() {
+            bail!("cannot reorder the KV cache into an empty batch");
+        }
+        if let Some(p) = parents.iter().find(|&&p| p >= batch) {
+            bail!("KV cache reorder: parent {p} is outside the batch of {batch}");
+        }
+        if parents.len() == batch && parents.iter().enumerate().all(|(i, &p)| i == p) {
+            return Ok(());
+        }
+        let device = self.device()?;
+        let idx: Vec<u32> = parents.iter().map(|&p| p as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), &device)?;
+        for l in self.layers.iter_mut().flatten() {
+            // index_select writes a fresh tensor, so rows that share a parent share no storage.
+            l.k = l.k.index_select(&idx, 0)?;
+            l.v = l.v.index_select(&idx, 0)?;
+        }
+        Ok(())
+    }
+
+    fn device(&self) -> Result<Device> {
+        self.layers
+            .iter()
+            .flatten()
+            .next()
+            .map(|l| l.k.device().clone())
+            .context("the KV cache is empty")
+    }
+}
+
+fn round_capacity(needed: usize, max_len: usize) -> usize {
+    needed.div_ceil(CAPACITY_STEP).saturating_mul(CAPACITY_STEP).min(max_len).max(needed)
+}
+
+fn grow(l: LayerBuffers, cap: usize) -> Result<LayerBuffers> {
+    let (b, h, _, d) = l.k.dims4()?;
+    let widen = |t: &Tensor| -> Result<Tensor> {
+        let fresh = Tensor::zeros((b, h, cap, d), DType::F32, t.device())?;
+        fresh.slice_set(&t.narrow(2, 0, l.len)?.contiguous()?, 2, 0)?;
+        Ok(fresh)
+    };
+    Ok(LayerBuffers { k: widen(&l.k)?, v: widen(&l.v)?, len: l.len })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(b: usize, s: usize, start: f32) -> Tensor {
+        let n = b * 2 * s * 4;
+        let data: Vec<f32> = (0..n).map(|i| start + i as f32).collect();
+        Tensor::from_vec(data, (b, 2, s, 4), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn append_grows_past_capacity_and_keeps_contents() {
+        let mut c = KvCache::new(1, 4096);
+        let first = kv(1, 300, 0.0);
+        c.append(0, &first, &first).unwrap();
+        let second = kv(1, 10, 1e6);
+        let (k, _) = c.append(0, &second, &second).unwrap();
+        assert_eq!(c.len(), 310);
+        let expect = Tensor::cat(&[&first, &second], 2).unwrap();
+        let diff = (k - expect).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(diff, 0.0);
+    }
+
+    #[test]
+    fn fork_shares_no_storage() {
+        let mut a = KvCache::new(1, 64);
+        a.append(0, &kv(1, 3, 0.0), &kv(1, 3, 0.0)).unwrap();
+        let mut b = a.fork().unwrap();
+        a.truncate(2).unwrap();
+        a.append(0, &kv(1, 1, 500.0), &kv(1, 1, 500.0)).unwrap();
+        b.truncate(2).unwrap();
+        let (kb, _) = b.append(0, &kv(1, 1, 900.0), &kv(1, 1, 900.0)).unwrap();
+        let (ka, _) = a.append(0, &kv(1, 1, 0.0), &kv(1, 1, 0.0)).unwrap();
+        let a_row: Vec<f32> = ka.narrow(2, 2, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let b_row: Vec<f32> = kb.narrow(2, 2, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a_row[0], 500.0);
+        assert_eq!(b_row[0], 900.0);
+    }
+
+    #[test]
+    fn reorder_and_truncate_errors() {
+        let mut c = KvCache::new(2, 16);
+        assert!(c.reorder(&[0]).is_err());
+        c.append(0, &kv(2, 2, 0.0), &kv(2, 2, 0.0)).unwrap();
+        c.append(1, &kv(2, 2, 0.0), &kv(2, 2, 0.0)).unwrap();
+        assert!(c.reorder(&[2]).is_err());
+        assert!(c.truncate(3).is_err());
+        c.reorder(&[1, 1, 0]).unwrap();
+        assert_eq!(c.batch_size(), Some(3));
+        assert!(c.append(0, &kv(3, 20, 0.0), &kv(3, 20, 0.0)).is_err(), "past max_len");
+    }
+}

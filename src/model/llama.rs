@@ -1,0 +1,280 @@
+//! Our Llama: one forward pass for dense (safetensors) and quantized (GGUF) weights, reading and
+//! writing a caller-owned [`KvCache`]. Follows Hugging Face's `modeling_llama.py`; where GGUF
+//! differs (interleaved RoPE rows, llama3 scaling baked into `rope_freqs`) the config says so.
+
+use super::config::{LlamaConfig, RopeLayout};
+use super::kv_cache::KvCache;
+use super::weights::{TensorName, Weights};
+use anyhow::{bail, Context, Result};
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor, D};
+
+/// Which positions the forward pass returns logits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position of each sequence: `(batch, vocab)`.
+    Last,
+    /// Every position: `(batch, seq, vocab)` (perplexity, teacher forcing).
+    All,
+}
+
+struct RmsNorm {
+    weight: Tensor, // (hidden,)
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?)
+    }
+}
+
+struct Attention {
+    q_proj: QMatMul,
+    k_proj: QMatMul,
+    v_proj: QMatMul,
+    o_proj: QMatMul,
+}
+
+struct Mlp {
+    gate_proj: QMatMul,
+    up_proj: QMatMul,
+    down_proj: QMatMul,
+}
+
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// Rotary tables for every position of the context.
+struct Rope {
+    cos: Tensor, // (max_position_embeddings, head_dim / 2)
+    sin: Tensor, // (max_position_embeddings, head_dim / 2)
+    layout: RopeLayout,
+}
+
+/// A loaded Llama model. Immutable after loading; all per-sequence state lives in [`KvCache`].
+pub struct Llama {
+    cfg: LlamaConfig,
+    embed_tokens: QMatMul, // (vocab, hidden)
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: QMatMul, // (vocab, hidden)
+    rope: Rope,
+    device: Device,
+}
+
+impl Llama {
+    /// Builds the model from a weight source and its resolved config.
+    pub fn load(weights: &mut Weights, cfg: LlamaConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let h = cfg.hidden_size;
+        let q_out = cfg.num_attention_heads * cfg.head_dim;
+        let kv_out = cfg.num_key_value_heads * cfg.head_dim;
+        let ffn = cfg.intermediate_size;
+        let eps = cfg.rms_norm_eps as f32;
+        let embed_name = TensorName::new("model.embed_tokens.weight", "token_embd.weight");
+        let embed_tokens = weights.matrix(&embed_name, cfg.vocab_size, h, device)?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let hf = |s: &str| format!("model.layers.{i}.{s}.weight");
+            let gg = |s: &str| format!("blk.{i}.{s}.weight");
+            let name = |a: &str, b: &str| TensorName::new(hf(a), gg(b));
+            let mut norm = |a: &str, b: &str| -> Result<RmsNorm> {
+                Ok(RmsNorm { weight: weights.dense(&name(a, b), &[h], device)?, eps })
+            };
+            let input_layernorm = norm("input_layernorm", "attn_norm")?;
+            let post_attention_layernorm = norm("post_attention_layernorm", "ffn_norm")?;
+            let mut m = |a: &str, b: &str, r: usize, c: usize| weights.matrix(&name(a, b), r, c, device);
+            layers.push(Block {
+                input_layernorm,
+                self_attn: Attention {
+                    q_proj: m("self_attn.q_proj", "attn_q", q_out, h)?,
+                    k_proj: m("self_attn.k_proj", "attn_k", kv_out, h)?,
+                    v_proj: m("self_attn.v_proj", "attn_v", kv_out, h)?,
+                    o_proj: m("self_attn.o_proj", "attn_output", h, q_out)?,
+                },
+                post_attention_layernorm,
+                mlp: Mlp {
+                    gate_proj: m("mlp.gate_proj", "ffn_gate", ffn, h)?,
+                    up_proj: m("mlp.up_proj", "ffn_up", ffn, h)?,
+                    down_proj: m("mlp.down_proj", "ffn_down", h, ffn)?,
+                },
+            });
+        }
+        let norm = RmsNorm {
+            weight: weights.dense(&TensorName::new("model.norm.weight", "output_norm.weight"), &[h], device)?,
+            eps,
+        };
+        let head_name = TensorName::new("lm_head.weight", "output.weight");
+        let lm_head = if !cfg.tie_word_embeddings && weights.contains(&head_name) {
+            weights.matrix(&head_name, cfg.vocab_size, h, device)?
+        } else if cfg.tie_word_embeddings {
+            embed_tokens.clone()
+        } else {
+            bail!("the weights have no `lm_head.weight` and tie_word_embeddings is false; set tie_word_embeddings to true in config.json if the output head shares the embedding");
+        };
+        let freq_name = TensorName::new("rope_freqs.weight", "rope_freqs.weight");
+        let freq_factors = if weights.gguf_content().is_some() && weights.contains(&freq_name) {
+            Some(weights.dense(&freq_name, &[cfg.head_dim / 2], device)?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        let rope = Rope::new(&cfg, freq_factors.as_deref(), device)?;
+        Ok(Self { cfg, embed_tokens, layers, norm, lm_head, rope, device: device.clone() })
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A fresh KV cache sized for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.cfg.num_hidden_layers, self.cfg.max_position_embeddings)
+    }
+
+    /// Runs `tokens` `(batch, seq)` through the model after what `cache` already holds, appends
+    /// their keys and values to it, and returns f32 logits for the positions asked for.
+    pub fn forward(&self, tokens: &Tensor, cache: &mut KvCache, which: Logits) -> Result<Tensor> {
+        let (b, s) = tokens.dims2().context("forward: tokens must be (batch, seq)")?;
+        if s == 0 {
+            bail!("forward: no tokens to process");
+        }
+        let pos = cache.len();
+        if pos + s > self.cfg.max_position_embeddings {
+            bail!(
+                "context is full: {} positions requested, the model's context holds {}",
+                pos + s,
+                self.cfg.max_position_embeddings
+            );
+        }
+        let mut x = self.embed_tokens.embedding(tokens)?; // (b, s, hidden)
+        let cos = self.rope.cos.narrow(0, pos, s)?;
+        let sin = self.rope.sin.narrow(0, pos, s)?;
+        let mask = if s > 1 { Some(causal_mask(s, pos, &self.device)?) } else { None };
+        for (i, block) in self.layers.iter().enumerate() {
+            let residual = &x;
+            let h = block.input_layernorm.forward(&x)?;
+            let h = self.attention(&block.self_attn, &h, &cos, &sin, mask.as_ref(), cache, i)?;
+            let x1 = (residual + h)?;
+            let h = block.post_attention_layernorm.forward(&x1)?;
+            let m = &block.mlp;
+            let gated = (candle_nn::ops::silu(&m.gate_proj.forward(&h)?)? * m.up_proj.forward(&h)?)?;
+            x = (x1 + m.down_proj.forward(&gated)?)?;
+        }
+        let x = match which {
+            Logits::Last => x.narrow(1, s - 1, 1)?,
+            Logits::All => x,
+        };
+        let x = self.norm.forward(&x)?;
+        let logits = self.lm_head.forward(&x)?.to_dtype(DType::F32)?; // (b, s', vocab)
+        Ok(match which {
+            Logits::Last => logits.reshape((b, self.cfg.vocab_size))?,
+            Logits::All => logits,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        attn: &Attention,
+        x: &Tensor, // (b, s, hidden)
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (b, s, _) = x.dims3()?;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let split = |t: Tensor, heads: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, s, heads, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = split(attn.q_proj.forward(x)?, nh)?; // (b, nh, s, hd)
+        let k = split(attn.k_proj.forward(x)?, nkv)?; // (b, nkv, s, hd)
+        let v = split(attn.v_proj.forward(x)?, nkv)?; // (b, nkv, s, hd)
+        let q = self.rope.apply(&q, cos, sin)?;
+        let k = self.rope.apply(&k, cos, sin)?;
+        let (k_all, v_all) = cache.append(layer, &k, &v)?; // (b, nkv, len, hd)
+        let len = k_all.dim(2)?;
+        let n_rep = nh / nkv;
+        // Query heads that share a KV head are stacked along the sequence axis, so grouped-query
+        // attention needs no copy of K and V.
+        let q = q.reshape((b, nkv, n_rep * s, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k_all.t()?)? * scale)?; // (b, nkv, n_rep * s, len)
+        let scores = match mask {
+            Some(m) => scores.reshape((b, nkv, n_rep, s, len))?.broadcast_add(m)?.reshape((b, nkv, n_rep * s, len))?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let y = probs.matmul(&v_all)?; // (b, nkv, n_rep * s, hd)
+        let y = y.reshape((b, nh, s, hd))?.transpose(1, 2)?.reshape((b, s, nh * hd))?;
+        Ok(attn.o_proj.forward(&y)?)
+    }
+}
+
+impl Rope {
+    fn new(cfg: &LlamaConfig, freq_factors: Option<&[f32]>, device: &Device) -> Result<Self> {
+        let half = cfg.head_dim / 2;
+        let mut inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f32 / cfg.head_dim as f32))
+            .collect();
+        if let Some(s) = &cfg.rope_scaling {
+            // Llama 3.1's frequency-dependent scaling (HF `_compute_llama3_parameters`).
+            let old = s.original_max_position_embeddings as f32;
+            let low_wavelen = old / s.low_freq_factor;
+            let high_wavelen = old / s.high_freq_factor;
+            for f in inv_freq.iter_mut() {
+                let wavelen = 2.0 * std::f32::consts::PI / *f;
+                if wavelen > low_wavelen {
+                    *f /= s.factor;
+                } else if wavelen >= high_wavelen {
+                    let smooth = (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+                    *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
+                }
+            }
+        }
+        if let Some(factors) = freq_factors {
+            for (f, k) in inv_freq.iter_mut().zip(factors) {
+                *f /= k;
+            }
+        }
+        let n = cfg.max_position_embeddings;
+        let inv = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let t = Tensor::arange(0u32, n as u32, device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
+        let freqs = t.broadcast_mul(&inv)?; // (n, half)
+        Ok(Self { cos: freqs.cos()?, sin: freqs.sin()?, layout: cfg.rope_layout })
+    }
+
+    fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        Ok(match self.layout {
+            RopeLayout::HalfSplit => candle_nn::rotary_emb::rope(x, cos, sin)?,
+            RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(x, cos, sin)?,
+        })
+    }
+}
+
+/// Additive mask `(s, pos + s)`: query `i` (at position `pos + i`) sees keys `0..=pos + i`.
+fn causal_mask(s: usize, pos: usize, device: &Device) -> Result<Tensor> {
+    let total = pos + s;
+    let data: Vec<f32> = (0..s)
+        .flat_map(|i| (0..total).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(data, (s, total), device)?)
+}
+
+/// Log-softmax over the last dimension, in f32.
+pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?)
+}

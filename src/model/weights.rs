@@ -1,0 +1,173 @@
+//! Where the model's tensors come from: a GGUF file (quantized matrices stay quantized) or
+//! safetensors files (dense, memory-mapped). The model asks for tensors by role; this module
+//! maps a role to each format's tensor name and checks its shape.
+
+use anyhow::{bail, Context, Result};
+use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::{DType, Device, Tensor};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A tensor name in both layouts: Hugging Face (`model.layers.0.self_attn.q_proj.weight`) and
+/// GGUF (`blk.0.attn_q.weight`).
+#[derive(Debug, Clone)]
+pub struct TensorName {
+    pub hf: String,
+    pub gguf: String,
+}
+
+impl TensorName {
+    /// Both spellings of one tensor.
+    pub fn new(hf: impl Into<String>, gguf: impl Into<String>) -> Self {
+        Self { hf: hf.into(), gguf: gguf.into() }
+    }
+}
+
+/// An open weight source.
+pub enum Weights {
+    /// A GGUF file: metadata already parsed, tensors read on demand.
+    Gguf { path: PathBuf, content: gguf_file::Content, file: File },
+    /// One or more memory-mapped safetensors files.
+    Safetensors { paths: Vec<PathBuf>, vb: candle_nn::VarBuilder<'static> },
+}
+
+impl Weights {
+    /// Opens a GGUF file and parses its header.
+    pub fn open_gguf(path: &Path) -> Result<Self> {
+        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let content = gguf_file::Content::read(&mut file).map_err(anyhow::Error::from).with_context(|| {
+            format!("reading the GGUF header of {}: the file is truncated or not a GGUF file", path.display())
+        })?;
+        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        for (name, info) in &content.tensor_infos {
+            let bytes = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+            let end = content.tensor_data_offset + info.offset + bytes as u64;
+            if end > file_len {
+                bail!(
+                    "{} is truncated: tensor `{name}` ends at byte {end} but the file has {file_len} bytes; download it again",
+                    path.display()
+                );
+            }
+        }
+        Ok(Self::Gguf { path: path.to_path_buf(), content, file })
+    }
+
+    /// Memory-maps safetensors files (all shards of one model).
+    pub fn open_safetensors(paths: &[PathBuf], device: &Device) -> Result<Self> {
+        for p in paths {
+            check_safetensors_header(p)?;
+        }
+        // SAFETY: the files are mapped read-only; like every mmap-based loader we rely on them
+        // not being modified while the model is loaded.
+        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(paths, DType::F32, device) }
+            .with_context(|| format!("memory-mapping {}", display_paths(paths)))?;
+        Ok(Self::Safetensors { paths: paths.to_vec(), vb })
+    }
+
+    /// The GGUF metadata, when this is a GGUF source.
+    pub fn gguf_content(&self) -> Option<&gguf_file::Content> {
+        match self {
+            Self::Gguf { content, .. } => Some(content),
+            Self::Safetensors { .. } => None,
+        }
+    }
+
+    /// Whether the source holds a tensor of that name.
+    pub fn contains(&self, name: &TensorName) -> bool {
+        match self {
+            Self::Gguf { content, .. } => content.tensor_infos.contains_key(&name.gguf),
+            Self::Safetensors { vb, .. } => vb.contains_tensor(&name.hf),
+        }
+    }
+
+    /// A weight matrix of shape `(rows, cols)`, kept quantized when it is stored quantized.
+    pub fn matrix(&mut self, name: &TensorName, rows: usize, cols: usize, device: &Device) -> Result<QMatMul> {
+        match self {
+            Self::Gguf { .. } => {
+                let q = self.gguf_tensor(name, &[rows, cols], device)?;
+                Ok(QMatMul::from_arc(Arc::new(q))?)
+            }
+            Self::Safetensors { .. } => Ok(QMatMul::Tensor(self.dense(name, &[rows, cols], device)?)),
+        }
+    }
+
+    /// A tensor as dense f32, of the given shape.
+    pub fn dense(&mut self, name: &TensorName, shape: &[usize], device: &Device) -> Result<Tensor> {
+        match self {
+            Self::Gguf { .. } => Ok(self.gguf_tensor(name, shape, device)?.dequantize(device)?),
+            Self::Safetensors { vb, paths } => {
+                let t = vb.get_unchecked_dtype(&name.hf, DType::F32).with_context(|| {
+                    format!("tensor `{}` is missing from {}", name.hf, display_paths(paths))
+                })?;
+                if t.dims() != shape {
+                    bail!(
+                        "tensor `{}` has shape {:?} but the config implies {:?}; config.json does not match the weights",
+                        name.hf,
+                        t.dims(),
+                        shape
+                    );
+                }
+                Ok(t)
+            }
+        }
+    }
+
+    fn gguf_tensor(&mut self, name: &TensorName, shape: &[usize], device: &Device) -> Result<QTensor> {
+        let Self::Gguf { path, content, file } = self else {
+            bail!("internal: GGUF tensor requested from a safetensors source");
+        };
+        let q = content
+            .tensor(file, &name.gguf, device)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("reading tensor `{}` from {}", name.gguf, path.display()))?;
+        if q.shape().dims() != shape {
+            bail!(
+                "tensor `{}` in {} has shape {:?} but the metadata implies {:?}",
+                name.gguf,
+                path.display(),
+                q.shape().dims(),
+                shape
+            );
+        }
+        Ok(q)
+    }
+}
+
+/// Checks that a safetensors file's header parses and its data is all there, so a truncated
+/// download gets a clear message rather than a failure deep inside a load.
+fn check_safetensors_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file_len = f.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+    let mut len_bytes = [0u8; 8];
+    f.read_exact(&mut len_bytes)
+        .with_context(|| format!("{} is too short to be a safetensors file", path.display()))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len.saturating_add(8) > file_len || header_len > 100_000_000 {
+        bail!("{} is not a valid safetensors file (header length {header_len} past the end of the file)", path.display());
+    }
+    let mut header = vec![0u8; header_len as usize];
+    f.read_exact(&mut header).with_context(|| format!("reading the header of {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("{} has a corrupt safetensors header", path.display()))?;
+    let data_len = file_len - 8 - header_len;
+    let end = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, t)| t.get("data_offsets")?.as_array()?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    if end > data_len {
+        bail!(
+            "{} is truncated: its header describes {end} bytes of tensor data but only {data_len} are present; download it again",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}

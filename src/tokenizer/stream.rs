@@ -1,0 +1,77 @@
+//! Incremental decoding for streamed generation: ids go in one at a time, and only text that
+//! is complete comes out (never half of a UTF-8 character, which byte-level BPE routinely
+//! produces when one character spans several tokens).
+
+use super::Tokenizer;
+use anyhow::{bail, Result};
+
+/// Turns a stream of token ids into text chunks whose concatenation equals
+/// [`Tokenizer::decode`] of all the ids.
+///
+/// It keeps a small window of ids: the tokens of the chunk last returned (as context, so that
+/// decoders which treat the first token specially still behave) and the tokens not yet returned.
+/// A chunk is released once the window decodes to something longer than the context's text that
+/// does not end in U+FFFD, i.e. not in the middle of a character; [`TokenStream::finish`]
+/// releases whatever is left, incomplete bytes included (as U+FFFD, like `decode`).
+pub struct TokenStream<'a> {
+    tokenizer: &'a Tokenizer,
+    /// Context ids (`..context`) followed by ids whose text has not been returned yet.
+    ids: Vec<u32>,
+    /// How many of `ids` are context.
+    context: usize,
+    /// `decode(ids[..context])`: the text already returned for the context ids.
+    prefix: String,
+}
+
+impl<'a> TokenStream<'a> {
+    /// Starts an empty stream over `tokenizer`'s vocabulary.
+    pub fn new(tokenizer: &'a Tokenizer) -> Self {
+        Self { tokenizer, ids: Vec::new(), context: 0, prefix: String::new() }
+    }
+
+    /// Adds one id; returns the text it completes, or `None` when it completes nothing yet
+    /// (for example the first bytes of a multi-token emoji).
+    pub fn next(&mut self, id: u32) -> Result<Option<String>> {
+        self.ids.push(id);
+        let text = self.tokenizer.decode(&self.ids)?;
+        if text.ends_with('\u{FFFD}') {
+            return Ok(None);
+        }
+        let Some(new) = text.strip_prefix(self.prefix.as_str()) else {
+            bail!(
+                "streaming decode: the text of ids {:?} ({text:?}) no longer starts with the text already returned ({:?}); \
+                 this tokenizer's decoder rewrites earlier text, decode the whole sequence instead",
+                self.ids,
+                self.prefix
+            );
+        };
+        if new.is_empty() {
+            return Ok(None);
+        }
+        let new = new.to_string();
+        // The ids just released become the context for the next chunk.
+        self.ids.drain(..self.context);
+        self.context = self.ids.len();
+        self.prefix = self.tokenizer.decode(&self.ids)?;
+        Ok(Some(new))
+    }
+
+    /// Ends the stream, returning the text of the ids not yet returned (possibly empty). An
+    /// incomplete UTF-8 sequence at the very end comes out as U+FFFD, as [`Tokenizer::decode`]
+    /// would give it.
+    pub fn finish(self) -> Result<String> {
+        if self.ids.len() == self.context {
+            return Ok(String::new());
+        }
+        let text = self.tokenizer.decode(&self.ids)?;
+        match text.strip_prefix(self.prefix.as_str()) {
+            Some(rest) => Ok(rest.to_string()),
+            None => bail!(
+                "streaming decode: the text of ids {:?} ({text:?}) no longer starts with the text already returned ({:?}); \
+                 this tokenizer's decoder rewrites earlier text, decode the whole sequence instead",
+                self.ids,
+                self.prefix
+            ),
+        }
+    }
+}

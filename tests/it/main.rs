@@ -1,0 +1,6 @@
+//! The one integration-test binary; each area is a submodule.
+
+mod cli;
+mod model;
+mod real;
+mod tiny;

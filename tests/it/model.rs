@@ -1,0 +1,222 @@
+//! Model tests on tiny random Llamas: KV-cache decoding against full recomputation, fork,
+//! truncate and reorder, batching, and GGUF (every supported type) against safetensors.
+
+use crate::tiny::{random_weights, write_gguf, write_safetensors_dir, TinySpec};
+use candle_core::quantized::GgmlDType;
+use candle_core::{Device, Tensor};
+use gen::model::weights::Weights;
+use gen::model::{KvCache, Llama, LlamaConfig, Logits};
+use std::path::Path;
+
+pub fn load_dir(dir: &Path) -> Llama {
+    let cfg = LlamaConfig::from_hf_dir(dir).unwrap();
+    let mut w = Weights::open_safetensors(&[dir.join("model.safetensors")], &Device::Cpu).unwrap();
+    Llama::load(&mut w, cfg, &Device::Cpu).unwrap()
+}
+
+pub fn load_gguf(path: &Path) -> Llama {
+    let mut w = Weights::open_gguf(path).unwrap();
+    let cfg = LlamaConfig::from_gguf(w.gguf_content().unwrap()).unwrap();
+    Llama::load(&mut w, cfg, &Device::Cpu).unwrap()
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    t.to_vec2::<f32>().unwrap()
+}
+
+/// Logits at every position from one forward pass over the whole sequence.
+pub fn full(model: &Llama, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let mut cache = model.new_cache();
+    let input = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    rows(&model.forward(&input, &mut cache, Logits::All).unwrap().squeeze(0).unwrap())
+}
+
+/// Logits after each token fed one at a time into `cache`.
+fn step(model: &Llama, cache: &mut KvCache, tokens: &[u32]) -> Vec<Vec<f32>> {
+    tokens
+        .iter()
+        .map(|&t| {
+            let input = Tensor::new(&[t], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            model.forward(&input, cache, Logits::Last).unwrap().squeeze(0).unwrap().to_vec1().unwrap()
+        })
+        .collect()
+}
+
+pub fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
+}
+
+const SEQ: [u32; 12] = [5, 17, 200, 3, 3, 99, 150, 42, 7, 260, 11, 64];
+
+fn specs() -> Vec<(&'static str, TinySpec)> {
+    let base = TinySpec::gqa();
+    vec![
+        ("gqa-untied", base.clone()),
+        ("mha-tied", TinySpec { heads: 4, kv_heads: 4, tied: true, seed: 2, ..base.clone() }),
+        ("gqa-llama3-scaling", TinySpec { llama3_scaling: true, heads: 8, kv_heads: 2, hidden: 128, seed: 3, ..base.clone() }),
+        ("one-kv-head", TinySpec { heads: 2, kv_heads: 1, layers: 3, seed: 4, ..base }),
+    ]
+}
+
+/// Every shape, both formats: prefill of 5 then single steps equals recomputation.
+#[test]
+fn kv_cache_decoding_equals_recomputation() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, spec) in specs() {
+        let w = random_weights(&spec);
+        let dir = tmp.path().join(name);
+        write_safetensors_dir(&dir, &spec, &w);
+        let gguf = tmp.path().join(format!("{name}.gguf"));
+        write_gguf(&gguf, &spec, &w, GgmlDType::F32);
+        for (fmt, model) in [("safetensors", load_dir(&dir)), ("gguf", load_gguf(&gguf))] {
+            let reference = full(&model, &SEQ);
+            let mut cache = model.new_cache();
+            let prefix = Tensor::new(&SEQ[..5], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            let first = model.forward(&prefix, &mut cache, Logits::Last).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+            let mut got = vec![first];
+            got.extend(step(&model, &mut cache, &SEQ[5..]));
+            let d = max_diff(&reference[4..], &got);
+            eprintln!("{name}/{fmt}: max |Δlogit| cached vs recomputed = {d:.2e}");
+            assert!(d <= 1e-4, "{name}/{fmt}: cached decoding differs from recomputation by {d}");
+            assert_eq!(cache.len(), SEQ.len());
+        }
+    }
+}
+
+/// The GGUF path (interleaved RoPE over permuted rows) computes the same function as the
+/// safetensors path (half-split RoPE), which checks the permutation and the rope_freqs scaling.
+#[test]
+fn gguf_f32_matches_safetensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, spec) in specs() {
+        let w = random_weights(&spec);
+        let dir = tmp.path().join(name);
+        write_safetensors_dir(&dir, &spec, &w);
+        let gguf = tmp.path().join(format!("{name}.gguf"));
+        write_gguf(&gguf, &spec, &w, GgmlDType::F32);
+        let d = max_diff(&full(&load_dir(&dir), &SEQ), &full(&load_gguf(&gguf), &SEQ));
+        eprintln!("{name}: max |Δlogit| gguf-f32 vs safetensors = {d:.2e}");
+        assert!(d <= 1e-4, "{name}: GGUF and safetensors disagree by {d}");
+    }
+}
+
+/// Every quantized type we claim loads, keeps matmuls quantized, and stays close to f32.
+#[test]
+fn quantized_types_load_and_track_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    // K-quants need rows that are multiples of 256.
+    let spec = TinySpec { hidden: 256, ffn: 512, heads: 4, kv_heads: 2, ..TinySpec::gqa() };
+    let w = random_weights(&spec);
+    let f32_path = tmp.path().join("f32.gguf");
+    write_gguf(&f32_path, &spec, &w, GgmlDType::F32);
+    let reference = full(&load_gguf(&f32_path), &SEQ);
+    let rms = |v: &[Vec<f32>]| (v.iter().flatten().map(|x| x * x).sum::<f32>() / v.iter().flatten().count() as f32).sqrt();
+    let scale = rms(&reference);
+    for (dt, tol) in [
+        (GgmlDType::F16, 0.01),
+        (GgmlDType::Q8_0, 0.06),
+        (GgmlDType::Q6K, 0.15),
+        (GgmlDType::Q4K, 0.4),
+        (GgmlDType::Q4_1, 0.4),
+        (GgmlDType::Q4_0, 0.4),
+    ] {
+        let path = tmp.path().join(format!("{dt:?}.gguf"));
+        write_gguf(&path, &spec, &w, dt);
+        let model = load_gguf(&path);
+        let got = full(&model, &SEQ);
+        let err: Vec<Vec<f32>> = reference.iter().zip(&got).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect();
+        let rel = rms(&err) / scale;
+        eprintln!("{dt:?}: rms(Δlogit) / rms(logit) vs f32 = {rel:.4}");
+        assert!(rel <= tol, "{dt:?}: relative logit error {rel} above {tol}");
+        // The cache path must agree with recomputation for quantized weights too.
+        let mut cache = model.new_cache();
+        let inc = step(&model, &mut cache, &SEQ);
+        assert!(max_diff(&got, &inc) <= 1e-3 * scale.max(1.0), "{dt:?}: cached decode differs");
+    }
+}
+
+fn tiny() -> Llama {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec::gqa();
+    let dir = tmp.path().join("m");
+    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
+    load_dir(&dir)
+}
+
+fn prefill(model: &Llama, cache: &mut KvCache, tokens: &[u32]) {
+    let input = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    model.forward(&input, cache, Logits::Last).unwrap();
+}
+
+#[test]
+fn fork_continues_independently() {
+    let model = tiny();
+    let mut a = model.new_cache();
+    prefill(&model, &mut a, &SEQ[..6]);
+    let mut b = a.fork().unwrap();
+    let cont_a = [8u32, 9, 10];
+    let cont_b = [100u32, 101, 102, 103];
+    // Interleave writes so that any shared storage would corrupt the other fork.
+    let mut got_a = Vec::new();
+    let mut got_b = Vec::new();
+    for i in 0..4 {
+        if i < 3 {
+            got_a.extend(step(&model, &mut a, &cont_a[i..=i]));
+        }
+        got_b.extend(step(&model, &mut b, &cont_b[i..=i]));
+    }
+    let seq_a: Vec<u32> = SEQ[..6].iter().chain(&cont_a).copied().collect();
+    let seq_b: Vec<u32> = SEQ[..6].iter().chain(&cont_b).copied().collect();
+    assert!(max_diff(&full(&model, &seq_a)[6..], &got_a) <= 1e-4);
+    assert!(max_diff(&full(&model, &seq_b)[6..], &got_b) <= 1e-4);
+}
+
+#[test]
+fn truncate_then_append_equals_recomputation() {
+    let model = tiny();
+    let mut cache = model.new_cache();
+    prefill(&model, &mut cache, &SEQ);
+    cache.truncate(4).unwrap();
+    assert_eq!(cache.len(), 4);
+    let tail = [77u32, 78, 79];
+    let got = step(&model, &mut cache, &tail);
+    let seq: Vec<u32> = SEQ[..4].iter().chain(&tail).copied().collect();
+    assert!(max_diff(&full(&model, &seq)[4..], &got) <= 1e-4);
+}
+
+/// A batch of three different prompts, reordered as beam search does (`[2, 0, 0]`), then each
+/// row continued with its own token: every row equals recomputing its own sequence.
+#[test]
+fn batched_forward_and_reorder_equal_recomputation() {
+    let model = tiny();
+    let prompts: [[u32; 4]; 3] = [[1, 2, 3, 4], [50, 60, 70, 80], [9, 8, 7, 6]];
+    let flat: Vec<u32> = prompts.iter().flatten().copied().collect();
+    let mut cache = model.new_cache();
+    let input = Tensor::from_vec(flat, (3, 4), &Device::Cpu).unwrap();
+    let batch_logits = rows(&model.forward(&input, &mut cache, Logits::Last).unwrap());
+    for (i, p) in prompts.iter().enumerate() {
+        let alone = full(&model, p);
+        assert!(max_diff(&alone[3..], &batch_logits[i..=i]) <= 1e-4, "batch row {i} differs from running it alone");
+    }
+    cache.reorder(&[2, 0, 0]).unwrap();
+    assert_eq!(cache.batch_size(), Some(3));
+    let next = [11u32, 12, 13];
+    let input = Tensor::new(&next, &Device::Cpu).unwrap().unsqueeze(1).unwrap(); // (3, 1)
+    let got = rows(&model.forward(&input, &mut cache, Logits::Last).unwrap());
+    for (row, (parent, tok)) in [(2usize, 11u32), (0, 12), (0, 13)].iter().enumerate() {
+        let seq: Vec<u32> = prompts[*parent].iter().copied().chain([*tok]).collect();
+        let reference = full(&model, &seq);
+        assert!(max_diff(&reference[4..], &got[row..=row]) <= 1e-4, "reordered row {row} differs");
+    }
+}
+
+#[test]
+fn context_full_is_an_error_not_a_panic() {
+    let model = tiny(); // max_pos 256
+    let mut cache = model.new_cache();
+    let long: Vec<u32> = (0..257).map(|i| i % 200).collect();
+    let input = Tensor::new(long.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let err = model.forward(&input, &mut cache, Logits::Last).unwrap_err();
+    assert!(format!("{err:#}").contains("context is full"), "{err:#}");
+}

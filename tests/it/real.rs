@@ -1,0 +1,163 @@
+//! Golden and parity tests on the real model (SmolLM2-135M-Instruct, Q4_1 GGUF) against
+//! independent oracles whose outputs are committed in tests/oracle/ beside the scripts that made
+//! them: llama.cpp (llama-cpp-python 0.3.36) for the GGUF path and Hugging Face transformers
+//! (loading the same GGUF in f32) for the f32 path made by `gen convert`.
+
+use crate::model::max_diff;
+use candle_core::{Device, Tensor};
+use gen::generate::{generate, GenerateParams};
+use gen::model::{load, LoadedModel, Logits, ModelSource};
+use gen::sampling::Greedy;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn real_gguf() -> PathBuf {
+    let p = repo().join("models").join(gen::config::DEFAULT_MODEL_FILE);
+    assert!(p.exists(), "{} is missing: run ./models/fetch.sh (the tests need the real model)", p.display());
+    p
+}
+
+fn oracle(name: &str) -> Value {
+    let p = repo().join("tests/oracle").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+fn load_path(p: &Path) -> LoadedModel {
+    load(&ModelSource::Local(p.to_path_buf()), &Device::Cpu).unwrap()
+}
+
+/// The f32 Hugging Face folder made by `gen convert` from the real GGUF, once per test run.
+fn real_f32_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smollm2-f32");
+        let _ = std::fs::remove_dir_all(&dir);
+        gen::convert::convert(&real_gguf(), &dir, candle_core::DType::F32).unwrap();
+        dir
+    })
+}
+
+/// Log-softmax rows of `(seq, vocab)` logits, in f64 for stable comparisons.
+fn log_softmax_rows(logits: &Tensor) -> Vec<Vec<f64>> {
+    let lp = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1).unwrap();
+    lp.to_vec2::<f32>().unwrap().into_iter().map(|r| r.into_iter().map(f64::from).collect()).collect()
+}
+
+fn argmax(row: &[f64]) -> u32 {
+    (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b }) as u32
+}
+
+/// Teacher-forced over 2,048 tokens of text, our GGUF path against llama.cpp on the same file
+/// (flash attention off, f32 KV cache): same argmax at >= 98% of positions and mean
+/// |Δ log p(next token)| <= 0.02.
+#[test]
+fn gguf_teacher_forced_matches_llama_cpp() {
+    let golden = oracle("llamacpp_logprobs.json");
+    let tokens = ids(&golden["tokens"]);
+    let want_argmax = ids(&golden["argmax"]);
+    let want_logp = floats(&golden["logp_next"]);
+    let m = load_path(&real_gguf());
+    let mut cache = m.model.new_cache();
+    let mut rows = Vec::new();
+    for chunk in tokens.chunks(512) {
+        let input = Tensor::new(chunk, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let logits = m.model.forward(&input, &mut cache, Logits::All).unwrap().squeeze(0).unwrap();
+        rows.extend(log_softmax_rows(&logits));
+    }
+    let n = tokens.len() - 1;
+    let agree = (0..n).filter(|&i| argmax(&rows[i]) == want_argmax[i]).count();
+    let mean_dlogp: f64 = (0..n).map(|i| (rows[i][tokens[i + 1] as usize] - want_logp[i]).abs()).sum::<f64>() / n as f64;
+    let rate = agree as f64 / n as f64;
+    eprintln!("GGUF vs llama.cpp over {n} positions: argmax agreement {:.2}%, mean |Δ log p| {mean_dlogp:.4}", rate * 100.0);
+    assert!(rate >= 0.98, "argmax agreement {rate} < 0.98");
+    assert!(mean_dlogp <= 0.02, "mean |Δ log p| {mean_dlogp} > 0.02");
+}
+
+/// `gen perplexity`'s computation against llama.cpp's llama-perplexity method, within 1%.
+#[test]
+fn perplexity_matches_llama_cpp() {
+    let golden = oracle("llamacpp_perplexity.json");
+    let tokens = ids(&golden["tokens"]);
+    let text = std::fs::read_to_string(repo().join("tests/oracle/text.txt")).unwrap();
+    let m = load_path(&real_gguf());
+    assert_eq!(m.tokenizer.encode(&text).unwrap(), tokens, "our tokenization of text.txt differs from llama.cpp's");
+    for r in golden["results"].as_array().unwrap() {
+        let ctx = r["context"].as_u64().unwrap() as usize;
+        let ours = gen::perplexity::perplexity(&m.model, &tokens, ctx).unwrap();
+        let theirs = r["ppl"].as_f64().unwrap();
+        let rel = (ours.ppl() - theirs).abs() / theirs;
+        eprintln!("perplexity ctx {ctx}: gen {:.4}, llama.cpp {theirs:.4} ({:+.3}%)", ours.ppl(), rel * 100.0);
+        assert_eq!(ours.windows as u64, r["n_windows"].as_u64().unwrap());
+        assert_eq!(ours.scored_tokens as u64, r["n_scored"].as_u64().unwrap());
+        assert!(rel <= 0.01, "perplexity at context {ctx}: {} vs llama.cpp {theirs}", ours.ppl());
+    }
+}
+
+/// The f32 path (the folder made by `gen convert`) against transformers on the same GGUF in
+/// f32: identical greedy tokens up to the oracle's first near-tie (top-two gap < 0.02), and
+/// first-step log-probabilities within 1e-3.
+#[test]
+fn f32_greedy_matches_transformers() {
+    let golden = oracle("hf_f32.json");
+    let m = load_path(real_f32_dir());
+    let params = GenerateParams { max_tokens: 32, ignore_eos: true, batch_size: 512, ctx_size: 8192 };
+    for case in golden["cases"].as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let prompt_ids = ids(&case["prompt_ids"]);
+        assert_eq!(m.tokenizer.encode(prompt).unwrap(), prompt_ids, "tokenization of {prompt:?}");
+        let want = ids(&case["greedy_ids"]);
+        let gaps = floats(&case["gaps"]);
+        let checked = gaps.iter().position(|&g| g < 0.02).unwrap_or(want.len());
+        let got = generate(&m.model, &m.tokenizer, &prompt_ids, &mut Greedy, &params, &mut |_| Ok(())).unwrap();
+        assert_eq!(&got.tokens[..checked], &want[..checked], "greedy tokens for {prompt:?} (checked up to the first near-tie at step {checked})");
+
+        let mut cache = m.model.new_cache();
+        let input = Tensor::new(prompt_ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let logits = m.model.forward(&input, &mut cache, Logits::Last).unwrap();
+        let lp = &log_softmax_rows(&logits)[0];
+        let worst = case["first_step_top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| (lp[pair[0].as_u64().unwrap() as usize] - pair[1].as_f64().unwrap()).abs())
+            .fold(0.0, f64::max);
+        eprintln!("{prompt:?}: {checked}/32 greedy tokens checked, first-step max |Δ log p| {worst:.2e}");
+        assert!(worst <= 1e-3, "first-step log-probs for {prompt:?} differ by {worst}");
+    }
+}
+
+/// KV-cache decoding equals full recomputation on the real model (f32 path) for 16 steps.
+#[test]
+fn real_model_kv_cache_equals_recomputation() {
+    let m = load_path(real_f32_dir());
+    let prompt = m.tokenizer.encode("The quick brown fox jumps over").unwrap();
+    let mut cache = m.model.new_cache();
+    let input = Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let mut logits = m.model.forward(&input, &mut cache, Logits::Last).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+    let mut seq = prompt.clone();
+    let mut stepped = vec![logits.clone()];
+    for _ in 0..16 {
+        let next = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b }) as u32;
+        seq.push(next);
+        let input = Tensor::new(&[next], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        logits = m.model.forward(&input, &mut cache, Logits::Last).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        stepped.push(logits.clone());
+    }
+    let full = crate::model::full(&m.model, &seq);
+    let d = max_diff(&full[prompt.len() - 1..], &stepped);
+    eprintln!("real model f32: max |Δlogit| cached vs recomputed over 16 steps = {d:.2e}");
+    assert!(d <= 1e-4 * 40.0, "cached decoding differs from recomputation by {d}");
+}

@@ -42,7 +42,8 @@ pub fn run(config: Config) -> Result<()> {
             let loaded = load_model(p.model.as_deref())?;
             let text = std::fs::read_to_string(&p.file)
                 .with_context(|| format!("reading {} (it must be UTF-8 text)", p.file.display()))?;
-            let ids = loaded.tokenizer.encode(&text)?;
+            // As llama-perplexity's `-f`: one trailing newline is not part of the text.
+            let ids = loaded.tokenizer.encode(text.strip_suffix('\n').unwrap_or(&text))?;
             let report = perplexity::perplexity(&loaded.model, &ids, p.context)?;
             if p.json {
                 output::json(&report.to_json())

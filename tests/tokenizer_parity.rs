@@ -81,7 +81,12 @@ fn llamacpp_parity_on_golden_strings() {
             failures.push(format!("{text:?}\n  llama.cpp: {want:?}\n  gen:       {got:?}"));
         }
     }
-    assert!(failures.is_empty(), "{} of the golden strings tokenize differently:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of the golden strings tokenize differently:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -353,7 +358,10 @@ fn unknown_pre_tokenizer_is_an_error_naming_it() {
     let msg = format!("{err:#}");
     assert!(msg.contains("not-a-real-pre"), "{msg}");
     assert!(msg.contains("tokenizer.ggml.pre"), "{msg}");
-    assert!(msg.contains("smollm") && msg.contains("llama-bpe") && msg.contains("qwen2"), "should list what is supported: {msg}");
+    assert!(
+        msg.contains("smollm") && msg.contains("llama-bpe") && msg.contains("qwen2"),
+        "should list what is supported: {msg}"
+    );
     assert!(supported_pre_tokenizers().contains(&"smollm"));
 }
 

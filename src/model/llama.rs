@@ -4,10 +4,10 @@
 
 use super::config::{LlamaConfig, RopeLayout};
 use super::kv_cache::KvCache;
-use super::weights::{TensorName, Weights};
+use super::weights::{Linear, TensorName, Weights};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 /// Which positions the forward pass returns logits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,22 +24,40 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
+    /// ggml's rounding on the CPU: the sum of squares in f64, `scale = 1 / sqrt(mean + eps)` in
+    /// f32, then `x * scale * weight`. The next quantized matmul rounds activations to int8, so
+    /// matching llama.cpp's last bits here keeps those roundings identical.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?)
+        if !x.device().is_cpu() {
+            return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?);
+        }
+        let dims = x.dims().to_vec();
+        let n = *dims.last().context("rms_norm of a scalar")?;
+        let w = self.weight.to_vec1::<f32>()?;
+        let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+        for row in v.chunks_mut(n) {
+            let sum: f64 = row.iter().map(|&a| (a * a) as f64).sum();
+            let mean = (sum / n as f64) as f32;
+            let scale = 1.0 / (mean + self.eps).sqrt();
+            for (a, &g) in row.iter_mut().zip(&w) {
+                *a = (*a * scale) * g;
+            }
+        }
+        Ok(Tensor::from_vec(v, dims, x.device())?)
     }
 }
 
 struct Attention {
-    q_proj: QMatMul,
-    k_proj: QMatMul,
-    v_proj: QMatMul,
-    o_proj: QMatMul,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
 }
 
 struct Mlp {
-    gate_proj: QMatMul,
-    up_proj: QMatMul,
-    down_proj: QMatMul,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
 }
 
 struct Block {
@@ -62,7 +80,7 @@ pub struct Llama {
     embed_tokens: QMatMul, // (vocab, hidden)
     layers: Vec<Block>,
     norm: RmsNorm,
-    lm_head: QMatMul, // (vocab, hidden)
+    lm_head: Linear, // (vocab, hidden)
     rope: Rope,
     device: Device,
 }
@@ -88,7 +106,9 @@ impl Llama {
             };
             let input_layernorm = norm("input_layernorm", "attn_norm")?;
             let post_attention_layernorm = norm("post_attention_layernorm", "ffn_norm")?;
-            let mut m = |a: &str, b: &str, r: usize, c: usize| weights.matrix(&name(a, b), r, c, device);
+            let mut m = |a: &str, b: &str, r: usize, c: usize| -> Result<Linear> {
+                Linear::new(weights.matrix(&name(a, b), r, c, device)?)
+            };
             layers.push(Block {
                 input_layernorm,
                 self_attn: Attention {
@@ -111,9 +131,9 @@ impl Llama {
         };
         let head_name = TensorName::new("lm_head.weight", "output.weight");
         let lm_head = if !cfg.tie_word_embeddings && weights.contains(&head_name) {
-            weights.matrix(&head_name, cfg.vocab_size, h, device)?
+            Linear::new(weights.matrix(&head_name, cfg.vocab_size, h, device)?)?
         } else if cfg.tie_word_embeddings {
-            embed_tokens.clone()
+            Linear::new(embed_tokens.clone())?
         } else {
             bail!("the weights have no `lm_head.weight` and tie_word_embeddings is false; set tie_word_embeddings to true in config.json if the output head shares the embedding");
         };
@@ -245,16 +265,37 @@ impl Rope {
                 }
             }
         }
-        if let Some(factors) = freq_factors {
-            for (f, k) in inv_freq.iter_mut().zip(factors) {
-                *f /= k;
-            }
-        }
         let n = cfg.max_position_embeddings;
-        let inv = Tensor::from_vec(inv_freq, (1, half), device)?;
-        let t = Tensor::arange(0u32, n as u32, device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
-        let freqs = t.broadcast_mul(&inv)?; // (n, half)
-        Ok(Self { cos: freqs.cos()?, sin: freqs.sin()?, layout: cfg.rope_layout })
+        let (cos, sin) = match cfg.rope_layout {
+            // transformers: inv_freq in f32, angles = position * inv_freq, then cos/sin.
+            RopeLayout::HalfSplit => {
+                let inv = Tensor::from_vec(inv_freq, (1, half), device)?;
+                let t = Tensor::arange(0u32, n as u32, device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
+                let freqs = t.broadcast_mul(&inv)?; // (n, half)
+                (freqs.cos()?, freqs.sin()?)
+            }
+            // ggml (`rope_yarn` with no extrapolation): theta starts at the position and is
+            // multiplied by base^(-2/d) per pair, so angles round exactly as llama.cpp's do.
+            RopeLayout::Interleaved => {
+                let theta_scale = cfg.rope_theta.powf(-2.0 / cfg.head_dim as f32);
+                let mut cos = Vec::with_capacity(n * half);
+                let mut sin = Vec::with_capacity(n * half);
+                for p in 0..n {
+                    let mut theta = p as f32;
+                    for i in 0..half {
+                        let t = match freq_factors {
+                            Some(f) => theta / f[i],
+                            None => theta,
+                        };
+                        cos.push(t.cos());
+                        sin.push(t.sin());
+                        theta *= theta_scale;
+                    }
+                }
+                (Tensor::from_vec(cos, (n, half), device)?, Tensor::from_vec(sin, (n, half), device)?)
+            }
+        };
+        Ok(Self { cos, sin, layout: cfg.rope_layout })
     }
 
     fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {

@@ -1,6 +1,7 @@
 //! The model: configuration, weights, the forward pass, the KV cache and loading.
 
 pub mod config;
+pub mod ggml_matmul;
 pub mod hub;
 pub mod kv_cache;
 pub mod llama;

@@ -4,10 +4,39 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use super::ggml_matmul::GgmlMatrix;
 use candle_core::{DType, Device, Tensor};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A weight matrix used as a linear layer: ggml-exact kernels for the block types we compute
+/// ourselves ([`GgmlMatrix`]), candle's `QMatMul` for everything else (dense and other quants).
+#[derive(Debug)]
+pub enum Linear {
+    Ggml(GgmlMatrix),
+    Candle(QMatMul),
+}
+
+impl Linear {
+    /// Wraps a loaded matrix, moving supported quantized types to our kernels.
+    pub fn new(m: QMatMul) -> Result<Self> {
+        if let QMatMul::QTensor(q) = &m {
+            if let Some(g) = GgmlMatrix::from_qtensor(q)? {
+                return Ok(Self::Ggml(g));
+            }
+        }
+        Ok(Self::Candle(m))
+    }
+
+    /// `x @ Wᵀ` over the last dimension of `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Ggml(g) => g.forward(x),
+            Self::Candle(m) => Ok(candle_core::Module::forward(m, x)?),
+        }
+    }
+}
 
 /// A tensor name in both layouts: Hugging Face (`model.layers.0.self_attn.q_proj.weight`) and
 /// GGUF (`blk.0.attn_q.weight`).

@@ -102,7 +102,10 @@ fn get_string(content: &Content, key: &str) -> Result<Option<String>> {
     match get(content, key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => bail!("GGUF metadata `{key}` should be a string but is {:?}; the file is malformed, re-convert it", v.value_type()),
+        Some(v) => bail!(
+            "GGUF metadata `{key}` should be a string but is {:?}; the file is malformed, re-convert it",
+            v.value_type()
+        ),
     }
 }
 
@@ -124,7 +127,10 @@ fn as_i64(v: &Value) -> Option<i64> {
 fn get_token_id(content: &Content, key: &str, n_tokens: usize) -> Result<Option<u32>> {
     let Some(v) = get(content, key) else { return Ok(None) };
     let id = as_i64(v).with_context(|| {
-        format!("GGUF metadata `{key}` should be an integer token id but is {:?}; the file is malformed, re-convert it", v.value_type())
+        format!(
+            "GGUF metadata `{key}` should be an integer token id but is {:?}; the file is malformed, re-convert it",
+            v.value_type()
+        )
     })?;
     if id < 0 {
         // Some converters write -1 for "no such token".
@@ -140,14 +146,20 @@ fn get_bool(content: &Content, key: &str) -> Result<Option<bool>> {
     match get(content, key) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => bail!("GGUF metadata `{key}` should be a bool but is {:?}; the file is malformed, re-convert it", v.value_type()),
+        Some(v) => bail!(
+            "GGUF metadata `{key}` should be a bool but is {:?}; the file is malformed, re-convert it",
+            v.value_type()
+        ),
     }
 }
 
 fn get_string_array<'a>(content: &'a Content, key: &str) -> Result<Option<Vec<&'a str>>> {
     let Some(v) = get(content, key) else { return Ok(None) };
     let Value::Array(items) = v else {
-        bail!("GGUF metadata `{key}` should be an array of strings but is {:?}; the file is malformed, re-convert it", v.value_type())
+        bail!(
+            "GGUF metadata `{key}` should be an array of strings but is {:?}; the file is malformed, re-convert it",
+            v.value_type()
+        )
     };
     items
         .iter()
@@ -166,14 +178,20 @@ fn get_string_array<'a>(content: &'a Content, key: &str) -> Result<Option<Vec<&'
 fn get_int_array(content: &Content, key: &str) -> Result<Option<Vec<i64>>> {
     let Some(v) = get(content, key) else { return Ok(None) };
     let Value::Array(items) = v else {
-        bail!("GGUF metadata `{key}` should be an array of integers but is {:?}; the file is malformed, re-convert it", v.value_type())
+        bail!(
+            "GGUF metadata `{key}` should be an array of integers but is {:?}; the file is malformed, re-convert it",
+            v.value_type()
+        )
     };
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
             as_i64(item).with_context(|| {
-                format!("GGUF metadata `{key}`[{i}] should be an integer but is {:?}; the file is malformed, re-convert it", item.value_type())
+                format!(
+                    "GGUF metadata `{key}`[{i}] should be an integer but is {:?}; the file is malformed, re-convert it",
+                    item.value_type()
+                )
             })
         })
         .collect::<Result<Vec<_>>>()
@@ -204,8 +222,9 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
         )
     })?;
 
-    let raw_tokens = get_string_array(content, KEY_TOKENS)?
-        .with_context(|| format!("GGUF metadata has no `{KEY_TOKENS}` (the vocabulary); load the model's tokenizer.json instead"))?;
+    let raw_tokens = get_string_array(content, KEY_TOKENS)?.with_context(|| {
+        format!("GGUF metadata has no `{KEY_TOKENS}` (the vocabulary); load the model's tokenizer.json instead")
+    })?;
     // llama.cpp renames empty tokens so that they stay distinct.
     let tokens: Vec<String> = raw_tokens
         .iter()
@@ -216,7 +235,8 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
     if n_tokens == 0 {
         bail!("GGUF metadata `{KEY_TOKENS}` is empty; load the model's tokenizer.json instead");
     }
-    let n_tokens_u32 = u32::try_from(n_tokens).with_context(|| format!("`{KEY_TOKENS}` has {n_tokens} entries, more than u32 ids allow"))?;
+    let n_tokens_u32 = u32::try_from(n_tokens)
+        .with_context(|| format!("`{KEY_TOKENS}` has {n_tokens} entries, more than u32 ids allow"))?;
 
     let types = get_int_array(content, KEY_TYPES)?;
     if let Some(t) = &types {
@@ -251,15 +271,15 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
         bail!("the GGUF tokenizer asks for a BOS token (`{KEY_ADD_BOS}` or pre-tokenizer \"{pre}\") but has no `{KEY_BOS}`; the file is malformed, re-convert it");
     }
     if add_eos && eos_id.is_none() {
-        bail!("GGUF metadata `{KEY_ADD_EOS}` is true but there is no `{KEY_EOS}`; the file is malformed, re-convert it");
+        bail!(
+            "GGUF metadata `{KEY_ADD_EOS}` is true but there is no `{KEY_EOS}`; the file is malformed, re-convert it"
+        );
     }
 
     let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
     // Byte-level characters the vocabulary lacks (see `pretokenizer::build`).
-    let missing: Vec<char> = pretokenizer::byte_chars()
-        .into_iter()
-        .filter(|c| !vocab.contains_key(c.to_string().as_str()))
-        .collect();
+    let missing: Vec<char> =
+        pretokenizer::byte_chars().into_iter().filter(|c| !vocab.contains_key(c.to_string().as_str())).collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .ignore_merges(spec.ignore_merges)
@@ -278,7 +298,9 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
         let ty = types.as_ref().map(|t| t[i]);
         if ty == Some(TYPE_USER_DEFINED) && !AUTO_SPECIAL.contains(&text.as_str()) {
             user_defined.push(AddedToken::from(text.clone(), false).normalized(false));
-        } else if matches!(ty, Some(TYPE_CONTROL | TYPE_UNKNOWN | TYPE_USER_DEFINED)) || AUTO_SPECIAL.contains(&text.as_str()) {
+        } else if matches!(ty, Some(TYPE_CONTROL | TYPE_UNKNOWN | TYPE_USER_DEFINED))
+            || AUTO_SPECIAL.contains(&text.as_str())
+        {
             control.push(AddedToken::from(text.clone(), true).normalized(false));
         }
     }
@@ -323,6 +345,7 @@ pub(super) fn template(bos: Option<(String, u32)>, eos: Option<(String, u32)>) -
     for (t, id) in bos.iter().chain(eos.iter()) {
         specials.insert(t.clone(), serde_json::json!({"id": t, "ids": [id], "tokens": [t]}));
     }
-    let json = serde_json::json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials});
+    let json =
+        serde_json::json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials});
     serde_json::from_value(json).context("internal: building the BOS/EOS post-processor")
 }

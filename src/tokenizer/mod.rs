@@ -120,7 +120,8 @@ impl Tokenizer {
     /// Reads a GGUF file's header and builds the tokenizer from its metadata, as
     /// [`Tokenizer::from_gguf`].
     pub fn from_gguf_file(path: &Path) -> Result<Self> {
-        let mut file = std::fs::File::open(path).with_context(|| format!("opening the GGUF file {}", path.display()))?;
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("opening the GGUF file {}", path.display()))?;
         let content = gguf_file::Content::read(&mut file)
             .with_context(|| format!("reading the GGUF header of {} (is it a GGUF file?)", path.display()))?;
         Self::from_gguf(&content).with_context(|| format!("building the tokenizer from {}", path.display()))
@@ -133,17 +134,19 @@ impl Tokenizer {
     /// template. Truncation and padding stored in the json are turned off.
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
-            anyhow!("loading {}: {e}; it must be a Hugging Face tokenizer.json (from the model's repository)", path.display())
+            anyhow!(
+                "loading {}: {e}; it must be a Hugging Face tokenizer.json (from the model's repository)",
+                path.display()
+            )
         })?;
-        inner
-            .with_truncation(None)
-            .map_err(|e| anyhow!("turning off truncation for {}: {e}", path.display()))?;
+        inner.with_truncation(None).map_err(|e| anyhow!("turning off truncation for {}: {e}", path.display()))?;
         inner.with_padding(None);
         inner.set_encode_special_tokens(false);
 
         let config_path = path.with_file_name("tokenizer_config.json");
         let config: serde_json::Value = if config_path.is_file() {
-            let text = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
+            let text =
+                std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
             serde_json::from_str(&text).with_context(|| {
                 format!("parsing {} as JSON; fix or remove the file (it is optional)", config_path.display())
             })?
@@ -155,7 +158,11 @@ impl Tokenizer {
                 None => Ok(None),
                 Some(t) => {
                     let id = inner.token_to_id(&t).with_context(|| {
-                        format!("{} names `{key}` = {t:?}, which is not in {}; fix the config", config_path.display(), path.display())
+                        format!(
+                            "{} names `{key}` = {t:?}, which is not in {}; fix the config",
+                            config_path.display(),
+                            path.display()
+                        )
                     })?;
                     Ok(Some((t, id)))
                 }
@@ -184,7 +191,10 @@ impl Tokenizer {
                     return Ok(None);
                 }
                 tok.map(Some).with_context(|| {
-                    format!("{} sets add_{key}_token but has no `{key}_token`; add it or set add_{key}_token to false", config_path.display())
+                    format!(
+                        "{} sets add_{key}_token but has no `{key}_token`; add it or set add_{key}_token to false",
+                        config_path.display()
+                    )
                 })
             };
             let template = gguf::template(need(missing_bos, bos, "bos")?, need(missing_eos, eos, "eos")?)?;
@@ -225,10 +235,8 @@ impl Tokenizer {
     /// Encodes text. Special tokens written in the text (e.g. `<|im_start|>`) become their
     /// single ids; BOS is prepended (and EOS appended) only when the model asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| anyhow!("encoding {} bytes of text: {e}", text.len()))?;
+        let encoding =
+            self.inner.encode(text, true).map_err(|e| anyhow!("encoding {} bytes of text: {e}", text.len()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -238,9 +246,7 @@ impl Tokenizer {
         if let Some(bad) = ids.iter().find(|&&id| self.inner.id_to_token(id).is_none()) {
             anyhow::bail!("cannot decode token id {bad}: the vocabulary has {} tokens", self.vocab_size);
         }
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| anyhow!("decoding {} token ids: {e}", ids.len()))
+        self.inner.decode(ids, false).map_err(|e| anyhow!("decoding {} token ids: {e}", ids.len()))
     }
 
     /// Starts a streaming decode (see [`TokenStream`]).
@@ -306,9 +312,7 @@ impl Tokenizer {
     /// [`Tokenizer::from_json_file`] or with HF `tokenizers` gives the same ids for every text
     /// (BOS/EOS handling is part of its post-processor).
     pub fn to_json_string(&self) -> Result<String> {
-        self.inner
-            .to_string(true)
-            .map_err(|e| anyhow!("serialising the tokenizer as tokenizer.json: {e}"))
+        self.inner.to_string(true).map_err(|e| anyhow!("serialising the tokenizer as tokenizer.json: {e}"))
     }
 
     /// A `tokenizer_config.json` to write beside [`Tokenizer::to_json_string`]'s output: BOS/EOS

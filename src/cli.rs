@@ -1,7 +1,10 @@
 //! Command-line flags (clap), their help text and range checks, turned into a resolved
 //! [`Config`](crate::config::Config) in one step. No I/O here beyond what clap itself does.
 
-use crate::config::{Command, Config, ConvertConfig, GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, TokenizeConfig};
+use crate::config::{
+    Command, Config, ConvertConfig, GenerateConfig, OutputFormat, PerplexityConfig, PromptSource,
+    TokenizeConfig,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -69,7 +72,7 @@ struct GenerateArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
-    /// Print the model's details and a per-phase timing breakdown on stderr.
+    /// Print the model's details on stderr before generating.
     #[arg(short = 'v', long)]
     verbose: bool,
     /// Print nothing on stderr but errors (no stats line).
@@ -144,7 +147,11 @@ impl Cli {
             },
             Some(SubCommand::Tokenize(a)) => Config {
                 threads: a.model.threads.map(usize::from),
-                command: Command::Tokenize(TokenizeConfig { model: a.model.model, text: a.text, json: a.json }),
+                command: Command::Tokenize(TokenizeConfig {
+                    model: a.model.model,
+                    text: a.text,
+                    json: a.json,
+                }),
             },
             Some(SubCommand::Perplexity(a)) => Config {
                 threads: a.model.threads.map(usize::from),
@@ -165,7 +172,10 @@ impl Cli {
                 }
                 let sources = [g.positional.is_some(), g.prompt.is_some(), g.file.is_some()];
                 if sources.iter().filter(|&&s| s).count() > 1 {
-                    return Err("give the prompt once: as an argument, with --prompt, or with --file".into());
+                    return Err(
+                        "give the prompt once: as an argument, with --prompt, or with --file"
+                            .into(),
+                    );
                 }
                 let prompt = match (g.positional.or(g.prompt), g.file) {
                     (Some(text), _) => PromptSource::Text(text),

@@ -90,5 +90,9 @@ pub fn resolve_model_spec(model: Option<&str>) -> String {
     if local.exists() {
         return local.display().to_string();
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(DEFAULT_MODEL_FILE).display().to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(DEFAULT_MODEL_FILE)
+        .display()
+        .to_string()
 }

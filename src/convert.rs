@@ -15,25 +15,40 @@ use std::path::Path;
 pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     let device = Device::Cpu;
     let mut weights = Weights::open_gguf(input)?;
-    let content = weights.gguf_content().context("internal: GGUF source without metadata")?;
-    let cfg = LlamaConfig::from_gguf(content).with_context(|| format!("reading {}", input.display()))?;
-    let tokenizer = Tokenizer::from_gguf(content).with_context(|| format!("building the tokenizer of {}", input.display()))?;
-    let chat_template = content.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
+    let content = weights
+        .gguf_content()
+        .context("internal: GGUF source without metadata")?;
+    let cfg =
+        LlamaConfig::from_gguf(content).with_context(|| format!("reading {}", input.display()))?;
+    let tokenizer = Tokenizer::from_gguf(content)
+        .with_context(|| format!("building the tokenizer of {}", input.display()))?;
+    let chat_template = content
+        .metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+        .cloned();
     if content.tensor_infos.contains_key("rope_freqs.weight") {
         bail!(
             "{} carries `rope_freqs.weight` (llama3 RoPE scaling baked into the file); converting it to config.json's rope_scaling is not supported",
             input.display()
         );
     }
-    let mut names: Vec<(String, Vec<usize>)> =
-        content.tensor_infos.iter().map(|(n, i)| (n.clone(), i.shape.dims().to_vec())).collect();
+    let mut names: Vec<(String, Vec<usize>)> = content
+        .tensor_infos
+        .iter()
+        .map(|(n, i)| (n.clone(), i.shape.dims().to_vec()))
+        .collect();
     names.sort();
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
 
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (gguf_name, shape) in names {
-        let hf_name = hf_tensor_name(&gguf_name)
-            .with_context(|| format!("tensor `{gguf_name}` in {} has no Hugging Face counterpart", input.display()))?;
+        let hf_name = hf_tensor_name(&gguf_name).with_context(|| {
+            format!(
+                "tensor `{gguf_name}` in {} has no Hugging Face counterpart",
+                input.display()
+            )
+        })?;
         let name = crate::model::weights::TensorName::new(hf_name.clone(), gguf_name.clone());
         let mut t = weights.dense(&name, &shape, &device)?;
         if gguf_name.ends_with("attn_q.weight") {
@@ -44,7 +59,8 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
         tensors.insert(hf_name, t.to_dtype(dtype)?);
     }
     let st_path = output.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &st_path).with_context(|| format!("writing {}", st_path.display()))?;
+    candle_core::safetensors::save(&tensors, &st_path)
+        .with_context(|| format!("writing {}", st_path.display()))?;
 
     let mut config = to_hf_config_json(&cfg);
     config["torch_dtype"] = match dtype {
@@ -63,7 +79,8 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     }
     write_json(&output.join("generation_config.json"), &gen_cfg)?;
     let tok_path = output.join("tokenizer.json");
-    std::fs::write(&tok_path, tokenizer.to_json_string()?).with_context(|| format!("writing {}", tok_path.display()))?;
+    std::fs::write(&tok_path, tokenizer.to_json_string()?)
+        .with_context(|| format!("writing {}", tok_path.display()))?;
     let token = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
     let mut tok_cfg = serde_json::json!({
         "add_bos_token": tokenizer.add_bos(),
@@ -127,7 +144,10 @@ pub fn unpermute_rows(w: &Tensor, n_heads: usize) -> Result<Tensor> {
         bail!("cannot un-permute a ({rows}, {cols}) projection over {n_heads} heads");
     }
     let half = rows / n_heads / 2;
-    Ok(w.reshape((n_heads, half, 2, cols))?.transpose(1, 2)?.contiguous()?.reshape((rows, cols))?)
+    Ok(w.reshape((n_heads, half, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
 }
 
 /// The inverse of [`unpermute_rows`]: Hugging Face layout to GGUF layout.
@@ -137,5 +157,8 @@ pub fn permute_rows(w: &Tensor, n_heads: usize) -> Result<Tensor> {
         bail!("cannot permute a ({rows}, {cols}) projection over {n_heads} heads");
     }
     let half = rows / n_heads / 2;
-    Ok(w.reshape((n_heads, 2, half, cols))?.transpose(1, 2)?.contiguous()?.reshape((rows, cols))?)
+    Ok(w.reshape((n_heads, 2, half, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
 }

@@ -85,7 +85,12 @@ pub struct Generation {
 
 /// Runs the prompt through `model` in chunks of `batch_size`, filling `cache`; returns the
 /// logits of the last prompt position.
-pub fn prefill(model: &Llama, cache: &mut KvCache, prompt: &[u32], batch_size: usize) -> Result<Vec<f32>> {
+pub fn prefill(
+    model: &Llama,
+    cache: &mut KvCache,
+    prompt: &[u32],
+    batch_size: usize,
+) -> Result<Vec<f32>> {
     if prompt.is_empty() {
         bail!("the prompt is empty: give some text with --prompt, a file or stdin");
     }
@@ -117,9 +122,19 @@ pub fn generate(
             model.config().max_position_embeddings
         );
     }
-    let eos = &model.config().eos_token_ids;
+    // Stop on the model's EOS ids and on every end-of-generation token the vocabulary marks
+    // (llama.cpp's EOG set: for SmolLM2 both `<|im_end|>` and `<|endoftext|>`).
+    let mut eos = model.config().eos_token_ids.clone();
+    for &id in tokenizer.eog_ids() {
+        if !eos.contains(&id) {
+            eos.push(id);
+        }
+    }
     let mut cache = KvCache::new(model.config().num_hidden_layers, ctx);
-    let mut timings = Timings { prompt_tokens: prompt.len(), ..Default::default() };
+    let mut timings = Timings {
+        prompt_tokens: prompt.len(),
+        ..Default::default()
+    };
 
     let start = Instant::now();
     let mut logits = prefill(model, &mut cache, prompt, params.batch_size)?;
@@ -151,7 +166,10 @@ pub fn generate(
             break StopReason::ContextFull;
         }
         let input = Tensor::new(&[id], model.device())?.unsqueeze(0)?; // (1, 1)
-        logits = model.forward(&input, &mut cache, Logits::Last)?.squeeze(0)?.to_vec1::<f32>()?;
+        logits = model
+            .forward(&input, &mut cache, Logits::Last)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
         timings.decode_steps += 1;
     };
     timings.decode = decode_start.elapsed();
@@ -160,5 +178,10 @@ pub fn generate(
         on_text(&rest)?;
         text.push_str(&rest);
     }
-    Ok(Generation { tokens, text, stop, timings })
+    Ok(Generation {
+        tokens,
+        text,
+        stop,
+        timings,
+    })
 }

@@ -31,11 +31,19 @@ pub fn run(config: Config) -> Result<()> {
         Command::Tokenize(t) => {
             let loaded = load_model(t.model.as_deref())?;
             let ids = loaded.tokenizer.encode(&t.text)?;
-            let pieces: Vec<String> = ids.iter().map(|&id| loaded.tokenizer.id_to_token(id).unwrap_or_default()).collect();
+            let pieces: Vec<String> = ids
+                .iter()
+                .map(|&id| loaded.tokenizer.id_to_token(id).unwrap_or_default())
+                .collect();
             if t.json {
                 output::json(&serde_json::json!({"ids": ids, "pieces": pieces}))
             } else {
-                output::lines(&ids.iter().zip(&pieces).map(|(id, p)| format!("{id}\t{p}")).collect::<Vec<_>>())
+                output::lines(
+                    &ids.iter()
+                        .zip(&pieces)
+                        .map(|(id, p)| format!("{id}\t{p}"))
+                        .collect::<Vec<_>>(),
+                )
             }
         }
         Command::Perplexity(p) => {
@@ -43,7 +51,9 @@ pub fn run(config: Config) -> Result<()> {
             let text = std::fs::read_to_string(&p.file)
                 .with_context(|| format!("reading {} (it must be UTF-8 text)", p.file.display()))?;
             // As llama-perplexity's `-f`: one trailing newline is not part of the text.
-            let ids = loaded.tokenizer.encode(text.strip_suffix('\n').unwrap_or(&text))?;
+            let ids = loaded
+                .tokenizer
+                .encode(text.strip_suffix('\n').unwrap_or(&text))?;
             let report = perplexity::perplexity(&loaded.model, &ids, p.context)?;
             if p.json {
                 output::json(&report.to_json())
@@ -74,19 +84,29 @@ pub fn load_model(model: Option<&str>) -> Result<model::LoadedModel> {
 fn read_prompt(source: &PromptSource) -> Result<String> {
     let bytes = match source {
         PromptSource::Text(t) => return Ok(t.clone()),
-        PromptSource::File(p) => std::fs::read(p).with_context(|| format!("reading the prompt file {}", p.display()))?,
+        PromptSource::File(p) => {
+            std::fs::read(p).with_context(|| format!("reading the prompt file {}", p.display()))?
+        }
         PromptSource::Stdin => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                bail!("no prompt: pass one as an argument, with --prompt, with --file, or on stdin");
+                bail!(
+                    "no prompt: pass one as an argument, with --prompt, with --file, or on stdin"
+                );
             }
             let mut buf = Vec::new();
-            stdin.lock().read_to_end(&mut buf).context("reading the prompt from stdin")?;
+            stdin
+                .lock()
+                .read_to_end(&mut buf)
+                .context("reading the prompt from stdin")?;
             buf
         }
     };
     String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!("the prompt is not valid UTF-8 (invalid byte at offset {}); convert it to UTF-8 first", e.utf8_error().valid_up_to())
+        anyhow::anyhow!(
+            "the prompt is not valid UTF-8 (invalid byte at offset {}); convert it to UTF-8 first",
+            e.utf8_error().valid_up_to()
+        )
     })
 }
 
@@ -126,13 +146,31 @@ fn run_generate(g: GenerateConfig) -> Result<()> {
     let result = match g.format {
         OutputFormat::Text => {
             let mut out = output::TextOut::new();
-            let r = generate::generate(&loaded.model, &loaded.tokenizer, &ids, &mut sampler, &params, &mut |t| out.write(t))?;
+            let r = generate::generate(
+                &loaded.model,
+                &loaded.tokenizer,
+                &ids,
+                &mut sampler,
+                &params,
+                &mut |t| out.write(t),
+            )?;
             out.finish()?;
             r
         }
         OutputFormat::Json => {
-            let r = generate::generate(&loaded.model, &loaded.tokenizer, &ids, &mut sampler, &params, &mut |_| Ok(()))?;
-            output::json(&output::generation_json(&r, load_time, &loaded.path.display().to_string()))?;
+            let r = generate::generate(
+                &loaded.model,
+                &loaded.tokenizer,
+                &ids,
+                &mut sampler,
+                &params,
+                &mut |_| Ok(()),
+            )?;
+            output::json(&output::generation_json(
+                &r,
+                load_time,
+                &loaded.path.display().to_string(),
+            ))?;
             r
         }
     };

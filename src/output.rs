@@ -17,7 +17,10 @@ impl TextOut {
     pub fn new() -> Self {
         let stdout = std::io::stdout();
         let flush_each = stdout.is_terminal();
-        Self { out: std::io::BufWriter::new(stdout), flush_each }
+        Self {
+            out: std::io::BufWriter::new(stdout),
+            flush_each,
+        }
     }
 
     /// Writes one piece of text.
@@ -88,7 +91,9 @@ pub fn stats_line(g: &Generation, load: Duration) -> String {
 pub fn generation_json(g: &Generation, load: Duration, model: &str) -> serde_json::Value {
     let t = &g.timings;
     let stop = match &g.stop {
-        crate::generate::StopReason::Eos { id } => serde_json::json!({"reason": "eos", "token": id}),
+        crate::generate::StopReason::Eos { id } => {
+            serde_json::json!({"reason": "eos", "token": id})
+        }
         other => serde_json::json!({"reason": other.name()}),
     };
     serde_json::json!({
@@ -116,7 +121,16 @@ fn ms(d: Duration) -> f64 {
 /// Prints an error (with its chain of causes) on stderr as one line. Each cause contributes
 /// its first line only: candle appends a backtrace to its messages when RUST_BACKTRACE is set.
 pub fn error(err: &anyhow::Error) {
-    let causes: Vec<String> =
-        err.chain().map(|c| c.to_string().lines().next().unwrap_or_default().trim_end().to_string()).collect();
+    let causes: Vec<String> = err
+        .chain()
+        .map(|c| {
+            c.to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end()
+                .to_string()
+        })
+        .collect();
     eprintln!("error: {}", causes.join(": "));
 }

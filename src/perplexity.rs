@@ -85,5 +85,11 @@ pub fn perplexity(model: &Llama, tokens: &[u32], context: usize) -> Result<Perpl
         scored += picked.len();
         running.push((total_nll / scored as f64).exp());
     }
-    Ok(PerplexityReport { context, windows, scored_tokens: scored, mean_nll: total_nll / scored as f64, running })
+    Ok(PerplexityReport {
+        context,
+        windows,
+        scored_tokens: scored,
+        mean_nll: total_nll / scored as f64,
+        running,
+    })
 }

@@ -42,9 +42,18 @@ fn tiny_repo() -> FakeRepo {
         "tiny-org/tiny-model",
         SHA,
         &[
-            ("config.json", br#"{"architectures":["LlamaForCausalLM"],"hidden_size":8}"#.to_vec()),
-            ("tokenizer.json", br#"{"version":"1.0","model":{"type":"BPE","vocab":{"a":0,"b":1}}}"#.to_vec()),
-            ("tokenizer_config.json", br#"{"chat_template":"{{ messages }}"}"#.to_vec()),
+            (
+                "config.json",
+                br#"{"architectures":["LlamaForCausalLM"],"hidden_size":8}"#.to_vec(),
+            ),
+            (
+                "tokenizer.json",
+                br#"{"version":"1.0","model":{"type":"BPE","vocab":{"a":0,"b":1}}}"#.to_vec(),
+            ),
+            (
+                "tokenizer_config.json",
+                br#"{"chat_template":"{{ messages }}"}"#.to_vec(),
+            ),
             ("generation_config.json", br#"{"eos_token_id":2}"#.to_vec()),
             ("model.safetensors", weights),
             ("README.md", b"# tiny\n".to_vec()),
@@ -93,17 +102,27 @@ fn gguf_repos() -> Vec<FakeRepo> {
                 ("tiny-F16.gguf", gguf_bytes(8)),
             ],
         ),
-        FakeRepo::new("tiny-org/nested-gguf", GGUF_SHA, &[("quants/tiny.Q5_K_M.gguf", gguf_bytes(9))]),
+        FakeRepo::new(
+            "tiny-org/nested-gguf",
+            GGUF_SHA,
+            &[("quants/tiny.Q5_K_M.gguf", gguf_bytes(9))],
+        ),
         FakeRepo::new(
             "tiny-org/many-gguf",
             GGUF_SHA,
-            &[("tiny-IQ2_XS.gguf", gguf_bytes(10)), ("tiny-IQ3_M.gguf", gguf_bytes(11))],
+            &[
+                ("tiny-IQ2_XS.gguf", gguf_bytes(10)),
+                ("tiny-IQ3_M.gguf", gguf_bytes(11)),
+            ],
         ),
     ]
 }
 
 fn snapshot_of(home: &Path, repo: &str, sha: &str) -> PathBuf {
-    home.join("hub").join(format!("models--{}", repo.replace('/', "--"))).join("snapshots").join(sha)
+    home.join("hub")
+        .join(format!("models--{}", repo.replace('/', "--")))
+        .join("snapshots")
+        .join(sha)
 }
 
 fn read(path: &Path) -> Vec<u8> {
@@ -116,7 +135,13 @@ fn resolved_files(requests: &[Request]) -> Vec<String> {
         .iter()
         .filter_map(|r| {
             let mut parts = r.path.splitn(6, '/');
-            let (_, _org, _name, kind, _rev) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+            let (_, _org, _name, kind, _rev) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            );
             (kind == Some("resolve")).then(|| parts.next().unwrap_or("").to_string())
         })
         .collect();
@@ -142,18 +167,35 @@ fn downloads_a_safetensors_repo_then_serves_it_from_the_cache_without_requests()
     let path = fetch_with(&s, "tiny-org/tiny-model", "main").expect("first fetch");
     let snapshot = snapshot_of(home.path(), "tiny-org/tiny-model", SHA);
     assert_eq!(path, snapshot);
-    let wanted =
-        ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
+    let wanted = [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ];
     for name in wanted {
-        assert_eq!(read(&path.join(name)), repo.file(name), "{name} differs from what was served");
+        assert_eq!(
+            read(&path.join(name)),
+            repo.file(name),
+            "{name} differs from what was served"
+        );
     }
     for name in ["README.md", ".gitattributes", "onnx/model.onnx", "onnx"] {
-        assert!(!path.join(name).exists(), "{name} should not have been downloaded");
+        assert!(
+            !path.join(name).exists(),
+            "{name} should not have been downloaded"
+        );
     }
     let repo_dir = home.path().join("hub/models--tiny-org--tiny-model");
-    assert_eq!(std::fs::read_to_string(repo_dir.join("refs/main")).expect("refs/main"), SHA);
+    assert_eq!(
+        std::fs::read_to_string(repo_dir.join("refs/main")).expect("refs/main"),
+        SHA
+    );
     // The LFS file is stored under its linked etag, and the snapshot entry points at it.
-    let blob = repo_dir.join("blobs").join(etag_of(repo.file("model.safetensors")));
+    let blob = repo_dir
+        .join("blobs")
+        .join(etag_of(repo.file("model.safetensors")));
     assert_eq!(read(&blob), repo.file("model.safetensors"));
     #[cfg(unix)]
     assert!(std::fs::symlink_metadata(path.join("model.safetensors"))
@@ -163,30 +205,57 @@ fn downloads_a_safetensors_repo_then_serves_it_from_the_cache_without_requests()
 
     // What hf-hub asked for: the repo info, then per file a `bytes=0-0` probe and the body.
     let requests = hub.requests();
-    assert_eq!(requests[0].path, "/api/models/tiny-org/tiny-model/revision/main");
+    assert_eq!(
+        requests[0].path,
+        "/api/models/tiny-org/tiny-model/revision/main"
+    );
     assert_eq!(resolved_files(&requests), wanted.map(String::from).to_vec());
-    let probes = requests.iter().filter(|r| r.range.as_deref() == Some("bytes=0-0") && r.path.contains("/resolve/"));
+    let probes = requests
+        .iter()
+        .filter(|r| r.range.as_deref() == Some("bytes=0-0") && r.path.contains("/resolve/"));
     assert_eq!(probes.count(), wanted.len());
     assert!(requests
         .iter()
-        .any(|r| r.path == "/cdn/tiny-org/tiny-model/model.safetensors" && r.range.as_deref() == Some("bytes=0-")));
+        .any(|r| r.path == "/cdn/tiny-org/tiny-model/model.safetensors"
+            && r.range.as_deref() == Some("bytes=0-")));
     assert!(requests.iter().all(|r| r.authorization.is_none()));
 
     // Second fetch: everything is cached, so not one request (by branch or by commit).
     let count = hub.request_count();
-    assert_eq!(fetch_with(&s, "tiny-org/tiny-model", "main").expect("cached fetch"), snapshot);
-    assert_eq!(fetch_with(&s, "tiny-org/tiny-model", SHA).expect("cached fetch by commit"), snapshot);
-    assert_eq!(fetch_with(&offline(s.clone()), "tiny-org/tiny-model", "main").expect("offline fetch"), snapshot);
-    assert_eq!(hub.request_count(), count, "a cached model must not cause requests");
+    assert_eq!(
+        fetch_with(&s, "tiny-org/tiny-model", "main").expect("cached fetch"),
+        snapshot
+    );
+    assert_eq!(
+        fetch_with(&s, "tiny-org/tiny-model", SHA).expect("cached fetch by commit"),
+        snapshot
+    );
+    assert_eq!(
+        fetch_with(&offline(s.clone()), "tiny-org/tiny-model", "main").expect("offline fetch"),
+        snapshot
+    );
+    assert_eq!(
+        hub.request_count(),
+        count,
+        "a cached model must not cause requests"
+    );
 
     // With the server gone it still works, online or offline.
     let endpoint = hub.endpoint().to_string();
     hub.stop();
     assert_eq!(
-        fetch_with(&settings(&endpoint, home.path()), "tiny-org/tiny-model", "main").expect("no server"),
+        fetch_with(
+            &settings(&endpoint, home.path()),
+            "tiny-org/tiny-model",
+            "main"
+        )
+        .expect("no server"),
         snapshot
     );
-    assert_eq!(fetch_with(&offline(s), "tiny-org/tiny-model", "main").expect("no server, offline"), snapshot);
+    assert_eq!(
+        fetch_with(&offline(s), "tiny-org/tiny-model", "main").expect("no server, offline"),
+        snapshot
+    );
 }
 
 #[test]
@@ -197,7 +266,10 @@ fn downloads_every_shard_of_the_index_and_only_what_is_missing() {
     let s = settings(hub.endpoint(), home.path());
 
     let path = fetch_with(&s, "tiny-org/sharded", "main").expect("fetch");
-    assert_eq!(path, snapshot_of(home.path(), "tiny-org/sharded", SHARDED_SHA));
+    assert_eq!(
+        path,
+        snapshot_of(home.path(), "tiny-org/sharded", SHARDED_SHA)
+    );
     let wanted = [
         "config.json",
         "model-00001-of-00002.safetensors",
@@ -209,18 +281,36 @@ fn downloads_every_shard_of_the_index_and_only_what_is_missing() {
         assert_eq!(read(&path.join(name)), repo.file(name), "{name}");
     }
     assert!(!path.join("pytorch_model.bin").exists());
-    assert!(!path.join("tokenizer_config.json").exists(), "optional files the repo lacks are skipped");
-    assert_eq!(resolved_files(&hub.requests()), wanted.map(String::from).to_vec());
+    assert!(
+        !path.join("tokenizer_config.json").exists(),
+        "optional files the repo lacks are skipped"
+    );
+    assert_eq!(
+        resolved_files(&hub.requests()),
+        wanted.map(String::from).to_vec()
+    );
 
     // Lose a shard: offline names it; online fetches only that one again.
     std::fs::remove_file(path.join("model-00002-of-00002.safetensors")).expect("removing a shard");
     let err = message(fetch_with(&offline(s.clone()), "tiny-org/sharded", "main"));
-    assert!(err.contains("model-00002-of-00002.safetensors") && err.contains("HF_HUB_OFFLINE"), "{err}");
+    assert!(
+        err.contains("model-00002-of-00002.safetensors") && err.contains("HF_HUB_OFFLINE"),
+        "{err}"
+    );
     let before = hub.request_count();
-    assert_eq!(fetch_with(&s, "tiny-org/sharded", "main").expect("refetch"), path);
+    assert_eq!(
+        fetch_with(&s, "tiny-org/sharded", "main").expect("refetch"),
+        path
+    );
     let new_requests = &hub.requests()[before..];
-    assert_eq!(resolved_files(new_requests), vec!["model-00002-of-00002.safetensors".to_string()]);
-    assert_eq!(read(&path.join("model-00002-of-00002.safetensors")), repo.file("model-00002-of-00002.safetensors"));
+    assert_eq!(
+        resolved_files(new_requests),
+        vec!["model-00002-of-00002.safetensors".to_string()]
+    );
+    assert_eq!(
+        read(&path.join("model-00002-of-00002.safetensors")),
+        repo.file("model-00002-of-00002.safetensors")
+    );
 }
 
 #[test]
@@ -231,11 +321,26 @@ fn resumes_a_partial_download_with_a_range_request() {
     let shard = repo.file("model-00001-of-00002.safetensors");
     let blobs = home.path().join("hub/models--tiny-org--sharded/blobs");
     std::fs::create_dir_all(&blobs).expect("blobs dir");
-    std::fs::write(blobs.join(format!("{}.part", etag_of(shard))), &shard[..1000]).expect("part file");
+    std::fs::write(
+        blobs.join(format!("{}.part", etag_of(shard))),
+        &shard[..1000],
+    )
+    .expect("part file");
 
-    let path = fetch_with(&settings(hub.endpoint(), home.path()), "tiny-org/sharded", "main").expect("fetch");
+    let path = fetch_with(
+        &settings(hub.endpoint(), home.path()),
+        "tiny-org/sharded",
+        "main",
+    )
+    .expect("fetch");
     assert_eq!(read(&path.join("model-00001-of-00002.safetensors")), shard);
-    assert!(hub.requests().iter().any(|r| r.range.as_deref() == Some("bytes=1000-")), "{:?}", hub.requests());
+    assert!(
+        hub.requests()
+            .iter()
+            .any(|r| r.range.as_deref() == Some("bytes=1000-")),
+        "{:?}",
+        hub.requests()
+    );
 }
 
 #[test]
@@ -247,34 +352,68 @@ fn gguf_only_repos_give_the_path_of_one_gguf_file() {
 
     // Several quantisations: Q4_K_M is preferred, and only it is downloaded.
     let path = fetch_with(&s, "tiny-org/tiny-gguf", "main").expect("fetch");
-    assert_eq!(path, snapshot_of(home.path(), "tiny-org/tiny-gguf", GGUF_SHA).join("tiny-Q4_K_M.gguf"));
+    assert_eq!(
+        path,
+        snapshot_of(home.path(), "tiny-org/tiny-gguf", GGUF_SHA).join("tiny-Q4_K_M.gguf")
+    );
     assert_eq!(read(&path), repos[0].file("tiny-Q4_K_M.gguf"));
-    assert_eq!(resolved_files(&hub.requests()), vec!["tiny-Q4_K_M.gguf".to_string()]);
+    assert_eq!(
+        resolved_files(&hub.requests()),
+        vec!["tiny-Q4_K_M.gguf".to_string()]
+    );
     let count = hub.request_count();
-    assert_eq!(fetch_with(&s, "tiny-org/tiny-gguf", "main").expect("cached"), path);
+    assert_eq!(
+        fetch_with(&s, "tiny-org/tiny-gguf", "main").expect("cached"),
+        path
+    );
     assert_eq!(hub.request_count(), count);
 
     // A single file, in a subfolder.
     let path = fetch_with(&s, "tiny-org/nested-gguf", "main").expect("nested");
-    assert_eq!(path, snapshot_of(home.path(), "tiny-org/nested-gguf", GGUF_SHA).join("quants/tiny.Q5_K_M.gguf"));
+    assert_eq!(
+        path,
+        snapshot_of(home.path(), "tiny-org/nested-gguf", GGUF_SHA).join("quants/tiny.Q5_K_M.gguf")
+    );
     assert_eq!(read(&path), repos[1].file("quants/tiny.Q5_K_M.gguf"));
-    assert_eq!(fetch_with(&offline(s.clone()), "tiny-org/nested-gguf", "main").expect("cached nested"), path);
+    assert_eq!(
+        fetch_with(&offline(s.clone()), "tiny-org/nested-gguf", "main").expect("cached nested"),
+        path
+    );
 
     // No preferred quantisation: the error lists the files and says what to do.
     let count = hub.request_count();
     let err = message(fetch_with(&s, "tiny-org/many-gguf", "main"));
-    for needle in ["tiny-org/many-gguf", "tiny-IQ2_XS.gguf", "tiny-IQ3_M.gguf", "--model FILE"] {
+    for needle in [
+        "tiny-org/many-gguf",
+        "tiny-IQ2_XS.gguf",
+        "tiny-IQ3_M.gguf",
+        "--model FILE",
+    ] {
         assert!(err.contains(needle), "missing `{needle}` in: {err}");
     }
-    assert_eq!(hub.request_count(), count + 1, "only the repo info is asked for");
+    assert_eq!(
+        hub.request_count(),
+        count + 1,
+        "only the repo info is asked for"
+    );
 }
 
 #[test]
 fn offline_with_an_empty_cache_fails_clearly_without_requests() {
     let hub = FakeHub::start(vec![tiny_repo()]);
     let home = tempfile::tempdir().expect("temp dir");
-    let err = message(fetch_with(&offline(settings(hub.endpoint(), home.path())), "tiny-org/tiny-model", "main"));
-    for needle in ["HF_HUB_OFFLINE", "tiny-org/tiny-model@main", "refs", "unset HF_HUB_OFFLINE", "download it first"] {
+    let err = message(fetch_with(
+        &offline(settings(hub.endpoint(), home.path())),
+        "tiny-org/tiny-model",
+        "main",
+    ));
+    for needle in [
+        "HF_HUB_OFFLINE",
+        "tiny-org/tiny-model@main",
+        "refs",
+        "unset HF_HUB_OFFLINE",
+        "download it first",
+    ] {
         assert!(err.contains(needle), "missing `{needle}` in: {err}");
     }
     assert_eq!(hub.request_count(), 0);
@@ -287,11 +426,21 @@ fn unknown_repo_or_revision_fails_clearly() {
     let s = settings(hub.endpoint(), home.path());
 
     let err = message(fetch_with(&s, "nobody/nothing", "main"));
-    for needle in ["nobody/nothing", hub.endpoint(), "404", "check the id, or pass a local folder with --model PATH"] {
+    for needle in [
+        "nobody/nothing",
+        hub.endpoint(),
+        "404",
+        "check the id, or pass a local folder with --model PATH",
+    ] {
         assert!(err.contains(needle), "missing `{needle}` in: {err}");
     }
     let err = message(fetch_with(&s, "tiny-org/tiny-model", "no-such-branch"));
-    for needle in ["revision `no-such-branch`", "tiny-org/tiny-model", hub.endpoint(), "--model PATH"] {
+    for needle in [
+        "revision `no-such-branch`",
+        "tiny-org/tiny-model",
+        hub.endpoint(),
+        "--model PATH",
+    ] {
         assert!(err.contains(needle), "missing `{needle}` in: {err}");
     }
     let err = message(fetch_with(&s, "../etc", "main"));
@@ -307,8 +456,17 @@ fn unreachable_server_fails_clearly() {
         format!("http://{}", l.local_addr().expect("address"))
     };
     let home = tempfile::tempdir().expect("temp dir");
-    let err = message(fetch_with(&settings(&endpoint, home.path()), "tiny-org/tiny-model", "main"));
-    for needle in ["cannot reach", endpoint.as_str(), "tiny-org/tiny-model", "--model PATH"] {
+    let err = message(fetch_with(
+        &settings(&endpoint, home.path()),
+        "tiny-org/tiny-model",
+        "main",
+    ));
+    for needle in [
+        "cannot reach",
+        endpoint.as_str(),
+        "tiny-org/tiny-model",
+        "--model PATH",
+    ] {
         assert!(err.contains(needle), "missing `{needle}` in: {err}");
     }
 }
@@ -324,7 +482,11 @@ fn the_token_is_sent_on_every_request() {
     let to_hub = requests.iter().filter(|r| !r.path.starts_with("/cdn/"));
     assert!(to_hub.clone().count() >= 3);
     for r in to_hub {
-        assert_eq!(r.authorization.as_deref(), Some("Bearer hf_test_token"), "{r:?}");
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some("Bearer hf_test_token"),
+            "{r:?}"
+        );
     }
 }
 
@@ -352,7 +514,9 @@ const SCRUBBED: [&str; 12] = [
 #[test]
 #[ignore = "helper: run in a child process by environment_variables_reach_fetch"]
 fn child_fetch_from_env() {
-    let Ok(spec) = std::env::var(CHILD_SPEC) else { return };
+    let Ok(spec) = std::env::var(CHILD_SPEC) else {
+        return;
+    };
     let (repo, revision) = spec.split_once('@').unwrap_or((spec.as_str(), "main"));
     match gen::model::hub::fetch(repo, revision) {
         Ok(path) => println!("FETCHED={}", path.display()),
@@ -364,19 +528,31 @@ fn child_fetch_from_env() {
 fn fetch_in_child(spec: &str, vars: &[(&str, &str)]) -> (String, String, String) {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(exe);
-    cmd.args(["child_fetch_from_env", "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        "child_fetch_from_env",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for v in SCRUBBED {
         cmd.env_remove(v);
     }
     cmd.envs(vars.iter().copied()).env(CHILD_SPEC, spec);
     let out = cmd.output().expect("running the child");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
     // The harness prints `test child_fetch_from_env ... ` before the result, on the same line.
     let line = stdout
         .lines()
-        .find_map(|l| l.find("FETCHED=").or_else(|| l.find("FAILED=")).map(|i| l[i..].to_string()))
+        .find_map(|l| {
+            l.find("FETCHED=")
+                .or_else(|| l.find("FAILED="))
+                .map(|i| l[i..].to_string())
+        })
         .unwrap_or_else(|| panic!("no result from the child:\n{stdout}\n{stderr}"));
     (line, stdout, stderr)
 }
@@ -392,11 +568,19 @@ fn environment_variables_reach_fetch() {
     let fetched = format!("FETCHED={}", snapshot.display());
 
     // HF_HOME + HF_ENDPOINT: downloads into $HF_HOME/hub from the fake Hub; progress on stderr only.
-    let (line, stdout, stderr) =
-        fetch_in_child("tiny-org/tiny-model@main", &[("HF_HOME", home_str), ("HF_ENDPOINT", &endpoint)]);
+    let (line, stdout, stderr) = fetch_in_child(
+        "tiny-org/tiny-model@main",
+        &[("HF_HOME", home_str), ("HF_ENDPOINT", &endpoint)],
+    );
     assert_eq!(line, fetched);
-    assert_eq!(read(&snapshot.join("model.safetensors")), repo.file("model.safetensors"));
-    assert!(stderr.contains("downloading tiny-org/tiny-model@main"), "{stderr}");
+    assert_eq!(
+        read(&snapshot.join("model.safetensors")),
+        repo.file("model.safetensors")
+    );
+    assert!(
+        stderr.contains("downloading tiny-org/tiny-model@main"),
+        "{stderr}"
+    );
     assert!(!stdout.contains("downloading"), "{stdout}");
     let count = hub.request_count();
     assert!(count > 0);
@@ -404,7 +588,11 @@ fn environment_variables_reach_fetch() {
     // HF_HUB_OFFLINE=1 with the model cached: no request.
     let (line, _, stderr) = fetch_in_child(
         "tiny-org/tiny-model@main",
-        &[("HF_HOME", home_str), ("HF_ENDPOINT", &endpoint), ("HF_HUB_OFFLINE", "1")],
+        &[
+            ("HF_HOME", home_str),
+            ("HF_ENDPOINT", &endpoint),
+            ("HF_HUB_OFFLINE", "1"),
+        ],
     );
     assert_eq!(line, fetched);
     assert!(!stderr.contains("downloading"), "{stderr}");
@@ -412,17 +600,26 @@ fn environment_variables_reach_fetch() {
 
     // Server stopped, online: the cache is used.
     hub.stop();
-    let (line, _, _) = fetch_in_child("tiny-org/tiny-model@main", &[("HF_HOME", home_str), ("HF_ENDPOINT", &endpoint)]);
+    let (line, _, _) = fetch_in_child(
+        "tiny-org/tiny-model@main",
+        &[("HF_HOME", home_str), ("HF_ENDPOINT", &endpoint)],
+    );
     assert_eq!(line, fetched);
 
     // HF_HUB_OFFLINE=1 with an empty HF_HOME: a clear failure.
     let empty = tempfile::tempdir().expect("temp dir");
     let (line, _, _) = fetch_in_child(
         "tiny-org/tiny-model@main",
-        &[("HF_HOME", empty.path().to_str().expect("utf-8")), ("HF_ENDPOINT", &endpoint), ("HF_HUB_OFFLINE", "1")],
+        &[
+            ("HF_HOME", empty.path().to_str().expect("utf-8")),
+            ("HF_ENDPOINT", &endpoint),
+            ("HF_HUB_OFFLINE", "1"),
+        ],
     );
     assert!(
-        line.starts_with("FAILED=") && line.contains("HF_HUB_OFFLINE") && line.contains("tiny-org/tiny-model"),
+        line.starts_with("FAILED=")
+            && line.contains("HF_HUB_OFFLINE")
+            && line.contains("tiny-org/tiny-model"),
         "{line}"
     );
 }
@@ -433,7 +630,9 @@ fn gen_cmd(home: &Path, endpoint: &str) -> assert_cmd::Command {
     for v in SCRUBBED {
         cmd.env_remove(v);
     }
-    cmd.env("HF_HOME", home).env("HF_ENDPOINT", endpoint).env("HF_HUB_DISABLE_PROGRESS_BARS", "1");
+    cmd.env("HF_HOME", home)
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1");
     cmd.timeout(std::time::Duration::from_secs(120));
     cmd
 }
@@ -450,10 +649,20 @@ fn the_gen_binary_fetches_hub_ids_and_reports_hub_errors_on_stderr() {
         .args(["tokenize", "--model", "tiny-org/tiny-model", "hi"])
         .output()
         .expect("run gen");
-    assert!(out.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let snapshot = snapshot_of(home.path(), "tiny-org/tiny-model", SHA);
-    assert_eq!(read(&snapshot.join("tokenizer.json")), repo.file("tokenizer.json"));
-    assert_eq!(read(&snapshot.join("model.safetensors")), repo.file("model.safetensors"));
+    assert_eq!(
+        read(&snapshot.join("tokenizer.json")),
+        repo.file("tokenizer.json")
+    );
+    assert_eq!(
+        read(&snapshot.join("model.safetensors")),
+        repo.file("model.safetensors")
+    );
 
     let empty = tempfile::tempdir().expect("temp dir");
     gen_cmd(empty.path(), hub.endpoint())
@@ -462,12 +671,18 @@ fn the_gen_binary_fetches_hub_ids_and_reports_hub_errors_on_stderr() {
         .assert()
         .failure()
         .stdout("")
-        .stderr(predicates::str::contains("HF_HUB_OFFLINE").and(predicates::str::contains("tiny-org/tiny-model")));
+        .stderr(
+            predicates::str::contains("HF_HUB_OFFLINE")
+                .and(predicates::str::contains("tiny-org/tiny-model")),
+        );
 
     gen_cmd(empty.path(), hub.endpoint())
         .args(["tokenize", "--model", "nobody/nothing", "hi"])
         .assert()
         .failure()
         .stdout("")
-        .stderr(predicates::str::contains("not found at").and(predicates::str::contains("--model PATH")));
+        .stderr(
+            predicates::str::contains("not found at")
+                .and(predicates::str::contains("--model PATH")),
+        );
 }

@@ -38,13 +38,21 @@ fn tokenizer() -> &'static Tokenizer {
 
 fn oracle(name: &str) -> Json {
     let path = root().join("tests/oracle").join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (regenerate it with the script beside it)", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (regenerate it with the script beside it)",
+            path.display()
+        )
+    });
     serde_json::from_str(&text).unwrap()
 }
 
 fn ids_of(v: &Json) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// (text, llama.cpp ids) for every case and greedy prompt of llamacpp_tokenize.json.
@@ -73,12 +81,18 @@ fn llamacpp_parity_on_golden_strings() {
     let t = tokenizer();
     let g = oracle("llamacpp_tokenize.json");
     let cases = g["cases"].as_array().unwrap();
-    assert!(cases.len() >= 45, "the oracle file should hold at least 45 cases, it has {}", cases.len());
+    assert!(
+        cases.len() >= 45,
+        "the oracle file should hold at least 45 cases, it has {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for (text, want) in golden_cases() {
         let got = t.encode(&text).unwrap();
         if got != want {
-            failures.push(format!("{text:?}\n  llama.cpp: {want:?}\n  gen:       {got:?}"));
+            failures.push(format!(
+                "{text:?}\n  llama.cpp: {want:?}\n  gen:       {got:?}"
+            ));
         }
     }
     assert!(
@@ -99,10 +113,18 @@ fn decode_reproduces_the_golden_strings() {
         let decoded = t.decode(&ids).unwrap();
         assert_eq!(decoded, text, "decode(ids) of {text:?}");
         // llama.cpp's detokenize with special=true renders control tokens as text, as we do.
-        assert_eq!(decoded, c["detok_special"].as_str().unwrap(), "llama.cpp detokenized {text:?} differently");
+        assert_eq!(
+            decoded,
+            c["detok_special"].as_str().unwrap(),
+            "llama.cpp detokenized {text:?} differently"
+        );
         let has_special = special_texts().iter().any(|s| text.contains(s.as_str()));
         if !has_special {
-            assert_eq!(decoded, c["detok"].as_str().unwrap(), "llama.cpp detokenized {text:?} differently");
+            assert_eq!(
+                decoded,
+                c["detok"].as_str().unwrap(),
+                "llama.cpp detokenized {text:?} differently"
+            );
         }
     }
 }
@@ -120,13 +142,21 @@ fn special_tokens_and_bos_match_llamacpp() {
         let id = s[key].as_u64().unwrap() as u32;
         let text = t.id_to_token(id).unwrap();
         assert_eq!(t.token_to_id(&text), Some(id));
-        assert_eq!(t.encode(&text).unwrap(), vec![id], "{text} should encode to its single id");
+        assert_eq!(
+            t.encode(&text).unwrap(),
+            vec![id],
+            "{text} should encode to its single id"
+        );
     }
     // <|im_end|> (EOS) and <|endoftext|> both end generation.
     assert_eq!(t.eog_ids(), &[2, 0]);
     assert!(t.chat_template().unwrap().contains("<|im_start|>"));
     assert_eq!(t.id_to_token(u32::MAX), None);
-    assert!(t.decode(&[49152]).unwrap_err().to_string().contains("49152"));
+    assert!(t
+        .decode(&[49152])
+        .unwrap_err()
+        .to_string()
+        .contains("49152"));
 }
 
 /// llama.cpp's ids for the same strings with `tokenizer.ggml.pre` swapped for other supported
@@ -141,26 +171,39 @@ fn llamacpp_parity_for_other_pre_tokenizers() {
     for v in g["variants"].as_array().unwrap() {
         content.metadata = original.clone();
         if let Some(pre) = v["pre"].as_str() {
-            content.metadata.insert("tokenizer.ggml.pre".into(), Value::String(pre.into()));
+            content
+                .metadata
+                .insert("tokenizer.ggml.pre".into(), Value::String(pre.into()));
         }
         for k in v["drop_keys"].as_array().unwrap() {
             content.metadata.remove(k.as_str().unwrap());
         }
         let name = v["name"].as_str().unwrap();
         let t = Tokenizer::from_gguf(&content).unwrap_or_else(|e| panic!("variant {name}: {e:#}"));
-        assert_eq!(t.add_bos(), v["add_bos"].as_bool().unwrap(), "variant {name}: add_bos");
+        assert_eq!(
+            t.add_bos(),
+            v["add_bos"].as_bool().unwrap(),
+            "variant {name}: add_bos"
+        );
         for c in v["cases"].as_array().unwrap() {
             let text = c["text"].as_str().unwrap();
             let want = ids_of(&c["ids"]);
             let got = t.encode(text).unwrap();
             checked += 1;
             if got != want {
-                failures.push(format!("[{name}] {text:?}\n  llama.cpp: {want:?}\n  gen:       {got:?}"));
+                failures.push(format!(
+                    "[{name}] {text:?}\n  llama.cpp: {want:?}\n  gen:       {got:?}"
+                ));
             }
         }
     }
     assert!(checked > 400, "only {checked} cases checked");
-    assert!(failures.is_empty(), "{} cases differ from llama.cpp:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases differ from llama.cpp:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 const STREAM_TEXTS: &[&str] = &[
@@ -197,7 +240,10 @@ fn streaming_decode_concatenates_to_decode() {
         let (chunks, held, rest) = stream_chunks(t, &ids);
         total_held += held;
         for c in &chunks {
-            assert!(!c.contains('\u{FFFD}'), "chunk {c:?} of {text:?} holds a replacement character");
+            assert!(
+                !c.contains('\u{FFFD}'),
+                "chunk {c:?} of {text:?} holds a replacement character"
+            );
             assert!(!c.is_empty());
         }
         assert_eq!(rest, "", "{text:?}: nothing should be left at the end");
@@ -206,7 +252,10 @@ fn streaming_decode_concatenates_to_decode() {
         assert_eq!(joined, *text);
     }
     // The emoji and CJK texts must really have split characters across tokens.
-    assert!(total_held > 10, "only {total_held} tokens were held back; the test no longer exercises split characters");
+    assert!(
+        total_held > 10,
+        "only {total_held} tokens were held back; the test no longer exercises split characters"
+    );
 }
 
 #[test]
@@ -217,7 +266,10 @@ fn streaming_flushes_an_incomplete_character_at_finish() {
     let (chunks, held, rest) = stream_chunks(t, partial);
     assert!(held >= 1);
     assert_eq!(chunks.concat(), "ok");
-    assert_eq!(format!("{}{rest}", chunks.concat()), t.decode(partial).unwrap());
+    assert_eq!(
+        format!("{}{rest}", chunks.concat()),
+        t.decode(partial).unwrap()
+    );
     assert!(rest.ends_with('\u{FFFD}'));
     // tokenizer.stream() is the same thing.
     let mut s = t.stream();
@@ -231,14 +283,26 @@ fn tokenizer_json_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("tokenizer.json");
     std::fs::write(&json_path, t.to_json_string().unwrap()).unwrap();
-    std::fs::write(dir.path().join("tokenizer_config.json"), t.to_config_json_string().unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        t.to_config_json_string().unwrap(),
+    )
+    .unwrap();
 
     let loaded = Tokenizer::from_json_file(&json_path).unwrap();
     // Hugging Face `tokenizers` itself must load the file to the same behaviour.
     let hf = tokenizers::Tokenizer::from_file(&json_path).unwrap();
     for (text, want) in golden_cases() {
-        assert_eq!(loaded.encode(&text).unwrap(), want, "from_json_file: {text:?}");
-        assert_eq!(hf.encode(text.as_str(), true).unwrap().get_ids(), want.as_slice(), "HF tokenizers: {text:?}");
+        assert_eq!(
+            loaded.encode(&text).unwrap(),
+            want,
+            "from_json_file: {text:?}"
+        );
+        assert_eq!(
+            hf.encode(text.as_str(), true).unwrap().get_ids(),
+            want.as_slice(),
+            "HF tokenizers: {text:?}"
+        );
         assert_eq!(loaded.decode(&want).unwrap(), text);
     }
     assert_eq!(loaded.bos_id(), t.bos_id());
@@ -251,13 +315,18 @@ fn tokenizer_json_round_trip() {
     // Without the config beside it, the ids are still the same (BOS/EOS ids are then unknown).
     std::fs::remove_file(dir.path().join("tokenizer_config.json")).unwrap();
     let bare = Tokenizer::from_json_file(&json_path).unwrap();
-    assert_eq!(bare.encode("<|im_start|>user\n12 apples").unwrap(), t.encode("<|im_start|>user\n12 apples").unwrap());
+    assert_eq!(
+        bare.encode("<|im_start|>user\n12 apples").unwrap(),
+        t.encode("<|im_start|>user\n12 apples").unwrap()
+    );
 }
 
 #[test]
 fn bos_is_added_when_the_gguf_asks_and_survives_the_round_trip() {
     let mut content = read_content();
-    content.metadata.insert("tokenizer.ggml.add_bos_token".into(), Value::Bool(true));
+    content
+        .metadata
+        .insert("tokenizer.ggml.add_bos_token".into(), Value::Bool(true));
     let t = Tokenizer::from_gguf(&content).unwrap();
     assert!(t.add_bos());
     let plain = tokenizer().encode("Hello world").unwrap();
@@ -273,7 +342,10 @@ fn bos_is_added_when_the_gguf_asks_and_survives_the_round_trip() {
     assert_eq!(loaded.bos_id(), Some(1));
     assert_eq!(loaded.encode("Hello world").unwrap(), with_bos);
     let hf = tokenizers::Tokenizer::from_file(&json_path).unwrap();
-    assert_eq!(hf.encode("Hello world", true).unwrap().get_ids(), with_bos.as_slice());
+    assert_eq!(
+        hf.encode("Hello world", true).unwrap().get_ids(),
+        with_bos.as_slice()
+    );
 }
 
 #[test]
@@ -305,7 +377,9 @@ fn tokenizer_config_add_bos_is_honoured_for_a_plain_tokenizer_json() {
 fn tiny_gguf(model: &str, pre: Option<&str>) -> Content {
     // The 256 GPT-2 byte characters, then two merged tokens.
     let mut tokens: Vec<String> = Vec::new();
-    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    let printable = |b: u32| {
+        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
+    };
     let mut n = 0;
     for b in 0..256u32 {
         if printable(b) {
@@ -323,10 +397,22 @@ fn tiny_gguf(model: &str, pre: Option<&str>) -> Content {
     let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("llama".into())),
         ("tokenizer.ggml.model".into(), Value::String(model.into())),
-        ("tokenizer.ggml.tokens".into(), Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect()),
+        ),
         ("tokenizer.ggml.token_type".into(), Value::Array(types)),
-        ("tokenizer.ggml.merges".into(), Value::Array(vec![Value::String("a b".into()), Value::String("Ġ ab".into())])),
-        ("tokenizer.ggml.eos_token_id".into(), Value::U32(tokens.len() as u32 - 1)),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(vec![
+                Value::String("a b".into()),
+                Value::String("Ġ ab".into()),
+            ]),
+        ),
+        (
+            "tokenizer.ggml.eos_token_id".into(),
+            Value::U32(tokens.len() as u32 - 1),
+        ),
     ];
     if let Some(p) = pre {
         meta.push(("tokenizer.ggml.pre".into(), Value::String(p.into())));
@@ -367,10 +453,22 @@ fn unknown_pre_tokenizer_is_an_error_naming_it() {
 
 #[test]
 fn sentencepiece_and_other_models_are_clear_errors() {
-    let msg = format!("{:#}", Tokenizer::from_gguf(&tiny_gguf("llama", Some("default"))).unwrap_err());
-    assert!(msg.contains("SentencePiece") && msg.contains("tokenizer.json"), "{msg}");
-    let msg = format!("{:#}", Tokenizer::from_gguf(&tiny_gguf("bert", None)).unwrap_err());
-    assert!(msg.contains("\"bert\"") && msg.contains("tokenizer.ggml.model"), "{msg}");
+    let msg = format!(
+        "{:#}",
+        Tokenizer::from_gguf(&tiny_gguf("llama", Some("default"))).unwrap_err()
+    );
+    assert!(
+        msg.contains("SentencePiece") && msg.contains("tokenizer.json"),
+        "{msg}"
+    );
+    let msg = format!(
+        "{:#}",
+        Tokenizer::from_gguf(&tiny_gguf("bert", None)).unwrap_err()
+    );
+    assert!(
+        msg.contains("\"bert\"") && msg.contains("tokenizer.ggml.model"),
+        "{msg}"
+    );
     let mut content = tiny_gguf("gpt2", Some("gpt-2"));
     content.metadata.remove("tokenizer.ggml.merges");
     let msg = format!("{:#}", Tokenizer::from_gguf(&content).unwrap_err());
@@ -383,7 +481,9 @@ fn without_special_text(s: &str) -> bool {
 
 /// GPT-2's byte-level character for a byte.
 fn byte_char(b: u8) -> char {
-    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    let printable = |b: u32| {
+        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
+    };
     let b = u32::from(b);
     if printable(b) {
         return char::from_u32(b).unwrap();
@@ -397,13 +497,16 @@ fn byte_char(b: u8) -> char {
 /// character in U+40000..=U+BFFFF cannot be encoded; llama.cpp drops them too.
 fn representable(s: &str) -> bool {
     let t = tokenizer();
-    s.bytes().all(|b| t.token_to_id(&byte_char(b).to_string()).is_some())
+    s.bytes()
+        .all(|b| t.token_to_id(&byte_char(b).to_string()).is_some())
 }
 
 #[test]
 fn characters_with_bytes_missing_from_the_vocabulary_are_dropped_like_llamacpp() {
     let t = tokenizer();
-    assert!(!representable("\u{4}") && !representable("\u{42019}") && representable("é你😀\u{10FFFF}"));
+    assert!(
+        !representable("\u{4}") && !representable("\u{42019}") && representable("é你😀\u{10FFFF}")
+    );
     assert_eq!(t.decode(&t.encode("a\u{4}b").unwrap()).unwrap(), "ab");
     // Their other bytes stay, and nothing merges across the dropped byte (the exact ids are
     // checked against llama.cpp in llamacpp_pretok_variants.json).

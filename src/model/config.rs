@@ -63,7 +63,10 @@ impl LlamaConfig {
                 bail!("model config: `{key}` is 0; it must be a positive integer");
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             bail!(
                 "model config: num_attention_heads ({}) is not a multiple of num_key_value_heads ({}); \
                  grouped-query attention needs every KV head to serve the same number of query heads",
@@ -71,8 +74,11 @@ impl LlamaConfig {
                 self.num_key_value_heads
             );
         }
-        if self.head_dim % 2 != 0 {
-            bail!("model config: head_dim ({}) must be even for rotary embeddings", self.head_dim);
+        if !self.head_dim.is_multiple_of(2) {
+            bail!(
+                "model config: head_dim ({}) must be even for rotary embeddings",
+                self.head_dim
+            );
         }
         if !(self.rms_norm_eps > 0.0) || !self.rope_theta.is_finite() || self.rope_theta <= 0.0 {
             bail!(
@@ -81,8 +87,15 @@ impl LlamaConfig {
                 self.rope_theta
             );
         }
-        if let Some(id) = self.eos_token_ids.iter().find(|&&id| id as usize >= self.vocab_size) {
-            bail!("model config: eos_token_id {id} is outside the vocabulary (size {})", self.vocab_size);
+        if let Some(id) = self
+            .eos_token_ids
+            .iter()
+            .find(|&&id| id as usize >= self.vocab_size)
+        {
+            bail!(
+                "model config: eos_token_id {id} is outside the vocabulary (size {})",
+                self.vocab_size
+            );
         }
         Ok(())
     }
@@ -92,11 +105,16 @@ impl LlamaConfig {
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("reading {}: a safetensors model folder needs its config.json", path.display())
+            format!(
+                "reading {}: a safetensors model folder needs its config.json",
+                path.display()
+            )
         })?;
         let raw: HfConfig = serde_json::from_str(&text)
             .with_context(|| format!("parsing {} as a Llama config.json", path.display()))?;
-        let mut cfg = raw.resolve().with_context(|| format!("in {}", path.display()))?;
+        let mut cfg = raw
+            .resolve()
+            .with_context(|| format!("in {}", path.display()))?;
         let gen_path = dir.join("generation_config.json");
         if gen_path.exists() {
             let text = std::fs::read_to_string(&gen_path)
@@ -112,7 +130,8 @@ impl LlamaConfig {
                 cfg.bos_token_id = gen.bos_token_id;
             }
         }
-        cfg.validate().with_context(|| format!("in {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("in {}", path.display()))?;
         Ok(cfg)
     }
 
@@ -121,7 +140,7 @@ impl LlamaConfig {
         let md = &content.metadata;
         let arch = md
             .get("general.architecture")
-            .map(|v| v.to_string().map(|s| s.clone()))
+            .map(|v| v.to_string().cloned())
             .transpose()
             .context("GGUF key `general.architecture` is not a string")?
             .unwrap_or_default();
@@ -131,13 +150,20 @@ impl LlamaConfig {
             );
         }
         let get = |key: &str| -> Result<&gguf_file::Value> {
-            md.get(key).with_context(|| format!("GGUF metadata key `{key}` is missing; the file is not a complete llama GGUF"))
+            md.get(key).with_context(|| {
+                format!(
+                    "GGUF metadata key `{key}` is missing; the file is not a complete llama GGUF"
+                )
+            })
         };
         let get_usize = |key: &str| -> Result<usize> {
             Ok(value_u64(get(key)?).with_context(|| format!("GGUF key `{key}`"))? as usize)
         };
         let get_f32 = |key: &str| -> Result<f32> {
-            get(key)?.to_f32().map_err(anyhow::Error::from).with_context(|| format!("GGUF key `{key}`"))
+            get(key)?
+                .to_f32()
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("GGUF key `{key}`"))
         };
         let hidden_size = get_usize("llama.embedding_length")?;
         let num_attention_heads = get_usize("llama.attention.head_count")?;
@@ -158,7 +184,11 @@ impl LlamaConfig {
             Some(_) => get_usize("llama.vocab_size")?,
             None => token_embd.shape.dims()[0],
         };
-        let opt_u32 = |key: &str| md.get(key).and_then(|v| value_u64(v).ok()).map(|v| v as u32);
+        let opt_u32 = |key: &str| {
+            md.get(key)
+                .and_then(|v| value_u64(v).ok())
+                .map(|v| v as u32)
+        };
         let cfg = Self {
             hidden_size,
             intermediate_size: get_usize("llama.feed_forward_length")?,
@@ -271,7 +301,7 @@ fn default_max_pos() -> usize {
 
 impl HfConfig {
     fn resolve(self) -> Result<LlamaConfig> {
-        let is_llama = self.model_type.as_deref().map_or(true, |t| t == "llama")
+        let is_llama = self.model_type.as_deref().is_none_or(|t| t == "llama")
             && self.architectures.iter().all(|a| a == "LlamaForCausalLM");
         if !is_llama {
             bail!(
@@ -290,9 +320,9 @@ impl HfConfig {
                     factor: need(s.factor, "factor")?,
                     low_freq_factor: need(s.low_freq_factor, "low_freq_factor")?,
                     high_freq_factor: need(s.high_freq_factor, "high_freq_factor")?,
-                    original_max_position_embeddings: s
-                        .original_max_position_embeddings
-                        .context("rope_scaling of type llama3 needs `original_max_position_embeddings`")?,
+                    original_max_position_embeddings: s.original_max_position_embeddings.context(
+                        "rope_scaling of type llama3 needs `original_max_position_embeddings`",
+                    )?,
                 })
             }
             Some(s) if s.rope_type == "default" => None,
@@ -305,7 +335,7 @@ impl HfConfig {
         let head_dim = match self.head_dim {
             Some(d) => d,
             None if self.num_attention_heads > 0 => {
-                if self.hidden_size % self.num_attention_heads != 0 {
+                if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
                     bail!(
                         "hidden_size ({}) is not divisible by num_attention_heads ({}) and no head_dim is given",
                         self.hidden_size,

@@ -64,9 +64,18 @@ impl GgmlMatrix {
         }
         let data = q.data()?.into_owned();
         if data.len() != rows * cols / QK * kind.block_bytes() {
-            bail!("quantized matrix data has {} bytes, expected {}", data.len(), rows * cols / QK * kind.block_bytes());
+            bail!(
+                "quantized matrix data has {} bytes, expected {}",
+                data.len(),
+                rows * cols / QK * kind.block_bytes()
+            );
         }
-        Ok(Some(Self { kind, rows, cols, data }))
+        Ok(Some(Self {
+            kind,
+            rows,
+            cols,
+            data,
+        }))
     }
 
     /// `x @ selfᵀ` for `x` of shape `(..., cols)`: returns `(..., rows)` in f32.
@@ -76,28 +85,37 @@ impl GgmlMatrix {
             bail!("matmul input must have at least one dimension");
         };
         if k != self.cols {
-            bail!("matmul input has {k} features, the weight expects {}", self.cols);
+            bail!(
+                "matmul input has {k} features, the weight expects {}",
+                self.cols
+            );
         }
         let m: usize = lead.iter().product();
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        let acts: Vec<Vec<Q8Block>> = xs.chunks(k).map(|row| quantize_row(row, self.kind)).collect();
+        let acts: Vec<Vec<Q8Block>> = xs
+            .chunks(k)
+            .map(|row| quantize_row(row, self.kind))
+            .collect();
         let n = self.rows;
         let row_bytes = self.cols / QK * self.kind.block_bytes();
         // out_t is (n, m): each weight row is read once for all activation rows.
         let mut out_t = vec![0f32; n * m];
         const ROWS_PER_TASK: usize = 16;
-        out_t.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, chunk)| {
-            for (j, out_row) in chunk.chunks_mut(m).enumerate() {
-                let r = task * ROWS_PER_TASK + j;
-                let w = &self.data[r * row_bytes..(r + 1) * row_bytes];
-                for (o, a) in out_row.iter_mut().zip(&acts) {
-                    *o = match self.kind {
-                        Kind::Q4_1 => dot_q4_1(w, a),
-                        Kind::Q8_0 => dot_q8_0(w, a),
-                    };
+        out_t
+            .par_chunks_mut(ROWS_PER_TASK * m)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                for (j, out_row) in chunk.chunks_mut(m).enumerate() {
+                    let r = task * ROWS_PER_TASK + j;
+                    let w = &self.data[r * row_bytes..(r + 1) * row_bytes];
+                    for (o, a) in out_row.iter_mut().zip(&acts) {
+                        *o = match self.kind {
+                            Kind::Q4_1 => dot_q4_1(w, a),
+                            Kind::Q8_0 => dot_q8_0(w, a),
+                        };
+                    }
                 }
-            }
-        });
+            });
         let out = if m == 1 {
             out_t
         } else {
@@ -132,7 +150,11 @@ fn quantize_row(x: &[f32], kind: Kind) -> Vec<Q8Block> {
                 Kind::Q4_1 => f16::from_f32(d * sum as f32).to_f32(),
                 Kind::Q8_0 => 0.0,
             };
-            Q8Block { d: f16::from_f32(d).to_f32(), s, qs }
+            Q8Block {
+                d: f16::from_f32(d).to_f32(),
+                s,
+                qs,
+            }
         })
         .collect()
 }
@@ -156,7 +178,8 @@ fn dot_q4_1(w: &[u8], a: &[Q8Block]) -> f32 {
         let qs = &blk[4..20];
         let mut sumi = 0i32;
         for j in 0..16 {
-            sumi += (qs[j] & 0x0F) as i32 * y.qs[j] as i32 + (qs[j] >> 4) as i32 * y.qs[j + 16] as i32;
+            sumi +=
+                (qs[j] & 0x0F) as i32 * y.qs[j] as i32 + (qs[j] >> 4) as i32 * y.qs[j + 16] as i32;
         }
         acc += d * y.d * sumi as f32;
         summs += m * y.s;
@@ -175,7 +198,11 @@ fn dot_q8_0(w: &[u8], a: &[Q8Block]) -> f32 {
     let mut acc = 0f32;
     for (blk, y) in w.chunks_exact(34).zip(a) {
         let d = f16_at(blk, 0);
-        let sumi: i32 = blk[2..34].iter().zip(&y.qs).map(|(&q, &v)| q as i8 as i32 * v as i32).sum();
+        let sumi: i32 = blk[2..34]
+            .iter()
+            .zip(&y.qs)
+            .map(|(&q, &v)| q as i8 as i32 * v as i32)
+            .sum();
         acc += d * y.d * sumi as f32;
     }
     acc
@@ -246,7 +273,13 @@ mod tests {
     use super::*;
 
     fn row(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / 16777216.0) * 2.0 - 1.0).collect()
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / 16777216.0)
+                    * 2.0
+                    - 1.0
+            })
+            .collect()
     }
 
     /// Our product against dequantized weights times quantized-then-dequantized activations.
@@ -259,14 +292,29 @@ mod tests {
             let mat = GgmlMatrix::from_qtensor(&q).unwrap().unwrap();
             let x = Tensor::from_vec(row(m * k, 99), (m, k), &Device::Cpu).unwrap();
             let got = mat.forward(&x).unwrap().to_vec2::<f32>().unwrap();
-            let wd = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+            let wd = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
             let xs = x.to_vec2::<f32>().unwrap();
             for i in 0..m {
-                let kind = if dt == GgmlDType::Q4_1 { Kind::Q4_1 } else { Kind::Q8_0 };
-                let xq: Vec<f32> = quantize_row(&xs[i], kind).iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
+                let kind = if dt == GgmlDType::Q4_1 {
+                    Kind::Q4_1
+                } else {
+                    Kind::Q8_0
+                };
+                let xq: Vec<f32> = quantize_row(&xs[i], kind)
+                    .iter()
+                    .flat_map(|b| b.qs.map(|q| q as f32 * b.d))
+                    .collect();
                 for r in 0..n {
                     let want: f32 = wd[r].iter().zip(&xq).map(|(a, b)| a * b).sum();
-                    assert!((got[i][r] - want).abs() < 2e-3, "{dt:?} [{i},{r}]: {} vs {want}", got[i][r]);
+                    assert!(
+                        (got[i][r] - want).abs() < 2e-3,
+                        "{dt:?} [{i},{r}]: {} vs {want}",
+                        got[i][r]
+                    );
                 }
             }
         }

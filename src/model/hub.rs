@@ -88,7 +88,11 @@ impl HubSettings {
 
     /// Like [`HubSettings::from_env`], with the variables read through `var` (for tests).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let non_empty = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let non_empty = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let hf_home = match non_empty("HF_HOME") {
             Some(home) => PathBuf::from(home),
             None => match non_empty("XDG_CACHE_HOME") {
@@ -101,11 +105,16 @@ impl HubSettings {
                 }
             },
         };
-        let cache_dir = non_empty("HF_HUB_CACHE").map(PathBuf::from).unwrap_or_else(|| hf_home.join("hub"));
+        let cache_dir = non_empty("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| hf_home.join("hub"));
         let endpoint = non_empty("HF_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
         let endpoint = endpoint.trim_end_matches('/').to_string();
         let token = non_empty("HF_TOKEN").or_else(|| {
-            std::fs::read_to_string(hf_home.join("token")).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+            std::fs::read_to_string(hf_home.join("token"))
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
         });
         Ok(Self {
             endpoint,
@@ -119,7 +128,10 @@ impl HubSettings {
 
 /// The Python library's reading of boolean variables.
 fn is_true(value: &str) -> bool {
-    matches!(value.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE")
+    matches!(
+        value.trim().to_ascii_uppercase().as_str(),
+        "1" | "ON" | "YES" | "TRUE"
+    )
 }
 
 /// Resolves a Hugging Face Hub model repo at a revision to local files, downloading what is
@@ -137,7 +149,11 @@ pub fn fetch(repo: &str, revision: &str) -> Result<PathBuf> {
 /// [`fetch`] with explicit settings: uses the cache alone when it holds everything, and
 /// otherwise (unless `settings.offline`) downloads the missing files.
 pub fn fetch_with(settings: &HubSettings, repo: &str, revision: &str) -> Result<PathBuf> {
-    let revision = if revision.is_empty() { "main" } else { revision };
+    let revision = if revision.is_empty() {
+        "main"
+    } else {
+        revision
+    };
     check_repo_id(repo)?;
     if !is_safe_relative(revision) {
         bail!("invalid revision `{revision}` for {repo}: expected a branch, tag or commit such as `main`");
@@ -184,7 +200,8 @@ fn cached(repo_dir: &Path, revision: &str) -> Cached {
         Ok(files) => files,
         Err(_) => return Cached::Missing(format!("{} is missing", snapshot.display())),
     };
-    let missing = |name: &str| Cached::Missing(format!("{} is missing", snapshot.join(name).display()));
+    let missing =
+        |name: &str| Cached::Missing(format!("{} is missing", snapshot.join(name).display()));
     match choose_layout(&files) {
         Ok(Layout::Gguf(name)) => Cached::Complete(snapshot.join(name)),
         Ok(layout) => {
@@ -204,7 +221,10 @@ fn cached(repo_dir: &Path, revision: &str) -> Cached {
             Cached::Complete(snapshot)
         }
         Err(_) if files.iter().any(|f| f == "config.json") => missing(SINGLE_FILE),
-        Err(e) => Cached::Missing(format!("{} holds no complete model: {e}", snapshot.display())),
+        Err(e) => Cached::Missing(format!(
+            "{} holds no complete model: {e}",
+            snapshot.display()
+        )),
     }
 }
 
@@ -229,8 +249,10 @@ fn choose_layout(files: &[String]) -> std::result::Result<Layout, String> {
     if files.iter().any(|f| f == SINGLE_FILE) {
         return Ok(Layout::Single(SINGLE_FILE.to_string()));
     }
-    let top_level: Vec<&String> =
-        files.iter().filter(|f| !f.contains('/') && has_extension(f, "safetensors")).collect();
+    let top_level: Vec<&String> = files
+        .iter()
+        .filter(|f| !f.contains('/') && has_extension(f, "safetensors"))
+        .collect();
     match top_level.as_slice() {
         [one] => return Ok(Layout::Single((*one).clone())),
         [] => {}
@@ -241,7 +263,11 @@ fn choose_layout(files: &[String]) -> std::result::Result<Layout, String> {
             ))
         }
     }
-    let ggufs: Vec<&str> = files.iter().filter(|f| has_extension(f, "gguf")).map(String::as_str).collect();
+    let ggufs: Vec<&str> = files
+        .iter()
+        .filter(|f| has_extension(f, "gguf"))
+        .map(String::as_str)
+        .collect();
     if ggufs.is_empty() {
         return Err(format!(
             "no weights gen can load (no {SINGLE_FILE}, {INDEX_FILE} or .gguf file; files: {})",
@@ -262,7 +288,11 @@ pub fn pick_gguf<'a>(files: &[&'a str]) -> std::result::Result<&'a str, String> 
     let candidates: Vec<&str> = files
         .iter()
         .copied()
-        .filter(|f| has_extension(f, "gguf") && !f.to_ascii_lowercase().contains("mmproj") && !is_split_gguf(f))
+        .filter(|f| {
+            has_extension(f, "gguf")
+                && !f.to_ascii_lowercase().contains("mmproj")
+                && !is_split_gguf(f)
+        })
         .collect();
     if let [one] = candidates.as_slice() {
         return Ok(one);
@@ -274,7 +304,11 @@ pub fn pick_gguf<'a>(files: &[&'a str]) -> std::result::Result<&'a str, String> 
         ));
     }
     for quant in GGUF_PREFERENCE {
-        let matching: Vec<&str> = candidates.iter().copied().filter(|f| names_quant(f, quant)).collect();
+        let matching: Vec<&str> = candidates
+            .iter()
+            .copied()
+            .filter(|f| names_quant(f, quant))
+            .collect();
         if let [one] = matching.as_slice() {
             return Ok(one);
         }
@@ -289,13 +323,18 @@ pub fn pick_gguf<'a>(files: &[&'a str]) -> std::result::Result<&'a str, String> 
 
 /// Whether `file`'s name has `quant` (e.g. `Q4_K_M`) as one of its parts.
 fn names_quant(file: &str, quant: &str) -> bool {
-    let stem = file.get(..file.len().saturating_sub(".gguf".len())).unwrap_or(file);
-    stem.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|part| part.eq_ignore_ascii_case(quant))
+    let stem = file
+        .get(..file.len().saturating_sub(".gguf".len()))
+        .unwrap_or(file);
+    stem.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|part| part.eq_ignore_ascii_case(quant))
 }
 
 /// `name-00001-of-00003.gguf`.
 fn is_split_gguf(file: &str) -> bool {
-    let stem = file.get(..file.len().saturating_sub(".gguf".len())).unwrap_or(file);
+    let stem = file
+        .get(..file.len().saturating_sub(".gguf".len()))
+        .unwrap_or(file);
     let parts: Vec<&str> = stem.rsplitn(4, '-').collect();
     matches!(parts.as_slice(), [total, "of", part, _]
         if !total.is_empty() && !part.is_empty()
@@ -303,14 +342,20 @@ fn is_split_gguf(file: &str) -> bool {
 }
 
 fn has_extension(file: &str, ext: &str) -> bool {
-    file.rsplit_once('.').is_some_and(|(stem, e)| !stem.is_empty() && e.eq_ignore_ascii_case(ext))
+    file.rsplit_once('.')
+        .is_some_and(|(stem, e)| !stem.is_empty() && e.eq_ignore_ascii_case(ext))
 }
 
 /// A short, one-line list of file names.
 fn list_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     const SHOWN: usize = 12;
     let names: Vec<&str> = names.collect();
-    let mut out = names.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > SHOWN {
         out.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
@@ -322,13 +367,18 @@ fn list_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
 
 /// The distinct shard files listed in a `model.safetensors.index.json`, sorted.
 fn read_shard_list(index: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(index).with_context(|| format!("reading {}", index.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", index.display()))?;
+    let text =
+        std::fs::read_to_string(index).with_context(|| format!("reading {}", index.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", index.display()))?;
     let map = v
         .get("weight_map")
         .and_then(|m| m.as_object())
         .with_context(|| format!("{} has no `weight_map` object", index.display()))?;
-    let mut shards: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
+    let mut shards: Vec<String> = map
+        .values()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect();
     shards.sort();
     shards.dedup();
     if shards.is_empty() {
@@ -346,8 +396,14 @@ fn list_files(dir: &Path) -> std::io::Result<Vec<String>> {
     fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<String>) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
-            let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
             match std::fs::metadata(entry.path()) {
                 Ok(m) if m.is_file() => out.push(rel),
                 Ok(m) if m.is_dir() && depth < 4 => walk(&entry.path(), &rel, depth + 1, out)?,
@@ -376,20 +432,32 @@ fn download(settings: &HubSettings, hub_repo: &Repo, repo_dir: &Path) -> Result<
         .map_err(|e| anyhow!("setting up the HTTP client for {endpoint}: {e}"))?;
     let api_repo = api.repo(hub_repo.clone());
 
-    let info = api_repo.info().map_err(|e| request_error(e, settings, hub_repo, None))?;
+    let info = api_repo
+        .info()
+        .map_err(|e| request_error(e, settings, hub_repo, None))?;
     let commit = info.sha.trim().to_string();
     if !is_safe_relative(&commit) || commit.contains('/') {
         bail!("{endpoint} answered an invalid commit id `{commit}` for {repo}@{revision}");
     }
     let listed: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
     let layout = choose_layout(&listed).map_err(|e| {
-        let hint = if e.contains("--model") { "" } else { "; pass a local folder or file with --model PATH" };
+        let hint = if e.contains("--model") {
+            ""
+        } else {
+            "; pass a local folder or file with --model PATH"
+        };
         anyhow!("{repo}@{revision} at {endpoint} has {e}{hint}")
     })?;
 
     let snapshot = repo_dir.join("snapshots").join(&commit);
-    let mut fetcher =
-        Fetcher { settings, hub_repo, api_repo: &api_repo, snapshot: &snapshot, commit: &commit, announced: false };
+    let mut fetcher = Fetcher {
+        settings,
+        hub_repo,
+        api_repo: &api_repo,
+        snapshot: &snapshot,
+        commit: &commit,
+        announced: false,
+    };
     let result = match &layout {
         Layout::Gguf(name) => fetcher.get(name)?,
         Layout::Single(_) | Layout::Sharded => {
@@ -402,7 +470,12 @@ fn download(settings: &HubSettings, hub_repo: &Repo, repo_dir: &Path) -> Result<
                 }
             }
             let mut names: Vec<String> = REQUIRED_FILES.iter().map(|s| s.to_string()).collect();
-            names.extend(OPTIONAL_FILES.iter().filter(|f| listed.iter().any(|l| l == *f)).map(|s| s.to_string()));
+            names.extend(
+                OPTIONAL_FILES
+                    .iter()
+                    .filter(|f| listed.iter().any(|l| l == *f))
+                    .map(|s| s.to_string()),
+            );
             match &layout {
                 Layout::Single(name) => names.push(name.clone()),
                 _ => names.push(INDEX_FILE.to_string()),
@@ -426,7 +499,12 @@ fn download(settings: &HubSettings, hub_repo: &Repo, repo_dir: &Path) -> Result<
         Cache::new(settings.cache_dir.clone())
             .repo(hub_repo.clone())
             .create_ref(&commit)
-            .with_context(|| format!("recording {repo}@{revision} = {commit} in {}", repo_dir.display()))?;
+            .with_context(|| {
+                format!(
+                    "recording {repo}@{revision} = {commit} in {}",
+                    repo_dir.display()
+                )
+            })?;
     }
     Ok(result)
 }
@@ -459,7 +537,11 @@ impl Fetcher<'_> {
 
     /// The local path of `name`, downloaded unless the snapshot has it.
     fn get(&mut self, name: &str) -> Result<PathBuf> {
-        let (repo, revision, endpoint) = (self.hub_repo.url(), self.hub_repo.revision(), &self.settings.endpoint);
+        let (repo, revision, endpoint) = (
+            self.hub_repo.url(),
+            self.hub_repo.revision(),
+            &self.settings.endpoint,
+        );
         if !is_safe_relative(name) {
             bail!("{endpoint} lists an invalid file name `{name}` in {repo}@{revision}");
         }
@@ -490,7 +572,11 @@ struct DownloadBar {
 
 impl DownloadBar {
     fn new(visible: bool, label: String) -> Self {
-        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
         let bar = ProgressBar::with_draw_target(Some(0), target);
         let style = ProgressStyle::with_template(
             "{msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
@@ -519,7 +605,12 @@ impl Progress for DownloadBar {
 }
 
 /// Turns an `hf-hub` failure into one clear line naming the repo, the endpoint and the fix.
-fn request_error(err: ApiError, settings: &HubSettings, hub_repo: &Repo, file: Option<&str>) -> anyhow::Error {
+fn request_error(
+    err: ApiError,
+    settings: &HubSettings,
+    hub_repo: &Repo,
+    file: Option<&str>,
+) -> anyhow::Error {
     let (repo, revision, endpoint) = (hub_repo.url(), hub_repo.revision(), &settings.endpoint);
     let what = match file {
         Some(f) => format!("{f} of {repo}@{revision}"),
@@ -537,7 +628,10 @@ fn request_error(err: ApiError, settings: &HubSettings, hub_repo: &Repo, file: O
     };
     let status = response.status();
     let code = response.header("x-error-code").unwrap_or("").to_string();
-    let server_says = response.header("x-error-message").map(|m| format!(": {}", m.trim())).unwrap_or_default();
+    let server_says = response
+        .header("x-error-message")
+        .map(|m| format!(": {}", m.trim()))
+        .unwrap_or_default();
     let token_hint = if settings.token.is_some() {
         "check that HF_TOKEN grants access to it"
     } else {
@@ -572,7 +666,8 @@ fn check_repo_id(repo: &str) -> Result<()> {
             !p.is_empty()
                 && *p != "."
                 && *p != ".."
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         });
     if ok {
         Ok(())
@@ -587,7 +682,9 @@ fn is_safe_relative(path: &str) -> bool {
         && !path.starts_with('/')
         && !path.contains('\\')
         && !path.contains(':')
-        && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// A full 40-hex-digit commit id.
@@ -606,29 +703,67 @@ mod tests {
     #[test]
     fn layout_prefers_safetensors_then_gguf() {
         let f = names(&["config.json", "model.safetensors", "model-Q4_K_M.gguf"]);
-        assert_eq!(choose_layout(&f).unwrap(), Layout::Single("model.safetensors".into()));
-        let f = names(&["config.json", INDEX_FILE, "model-00001-of-00002.safetensors", "model.safetensors"]);
+        assert_eq!(
+            choose_layout(&f).unwrap(),
+            Layout::Single("model.safetensors".into())
+        );
+        let f = names(&[
+            "config.json",
+            INDEX_FILE,
+            "model-00001-of-00002.safetensors",
+            "model.safetensors",
+        ]);
         assert_eq!(choose_layout(&f).unwrap(), Layout::Sharded);
-        let f = names(&["config.json", "consolidated.safetensors", "sub/other.safetensors"]);
-        assert_eq!(choose_layout(&f).unwrap(), Layout::Single("consolidated.safetensors".into()));
+        let f = names(&[
+            "config.json",
+            "consolidated.safetensors",
+            "sub/other.safetensors",
+        ]);
+        assert_eq!(
+            choose_layout(&f).unwrap(),
+            Layout::Single("consolidated.safetensors".into())
+        );
         let f = names(&["a.safetensors", "b.safetensors"]);
-        assert!(choose_layout(&f).unwrap_err().contains("a.safetensors, b.safetensors"));
+        assert!(choose_layout(&f)
+            .unwrap_err()
+            .contains("a.safetensors, b.safetensors"));
         let f = names(&["README.md", "x-Q8_0.gguf"]);
-        assert_eq!(choose_layout(&f).unwrap(), Layout::Gguf("x-Q8_0.gguf".into()));
-        assert!(choose_layout(&names(&["README.md"])).unwrap_err().contains("README.md"));
+        assert_eq!(
+            choose_layout(&f).unwrap(),
+            Layout::Gguf("x-Q8_0.gguf".into())
+        );
+        assert!(choose_layout(&names(&["README.md"]))
+            .unwrap_err()
+            .contains("README.md"));
     }
 
     #[test]
     fn gguf_rule() {
-        assert_eq!(pick_gguf(&["m-Q8_0.gguf", "m-Q4_K_M.gguf", "m-F16.gguf"]), Ok("m-Q4_K_M.gguf"));
-        assert_eq!(pick_gguf(&["m.q8_0.gguf", "m.q4_k_s.gguf"]), Ok("m.q8_0.gguf"));
-        assert_eq!(pick_gguf(&["m-Q6_K.gguf", "mmproj-m-f16.gguf"]), Ok("m-Q6_K.gguf"));
         assert_eq!(
-            pick_gguf(&["m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf", "s-Q8_0.gguf"]),
+            pick_gguf(&["m-Q8_0.gguf", "m-Q4_K_M.gguf", "m-F16.gguf"]),
+            Ok("m-Q4_K_M.gguf")
+        );
+        assert_eq!(
+            pick_gguf(&["m.q8_0.gguf", "m.q4_k_s.gguf"]),
+            Ok("m.q8_0.gguf")
+        );
+        assert_eq!(
+            pick_gguf(&["m-Q6_K.gguf", "mmproj-m-f16.gguf"]),
+            Ok("m-Q6_K.gguf")
+        );
+        assert_eq!(
+            pick_gguf(&[
+                "m-Q4_K_M-00001-of-00002.gguf",
+                "m-Q4_K_M-00002-of-00002.gguf",
+                "s-Q8_0.gguf"
+            ]),
             Ok("s-Q8_0.gguf")
         );
         let err = pick_gguf(&["m-Q6_K.gguf", "m-Q5_K_M.gguf"]).unwrap_err();
-        assert!(err.contains("m-Q6_K.gguf, m-Q5_K_M.gguf") && err.contains("--model FILE"), "{err}");
+        assert!(
+            err.contains("m-Q6_K.gguf, m-Q5_K_M.gguf") && err.contains("--model FILE"),
+            "{err}"
+        );
         assert!(pick_gguf(&["m-IQ4_K_M.gguf", "m-Q4_K_M_L.gguf"]).is_err());
         assert!(is_split_gguf("a-00001-of-00003.gguf") && !is_split_gguf("a-Q4_0.gguf"));
     }
@@ -648,7 +783,12 @@ mod tests {
     #[test]
     fn settings_follow_the_python_library() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let s = HubSettings::from_vars(vars(&[("HOME", "/h")])).unwrap();
         assert_eq!(s.cache_dir, PathBuf::from("/h/.cache/huggingface/hub"));
@@ -668,8 +808,12 @@ mod tests {
         assert!(s.offline && !s.show_progress);
         assert_eq!(s.token.as_deref(), Some("hf_x"));
         assert!(!format!("{s:?}").contains("hf_x"));
-        let s = HubSettings::from_vars(vars(&[("HF_HOME", "/hf"), ("HF_HUB_CACHE", "/c"), ("HF_HUB_OFFLINE", "0")]))
-            .unwrap();
+        let s = HubSettings::from_vars(vars(&[
+            ("HF_HOME", "/hf"),
+            ("HF_HUB_CACHE", "/c"),
+            ("HF_HUB_OFFLINE", "0"),
+        ]))
+        .unwrap();
         assert_eq!(s.cache_dir, PathBuf::from("/c"));
         assert!(!s.offline);
         let s = HubSettings::from_vars(vars(&[("XDG_CACHE_HOME", "/x")])).unwrap();

@@ -29,12 +29,18 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `num_layers` layers that can hold at most `max_len` positions.
     pub fn new(num_layers: usize, max_len: usize) -> Self {
-        Self { layers: (0..num_layers).map(|_| None).collect(), max_len }
+        Self {
+            layers: (0..num_layers).map(|_| None).collect(),
+            max_len,
+        }
     }
 
     /// Number of cached positions (the position of the next token).
     pub fn len(&self) -> usize {
-        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |l| l.len)
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |l| l.len)
     }
 
     /// True when nothing is cached.
@@ -49,7 +55,10 @@ impl KvCache {
 
     /// Number of sequences in the batch, or `None` before the first append.
     pub fn batch_size(&self) -> Option<usize> {
-        self.layers.first().and_then(|l| l.as_ref()).and_then(|l| l.k.dim(0).ok())
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .and_then(|l| l.k.dim(0).ok())
     }
 
     /// Appends `k` and `v` of shape `(batch, n_kv_heads, seq, head_dim)` to layer `layer` and
@@ -90,7 +99,10 @@ impl KvCache {
         buffers.k.slice_set(&k.contiguous()?, 2, buffers.len)?;
         buffers.v.slice_set(&v.contiguous()?, 2, buffers.len)?;
         buffers.len = new_len;
-        Ok((buffers.k.narrow(2, 0, new_len)?, buffers.v.narrow(2, 0, new_len)?))
+        Ok((
+            buffers.k.narrow(2, 0, new_len)?,
+            buffers.v.narrow(2, 0, new_len)?,
+        ))
     }
 
     /// Forgets every position from `len` on; later appends overwrite them.
@@ -119,12 +131,19 @@ impl KvCache {
                             fresh.slice_set(&t.narrow(2, 0, l.len)?.contiguous()?, 2, 0)?;
                             Ok(fresh)
                         };
-                        Ok(LayerBuffers { k: copy(&l.k)?, v: copy(&l.v)?, len: l.len })
+                        Ok(LayerBuffers {
+                            k: copy(&l.k)?,
+                            v: copy(&l.v)?,
+                            len: l.len,
+                        })
                     })
                     .transpose()
             })
             .collect::<Result<_>>()?;
-        Ok(Self { layers, max_len: self.max_len })
+        Ok(Self {
+            layers,
+            max_len: self.max_len,
+        })
     }
 
     /// Rebuilds the batch so that new row `i` is old row `parents[i]` (beam search keeps the
@@ -164,7 +183,11 @@ impl KvCache {
 }
 
 fn round_capacity(needed: usize, max_len: usize) -> usize {
-    needed.div_ceil(CAPACITY_STEP).saturating_mul(CAPACITY_STEP).min(max_len).max(needed)
+    needed
+        .div_ceil(CAPACITY_STEP)
+        .saturating_mul(CAPACITY_STEP)
+        .min(max_len)
+        .max(needed)
 }
 
 fn grow(l: LayerBuffers, cap: usize) -> Result<LayerBuffers> {
@@ -174,7 +197,11 @@ fn grow(l: LayerBuffers, cap: usize) -> Result<LayerBuffers> {
         fresh.slice_set(&t.narrow(2, 0, l.len)?.contiguous()?, 2, 0)?;
         Ok(fresh)
     };
-    Ok(LayerBuffers { k: widen(&l.k)?, v: widen(&l.v)?, len: l.len })
+    Ok(LayerBuffers {
+        k: widen(&l.k)?,
+        v: widen(&l.v)?,
+        len: l.len,
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +223,14 @@ mod tests {
         let (k, _) = c.append(0, &second, &second).unwrap();
         assert_eq!(c.len(), 310);
         let expect = Tensor::cat(&[&first, &second], 2).unwrap();
-        let diff = (k - expect).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (k - expect)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(diff, 0.0);
     }
 
@@ -210,8 +244,20 @@ mod tests {
         b.truncate(2).unwrap();
         let (kb, _) = b.append(0, &kv(1, 1, 900.0), &kv(1, 1, 900.0)).unwrap();
         let (ka, _) = a.append(0, &kv(1, 1, 0.0), &kv(1, 1, 0.0)).unwrap();
-        let a_row: Vec<f32> = ka.narrow(2, 2, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let b_row: Vec<f32> = kb.narrow(2, 2, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let a_row: Vec<f32> = ka
+            .narrow(2, 2, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b_row: Vec<f32> = kb
+            .narrow(2, 2, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_eq!(a_row[0], 500.0);
         assert_eq!(b_row[0], 900.0);
     }
@@ -226,6 +272,9 @@ mod tests {
         assert!(c.truncate(3).is_err());
         c.reorder(&[1, 1, 0]).unwrap();
         assert_eq!(c.batch_size(), Some(3));
-        assert!(c.append(0, &kv(3, 20, 0.0), &kv(3, 20, 0.0)).is_err(), "past max_len");
+        assert!(
+            c.append(0, &kv(3, 20, 0.0), &kv(3, 20, 0.0)).is_err(),
+            "past max_len"
+        );
     }
 }

@@ -29,7 +29,11 @@ impl RmsNorm {
     /// matching llama.cpp's last bits here keeps those roundings identical.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if !x.device().is_cpu() {
-            return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?);
+            return Ok(candle_nn::ops::rms_norm(
+                &x.contiguous()?,
+                &self.weight,
+                self.eps,
+            )?);
         }
         let dims = x.dims().to_vec();
         let n = *dims.last().context("rms_norm of a scalar")?;
@@ -102,7 +106,10 @@ impl Llama {
             let gg = |s: &str| format!("blk.{i}.{s}.weight");
             let name = |a: &str, b: &str| TensorName::new(hf(a), gg(b));
             let mut norm = |a: &str, b: &str| -> Result<RmsNorm> {
-                Ok(RmsNorm { weight: weights.dense(&name(a, b), &[h], device)?, eps })
+                Ok(RmsNorm {
+                    weight: weights.dense(&name(a, b), &[h], device)?,
+                    eps,
+                })
             };
             let input_layernorm = norm("input_layernorm", "attn_norm")?;
             let post_attention_layernorm = norm("post_attention_layernorm", "ffn_norm")?;
@@ -126,7 +133,11 @@ impl Llama {
             });
         }
         let norm = RmsNorm {
-            weight: weights.dense(&TensorName::new("model.norm.weight", "output_norm.weight"), &[h], device)?,
+            weight: weights.dense(
+                &TensorName::new("model.norm.weight", "output_norm.weight"),
+                &[h],
+                device,
+            )?,
             eps,
         };
         let head_name = TensorName::new("lm_head.weight", "output.weight");
@@ -139,12 +150,24 @@ impl Llama {
         };
         let freq_name = TensorName::new("rope_freqs.weight", "rope_freqs.weight");
         let freq_factors = if weights.gguf_content().is_some() && weights.contains(&freq_name) {
-            Some(weights.dense(&freq_name, &[cfg.head_dim / 2], device)?.to_vec1::<f32>()?)
+            Some(
+                weights
+                    .dense(&freq_name, &[cfg.head_dim / 2], device)?
+                    .to_vec1::<f32>()?,
+            )
         } else {
             None
         };
         let rope = Rope::new(&cfg, freq_factors.as_deref(), device)?;
-        Ok(Self { cfg, embed_tokens, layers, norm, lm_head, rope, device: device.clone() })
+        Ok(Self {
+            cfg,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rope,
+            device: device.clone(),
+        })
     }
 
     /// The resolved configuration.
@@ -165,7 +188,9 @@ impl Llama {
     /// Runs `tokens` `(batch, seq)` through the model after what `cache` already holds, appends
     /// their keys and values to it, and returns f32 logits for the positions asked for.
     pub fn forward(&self, tokens: &Tensor, cache: &mut KvCache, which: Logits) -> Result<Tensor> {
-        let (b, s) = tokens.dims2().context("forward: tokens must be (batch, seq)")?;
+        let (b, s) = tokens
+            .dims2()
+            .context("forward: tokens must be (batch, seq)")?;
         if s == 0 {
             bail!("forward: no tokens to process");
         }
@@ -180,7 +205,11 @@ impl Llama {
         let mut x = self.embed_tokens.embedding(tokens)?; // (b, s, hidden)
         let cos = self.rope.cos.narrow(0, pos, s)?;
         let sin = self.rope.sin.narrow(0, pos, s)?;
-        let mask = if s > 1 { Some(causal_mask(s, pos, &self.device)?) } else { None };
+        let mask = if s > 1 {
+            Some(causal_mask(s, pos, &self.device)?)
+        } else {
+            None
+        };
         for (i, block) in self.layers.iter().enumerate() {
             let residual = &x;
             let h = block.input_layernorm.forward(&x)?;
@@ -188,7 +217,8 @@ impl Llama {
             let x1 = (residual + h)?;
             let h = block.post_attention_layernorm.forward(&x1)?;
             let m = &block.mlp;
-            let gated = (candle_nn::ops::silu(&m.gate_proj.forward(&h)?)? * m.up_proj.forward(&h)?)?;
+            let gated =
+                (candle_nn::ops::silu(&m.gate_proj.forward(&h)?)? * m.up_proj.forward(&h)?)?;
             x = (x1 + m.down_proj.forward(&gated)?)?;
         }
         let x = match which {
@@ -218,7 +248,9 @@ impl Llama {
         let (b, s, _) = x.dims3()?;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let split = |t: Tensor, heads: usize| -> Result<Tensor> {
-            Ok(t.reshape((b, s, heads, hd))?.transpose(1, 2)?.contiguous()?)
+            Ok(t.reshape((b, s, heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()?)
         };
         let q = split(attn.q_proj.forward(x)?, nh)?; // (b, nh, s, hd)
         let k = split(attn.k_proj.forward(x)?, nkv)?; // (b, nkv, s, hd)
@@ -234,13 +266,19 @@ impl Llama {
         let scale = 1.0 / (hd as f64).sqrt();
         let scores = (q.matmul(&k_all.t()?)? * scale)?; // (b, nkv, n_rep * s, len)
         let scores = match mask {
-            Some(m) => scores.reshape((b, nkv, n_rep, s, len))?.broadcast_add(m)?.reshape((b, nkv, n_rep * s, len))?,
+            Some(m) => scores
+                .reshape((b, nkv, n_rep, s, len))?
+                .broadcast_add(m)?
+                .reshape((b, nkv, n_rep * s, len))?,
             None => scores,
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let y = probs.matmul(&v_all)?; // (b, nkv, n_rep * s, hd)
-        let y = y.reshape((b, nh, s, hd))?.transpose(1, 2)?.reshape((b, s, nh * hd))?;
-        Ok(attn.o_proj.forward(&y)?)
+        let y = y
+            .reshape((b, nh, s, hd))?
+            .transpose(1, 2)?
+            .reshape((b, s, nh * hd))?;
+        attn.o_proj.forward(&y)
     }
 }
 
@@ -260,7 +298,8 @@ impl Rope {
                 if wavelen > low_wavelen {
                     *f /= s.factor;
                 } else if wavelen >= high_wavelen {
-                    let smooth = (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+                    let smooth = (old / wavelen - s.low_freq_factor)
+                        / (s.high_freq_factor - s.low_freq_factor);
                     *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
                 }
             }
@@ -270,7 +309,9 @@ impl Rope {
             // transformers: inv_freq in f32, angles = position * inv_freq, then cos/sin.
             RopeLayout::HalfSplit => {
                 let inv = Tensor::from_vec(inv_freq, (1, half), device)?;
-                let t = Tensor::arange(0u32, n as u32, device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
+                let t = Tensor::arange(0u32, n as u32, device)?
+                    .to_dtype(DType::F32)?
+                    .reshape((n, 1))?;
                 let freqs = t.broadcast_mul(&inv)?; // (n, half)
                 (freqs.cos()?, freqs.sin()?)
             }
@@ -292,10 +333,17 @@ impl Rope {
                         theta *= theta_scale;
                     }
                 }
-                (Tensor::from_vec(cos, (n, half), device)?, Tensor::from_vec(sin, (n, half), device)?)
+                (
+                    Tensor::from_vec(cos, (n, half), device)?,
+                    Tensor::from_vec(sin, (n, half), device)?,
+                )
             }
         };
-        Ok(Self { cos, sin, layout: cfg.rope_layout })
+        Ok(Self {
+            cos,
+            sin,
+            layout: cfg.rope_layout,
+        })
     }
 
     fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
@@ -317,5 +365,8 @@ fn causal_mask(s: usize, pos: usize, device: &Device) -> Result<Tensor> {
 
 /// Log-softmax over the last dimension, in f32.
 pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?)
+    Ok(candle_nn::ops::log_softmax(
+        &logits.to_dtype(DType::F32)?,
+        D::Minus1,
+    )?)
 }

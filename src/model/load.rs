@@ -42,13 +42,20 @@ impl ModelSource {
         };
         let parts: Vec<&str> = repo.split('/').collect();
         let looks_like_hub = parts.len() == 2
-            && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            })
             && !revision.is_empty()
             && !spec.starts_with('.')
             && !spec.ends_with(".gguf")
             && !spec.ends_with(".safetensors");
         if looks_like_hub {
-            return Ok(Self::Hub { repo: repo.to_string(), revision: revision.to_string() });
+            return Ok(Self::Hub {
+                repo: repo.to_string(),
+                revision: revision.to_string(),
+            });
         }
         bail!(
             "model `{spec}` not found: it is neither an existing file or folder nor a Hub id like `org/name[@revision]`; \
@@ -72,14 +79,19 @@ pub struct LoadedModel {
 pub fn detect_format(path: &Path) -> Result<Format> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut head = [0u8; 9];
-    let n = f.read(&mut head).with_context(|| format!("reading {}", path.display()))?;
+    let n = f
+        .read(&mut head)
+        .with_context(|| format!("reading {}", path.display()))?;
     if n >= 4 && &head[..4] == b"GGUF" {
         return Ok(Format::Gguf);
     }
     if n == 9 && head[8] == b'{' {
         return Ok(Format::Safetensors);
     }
-    bail!("{} is neither a GGUF file nor a safetensors file (unrecognised first bytes)", path.display())
+    bail!(
+        "{} is neither a GGUF file nor a safetensors file (unrecognised first bytes)",
+        path.display()
+    )
 }
 
 /// Loads a model from any source on the CPU or the given device.
@@ -110,7 +122,10 @@ pub fn load_path(path: &Path, device: &Device) -> Result<LoadedModel> {
     match detect_format(path)? {
         Format::Gguf => load_gguf(path, device),
         Format::Safetensors => {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             load_hf_dir(dir, &[path.to_path_buf()], device)
         }
     }
@@ -118,39 +133,63 @@ pub fn load_path(path: &Path, device: &Device) -> Result<LoadedModel> {
 
 fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
     let mut weights = Weights::open_gguf(path)?;
-    let content = weights.gguf_content().context("internal: GGUF source without metadata")?;
-    let cfg = LlamaConfig::from_gguf(content).with_context(|| format!("reading model settings from {}", path.display()))?;
-    let tokenizer =
-        Tokenizer::from_gguf(content).with_context(|| format!("building the tokenizer from {}", path.display()))?;
+    let content = weights
+        .gguf_content()
+        .context("internal: GGUF source without metadata")?;
+    let cfg = LlamaConfig::from_gguf(content)
+        .with_context(|| format!("reading model settings from {}", path.display()))?;
+    let tokenizer = Tokenizer::from_gguf(content)
+        .with_context(|| format!("building the tokenizer from {}", path.display()))?;
     let chat_template = content
         .metadata
         .get("tokenizer.chat_template")
         .and_then(|v| v.to_string().ok())
         .cloned();
-    let model = Llama::load(&mut weights, cfg, device).with_context(|| format!("loading {}", path.display()))?;
-    Ok(LoadedModel { model, tokenizer, format: Format::Gguf, path: path.to_path_buf(), chat_template })
+    let model = Llama::load(&mut weights, cfg, device)
+        .with_context(|| format!("loading {}", path.display()))?;
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        format: Format::Gguf,
+        path: path.to_path_buf(),
+        chat_template,
+    })
 }
 
 fn load_hf_dir(dir: &Path, files: &[PathBuf], device: &Device) -> Result<LoadedModel> {
     let cfg = LlamaConfig::from_hf_dir(dir)?;
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.exists() {
-        bail!("{} is missing: a safetensors model folder needs its tokenizer.json", tok_path.display());
+        bail!(
+            "{} is missing: a safetensors model folder needs its tokenizer.json",
+            tok_path.display()
+        );
     }
     let tokenizer = Tokenizer::from_json_file(&tok_path)?;
     let chat_template = read_chat_template(&dir.join("tokenizer_config.json"))?;
     let mut weights = Weights::open_safetensors(files, device)?;
-    let model = Llama::load(&mut weights, cfg, device).with_context(|| format!("loading {}", dir.display()))?;
-    Ok(LoadedModel { model, tokenizer, format: Format::Safetensors, path: dir.to_path_buf(), chat_template })
+    let model = Llama::load(&mut weights, cfg, device)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        format: Format::Safetensors,
+        path: dir.to_path_buf(),
+        chat_template,
+    })
 }
 
 fn read_chat_template(path: &Path) -> Result<Option<String>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(v.get("chat_template").and_then(|t| t.as_str()).map(str::to_string))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(v.get("chat_template")
+        .and_then(|t| t.as_str())
+        .map(str::to_string))
 }
 
 /// The safetensors files of a folder: the shards listed in `model.safetensors.index.json`, or
@@ -158,19 +197,27 @@ fn read_chat_template(path: &Path) -> Result<Option<String>> {
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
-        let text = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
+        let text = std::fs::read_to_string(&index)
+            .with_context(|| format!("reading {}", index.display()))?;
         let v: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", index.display()))?;
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())
             .with_context(|| format!("{} has no `weight_map` object", index.display()))?;
-        let mut shards: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
+        let mut shards: Vec<String> = map
+            .values()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
         shards.sort();
         shards.dedup();
         let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
         if let Some(missing) = paths.iter().find(|p| !p.exists()) {
-            bail!("shard {} listed in {} is missing", missing.display(), index.display());
+            bail!(
+                "shard {} listed in {} is missing",
+                missing.display(),
+                index.display()
+            );
         }
         return Ok(paths);
     }
@@ -192,7 +239,9 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let p = entry.with_context(|| format!("listing {}", dir.display()))?.path();
+        let p = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
         if p.extension().and_then(|e| e.to_str()) == Some(ext) {
             out.push(p);
         }
@@ -209,11 +258,17 @@ mod tests {
     fn parses_hub_ids_and_rejects_nonsense() {
         assert_eq!(
             ModelSource::parse("HuggingFaceTB/SmolLM2-135M@abc").unwrap(),
-            ModelSource::Hub { repo: "HuggingFaceTB/SmolLM2-135M".into(), revision: "abc".into() }
+            ModelSource::Hub {
+                repo: "HuggingFaceTB/SmolLM2-135M".into(),
+                revision: "abc".into()
+            }
         );
         assert_eq!(
             ModelSource::parse("org/name").unwrap(),
-            ModelSource::Hub { repo: "org/name".into(), revision: "main".into() }
+            ModelSource::Hub {
+                repo: "org/name".into(),
+                revision: "main".into()
+            }
         );
         assert!(ModelSource::parse("no/such/file.gguf").is_err());
         assert!(ModelSource::parse("missing.gguf").is_err());

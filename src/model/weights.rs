@@ -2,9 +2,9 @@
 //! safetensors files (dense, memory-mapped). The model asks for tensors by role; this module
 //! maps a role to each format's tensor name and checks its shape.
 
+use super::ggml_matmul::GgmlMatrix;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
-use super::ggml_matmul::GgmlMatrix;
 use candle_core::{DType, Device, Tensor};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -49,28 +49,44 @@ pub struct TensorName {
 impl TensorName {
     /// Both spellings of one tensor.
     pub fn new(hf: impl Into<String>, gguf: impl Into<String>) -> Self {
-        Self { hf: hf.into(), gguf: gguf.into() }
+        Self {
+            hf: hf.into(),
+            gguf: gguf.into(),
+        }
     }
 }
 
 /// An open weight source.
 pub enum Weights {
     /// A GGUF file: metadata already parsed, tensors read on demand.
-    Gguf { path: PathBuf, content: gguf_file::Content, file: File },
+    Gguf {
+        path: PathBuf,
+        content: gguf_file::Content,
+        file: File,
+    },
     /// One or more memory-mapped safetensors files.
-    Safetensors { paths: Vec<PathBuf>, vb: candle_nn::VarBuilder<'static> },
+    Safetensors {
+        paths: Vec<PathBuf>,
+        vb: candle_nn::VarBuilder<'static>,
+    },
 }
 
 impl Weights {
     /// Opens a GGUF file and parses its header.
     pub fn open_gguf(path: &Path) -> Result<Self> {
         let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file).map_err(anyhow::Error::from).with_context(|| {
-            format!("reading the GGUF header of {}: the file is truncated or not a GGUF file", path.display())
-        })?;
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "reading the GGUF header of {}: the file is truncated or not a GGUF file",
+                    path.display()
+                )
+            })?;
         let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
         for (name, info) in &content.tensor_infos {
-            let bytes = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+            let bytes = info.shape.elem_count() / info.ggml_dtype.block_size()
+                * info.ggml_dtype.type_size();
             let end = content.tensor_data_offset + info.offset + bytes as u64;
             if end > file_len {
                 bail!(
@@ -79,7 +95,11 @@ impl Weights {
                 );
             }
         }
-        Ok(Self::Gguf { path: path.to_path_buf(), content, file })
+        Ok(Self::Gguf {
+            path: path.to_path_buf(),
+            content,
+            file,
+        })
     }
 
     /// Memory-maps safetensors files (all shards of one model).
@@ -89,9 +109,13 @@ impl Weights {
         }
         // SAFETY: the files are mapped read-only; like every mmap-based loader we rely on them
         // not being modified while the model is loaded.
-        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(paths, DType::F32, device) }
-            .with_context(|| format!("memory-mapping {}", display_paths(paths)))?;
-        Ok(Self::Safetensors { paths: paths.to_vec(), vb })
+        let vb =
+            unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(paths, DType::F32, device) }
+                .with_context(|| format!("memory-mapping {}", display_paths(paths)))?;
+        Ok(Self::Safetensors {
+            paths: paths.to_vec(),
+            vb,
+        })
     }
 
     /// The GGUF metadata, when this is a GGUF source.
@@ -111,13 +135,21 @@ impl Weights {
     }
 
     /// A weight matrix of shape `(rows, cols)`, kept quantized when it is stored quantized.
-    pub fn matrix(&mut self, name: &TensorName, rows: usize, cols: usize, device: &Device) -> Result<QMatMul> {
+    pub fn matrix(
+        &mut self,
+        name: &TensorName,
+        rows: usize,
+        cols: usize,
+        device: &Device,
+    ) -> Result<QMatMul> {
         match self {
             Self::Gguf { .. } => {
                 let q = self.gguf_tensor(name, &[rows, cols], device)?;
                 Ok(QMatMul::from_arc(Arc::new(q))?)
             }
-            Self::Safetensors { .. } => Ok(QMatMul::Tensor(self.dense(name, &[rows, cols], device)?)),
+            Self::Safetensors { .. } => {
+                Ok(QMatMul::Tensor(self.dense(name, &[rows, cols], device)?))
+            }
         }
     }
 
@@ -126,9 +158,15 @@ impl Weights {
         match self {
             Self::Gguf { .. } => Ok(self.gguf_tensor(name, shape, device)?.dequantize(device)?),
             Self::Safetensors { vb, paths } => {
-                let t = vb.get_unchecked_dtype(&name.hf, DType::F32).with_context(|| {
-                    format!("tensor `{}` is missing from {}", name.hf, display_paths(paths))
-                })?;
+                let t = vb
+                    .get_unchecked_dtype(&name.hf, DType::F32)
+                    .with_context(|| {
+                        format!(
+                            "tensor `{}` is missing from {}",
+                            name.hf,
+                            display_paths(paths)
+                        )
+                    })?;
                 if t.dims() != shape {
                     bail!(
                         "tensor `{}` has shape {:?} but the config implies {:?}; config.json does not match the weights",
@@ -142,8 +180,18 @@ impl Weights {
         }
     }
 
-    fn gguf_tensor(&mut self, name: &TensorName, shape: &[usize], device: &Device) -> Result<QTensor> {
-        let Self::Gguf { path, content, file } = self else {
+    fn gguf_tensor(
+        &mut self,
+        name: &TensorName,
+        shape: &[usize],
+        device: &Device,
+    ) -> Result<QTensor> {
+        let Self::Gguf {
+            path,
+            content,
+            file,
+        } = self
+        else {
             bail!("internal: GGUF tensor requested from a safetensors source");
         };
         let q = content
@@ -168,7 +216,10 @@ impl Weights {
 fn check_safetensors_header(path: &Path) -> Result<()> {
     use std::io::Read;
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let file_len = f.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+    let file_len = f
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
     let mut len_bytes = [0u8; 8];
     f.read_exact(&mut len_bytes)
         .with_context(|| format!("{} is too short to be a safetensors file", path.display()))?;
@@ -177,7 +228,8 @@ fn check_safetensors_header(path: &Path) -> Result<()> {
         bail!("{} is not a valid safetensors file (header length {header_len} past the end of the file)", path.display());
     }
     let mut header = vec![0u8; header_len as usize];
-    f.read_exact(&mut header).with_context(|| format!("reading the header of {}", path.display()))?;
+    f.read_exact(&mut header)
+        .with_context(|| format!("reading the header of {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_slice(&header)
         .with_context(|| format!("{} has a corrupt safetensors header", path.display()))?;
     let data_len = file_len - 8 - header_len;
@@ -198,5 +250,9 @@ fn check_safetensors_header(path: &Path) -> Result<()> {
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

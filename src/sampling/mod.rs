@@ -16,7 +16,11 @@ pub trait Sampler {
 
 /// Rejects NaN and +inf logits, which no sampler can rank meaningfully.
 pub fn check_logits(logits: &[f32]) -> Result<()> {
-    if let Some((i, v)) = logits.iter().enumerate().find(|(_, v)| v.is_nan() || **v == f32::INFINITY) {
+    if let Some((i, v)) = logits
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.is_nan() || **v == f32::INFINITY)
+    {
         anyhow::bail!(
             "the model produced an invalid logit {v} for token {i}; the weights may be corrupt or the computation overflowed"
         );

@@ -125,7 +125,9 @@ fn as_i64(v: &Value) -> Option<i64> {
 
 /// Reads an optional token id and checks it is inside the vocabulary.
 fn get_token_id(content: &Content, key: &str, n_tokens: usize) -> Result<Option<u32>> {
-    let Some(v) = get(content, key) else { return Ok(None) };
+    let Some(v) = get(content, key) else {
+        return Ok(None);
+    };
     let id = as_i64(v).with_context(|| {
         format!(
             "GGUF metadata `{key}` should be an integer token id but is {:?}; the file is malformed, re-convert it",
@@ -154,7 +156,9 @@ fn get_bool(content: &Content, key: &str) -> Result<Option<bool>> {
 }
 
 fn get_string_array<'a>(content: &'a Content, key: &str) -> Result<Option<Vec<&'a str>>> {
-    let Some(v) = get(content, key) else { return Ok(None) };
+    let Some(v) = get(content, key) else {
+        return Ok(None);
+    };
     let Value::Array(items) = v else {
         bail!(
             "GGUF metadata `{key}` should be an array of strings but is {:?}; the file is malformed, re-convert it",
@@ -176,7 +180,9 @@ fn get_string_array<'a>(content: &'a Content, key: &str) -> Result<Option<Vec<&'
 }
 
 fn get_int_array(content: &Content, key: &str) -> Result<Option<Vec<i64>>> {
-    let Some(v) = get(content, key) else { return Ok(None) };
+    let Some(v) = get(content, key) else {
+        return Ok(None);
+    };
     let Value::Array(items) = v else {
         bail!(
             "GGUF metadata `{key}` should be an array of integers but is {:?}; the file is malformed, re-convert it",
@@ -214,7 +220,9 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
     }
 
     // llama.cpp treats a missing or empty `tokenizer.ggml.pre` as "default".
-    let pre = get_string(content, KEY_PRE)?.filter(|p| !p.is_empty()).unwrap_or_else(|| "default".to_string());
+    let pre = get_string(content, KEY_PRE)?
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "default".to_string());
     let spec = pretokenizer::lookup(&pre).with_context(|| {
         format!(
             "unsupported pre-tokenizer `{KEY_PRE}` = \"{pre}\"; supported: {}. Use the model's tokenizer.json instead",
@@ -229,14 +237,21 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
     let tokens: Vec<String> = raw_tokens
         .iter()
         .enumerate()
-        .map(|(i, t)| if t.is_empty() { format!("[EMPTY_{i}]") } else { (*t).to_string() })
+        .map(|(i, t)| {
+            if t.is_empty() {
+                format!("[EMPTY_{i}]")
+            } else {
+                (*t).to_string()
+            }
+        })
         .collect();
     let n_tokens = tokens.len();
     if n_tokens == 0 {
         bail!("GGUF metadata `{KEY_TOKENS}` is empty; load the model's tokenizer.json instead");
     }
-    let n_tokens_u32 = u32::try_from(n_tokens)
-        .with_context(|| format!("`{KEY_TOKENS}` has {n_tokens} entries, more than u32 ids allow"))?;
+    let n_tokens_u32 = u32::try_from(n_tokens).with_context(|| {
+        format!("`{KEY_TOKENS}` has {n_tokens} entries, more than u32 ids allow")
+    })?;
 
     let types = get_int_array(content, KEY_TYPES)?;
     if let Some(t) = &types {
@@ -276,10 +291,16 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
         );
     }
 
-    let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
     // Byte-level characters the vocabulary lacks (see `pretokenizer::build`).
-    let missing: Vec<char> =
-        pretokenizer::byte_chars().into_iter().filter(|c| !vocab.contains_key(c.to_string().as_str())).collect();
+    let missing: Vec<char> = pretokenizer::byte_chars()
+        .into_iter()
+        .filter(|c| !vocab.contains_key(c.to_string().as_str()))
+        .collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .ignore_merges(spec.ignore_merges)
@@ -308,8 +329,12 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
     inner.add_tokens(&user_defined);
 
     if add_bos || add_eos {
-        let bos = bos_id.filter(|_| add_bos).map(|id| (tokens[id as usize].clone(), id));
-        let eos = eos_id.filter(|_| add_eos).map(|id| (tokens[id as usize].clone(), id));
+        let bos = bos_id
+            .filter(|_| add_bos)
+            .map(|id| (tokens[id as usize].clone(), id));
+        let eos = eos_id
+            .filter(|_| add_eos)
+            .map(|id| (tokens[id as usize].clone(), id));
         inner.with_post_processor(Some(template(bos, eos)?));
     }
 
@@ -320,9 +345,14 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
 /// A post-processor that puts BOS in front and/or EOS at the end of every encoding (and of both
 /// halves of a pair). Built from its JSON form so that any token text works, even one with `:`
 /// or a leading `$`, which the string template syntax would misread.
-pub(super) fn template(bos: Option<(String, u32)>, eos: Option<(String, u32)>) -> Result<TemplateProcessing> {
-    let special = |t: &str, type_id: u32| serde_json::json!({"SpecialToken": {"id": t, "type_id": type_id}});
-    let sequence = |id: &str, type_id: u32| serde_json::json!({"Sequence": {"id": id, "type_id": type_id}});
+pub(super) fn template(
+    bos: Option<(String, u32)>,
+    eos: Option<(String, u32)>,
+) -> Result<TemplateProcessing> {
+    let special =
+        |t: &str, type_id: u32| serde_json::json!({"SpecialToken": {"id": t, "type_id": type_id}});
+    let sequence =
+        |id: &str, type_id: u32| serde_json::json!({"Sequence": {"id": id, "type_id": type_id}});
     let mut single = Vec::new();
     let mut pair = Vec::new();
     let mut specials = serde_json::Map::new();
@@ -343,9 +373,11 @@ pub(super) fn template(bos: Option<(String, u32)>, eos: Option<(String, u32)>) -
         single.push(special(t, 0));
     }
     for (t, id) in bos.iter().chain(eos.iter()) {
-        specials.insert(t.clone(), serde_json::json!({"id": t, "ids": [id], "tokens": [t]}));
+        specials.insert(
+            t.clone(),
+            serde_json::json!({"id": t, "ids": [id], "tokens": [t]}),
+        );
     }
-    let json =
-        serde_json::json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials});
+    let json = serde_json::json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials});
     serde_json::from_value(json).context("internal: building the BOS/EOS post-processor")
 }

@@ -85,16 +85,29 @@ struct Added {
 /// and without special tokens.
 fn probe_added(inner: &tokenizers::Tokenizer) -> Result<Added> {
     let probe = "a";
-    let plain = inner.encode(probe, false).map_err(|e| anyhow!("encoding a probe text: {e}"))?;
-    let full = inner.encode(probe, true).map_err(|e| anyhow!("encoding a probe text: {e}"))?;
+    let plain = inner
+        .encode(probe, false)
+        .map_err(|e| anyhow!("encoding a probe text: {e}"))?;
+    let full = inner
+        .encode(probe, true)
+        .map_err(|e| anyhow!("encoding a probe text: {e}"))?;
     let (plain, full) = (plain.get_ids(), full.get_ids());
     if plain.is_empty() {
-        return Ok(Added { front: full.to_vec(), back: Vec::new() });
+        return Ok(Added {
+            front: full.to_vec(),
+            back: Vec::new(),
+        });
     }
     let at = (0..=full.len().saturating_sub(plain.len())).find(|&i| full[i..].starts_with(plain));
     Ok(match at {
-        Some(i) => Added { front: full[..i].to_vec(), back: full[i + plain.len()..].to_vec() },
-        None => Added { front: Vec::new(), back: Vec::new() },
+        Some(i) => Added {
+            front: full[..i].to_vec(),
+            back: full[i + plain.len()..].to_vec(),
+        },
+        None => Added {
+            front: Vec::new(),
+            back: Vec::new(),
+        },
     })
 }
 
@@ -120,11 +133,16 @@ impl Tokenizer {
     /// Reads a GGUF file's header and builds the tokenizer from its metadata, as
     /// [`Tokenizer::from_gguf`].
     pub fn from_gguf_file(path: &Path) -> Result<Self> {
-        let mut file =
-            std::fs::File::open(path).with_context(|| format!("opening the GGUF file {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
-            .with_context(|| format!("reading the GGUF header of {} (is it a GGUF file?)", path.display()))?;
-        Self::from_gguf(&content).with_context(|| format!("building the tokenizer from {}", path.display()))
+        let mut file = std::fs::File::open(path)
+            .with_context(|| format!("opening the GGUF file {}", path.display()))?;
+        let content = gguf_file::Content::read(&mut file).with_context(|| {
+            format!(
+                "reading the GGUF header of {} (is it a GGUF file?)",
+                path.display()
+            )
+        })?;
+        Self::from_gguf(&content)
+            .with_context(|| format!("building the tokenizer from {}", path.display()))
     }
 
     /// Loads a Hugging Face `tokenizer.json`. Its post-processor decides whether BOS/EOS are
@@ -139,16 +157,21 @@ impl Tokenizer {
                 path.display()
             )
         })?;
-        inner.with_truncation(None).map_err(|e| anyhow!("turning off truncation for {}: {e}", path.display()))?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| anyhow!("turning off truncation for {}: {e}", path.display()))?;
         inner.with_padding(None);
         inner.set_encode_special_tokens(false);
 
         let config_path = path.with_file_name("tokenizer_config.json");
         let config: serde_json::Value = if config_path.is_file() {
-            let text =
-                std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
+            let text = std::fs::read_to_string(&config_path)
+                .with_context(|| format!("reading {}", config_path.display()))?;
             serde_json::from_str(&text).with_context(|| {
-                format!("parsing {} as JSON; fix or remove the file (it is optional)", config_path.display())
+                format!(
+                    "parsing {} as JSON; fix or remove the file (it is optional)",
+                    config_path.display()
+                )
             })?
         } else {
             serde_json::Value::Null
@@ -170,8 +193,14 @@ impl Tokenizer {
         };
         let bos = lookup("bos_token")?;
         let eos = lookup("eos_token")?;
-        let want_bos = config.get("add_bos_token").and_then(serde_json::Value::as_bool).unwrap_or(false);
-        let want_eos = config.get("add_eos_token").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let want_bos = config
+            .get("add_bos_token")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let want_eos = config
+            .get("add_eos_token")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
 
         let added = probe_added(&inner)?;
         // Without a config, a single token the post-processor puts in front is the BOS.
@@ -186,7 +215,10 @@ impl Tokenizer {
         let missing_bos = want_bos && added.front.first().copied() != bos_id;
         let missing_eos = want_eos && added.back.last().copied() != eos_id;
         if missing_bos || missing_eos {
-            let need = |want: bool, tok: Option<(String, u32)>, key: &str| -> Result<Option<(String, u32)>> {
+            let need = |want: bool,
+                        tok: Option<(String, u32)>,
+                        key: &str|
+             -> Result<Option<(String, u32)>> {
                 if !want {
                     return Ok(None);
                 }
@@ -197,15 +229,28 @@ impl Tokenizer {
                     )
                 })
             };
-            let template = gguf::template(need(missing_bos, bos, "bos")?, need(missing_eos, eos, "eos")?)?;
+            let template = gguf::template(
+                need(missing_bos, bos, "bos")?,
+                need(missing_eos, eos, "eos")?,
+            )?;
             let processor: PostProcessorWrapper = match inner.get_post_processor() {
-                Some(existing) => ProcessorSequence::new(vec![existing.clone(), template.into()]).into(),
+                Some(existing) => {
+                    ProcessorSequence::new(vec![existing.clone(), template.into()]).into()
+                }
                 None => template.into(),
             };
             inner.with_post_processor(Some(processor));
         }
-        let chat_template = config.get("chat_template").and_then(serde_json::Value::as_str).map(str::to_string);
-        let vocab_size = inner.get_vocab(true).values().copied().max().map_or(0, |m| m as usize + 1);
+        let chat_template = config
+            .get("chat_template")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string);
+        let vocab_size = inner
+            .get_vocab(true)
+            .values()
+            .copied()
+            .max()
+            .map_or(0, |m| m as usize + 1);
         Self::from_parts(inner, bos_id, eos_id, vocab_size, chat_template)
     }
 
@@ -229,14 +274,25 @@ impl Tokenizer {
                 }
             }
         }
-        Ok(Self { inner, bos_id, eos_id, add_bos, add_eos, vocab_size, eog_ids, chat_template })
+        Ok(Self {
+            inner,
+            bos_id,
+            eos_id,
+            add_bos,
+            add_eos,
+            vocab_size,
+            eog_ids,
+            chat_template,
+        })
     }
 
     /// Encodes text. Special tokens written in the text (e.g. `<|im_start|>`) become their
     /// single ids; BOS is prepended (and EOS appended) only when the model asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding =
-            self.inner.encode(text, true).map_err(|e| anyhow!("encoding {} bytes of text: {e}", text.len()))?;
+        let encoding = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| anyhow!("encoding {} bytes of text: {e}", text.len()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -244,9 +300,14 @@ impl Tokenizer {
     /// valid UTF-8 become U+FFFD. Ids outside the vocabulary are an error.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         if let Some(bad) = ids.iter().find(|&&id| self.inner.id_to_token(id).is_none()) {
-            anyhow::bail!("cannot decode token id {bad}: the vocabulary has {} tokens", self.vocab_size);
+            anyhow::bail!(
+                "cannot decode token id {bad}: the vocabulary has {} tokens",
+                self.vocab_size
+            );
         }
-        self.inner.decode(ids, false).map_err(|e| anyhow!("decoding {} token ids: {e}", ids.len()))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| anyhow!("decoding {} token ids: {e}", ids.len()))
     }
 
     /// Starts a streaming decode (see [`TokenStream`]).
@@ -312,7 +373,9 @@ impl Tokenizer {
     /// [`Tokenizer::from_json_file`] or with HF `tokenizers` gives the same ids for every text
     /// (BOS/EOS handling is part of its post-processor).
     pub fn to_json_string(&self) -> Result<String> {
-        self.inner.to_string(true).map_err(|e| anyhow!("serialising the tokenizer as tokenizer.json: {e}"))
+        self.inner
+            .to_string(true)
+            .map_err(|e| anyhow!("serialising the tokenizer as tokenizer.json: {e}"))
     }
 
     /// A `tokenizer_config.json` to write beside [`Tokenizer::to_json_string`]'s output: BOS/EOS
@@ -328,7 +391,10 @@ impl Tokenizer {
             "clean_up_tokenization_spaces": false,
         });
         if let (Some(t), Some(map)) = (&self.chat_template, config.as_object_mut()) {
-            map.insert("chat_template".to_string(), serde_json::Value::String(t.clone()));
+            map.insert(
+                "chat_template".to_string(),
+                serde_json::Value::String(t.clone()),
+            );
         }
         serde_json::to_string_pretty(&config).context("serialising tokenizer_config.json")
     }

@@ -54,7 +54,11 @@ pub(super) struct PreSpec {
 }
 
 const fn spec(family: Family, ignore_merges: bool, add_bos: bool) -> PreSpec {
-    PreSpec { family, ignore_merges, add_bos }
+    PreSpec {
+        family,
+        ignore_merges,
+        add_bos,
+    }
 }
 
 /// Every accepted name, with the llama.cpp behaviour it maps to. Names llama.cpp groups together
@@ -140,7 +144,8 @@ pub(super) fn byte_chars() -> [char; 256] {
     let mut next = 256u32;
     for (b, slot) in out.iter_mut().enumerate() {
         let b = b as u32;
-        let printable = (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+        let printable =
+            (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
         let code = if printable {
             b
         } else {
@@ -153,8 +158,12 @@ pub(super) fn byte_chars() -> [char; 256] {
 }
 
 fn isolating_split(re: &str) -> Result<PreTokenizerWrapper> {
-    let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-        .map_err(|e| anyhow!("internal: compiling the pre-tokenizer regex `{re}`: {e}"))?;
+    let split = Split::new(
+        SplitPattern::Regex(re.to_string()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(|e| anyhow!("internal: compiling the pre-tokenizer regex `{re}`: {e}"))?;
     Ok(split.into())
 }
 
@@ -173,7 +182,10 @@ pub(super) fn build(family: Family, missing: &[char]) -> Result<PreTokenizerWrap
     }
     steps.push(ByteLevel::new(false, true, false).into());
     if !missing.is_empty() {
-        let class: String = missing.iter().map(|c| format!("\\x{{{:X}}}", u32::from(*c))).collect();
+        let class: String = missing
+            .iter()
+            .map(|c| format!("\\x{{{:X}}}", u32::from(*c)))
+            .collect();
         steps.push(isolating_split(&format!("[{class}]"))?);
     }
     Ok(Sequence::new(steps).into())
@@ -196,7 +208,10 @@ mod tests {
 
     #[test]
     fn digits_are_split_one_by_one_before_gpt2() {
-        assert_eq!(pieces(Family::DigitsThenGpt2, "abc 123"), ["abc", " ", "1", "2", "3"]);
+        assert_eq!(
+            pieces(Family::DigitsThenGpt2, "abc 123"),
+            ["abc", " ", "1", "2", "3"]
+        );
         assert_eq!(pieces(Family::Gpt2, "abc 123"), ["abc", " 123"]);
     }
 
@@ -208,13 +223,24 @@ mod tests {
 
     #[test]
     fn default_splits_punctuation_then_digit_groups() {
-        assert_eq!(pieces(Family::Default, "a,b 12345"), ["a", ",", "b", " ", "123", "45"]);
+        assert_eq!(
+            pieces(Family::Default, "a,b 12345"),
+            ["a", ",", "b", " ", "123", "45"]
+        );
     }
 
     #[test]
     fn byte_chars_are_gpt2s() {
         let c = byte_chars();
-        assert_eq!((c[b' ' as usize], c[b'\n' as usize], c[b'a' as usize], c[0xf1]), ('Ġ', 'Ċ', 'a', 'ñ'));
+        assert_eq!(
+            (
+                c[b' ' as usize],
+                c[b'\n' as usize],
+                c[b'a' as usize],
+                c[0xf1]
+            ),
+            ('Ġ', 'Ċ', 'a', 'ñ')
+        );
         let mut sorted = c.to_vec();
         sorted.sort_unstable();
         sorted.dedup();

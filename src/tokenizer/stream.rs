@@ -26,7 +26,12 @@ pub struct TokenStream<'a> {
 impl<'a> TokenStream<'a> {
     /// Starts an empty stream over `tokenizer`'s vocabulary.
     pub fn new(tokenizer: &'a Tokenizer) -> Self {
-        Self { tokenizer, ids: Vec::new(), context: 0, prefix: String::new() }
+        Self {
+            tokenizer,
+            ids: Vec::new(),
+            context: 0,
+            prefix: String::new(),
+        }
     }
 
     /// Adds one id; returns the text it completes, or `None` when it completes nothing yet

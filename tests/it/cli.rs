@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 pub fn gen() -> Command {
     let mut c = Command::cargo_bin("gen").unwrap();
-    c.env_remove("GEN_MODEL").env("HF_HUB_OFFLINE", "1").env("NO_COLOR", "1");
+    c.env_remove("GEN_MODEL")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -21,7 +23,8 @@ fn tiny_gguf(dir: &Path) -> PathBuf {
 }
 
 fn json_of(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(out)))
+    serde_json::from_slice(out)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(out)))
 }
 
 /// Greedy tokens from the CLI equal the argmax of a full recomputation at every step.
@@ -29,10 +32,32 @@ fn json_of(out: &[u8]) -> serde_json::Value {
 fn greedy_generation_matches_recomputation() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tiny_gguf(tmp.path());
-    let out = gen().args(["-m", path.to_str().unwrap(), "-p", "tt hi", "-n", "8", "--ignore-eos", "--format", "json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gen()
+        .args([
+            "-m",
+            path.to_str().unwrap(),
+            "-p",
+            "tt hi",
+            "-n",
+            "8",
+            "--ignore-eos",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json_of(&out.stdout);
-    let got: Vec<u32> = v["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let got: Vec<u32> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u32)
+        .collect();
     assert_eq!(got.len(), 8);
     assert_eq!(v["stop"]["reason"], "max_tokens");
 
@@ -42,7 +67,10 @@ fn greedy_generation_matches_recomputation() {
         gen::tokenizer::Tokenizer::from_gguf(&gguf_file::Content::read(&mut f).unwrap()).unwrap()
     };
     let mut seq = tok.encode("tt hi").unwrap();
-    assert_eq!(v["timings"]["prompt_tokens"].as_u64().unwrap() as usize, seq.len());
+    assert_eq!(
+        v["timings"]["prompt_tokens"].as_u64().unwrap() as usize,
+        seq.len()
+    );
     let mut expected = Vec::new();
     for _ in 0..8 {
         let logits = full(&model, &seq);
@@ -53,21 +81,64 @@ fn greedy_generation_matches_recomputation() {
     }
     assert_eq!(got, expected);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("tok/s") && stderr.contains("stop: max_tokens"), "stats line missing: {stderr}");
+    assert!(
+        stderr.contains("tok/s") && stderr.contains("stop: max_tokens"),
+        "stats line missing: {stderr}"
+    );
 }
 
 #[test]
 fn text_output_streams_only_generated_text_and_eos_stops() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tiny_gguf(tmp.path());
-    let json = gen().args(["-m", path.to_str().unwrap(), "-p", "hello", "-n", "6", "--ignore-eos", "--format", "json"]).output().unwrap();
+    let json = gen()
+        .args([
+            "-m",
+            path.to_str().unwrap(),
+            "-p",
+            "hello",
+            "-n",
+            "6",
+            "--ignore-eos",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
     let v = json_of(&json.stdout);
-    let text = gen().args(["-m", path.to_str().unwrap(), "-p", "hello", "-n", "6", "--ignore-eos", "-q"]).output().unwrap();
+    let text = gen()
+        .args([
+            "-m",
+            path.to_str().unwrap(),
+            "-p",
+            "hello",
+            "-n",
+            "6",
+            "--ignore-eos",
+            "-q",
+        ])
+        .output()
+        .unwrap();
     assert!(text.status.success());
     assert!(text.stderr.is_empty(), "-q must keep stderr quiet");
-    assert_eq!(String::from_utf8(text.stdout).unwrap(), v["text"].as_str().unwrap());
+    assert_eq!(
+        String::from_utf8(text.stdout).unwrap(),
+        v["text"].as_str().unwrap()
+    );
     // With --max-tokens 0 nothing is generated.
-    let none = gen().args(["-m", path.to_str().unwrap(), "-p", "hello", "-n", "0", "--format", "json"]).output().unwrap();
+    let none = gen()
+        .args([
+            "-m",
+            path.to_str().unwrap(),
+            "-p",
+            "hello",
+            "-n",
+            "0",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(json_of(&none.stdout)["tokens"].as_array().unwrap().len(), 0);
 }
 
@@ -76,15 +147,45 @@ fn stdin_prompt_and_subcommands() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tiny_gguf(tmp.path());
     let m = path.to_str().unwrap();
-    gen().args(["-m", m, "-n", "2"]).write_stdin("from stdin").assert().success();
-    let out = gen().args(["tokenize", "-m", m, "--json", "tt 1"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    gen()
+        .args(["-m", m, "-n", "2"])
+        .write_stdin("from stdin")
+        .assert()
+        .success();
+    let out = gen()
+        .args(["tokenize", "-m", m, "--json", "tt 1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json_of(&out.stdout);
     assert!(!v["ids"].as_array().unwrap().is_empty());
     let text = tmp.path().join("t.txt");
-    std::fs::write(&text, "the quick brown fox jumps over the lazy dog ".repeat(20)).unwrap();
-    let out = gen().args(["perplexity", "-m", m, "--context", "64", "--json", text.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &text,
+        "the quick brown fox jumps over the lazy dog ".repeat(20),
+    )
+    .unwrap();
+    let out = gen()
+        .args([
+            "perplexity",
+            "-m",
+            m,
+            "--context",
+            "64",
+            "--json",
+            text.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json_of(&out.stdout);
     assert!(v["ppl"].as_f64().unwrap() > 1.0 && v["windows"].as_u64().unwrap() >= 1);
 }
@@ -97,31 +198,69 @@ fn convert_roundtrip_preserves_logits() {
     let gguf = tmp.path().join("f32.gguf");
     write_gguf(&gguf, &spec, &random_weights(&spec), GgmlDType::F32);
     let out_dir = tmp.path().join("hf");
-    gen().args(["convert", gguf.to_str().unwrap(), out_dir.to_str().unwrap()]).assert().success();
-    for f in ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+    gen()
+        .args(["convert", gguf.to_str().unwrap(), out_dir.to_str().unwrap()])
+        .assert()
+        .success();
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
         assert!(out_dir.join(f).exists(), "convert did not write {f}");
     }
     let seq = [3u32, 70, 71, 72, 9, 200];
-    let d = crate::model::max_diff(&full(&load_gguf(&gguf), &seq), &full(&crate::model::load_dir(&out_dir), &seq));
+    let d = crate::model::max_diff(
+        &full(&load_gguf(&gguf), &seq),
+        &full(&crate::model::load_dir(&out_dir), &seq),
+    );
     assert!(d <= 1e-4, "converted folder differs from the GGUF by {d}");
     // The converted folder runs through the CLI too, and bf16 conversion works.
-    gen().args(["-m", out_dir.to_str().unwrap(), "-p", "hi", "-n", "3", "-q"]).assert().success();
+    gen()
+        .args(["-m", out_dir.to_str().unwrap(), "-p", "hi", "-n", "3", "-q"])
+        .assert()
+        .success();
     let bf = tmp.path().join("bf16");
-    gen().args(["convert", "--dtype", "bf16", gguf.to_str().unwrap(), bf.to_str().unwrap()]).assert().success();
-    gen().args(["-m", bf.to_str().unwrap(), "-p", "hi", "-n", "3", "-q"]).assert().success();
+    gen()
+        .args([
+            "convert",
+            "--dtype",
+            "bf16",
+            gguf.to_str().unwrap(),
+            bf.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    gen()
+        .args(["-m", bf.to_str().unwrap(), "-p", "hi", "-n", "3", "-q"])
+        .assert()
+        .success();
 }
 
 /// Runs gen and checks: the exit code, one line on stderr, and that it names `what`.
 fn fails_with(args: &[&str], code: i32, what: &[&str]) {
     let out = gen().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "args {args:?}: stderr {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "args {args:?}: stderr {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "panic for {args:?}: {stderr}");
     if code == 1 {
-        assert_eq!(stderr.trim_end().lines().count(), 1, "error must be one line: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "error must be one line: {stderr}"
+        );
     }
     for w in what {
-        assert!(stderr.contains(w), "stderr for {args:?} should mention {w:?}: {stderr}");
+        assert!(
+            stderr.contains(w),
+            "stderr for {args:?} should mention {w:?}: {stderr}"
+        );
     }
 }
 
@@ -133,7 +272,11 @@ fn bad_input_gets_clear_errors() {
     let spec = TinySpec::gqa();
     let w = random_weights(&spec);
 
-    fails_with(&["-m", "/no/such/model.gguf", "-p", "x"], 1, &["/no/such/model.gguf", "not found"]);
+    fails_with(
+        &["-m", "/no/such/model.gguf", "-p", "x"],
+        1,
+        &["/no/such/model.gguf", "not found"],
+    );
     let empty_dir = tmp.path().join("empty");
     std::fs::create_dir(&empty_dir).unwrap();
     fails_with(&["-m", &t(&empty_dir), "-p", "x"], 1, &["config.json"]);
@@ -176,7 +319,11 @@ fn bad_input_gets_clear_errors() {
     let st = dir.join("model.safetensors");
     let st_bytes = std::fs::read(&st).unwrap();
     std::fs::write(&st, &st_bytes[..st_bytes.len() - 1000]).unwrap();
-    fails_with(&["-m", &t(&dir), "-p", "x"], 1, &["truncated", "model.safetensors"]);
+    fails_with(
+        &["-m", &t(&dir), "-p", "x"],
+        1,
+        &["truncated", "model.safetensors"],
+    );
     std::fs::write(&st, [&[255u8; 8][..], b"{garbage"].concat()).unwrap();
     fails_with(&["-m", &t(&dir), "-p", "x"], 1, &["model.safetensors"]);
 
@@ -184,16 +331,32 @@ fn bad_input_gets_clear_errors() {
     fails_with(&["-m", &m, "-p", ""], 1, &["prompt is empty"]);
     let long = "a ".repeat(400);
     fails_with(&["-m", &m, "-p", &long], 1, &["context", "--ctx-size"]);
-    fails_with(&["-m", &m, "-p", "hello", "--ctx-size", "2"], 1, &["context"]);
+    fails_with(
+        &["-m", &m, "-p", "hello", "--ctx-size", "2"],
+        1,
+        &["context"],
+    );
     let bin = tmp.path().join("latin1.txt");
     std::fs::write(&bin, [b'c', b'a', b'f', 0xE9]).unwrap();
     fails_with(&["-m", &m, "-f", &t(&bin)], 1, &["UTF-8"]);
-    fails_with(&["-m", &m, "-f", "/no/such/prompt.txt"], 1, &["/no/such/prompt.txt"]);
+    fails_with(
+        &["-m", &m, "-f", "/no/such/prompt.txt"],
+        1,
+        &["/no/such/prompt.txt"],
+    );
     // Usage errors exit 2.
     fails_with(&["-m", &m, "-p", "x", "--threads", "0"], 2, &["--threads"]);
-    fails_with(&["-m", &m, "-p", "x", "--no-such-flag"], 2, &["--no-such-flag"]);
+    fails_with(
+        &["-m", &m, "-p", "x", "--no-such-flag"],
+        2,
+        &["--no-such-flag"],
+    );
     fails_with(&["-m", &m, "-p", "x", "-n", "-3"], 2, &[]);
-    fails_with(&["-m", &m, "-p", "x", "--temperature", "0.7"], 2, &["--temperature"]);
+    fails_with(
+        &["-m", &m, "-p", "x", "--temperature", "0.7"],
+        2,
+        &["--temperature"],
+    );
 }
 
 #[test]
@@ -203,7 +366,16 @@ fn closed_pipe_exits_quietly() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tiny_gguf(tmp.path());
     let mut child = Std::new(assert_cmd::cargo::cargo_bin("gen"))
-        .args(["-m", path.to_str().unwrap(), "-p", "hello", "-n", "200", "--ignore-eos", "-q"])
+        .args([
+            "-m",
+            path.to_str().unwrap(),
+            "-p",
+            "hello",
+            "-n",
+            "200",
+            "--ignore-eos",
+            "-q",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -214,7 +386,12 @@ fn closed_pipe_exits_quietly() {
     drop(out);
     let status = child.wait().unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert!(err.is_empty(), "a closed pipe must end quietly: {err}");
 }

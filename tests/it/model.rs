@@ -27,8 +27,17 @@ fn rows(t: &Tensor) -> Vec<Vec<f32>> {
 /// Logits at every position from one forward pass over the whole sequence.
 pub fn full(model: &Llama, tokens: &[u32]) -> Vec<Vec<f32>> {
     let mut cache = model.new_cache();
-    let input = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    rows(&model.forward(&input, &mut cache, Logits::All).unwrap().squeeze(0).unwrap())
+    let input = Tensor::new(tokens, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    rows(
+        &model
+            .forward(&input, &mut cache, Logits::All)
+            .unwrap()
+            .squeeze(0)
+            .unwrap(),
+    )
 }
 
 /// Logits after each token fed one at a time into `cache`.
@@ -36,15 +45,27 @@ fn step(model: &Llama, cache: &mut KvCache, tokens: &[u32]) -> Vec<Vec<f32>> {
     tokens
         .iter()
         .map(|&t| {
-            let input = Tensor::new(&[t], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-            model.forward(&input, cache, Logits::Last).unwrap().squeeze(0).unwrap().to_vec1().unwrap()
+            let input = Tensor::new(&[t], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            model
+                .forward(&input, cache, Logits::Last)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap()
         })
         .collect()
 }
 
 pub fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f32::max)
 }
 
 const SEQ: [u32; 12] = [5, 17, 200, 3, 3, 99, 150, 42, 7, 260, 11, 64];
@@ -53,9 +74,37 @@ fn specs() -> Vec<(&'static str, TinySpec)> {
     let base = TinySpec::gqa();
     vec![
         ("gqa-untied", base.clone()),
-        ("mha-tied", TinySpec { heads: 4, kv_heads: 4, tied: true, seed: 2, ..base.clone() }),
-        ("gqa-llama3-scaling", TinySpec { llama3_scaling: true, heads: 8, kv_heads: 2, hidden: 128, seed: 3, ..base.clone() }),
-        ("one-kv-head", TinySpec { heads: 2, kv_heads: 1, layers: 3, seed: 4, ..base }),
+        (
+            "mha-tied",
+            TinySpec {
+                heads: 4,
+                kv_heads: 4,
+                tied: true,
+                seed: 2,
+                ..base.clone()
+            },
+        ),
+        (
+            "gqa-llama3-scaling",
+            TinySpec {
+                llama3_scaling: true,
+                heads: 8,
+                kv_heads: 2,
+                hidden: 128,
+                seed: 3,
+                ..base.clone()
+            },
+        ),
+        (
+            "one-kv-head",
+            TinySpec {
+                heads: 2,
+                kv_heads: 1,
+                layers: 3,
+                seed: 4,
+                ..base
+            },
+        ),
     ]
 }
 
@@ -72,13 +121,25 @@ fn kv_cache_decoding_equals_recomputation() {
         for (fmt, model) in [("safetensors", load_dir(&dir)), ("gguf", load_gguf(&gguf))] {
             let reference = full(&model, &SEQ);
             let mut cache = model.new_cache();
-            let prefix = Tensor::new(&SEQ[..5], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-            let first = model.forward(&prefix, &mut cache, Logits::Last).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+            let prefix = Tensor::new(&SEQ[..5], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let first = model
+                .forward(&prefix, &mut cache, Logits::Last)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             let mut got = vec![first];
             got.extend(step(&model, &mut cache, &SEQ[5..]));
             let d = max_diff(&reference[4..], &got);
             eprintln!("{name}/{fmt}: max |Δlogit| cached vs recomputed = {d:.2e}");
-            assert!(d <= 1e-4, "{name}/{fmt}: cached decoding differs from recomputation by {d}");
+            assert!(
+                d <= 1e-4,
+                "{name}/{fmt}: cached decoding differs from recomputation by {d}"
+            );
             assert_eq!(cache.len(), SEQ.len());
         }
     }
@@ -106,12 +167,20 @@ fn gguf_f32_matches_safetensors() {
 fn quantized_types_load_and_track_f32() {
     let tmp = tempfile::tempdir().unwrap();
     // K-quants need rows that are multiples of 256.
-    let spec = TinySpec { hidden: 256, ffn: 512, heads: 4, kv_heads: 2, ..TinySpec::gqa() };
+    let spec = TinySpec {
+        hidden: 256,
+        ffn: 512,
+        heads: 4,
+        kv_heads: 2,
+        ..TinySpec::gqa()
+    };
     let w = random_weights(&spec);
     let f32_path = tmp.path().join("f32.gguf");
     write_gguf(&f32_path, &spec, &w, GgmlDType::F32);
     let reference = full(&load_gguf(&f32_path), &SEQ);
-    let rms = |v: &[Vec<f32>]| (v.iter().flatten().map(|x| x * x).sum::<f32>() / v.iter().flatten().count() as f32).sqrt();
+    let rms = |v: &[Vec<f32>]| {
+        (v.iter().flatten().map(|x| x * x).sum::<f32>() / v.iter().flatten().count() as f32).sqrt()
+    };
     let scale = rms(&reference);
     for (dt, tol) in [
         (GgmlDType::F16, 0.01),
@@ -125,14 +194,21 @@ fn quantized_types_load_and_track_f32() {
         write_gguf(&path, &spec, &w, dt);
         let model = load_gguf(&path);
         let got = full(&model, &SEQ);
-        let err: Vec<Vec<f32>> = reference.iter().zip(&got).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect();
+        let err: Vec<Vec<f32>> = reference
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect())
+            .collect();
         let rel = rms(&err) / scale;
         eprintln!("{dt:?}: rms(Δlogit) / rms(logit) vs f32 = {rel:.4}");
         assert!(rel <= tol, "{dt:?}: relative logit error {rel} above {tol}");
         // The cache path must agree with recomputation for quantized weights too.
         let mut cache = model.new_cache();
         let inc = step(&model, &mut cache, &SEQ);
-        assert!(max_diff(&got, &inc) <= 1e-3 * scale.max(1.0), "{dt:?}: cached decode differs");
+        assert!(
+            max_diff(&got, &inc) <= 1e-3 * scale.max(1.0),
+            "{dt:?}: cached decode differs"
+        );
     }
 }
 
@@ -145,7 +221,10 @@ fn tiny() -> Llama {
 }
 
 fn prefill(model: &Llama, cache: &mut KvCache, tokens: &[u32]) {
-    let input = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let input = Tensor::new(tokens, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     model.forward(&input, cache, Logits::Last).unwrap();
 }
 
@@ -197,17 +276,26 @@ fn batched_forward_and_reorder_equal_recomputation() {
     let batch_logits = rows(&model.forward(&input, &mut cache, Logits::Last).unwrap());
     for (i, p) in prompts.iter().enumerate() {
         let alone = full(&model, p);
-        assert!(max_diff(&alone[3..], &batch_logits[i..=i]) <= 1e-4, "batch row {i} differs from running it alone");
+        assert!(
+            max_diff(&alone[3..], &batch_logits[i..=i]) <= 1e-4,
+            "batch row {i} differs from running it alone"
+        );
     }
     cache.reorder(&[2, 0, 0]).unwrap();
     assert_eq!(cache.batch_size(), Some(3));
     let next = [11u32, 12, 13];
-    let input = Tensor::new(&next, &Device::Cpu).unwrap().unsqueeze(1).unwrap(); // (3, 1)
+    let input = Tensor::new(&next, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(1)
+        .unwrap(); // (3, 1)
     let got = rows(&model.forward(&input, &mut cache, Logits::Last).unwrap());
     for (row, (parent, tok)) in [(2usize, 11u32), (0, 12), (0, 13)].iter().enumerate() {
         let seq: Vec<u32> = prompts[*parent].iter().copied().chain([*tok]).collect();
         let reference = full(&model, &seq);
-        assert!(max_diff(&reference[4..], &got[row..=row]) <= 1e-4, "reordered row {row} differs");
+        assert!(
+            max_diff(&reference[4..], &got[row..=row]) <= 1e-4,
+            "reordered row {row} differs"
+        );
     }
 }
 
@@ -216,7 +304,10 @@ fn context_full_is_an_error_not_a_panic() {
     let model = tiny(); // max_pos 256
     let mut cache = model.new_cache();
     let long: Vec<u32> = (0..257).map(|i| i % 200).collect();
-    let input = Tensor::new(long.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let input = Tensor::new(long.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let err = model.forward(&input, &mut cache, Logits::Last).unwrap_err();
     assert!(format!("{err:#}").contains("context is full"), "{err:#}");
 }

@@ -18,21 +18,36 @@ fn repo() -> PathBuf {
 
 pub fn real_gguf() -> PathBuf {
     let p = repo().join("models").join(gen::config::DEFAULT_MODEL_FILE);
-    assert!(p.exists(), "{} is missing: run ./models/fetch.sh (the tests need the real model)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run ./models/fetch.sh (the tests need the real model)",
+        p.display()
+    );
     p
 }
 
 fn oracle(name: &str) -> Value {
     let p = repo().join("tests/oracle").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn load_path(p: &Path) -> LoadedModel {
@@ -53,7 +68,11 @@ fn real_f32_dir() -> &'static Path {
 /// Log-softmax rows of `(seq, vocab)` logits, in f64 for stable comparisons.
 fn log_softmax_rows(logits: &Tensor) -> Vec<Vec<f64>> {
     let lp = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1).unwrap();
-    lp.to_vec2::<f32>().unwrap().into_iter().map(|r| r.into_iter().map(f64::from).collect()).collect()
+    lp.to_vec2::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.into_iter().map(f64::from).collect())
+        .collect()
 }
 
 fn argmax(row: &[f64]) -> u32 {
@@ -74,20 +93,34 @@ fn gguf_first_position_matches_llama_cpp() {
     for case in golden["first_position"].as_array().unwrap() {
         let tok = case["token"].as_u64().unwrap() as u32;
         let mut cache = m.model.new_cache();
-        let input = Tensor::new(&[tok], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let input = Tensor::new(&[tok], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let lp = &log_softmax_rows(&m.model.forward(&input, &mut cache, Logits::Last).unwrap())[0];
         let top = case["top"].as_array().unwrap();
-        assert_eq!(argmax(lp) as u64, top[0][0].as_u64().unwrap(), "argmax after token {tok}");
+        assert_eq!(
+            argmax(lp) as u64,
+            top[0][0].as_u64().unwrap(),
+            "argmax after token {tok}"
+        );
         let mut here = 0f64;
         for pair in top {
-            here = here.max((lp[pair[0].as_u64().unwrap() as usize] - pair[1].as_f64().unwrap()).abs());
+            here = here
+                .max((lp[pair[0].as_u64().unwrap() as usize] - pair[1].as_f64().unwrap()).abs());
         }
         exact += usize::from(here <= 1e-4);
         worst = worst.max(here);
     }
     eprintln!("first position, 48 tokens x top 10: {exact}/48 within 1e-4 of llama.cpp, max |Δ log p| {worst:.2e}");
-    assert!(exact >= 44, "only {exact} of 48 first-position distributions match llama.cpp within 1e-4");
-    assert!(worst <= 0.2, "first-position log-probs differ from llama.cpp by {worst}");
+    assert!(
+        exact >= 44,
+        "only {exact} of 48 first-position distributions match llama.cpp within 1e-4"
+    );
+    assert!(
+        worst <= 0.2,
+        "first-position log-probs differ from llama.cpp by {worst}"
+    );
 }
 
 /// Teacher-forced over 2,048 tokens of text, our GGUF path against llama.cpp on the same file
@@ -110,13 +143,26 @@ fn gguf_teacher_forced_tracks_llama_cpp() {
     let mut cache = m.model.new_cache();
     let mut rows = Vec::new();
     for chunk in tokens.chunks(512) {
-        let input = Tensor::new(chunk, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let logits = m.model.forward(&input, &mut cache, Logits::All).unwrap().squeeze(0).unwrap();
+        let input = Tensor::new(chunk, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let logits = m
+            .model
+            .forward(&input, &mut cache, Logits::All)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
         rows.extend(log_softmax_rows(&logits));
     }
     let n = tokens.len() - 1;
-    let agree = (0..n).filter(|&i| argmax(&rows[i]) == want_argmax[i]).count();
-    let mean_dlogp: f64 = (0..n).map(|i| (rows[i][tokens[i + 1] as usize] - want_logp[i]).abs()).sum::<f64>() / n as f64;
+    let agree = (0..n)
+        .filter(|&i| argmax(&rows[i]) == want_argmax[i])
+        .count();
+    let mean_dlogp: f64 = (0..n)
+        .map(|i| (rows[i][tokens[i + 1] as usize] - want_logp[i]).abs())
+        .sum::<f64>()
+        / n as f64;
     let rate = agree as f64 / n as f64;
     eprintln!(
         "GGUF vs llama.cpp over {n} positions: argmax agreement {:.2}%, mean |Δ log p| {mean_dlogp:.4} \
@@ -124,8 +170,14 @@ fn gguf_teacher_forced_tracks_llama_cpp() {
         rate * 100.0,
         floor_rate * 100.0
     );
-    assert!(rate >= floor_rate - 0.01, "argmax agreement {rate} is below llama.cpp's own noise floor {floor_rate}");
-    assert!(mean_dlogp <= floor_dlogp + 0.01, "mean |Δ log p| {mean_dlogp} is above llama.cpp's own noise floor {floor_dlogp}");
+    assert!(
+        rate >= floor_rate - 0.01,
+        "argmax agreement {rate} is below llama.cpp's own noise floor {floor_rate}"
+    );
+    assert!(
+        mean_dlogp <= floor_dlogp + 0.01,
+        "mean |Δ log p| {mean_dlogp} is above llama.cpp's own noise floor {floor_dlogp}"
+    );
 }
 
 /// `gen perplexity`'s computation against llama.cpp's llama-perplexity method, within 1%.
@@ -136,16 +188,28 @@ fn perplexity_matches_llama_cpp() {
     let text = std::fs::read_to_string(repo().join("tests/oracle/text.txt")).unwrap();
     let m = load_path(&real_gguf());
     let text = text.strip_suffix('\n').unwrap_or(&text);
-    assert_eq!(m.tokenizer.encode(text).unwrap(), tokens, "our tokenization of text.txt differs from llama.cpp's");
+    assert_eq!(
+        m.tokenizer.encode(text).unwrap(),
+        tokens,
+        "our tokenization of text.txt differs from llama.cpp's"
+    );
     for r in golden["results"].as_array().unwrap() {
         let ctx = r["context"].as_u64().unwrap() as usize;
         let ours = gen::perplexity::perplexity(&m.model, &tokens, ctx).unwrap();
         let theirs = r["ppl"].as_f64().unwrap();
         let rel = (ours.ppl() - theirs).abs() / theirs;
-        eprintln!("perplexity ctx {ctx}: gen {:.4}, llama.cpp {theirs:.4} ({:+.3}%)", ours.ppl(), rel * 100.0);
+        eprintln!(
+            "perplexity ctx {ctx}: gen {:.4}, llama.cpp {theirs:.4} ({:+.3}%)",
+            ours.ppl(),
+            rel * 100.0
+        );
         assert_eq!(ours.windows as u64, r["n_windows"].as_u64().unwrap());
         assert_eq!(ours.scored_tokens as u64, r["n_scored"].as_u64().unwrap());
-        assert!(rel <= 0.01, "perplexity at context {ctx}: {} vs llama.cpp {theirs}", ours.ppl());
+        assert!(
+            rel <= 0.01,
+            "perplexity at context {ctx}: {} vs llama.cpp {theirs}",
+            ours.ppl()
+        );
     }
 }
 
@@ -156,19 +220,43 @@ fn perplexity_matches_llama_cpp() {
 fn f32_greedy_matches_transformers() {
     let golden = oracle("hf_f32.json");
     let m = load_path(real_f32_dir());
-    let params = GenerateParams { max_tokens: 32, ignore_eos: true, batch_size: 512, ctx_size: 8192 };
+    let params = GenerateParams {
+        max_tokens: 32,
+        ignore_eos: true,
+        batch_size: 512,
+        ctx_size: 8192,
+    };
     for case in golden["cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
         let prompt_ids = ids(&case["prompt_ids"]);
-        assert_eq!(m.tokenizer.encode(prompt).unwrap(), prompt_ids, "tokenization of {prompt:?}");
+        assert_eq!(
+            m.tokenizer.encode(prompt).unwrap(),
+            prompt_ids,
+            "tokenization of {prompt:?}"
+        );
         let want = ids(&case["greedy_ids"]);
         let gaps = floats(&case["gaps"]);
         let checked = gaps.iter().position(|&g| g < 0.02).unwrap_or(want.len());
-        let got = generate(&m.model, &m.tokenizer, &prompt_ids, &mut Greedy, &params, &mut |_| Ok(())).unwrap();
-        assert_eq!(&got.tokens[..checked], &want[..checked], "greedy tokens for {prompt:?} (checked up to the first near-tie at step {checked})");
+        let got = generate(
+            &m.model,
+            &m.tokenizer,
+            &prompt_ids,
+            &mut Greedy,
+            &params,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(
+            &got.tokens[..checked],
+            &want[..checked],
+            "greedy tokens for {prompt:?} (checked up to the first near-tie at step {checked})"
+        );
 
         let mut cache = m.model.new_cache();
-        let input = Tensor::new(prompt_ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let input = Tensor::new(prompt_ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let logits = m.model.forward(&input, &mut cache, Logits::Last).unwrap();
         let lp = &log_softmax_rows(&logits)[0];
         let worst = case["first_step_top"]
@@ -177,8 +265,13 @@ fn f32_greedy_matches_transformers() {
             .iter()
             .map(|pair| (lp[pair[0].as_u64().unwrap() as usize] - pair[1].as_f64().unwrap()).abs())
             .fold(0.0, f64::max);
-        eprintln!("{prompt:?}: {checked}/32 greedy tokens checked, first-step max |Δ log p| {worst:.2e}");
-        assert!(worst <= 1e-3, "first-step log-probs for {prompt:?} differ by {worst}");
+        eprintln!(
+            "{prompt:?}: {checked}/32 greedy tokens checked, first-step max |Δ log p| {worst:.2e}"
+        );
+        assert!(
+            worst <= 1e-3,
+            "first-step log-probs for {prompt:?} differ by {worst}"
+        );
     }
 }
 
@@ -186,21 +279,48 @@ fn f32_greedy_matches_transformers() {
 #[test]
 fn real_model_kv_cache_equals_recomputation() {
     let m = load_path(real_f32_dir());
-    let prompt = m.tokenizer.encode("The quick brown fox jumps over").unwrap();
+    let prompt = m
+        .tokenizer
+        .encode("The quick brown fox jumps over")
+        .unwrap();
     let mut cache = m.model.new_cache();
-    let input = Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let mut logits = m.model.forward(&input, &mut cache, Logits::Last).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+    let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let mut logits = m
+        .model
+        .forward(&input, &mut cache, Logits::Last)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let mut seq = prompt.clone();
     let mut stepped = vec![logits.clone()];
     for _ in 0..16 {
-        let next = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b }) as u32;
+        let next =
+            (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b }) as u32;
         seq.push(next);
-        let input = Tensor::new(&[next], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        logits = m.model.forward(&input, &mut cache, Logits::Last).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        let input = Tensor::new(&[next], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        logits = m
+            .model
+            .forward(&input, &mut cache, Logits::Last)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         stepped.push(logits.clone());
     }
     let full = crate::model::full(&m.model, &seq);
     let d = max_diff(&full[prompt.len() - 1..], &stepped);
     eprintln!("real model f32: max |Δlogit| cached vs recomputed over 16 steps = {d:.2e}");
-    assert!(d <= 1e-4 * 40.0, "cached decoding differs from recomputation by {d}");
+    assert!(
+        d <= 1e-4 * 40.0,
+        "cached decoding differs from recomputation by {d}"
+    );
 }

@@ -25,7 +25,18 @@ pub struct TinySpec {
 impl TinySpec {
     /// Grouped-query attention, untied head.
     pub fn gqa() -> Self {
-        Self { hidden: 64, ffn: 96, layers: 2, heads: 4, kv_heads: 2, vocab: 300, tied: false, llama3_scaling: false, max_pos: 256, seed: 1 }
+        Self {
+            hidden: 64,
+            ffn: 96,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            vocab: 300,
+            tied: false,
+            llama3_scaling: false,
+            max_pos: 256,
+            seed: 1,
+        }
     }
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
@@ -57,22 +68,55 @@ pub fn random_weights(s: &TinySpec) -> HashMap<String, Tensor> {
     // Uniform with variance 1/fan_in keeps activations O(1), as trained models have them.
     let a = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
     let mut w = HashMap::new();
-    w.insert("model.embed_tokens.weight".to_string(), rng.tensor(&[s.vocab, s.hidden], 0.0, 1.0));
+    w.insert(
+        "model.embed_tokens.weight".to_string(),
+        rng.tensor(&[s.vocab, s.hidden], 0.0, 1.0),
+    );
     for i in 0..s.layers {
         let p = |n: &str| format!("model.layers.{i}.{n}.weight");
         w.insert(p("input_layernorm"), rng.tensor(&[s.hidden], 1.0, 0.2));
-        w.insert(p("post_attention_layernorm"), rng.tensor(&[s.hidden], 1.0, 0.2));
-        w.insert(p("self_attn.q_proj"), rng.tensor(&[s.heads * hd, s.hidden], 0.0, 2.0 * a(s.hidden)));
-        w.insert(p("self_attn.k_proj"), rng.tensor(&[s.kv_heads * hd, s.hidden], 0.0, 2.0 * a(s.hidden)));
-        w.insert(p("self_attn.v_proj"), rng.tensor(&[s.kv_heads * hd, s.hidden], 0.0, a(s.hidden)));
-        w.insert(p("self_attn.o_proj"), rng.tensor(&[s.hidden, s.heads * hd], 0.0, a(s.heads * hd)));
-        w.insert(p("mlp.gate_proj"), rng.tensor(&[s.ffn, s.hidden], 0.0, a(s.hidden)));
-        w.insert(p("mlp.up_proj"), rng.tensor(&[s.ffn, s.hidden], 0.0, a(s.hidden)));
-        w.insert(p("mlp.down_proj"), rng.tensor(&[s.hidden, s.ffn], 0.0, a(s.ffn)));
+        w.insert(
+            p("post_attention_layernorm"),
+            rng.tensor(&[s.hidden], 1.0, 0.2),
+        );
+        w.insert(
+            p("self_attn.q_proj"),
+            rng.tensor(&[s.heads * hd, s.hidden], 0.0, 2.0 * a(s.hidden)),
+        );
+        w.insert(
+            p("self_attn.k_proj"),
+            rng.tensor(&[s.kv_heads * hd, s.hidden], 0.0, 2.0 * a(s.hidden)),
+        );
+        w.insert(
+            p("self_attn.v_proj"),
+            rng.tensor(&[s.kv_heads * hd, s.hidden], 0.0, a(s.hidden)),
+        );
+        w.insert(
+            p("self_attn.o_proj"),
+            rng.tensor(&[s.hidden, s.heads * hd], 0.0, a(s.heads * hd)),
+        );
+        w.insert(
+            p("mlp.gate_proj"),
+            rng.tensor(&[s.ffn, s.hidden], 0.0, a(s.hidden)),
+        );
+        w.insert(
+            p("mlp.up_proj"),
+            rng.tensor(&[s.ffn, s.hidden], 0.0, a(s.hidden)),
+        );
+        w.insert(
+            p("mlp.down_proj"),
+            rng.tensor(&[s.hidden, s.ffn], 0.0, a(s.ffn)),
+        );
     }
-    w.insert("model.norm.weight".to_string(), rng.tensor(&[s.hidden], 1.0, 0.2));
+    w.insert(
+        "model.norm.weight".to_string(),
+        rng.tensor(&[s.hidden], 1.0, 0.2),
+    );
     if !s.tied {
-        w.insert("lm_head.weight".to_string(), rng.tensor(&[s.vocab, s.hidden], 0.0, 4.0 * a(s.hidden)));
+        w.insert(
+            "lm_head.weight".to_string(),
+            rng.tensor(&[s.vocab, s.hidden], 0.0, 4.0 * a(s.hidden)),
+        );
     }
     w
 }
@@ -108,7 +152,10 @@ pub fn write_safetensors_dir(dir: &Path, s: &TinySpec, w: &HashMap<String, Tenso
 
 /// GPT-2's byte-to-unicode table: the printable stand-in for each byte.
 fn byte_chars() -> Vec<char> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
     let mut cs = bs.clone();
     let mut n = 0;
     for b in 0..256u32 {
@@ -153,7 +200,11 @@ pub fn write_gguf_with(
         tokens.push(format!("<unused{}>", tokens.len()));
         types.push(5);
     }
-    assert_eq!(tokens.len(), s.vocab, "tiny vocab must hold the 260 base tokens");
+    assert_eq!(
+        tokens.len(),
+        s.vocab,
+        "tiny vocab must hold the 260 base tokens"
+    );
     let u32v = |x: usize| V::U32(x as u32);
     let strs = |v: &[String]| V::Array(v.iter().map(|t| V::String(t.clone())).collect());
     let mut md: Vec<(String, V)> = vec![
@@ -163,14 +214,20 @@ pub fn write_gguf_with(
         ("llama.block_count".into(), u32v(s.layers)),
         ("llama.attention.head_count".into(), u32v(s.heads)),
         ("llama.attention.head_count_kv".into(), u32v(s.kv_heads)),
-        ("llama.attention.layer_norm_rms_epsilon".into(), V::F32(1e-5)),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            V::F32(1e-5),
+        ),
         ("llama.rope.freq_base".into(), V::F32(10000.0)),
         ("llama.context_length".into(), u32v(s.max_pos)),
         ("llama.rope.dimension_count".into(), u32v(hd)),
         ("tokenizer.ggml.model".into(), V::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), V::String("smollm".into())),
         ("tokenizer.ggml.tokens".into(), strs(&tokens)),
-        ("tokenizer.ggml.token_type".into(), V::Array(types.iter().map(|&t| V::I32(t)).collect())),
+        (
+            "tokenizer.ggml.token_type".into(),
+            V::Array(types.iter().map(|&t| V::I32(t)).collect()),
+        ),
         ("tokenizer.ggml.merges".into(), strs(&["Ġ t".to_string()])),
         ("tokenizer.ggml.bos_token_id".into(), V::U32(1)),
         ("tokenizer.ggml.eos_token_id".into(), V::U32(0)),
@@ -179,21 +236,45 @@ pub fn write_gguf_with(
     edit(&mut md);
     let mut q: Vec<(String, QTensor)> = Vec::new();
     let quant = |t: &Tensor, dt: GgmlDType| QTensor::quantize(t, dt).unwrap();
-    q.push(("token_embd.weight".into(), quant(&w["model.embed_tokens.weight"], dtype)));
+    q.push((
+        "token_embd.weight".into(),
+        quant(&w["model.embed_tokens.weight"], dtype),
+    ));
     for i in 0..s.layers {
         let hf = |n: &str| w[&format!("model.layers.{i}.{n}.weight")].clone();
         let name = |n: &str| format!("blk.{i}.{n}.weight");
-        q.push((name("attn_norm"), quant(&hf("input_layernorm"), GgmlDType::F32)));
-        q.push((name("ffn_norm"), quant(&hf("post_attention_layernorm"), GgmlDType::F32)));
-        q.push((name("attn_q"), quant(&permute_rows(&hf("self_attn.q_proj"), s.heads).unwrap(), dtype)));
-        q.push((name("attn_k"), quant(&permute_rows(&hf("self_attn.k_proj"), s.kv_heads).unwrap(), dtype)));
+        q.push((
+            name("attn_norm"),
+            quant(&hf("input_layernorm"), GgmlDType::F32),
+        ));
+        q.push((
+            name("ffn_norm"),
+            quant(&hf("post_attention_layernorm"), GgmlDType::F32),
+        ));
+        q.push((
+            name("attn_q"),
+            quant(
+                &permute_rows(&hf("self_attn.q_proj"), s.heads).unwrap(),
+                dtype,
+            ),
+        ));
+        q.push((
+            name("attn_k"),
+            quant(
+                &permute_rows(&hf("self_attn.k_proj"), s.kv_heads).unwrap(),
+                dtype,
+            ),
+        ));
         q.push((name("attn_v"), quant(&hf("self_attn.v_proj"), dtype)));
         q.push((name("attn_output"), quant(&hf("self_attn.o_proj"), dtype)));
         q.push((name("ffn_gate"), quant(&hf("mlp.gate_proj"), dtype)));
         q.push((name("ffn_up"), quant(&hf("mlp.up_proj"), dtype)));
         q.push((name("ffn_down"), quant(&hf("mlp.down_proj"), dtype)));
     }
-    q.push(("output_norm.weight".into(), quant(&w["model.norm.weight"], GgmlDType::F32)));
+    q.push((
+        "output_norm.weight".into(),
+        quant(&w["model.norm.weight"], GgmlDType::F32),
+    ));
     if !s.tied {
         q.push(("output.weight".into(), quant(&w["lm_head.weight"], dtype)));
     }

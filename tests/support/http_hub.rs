@@ -41,13 +41,23 @@ pub struct FakeRepo {
 impl FakeRepo {
     /// A repo with these files at commit `sha`.
     pub fn new(id: &str, sha: &str, files: &[(&str, Vec<u8>)]) -> Self {
-        let files = files.iter().map(|(n, b)| (n.to_string(), b.clone())).collect();
-        Self { id: id.to_string(), sha: sha.to_string(), files }
+        let files = files
+            .iter()
+            .map(|(n, b)| (n.to_string(), b.clone()))
+            .collect();
+        Self {
+            id: id.to_string(),
+            sha: sha.to_string(),
+            files,
+        }
     }
 
     /// The content of `name`.
     pub fn file(&self, name: &str) -> &[u8] {
-        self.files.get(name).map(Vec::as_slice).unwrap_or_else(|| panic!("no file {name} in {}", self.id))
+        self.files
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_else(|| panic!("no file {name} in {}", self.id))
     }
 }
 
@@ -75,16 +85,24 @@ impl FakeHub {
     /// Starts serving `repos` on a free loopback port.
     pub fn start(repos: Vec<FakeRepo>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let endpoint = format!("http://{}", listener.local_addr().expect("local address"));
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let repos: BTreeMap<String, FakeRepo> = repos.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let repos: BTreeMap<String, FakeRepo> =
+            repos.into_iter().map(|r| (r.id.clone(), r)).collect();
         let thread = {
             let (stop, log, endpoint) = (stop.clone(), log.clone(), endpoint.clone());
             std::thread::spawn(move || serve(listener, &repos, &endpoint, &stop, &log))
         };
-        Self { endpoint, stop, log, thread: Some(thread) }
+        Self {
+            endpoint,
+            stop,
+            log,
+            thread: Some(thread),
+        }
     }
 
     /// `http://127.0.0.1:PORT`, to use as `HF_ENDPOINT`.
@@ -118,8 +136,16 @@ impl Drop for FakeHub {
 /// The etag the server gives `bytes` (the name of its blob in the `hf-hub` cache).
 pub fn etag_of(bytes: &[u8]) -> String {
     // 64-bit FNV-1a, twice with different seeds, as 32 hex digits.
-    let fnv = |seed: u64| bytes.iter().fold(seed, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("{:016x}{:016x}", fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142))
+    let fnv = |seed: u64| {
+        bytes.iter().fold(seed, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    };
+    format!(
+        "{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x6c62_272e_07bb_0142)
+    )
 }
 
 /// Deterministic pseudo-random bytes (xorshift), for weight files.
@@ -150,7 +176,9 @@ fn serve(
                 // A broken connection only fails that request; the client sees it.
                 let _ = handle(stream, repos, endpoint, log);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
             Err(_) => break,
         }
     }
@@ -164,7 +192,11 @@ struct Response {
 
 impl Response {
     fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new() }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     fn header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -200,7 +232,10 @@ fn handle(
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let (method, target) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
     let (mut range, mut authorization) = (None, None);
     for _ in 0..100 {
         let mut line = String::new();
@@ -231,7 +266,12 @@ fn handle(
     write_response(stream, &response, method == "HEAD")
 }
 
-fn route(segments: &[String], range: Option<&str>, repos: &BTreeMap<String, FakeRepo>, endpoint: &str) -> Response {
+fn route(
+    segments: &[String],
+    range: Option<&str>,
+    repos: &BTreeMap<String, FakeRepo>,
+    endpoint: &str,
+) -> Response {
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     match seg.as_slice() {
         ["api", "models", org, name, "revision", rev @ ..] => {
@@ -241,7 +281,11 @@ fn route(segments: &[String], range: Option<&str>, repos: &BTreeMap<String, Fake
             if !revision_ok(repo, &rev.join("/")) {
                 return Response::error(404, "RevisionNotFound", "Invalid rev id");
             }
-            let siblings: Vec<String> = repo.files.keys().map(|f| format!("{{\"rfilename\":\"{f}\"}}")).collect();
+            let siblings: Vec<String> = repo
+                .files
+                .keys()
+                .map(|f| format!("{{\"rfilename\":\"{f}\"}}"))
+                .collect();
             let json = format!(
                 "{{\"_id\":\"x\",\"id\":\"{}\",\"modelId\":\"{}\",\"sha\":\"{}\",\"private\":false,\"siblings\":[{}]}}",
                 repo.id,
@@ -249,7 +293,9 @@ fn route(segments: &[String], range: Option<&str>, repos: &BTreeMap<String, Fake
                 repo.sha,
                 siblings.join(",")
             );
-            Response::new(200).header("Content-Type", "application/json").body(json.into_bytes())
+            Response::new(200)
+                .header("Content-Type", "application/json")
+                .body(json.into_bytes())
         }
         [org, name, "resolve", rev, file @ ..] if !file.is_empty() => {
             let Some(repo) = repos.get(&format!("{org}/{name}")) else {
@@ -265,18 +311,28 @@ fn route(segments: &[String], range: Option<&str>, repos: &BTreeMap<String, Fake
             let etag = etag_of(bytes);
             if is_lfs(&file) {
                 Response::new(302)
-                    .header("Location", format!("{endpoint}/cdn/{org}/{name}/{file}?X-Amz-Signature=fake"))
+                    .header(
+                        "Location",
+                        format!("{endpoint}/cdn/{org}/{name}/{file}?X-Amz-Signature=fake"),
+                    )
                     .header("X-Repo-Commit", repo.sha.clone())
                     .header("X-Linked-Etag", format!("\"{etag}\""))
                     .header("X-Linked-Size", bytes.len().to_string())
                     .header("ETag", "\"pointer-file-etag\"")
             } else {
-                ranged(bytes, range).header("ETag", format!("\"{etag}\"")).header("X-Repo-Commit", repo.sha.clone())
+                ranged(bytes, range)
+                    .header("ETag", format!("\"{etag}\""))
+                    .header("X-Repo-Commit", repo.sha.clone())
             }
         }
         ["cdn", org, name, file @ ..] if !file.is_empty() => {
-            match repos.get(&format!("{org}/{name}")).and_then(|r| r.files.get(&file.join("/"))) {
-                Some(bytes) => ranged(bytes, range).header("ETag", format!("\"{}\"", etag_of(bytes))),
+            match repos
+                .get(&format!("{org}/{name}"))
+                .and_then(|r| r.files.get(&file.join("/")))
+            {
+                Some(bytes) => {
+                    ranged(bytes, range).header("ETag", format!("\"{}\"", etag_of(bytes)))
+                }
                 None => Response::new(404),
             }
         }
@@ -300,12 +356,18 @@ fn ranged(bytes: &[u8], range: Option<&str>) -> Response {
     let (start, end) = spec.split_once('-').unwrap_or((spec, ""));
     let size = bytes.len();
     let start: usize = start.trim().parse().unwrap_or(usize::MAX);
-    let end: usize = if end.trim().is_empty() { size.saturating_sub(1) } else { end.trim().parse().unwrap_or(0) };
+    let end: usize = if end.trim().is_empty() {
+        size.saturating_sub(1)
+    } else {
+        end.trim().parse().unwrap_or(0)
+    };
     let end = end.min(size.saturating_sub(1));
     if start >= size || start > end {
         return Response::new(416).header("Content-Range", format!("bytes */{size}"));
     }
-    Response::new(206).header("Content-Range", format!("bytes {start}-{end}/{size}")).body(bytes[start..=end].to_vec())
+    Response::new(206)
+        .header("Content-Range", format!("bytes {start}-{end}/{size}"))
+        .body(bytes[start..=end].to_vec())
 }
 
 fn percent_decode(s: &str) -> String {
@@ -341,7 +403,10 @@ fn write_response(mut stream: TcpStream, r: &Response, head_only: bool) -> std::
     for (name, value) in &r.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", r.body.len()));
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        r.body.len()
+    ));
     stream.write_all(head.as_bytes())?;
     if !head_only {
         stream.write_all(&r.body)?;

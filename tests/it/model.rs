@@ -311,3 +311,60 @@ fn context_full_is_an_error_not_a_panic() {
     let err = model.forward(&input, &mut cache, Logits::Last).unwrap_err();
     assert!(format!("{err:#}").contains("context is full"), "{err:#}");
 }
+
+/// A folder sharded with `model.safetensors.index.json`, and one stored in f16, load through
+/// the same path as a single f32 file and compute the same function.
+#[test]
+fn sharded_and_half_precision_folders_load() {
+    use std::collections::HashMap;
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec::gqa();
+    let w = random_weights(&spec);
+    let single = tmp.path().join("single");
+    write_safetensors_dir(&single, &spec, &w);
+    let reference = full(&load_dir(&single), &SEQ);
+
+    let sharded = tmp.path().join("sharded");
+    write_safetensors_dir(&sharded, &spec, &w);
+    std::fs::remove_file(sharded.join("model.safetensors")).unwrap();
+    let mut names: Vec<&String> = w.keys().collect();
+    names.sort();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let shard: HashMap<String, Tensor> =
+            part.iter().map(|n| ((*n).clone(), w[*n].clone())).collect();
+        candle_core::safetensors::save(&shard, sharded.join(file)).unwrap();
+        for n in part {
+            weight_map.insert((*n).clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(
+        sharded.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let m = gen::model::load::load_path(&sharded, &Device::Cpu).unwrap();
+    assert!(
+        max_diff(&reference, &full(&m.model, &SEQ)) <= 1e-5,
+        "sharded folder computes a different function"
+    );
+
+    let half = tmp.path().join("f16");
+    write_safetensors_dir(&half, &spec, &w);
+    let w16: HashMap<String, Tensor> = w
+        .iter()
+        .map(|(k, t)| (k.clone(), t.to_dtype(candle_core::DType::F16).unwrap()))
+        .collect();
+    candle_core::safetensors::save(&w16, half.join("model.safetensors")).unwrap();
+    let m = gen::model::load::load_path(&half, &Device::Cpu).unwrap();
+    let d = max_diff(&reference, &full(&m.model, &SEQ));
+    assert!(
+        d > 0.0 && d <= 0.05,
+        "f16 weights should be close to, not equal to, f32: {d}"
+    );
+}

@@ -3,9 +3,8 @@
 //! GGUF stores the Q and K projection rows permuted for interleaved RoPE; they are permuted back
 //! to Hugging Face's half-split layout here.
 
-use crate::model::config::{to_hf_config_json, LlamaConfig};
-use crate::model::weights::Weights;
-use crate::tokenizer::Tokenizer;
+use crate::model::config::to_hf_config_json;
+use crate::model::load::{open_gguf, GgufParts};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -14,19 +13,14 @@ use std::path::Path;
 /// Converts `input` (GGUF) into a Hugging Face folder at `output`, weights stored as `dtype`.
 pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     let device = Device::Cpu;
-    let mut weights = Weights::open_gguf(input)?;
+    let GgufParts {
+        mut weights,
+        cfg,
+        tokenizer,
+    } = open_gguf(input)?;
     let content = weights
         .gguf_content()
         .context("internal: GGUF source without metadata")?;
-    let cfg =
-        LlamaConfig::from_gguf(content).with_context(|| format!("reading {}", input.display()))?;
-    let tokenizer = Tokenizer::from_gguf(content)
-        .with_context(|| format!("building the tokenizer of {}", input.display()))?;
-    let chat_template = content
-        .metadata
-        .get("tokenizer.chat_template")
-        .and_then(|v| v.to_string().ok())
-        .cloned();
     if content.tensor_infos.contains_key("rope_freqs.weight") {
         bail!(
             "{} carries `rope_freqs.weight` (llama3 RoPE scaling baked into the file); converting it to config.json's rope_scaling is not supported",
@@ -81,23 +75,8 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     let tok_path = output.join("tokenizer.json");
     std::fs::write(&tok_path, tokenizer.to_json_string()?)
         .with_context(|| format!("writing {}", tok_path.display()))?;
-    let token = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
-    let mut tok_cfg = serde_json::json!({
-        "add_bos_token": tokenizer.add_bos(),
-        "add_eos_token": false,
-        "clean_up_tokenization_spaces": false,
-        "model_max_length": cfg.max_position_embeddings,
-        "tokenizer_class": "PreTrainedTokenizerFast",
-    });
-    if let Some(t) = token(cfg.bos_token_id) {
-        tok_cfg["bos_token"] = t.into();
-    }
-    if let Some(t) = token(cfg.eos_token_ids.first().copied()) {
-        tok_cfg["eos_token"] = t.into();
-    }
-    if let Some(t) = chat_template {
-        tok_cfg["chat_template"] = t.into();
-    }
+    let mut tok_cfg: serde_json::Value = serde_json::from_str(&tokenizer.to_config_json_string()?)?;
+    tok_cfg["model_max_length"] = cfg.max_position_embeddings.into();
     write_json(&output.join("tokenizer_config.json"), &tok_cfg)?;
     Ok(())
 }

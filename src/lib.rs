@@ -143,37 +143,23 @@ fn run_generate(g: GenerateConfig) -> Result<()> {
         ctx_size: g.ctx_size.unwrap_or(usize::MAX),
     };
     let mut sampler = sampling::Greedy;
-    let result = match g.format {
-        OutputFormat::Text => {
-            let mut out = output::TextOut::new();
-            let r = generate::generate(
-                &loaded.model,
-                &loaded.tokenizer,
-                &ids,
-                &mut sampler,
-                &params,
-                &mut |t| out.write(t),
-            )?;
-            out.finish()?;
-            r
-        }
-        OutputFormat::Json => {
-            let r = generate::generate(
-                &loaded.model,
-                &loaded.tokenizer,
-                &ids,
-                &mut sampler,
-                &params,
-                &mut |_| Ok(()),
-            )?;
-            output::json(&output::generation_json(
-                &r,
-                load_time,
-                &loaded.path.display().to_string(),
-            ))?;
-            r
-        }
-    };
+    let mut text_out = (g.format == OutputFormat::Text).then(output::TextOut::new);
+    let result = generate::generate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &ids,
+        &mut sampler,
+        &params,
+        &mut |t| text_out.as_mut().map_or(Ok(()), |out| out.write(t)),
+    )?;
+    match text_out {
+        Some(out) => out.finish()?,
+        None => output::json(&output::generation_json(
+            &result,
+            load_time,
+            &loaded.path.display().to_string(),
+        ))?,
+    }
     if !g.quiet {
         output::note(&output::stats_line(&result, load_time));
     }

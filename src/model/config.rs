@@ -80,7 +80,11 @@ impl LlamaConfig {
                 self.head_dim
             );
         }
-        if !(self.rms_norm_eps > 0.0) || !self.rope_theta.is_finite() || self.rope_theta <= 0.0 {
+        if self.rms_norm_eps.is_nan()
+            || self.rms_norm_eps <= 0.0
+            || !self.rope_theta.is_finite()
+            || self.rope_theta <= 0.0
+        {
             bail!(
                 "model config: rms_norm_eps ({}) and rope_theta ({}) must be positive",
                 self.rms_norm_eps,

@@ -171,16 +171,21 @@ fn dot_q4_1(w: &[u8], a: &[Q8Block]) -> f32 {
             return unsafe { avx2::dot_q4_1(w, a) };
         }
     }
+    dot_q4_1_scalar(w, a)
+}
+
+fn dot_q4_1_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
     let mut acc = 0f32;
     let mut summs = 0f32;
     for (blk, y) in w.chunks_exact(20).zip(a) {
         let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
         let qs = &blk[4..20];
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            sumi +=
-                (qs[j] & 0x0F) as i32 * y.qs[j] as i32 + (qs[j] >> 4) as i32 * y.qs[j + 16] as i32;
-        }
+        let (lo, hi) = y.qs.split_at(16);
+        let sumi: i32 = qs
+            .iter()
+            .zip(lo.iter().zip(hi))
+            .map(|(&q, (&a, &b))| (q & 0x0F) as i32 * a as i32 + (q >> 4) as i32 * b as i32)
+            .sum();
         acc += d * y.d * sumi as f32;
         summs += m * y.s;
     }
@@ -195,6 +200,10 @@ fn dot_q8_0(w: &[u8], a: &[Q8Block]) -> f32 {
             return unsafe { avx2::dot_q8_0(w, a) };
         }
     }
+    dot_q8_0_scalar(w, a)
+}
+
+fn dot_q8_0_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
     let mut acc = 0f32;
     for (blk, y) in w.chunks_exact(34).zip(a) {
         let d = f16_at(blk, 0);
@@ -317,6 +326,28 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The SIMD kernels and the portable fallback agree (the fallback runs on CPUs without
+    /// AVX2, which this machine is not).
+    #[test]
+    fn simd_and_scalar_dots_agree() {
+        let k = 256;
+        let w = Tensor::from_vec(row(k, 3), (1, k), &Device::Cpu).unwrap();
+        let x = row(k, 11);
+        for (dt, kind) in [(GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q8_0, Kind::Q8_0)] {
+            let q = QTensor::quantize(&w, dt).unwrap();
+            let bytes = q.data().unwrap().into_owned();
+            let a = quantize_row(&x, kind);
+            let (fast, slow) = match kind {
+                Kind::Q4_1 => (dot_q4_1(&bytes, &a), dot_q4_1_scalar(&bytes, &a)),
+                Kind::Q8_0 => (dot_q8_0(&bytes, &a), dot_q8_0_scalar(&bytes, &a)),
+            };
+            assert!(
+                (fast - slow).abs() <= 1e-4 * slow.abs().max(1.0),
+                "{dt:?}: {fast} vs {slow}"
+            );
         }
     }
 

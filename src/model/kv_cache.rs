@@ -89,7 +89,7 @@ impl KvCache {
                     bail!("KV cache append: cached shape ({lb}, {lh}, _, {ld}) does not match new ({b}, {h}, _, {d})");
                 }
                 if new_len > cap {
-                    grow(l, round_capacity(new_len.max(cap * 2), max_len))?
+                    copy_with_capacity(&l, round_capacity(new_len.max(cap * 2), max_len))?
                 } else {
                     l
                 }
@@ -124,19 +124,7 @@ impl KvCache {
             .iter()
             .map(|slot| {
                 slot.as_ref()
-                    .map(|l| -> Result<LayerBuffers> {
-                        let (b, h, cap, d) = l.k.dims4()?;
-                        let copy = |t: &Tensor| -> Result<Tensor> {
-                            let fresh = Tensor::zeros((b, h, cap, d), DType::F32, t.device())?;
-                            fresh.slice_set(&t.narrow(2, 0, l.len)?.contiguous()?, 2, 0)?;
-                            Ok(fresh)
-                        };
-                        Ok(LayerBuffers {
-                            k: copy(&l.k)?,
-                            v: copy(&l.v)?,
-                            len: l.len,
-                        })
-                    })
+                    .map(|l| copy_with_capacity(l, l.k.dim(2)?))
                     .transpose()
             })
             .collect::<Result<_>>()?;
@@ -190,16 +178,17 @@ fn round_capacity(needed: usize, max_len: usize) -> usize {
         .max(needed)
 }
 
-fn grow(l: LayerBuffers, cap: usize) -> Result<LayerBuffers> {
+/// Fresh buffers of `cap` positions holding a copy of what `l` caches.
+fn copy_with_capacity(l: &LayerBuffers, cap: usize) -> Result<LayerBuffers> {
     let (b, h, _, d) = l.k.dims4()?;
-    let widen = |t: &Tensor| -> Result<Tensor> {
+    let copy = |t: &Tensor| -> Result<Tensor> {
         let fresh = Tensor::zeros((b, h, cap, d), DType::F32, t.device())?;
         fresh.slice_set(&t.narrow(2, 0, l.len)?.contiguous()?, 2, 0)?;
         Ok(fresh)
     };
     Ok(LayerBuffers {
-        k: widen(&l.k)?,
-        v: widen(&l.v)?,
+        k: copy(&l.k)?,
+        v: copy(&l.v)?,
         len: l.len,
     })
 }

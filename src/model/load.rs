@@ -71,8 +71,6 @@ pub struct LoadedModel {
     pub format: Format,
     /// The file or folder the weights were read from.
     pub path: PathBuf,
-    /// The chat template shipped with the model (GGUF metadata or tokenizer_config.json).
-    pub chat_template: Option<String>,
 }
 
 /// Reads the first bytes of `path` and says which weight format it holds.
@@ -131,8 +129,16 @@ pub fn load_path(path: &Path, device: &Device) -> Result<LoadedModel> {
     }
 }
 
-fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
-    let mut weights = Weights::open_gguf(path)?;
+/// A GGUF file opened for reading: its weights (not yet loaded), settings and tokenizer.
+pub struct GgufParts {
+    pub weights: Weights,
+    pub cfg: LlamaConfig,
+    pub tokenizer: Tokenizer,
+}
+
+/// Opens a GGUF file and reads its model settings and tokenizer (for loading or converting).
+pub fn open_gguf(path: &Path) -> Result<GgufParts> {
+    let weights = Weights::open_gguf(path)?;
     let content = weights
         .gguf_content()
         .context("internal: GGUF source without metadata")?;
@@ -140,11 +146,19 @@ fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
         .with_context(|| format!("reading model settings from {}", path.display()))?;
     let tokenizer = Tokenizer::from_gguf(content)
         .with_context(|| format!("building the tokenizer from {}", path.display()))?;
-    let chat_template = content
-        .metadata
-        .get("tokenizer.chat_template")
-        .and_then(|v| v.to_string().ok())
-        .cloned();
+    Ok(GgufParts {
+        weights,
+        cfg,
+        tokenizer,
+    })
+}
+
+fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let GgufParts {
+        mut weights,
+        cfg,
+        tokenizer,
+    } = open_gguf(path)?;
     let model = Llama::load(&mut weights, cfg, device)
         .with_context(|| format!("loading {}", path.display()))?;
     Ok(LoadedModel {
@@ -152,7 +166,6 @@ fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
         tokenizer,
         format: Format::Gguf,
         path: path.to_path_buf(),
-        chat_template,
     })
 }
 
@@ -166,7 +179,6 @@ fn load_hf_dir(dir: &Path, files: &[PathBuf], device: &Device) -> Result<LoadedM
         );
     }
     let tokenizer = Tokenizer::from_json_file(&tok_path)?;
-    let chat_template = read_chat_template(&dir.join("tokenizer_config.json"))?;
     let mut weights = Weights::open_safetensors(files, device)?;
     let model = Llama::load(&mut weights, cfg, device)
         .with_context(|| format!("loading {}", dir.display()))?;
@@ -175,21 +187,7 @@ fn load_hf_dir(dir: &Path, files: &[PathBuf], device: &Device) -> Result<LoadedM
         tokenizer,
         format: Format::Safetensors,
         path: dir.to_path_buf(),
-        chat_template,
     })
-}
-
-fn read_chat_template(path: &Path) -> Result<Option<String>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(v.get("chat_template")
-        .and_then(|t| t.as_str())
-        .map(str::to_string))
 }
 
 /// The safetensors files of a folder: the shards listed in `model.safetensors.index.json`, or

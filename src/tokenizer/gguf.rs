@@ -27,32 +27,11 @@ const TYPE_UNKNOWN: i64 = 2;
 const TYPE_CONTROL: i64 = 3;
 const TYPE_USER_DEFINED: i64 = 4;
 
-/// Token texts llama.cpp promotes to control tokens whatever their stored type (its EOT/EOM/EOG
-/// and FIM auto-detection in `llama_vocab::impl::load`), plus the gpt-oss tokens it forces to
-/// user-defined. Either way llama.cpp then matches them as whole tokens in text.
-const AUTO_SPECIAL: &[&str] = &[
-    "<|eot_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<|return|>",
-    "<|call|>",
-    "<|flush|>",
-    "<|calls|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "</s>",
-    "<|eom_id|>",
-    "<EOT>",
-    "_<EOT>",
-    "[EOT]",
-    "[EOS]",
-    "<|end_of_text|>",
-    "<end_of_utterance>",
-    "<eos>",
-    "<turn|>",
-    "<|tool_response>",
-    "<｜end▁of▁sentence｜>",
-    "[e~[",
+/// Besides the end-of-generation names ([`super::EOG_NAMES`]), the token texts llama.cpp
+/// promotes to control tokens whatever their stored type (its FIM auto-detection in
+/// `llama_vocab::impl::load`), plus the gpt-oss tokens it forces to user-defined. Either way
+/// llama.cpp then matches them as whole tokens in text.
+const AUTO_SPECIAL_EXTRA: &[&str] = &[
     "<|fim_prefix|>",
     "<fim-prefix>",
     "<fim_prefix>",
@@ -317,10 +296,10 @@ pub(super) fn from_gguf(content: &Content) -> Result<Tokenizer> {
     let mut user_defined = Vec::new();
     for (i, text) in tokens.iter().enumerate() {
         let ty = types.as_ref().map(|t| t[i]);
-        if ty == Some(TYPE_USER_DEFINED) && !AUTO_SPECIAL.contains(&text.as_str()) {
+        if ty == Some(TYPE_USER_DEFINED) && !is_auto_special(text) {
             user_defined.push(AddedToken::from(text.clone(), false).normalized(false));
         } else if matches!(ty, Some(TYPE_CONTROL | TYPE_UNKNOWN | TYPE_USER_DEFINED))
-            || AUTO_SPECIAL.contains(&text.as_str())
+            || is_auto_special(text)
         {
             control.push(AddedToken::from(text.clone(), true).normalized(false));
         }
@@ -380,4 +359,8 @@ pub(super) fn template(
     }
     let json = serde_json::json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials});
     serde_json::from_value(json).context("internal: building the BOS/EOS post-processor")
+}
+
+fn is_auto_special(text: &str) -> bool {
+    super::EOG_NAMES.contains(&text) || AUTO_SPECIAL_EXTRA.contains(&text)
 }

@@ -24,7 +24,7 @@ use tokenizers::processors::PostProcessorWrapper;
 
 /// Token texts that end generation when they are special tokens of the vocabulary (llama.cpp's
 /// end-of-generation list, `special_eog_ids`).
-const EOG_NAMES: &[&str] = &[
+pub(crate) const EOG_NAMES: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",

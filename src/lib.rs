@@ -31,10 +31,12 @@ pub fn run(config: Config) -> Result<()> {
         Command::Tokenize(t) => {
             let loaded = load_model(t.model.as_deref())?;
             let ids = loaded.tokenizer.encode(&t.text)?;
+            // Each id decoded on its own, as llama.cpp's llama-tokenize shows pieces; a piece that is
+            // part of a multi-byte character shows as U+FFFD.
             let pieces: Vec<String> = ids
                 .iter()
-                .map(|&id| loaded.tokenizer.id_to_token(id).unwrap_or_default())
-                .collect();
+                .map(|&id| loaded.tokenizer.decode(&[id]))
+                .collect::<Result<_>>()?;
             if t.json {
                 output::json(&serde_json::json!({"ids": ids, "pieces": pieces}))
             } else {

@@ -366,7 +366,7 @@ fn list_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// The distinct shard files listed in a `model.safetensors.index.json`, sorted.
-fn read_shard_list(index: &Path) -> Result<Vec<String>> {
+pub(crate) fn read_shard_list(index: &Path) -> Result<Vec<String>> {
     let text =
         std::fs::read_to_string(index).with_context(|| format!("reading {}", index.display()))?;
     let v: serde_json::Value =

@@ -195,20 +195,7 @@ fn load_hf_dir(dir: &Path, files: &[PathBuf], device: &Device) -> Result<LoadedM
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
-        let text = std::fs::read_to_string(&index)
-            .with_context(|| format!("reading {}", index.display()))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", index.display()))?;
-        let map = v
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .with_context(|| format!("{} has no `weight_map` object", index.display()))?;
-        let mut shards: Vec<String> = map
-            .values()
-            .filter_map(|f| f.as_str().map(str::to_string))
-            .collect();
-        shards.sort();
-        shards.dedup();
+        let shards = hub::read_shard_list(&index)?;
         let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
         if let Some(missing) = paths.iter().find(|p| !p.exists()) {
             bail!(

@@ -7,7 +7,7 @@ use super::kv_cache::KvCache;
 use super::weights::{Linear, TensorName, Weights};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 /// Which positions the forward pass returns logits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,10 +20,21 @@ pub enum Logits {
 
 struct RmsNorm {
     weight: Tensor, // (hidden,)
+    /// The same weight on the host, read once at load for the CPU path.
+    weight_host: Vec<f32>,
     eps: f32,
 }
 
 impl RmsNorm {
+    fn new(weight: Tensor, eps: f32) -> Result<Self> {
+        let weight_host = weight.to_vec1::<f32>()?;
+        Ok(Self {
+            weight,
+            weight_host,
+            eps,
+        })
+    }
+
     /// ggml's rounding on the CPU: the sum of squares in f64, `scale = 1 / sqrt(mean + eps)` in
     /// f32, then `x * scale * weight`. The next quantized matmul rounds activations to int8, so
     /// matching llama.cpp's last bits here keeps those roundings identical.
@@ -37,13 +48,12 @@ impl RmsNorm {
         }
         let dims = x.dims().to_vec();
         let n = *dims.last().context("rms_norm of a scalar")?;
-        let w = self.weight.to_vec1::<f32>()?;
         let mut v = x.flatten_all()?.to_vec1::<f32>()?;
         for row in v.chunks_mut(n) {
             let sum: f64 = row.iter().map(|&a| (a * a) as f64).sum();
             let mean = (sum / n as f64) as f32;
             let scale = 1.0 / (mean + self.eps).sqrt();
-            for (a, &g) in row.iter_mut().zip(&w) {
+            for (a, &g) in row.iter_mut().zip(&self.weight_host) {
                 *a = (*a * scale) * g;
             }
         }
@@ -106,10 +116,7 @@ impl Llama {
             let gg = |s: &str| format!("blk.{i}.{s}.weight");
             let name = |a: &str, b: &str| TensorName::new(hf(a), gg(b));
             let mut norm = |a: &str, b: &str| -> Result<RmsNorm> {
-                Ok(RmsNorm {
-                    weight: weights.dense(&name(a, b), &[h], device)?,
-                    eps,
-                })
+                RmsNorm::new(weights.dense(&name(a, b), &[h], device)?, eps)
             };
             let input_layernorm = norm("input_layernorm", "attn_norm")?;
             let post_attention_layernorm = norm("post_attention_layernorm", "ffn_norm")?;
@@ -132,14 +139,14 @@ impl Llama {
                 },
             });
         }
-        let norm = RmsNorm {
-            weight: weights.dense(
+        let norm = RmsNorm::new(
+            weights.dense(
                 &TensorName::new("model.norm.weight", "output_norm.weight"),
                 &[h],
                 device,
             )?,
             eps,
-        };
+        )?;
         let head_name = TensorName::new("lm_head.weight", "output.weight");
         let lm_head = if !cfg.tie_word_embeddings && weights.contains(&head_name) {
             Linear::new(weights.matrix(&head_name, cfg.vocab_size, h, device)?)?
@@ -361,12 +368,4 @@ fn causal_mask(s: usize, pos: usize, device: &Device) -> Result<Tensor> {
         .flat_map(|i| (0..total).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
     Ok(Tensor::from_vec(data, (s, total), device)?)
-}
-
-/// Log-softmax over the last dimension, in f32.
-pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::log_softmax(
-        &logits.to_dtype(DType::F32)?,
-        D::Minus1,
-    )?)
 }

@@ -5,6 +5,7 @@ use crate::config::{
     Command, Config, ConvertConfig, GenerateConfig, OutputFormat, PerplexityConfig, PromptSource,
     TokenizeConfig,
 };
+use crate::sampling::{SamplingConfig, StageKind, Window};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -57,9 +58,8 @@ struct GenerateArgs {
     /// Maximum number of tokens to generate.
     #[arg(short = 'n', long = "max-tokens", default_value_t = 256)]
     max_tokens: usize,
-    /// Sampling temperature; only 0 (greedy) is implemented so far.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Keep generating past the end-of-sequence token (for benchmarks).
     #[arg(long)]
     ignore_eos: bool,
@@ -78,6 +78,191 @@ struct GenerateArgs {
     /// Print nothing on stderr but errors (no stats line).
     #[arg(short = 'q', long, conflicts_with = "verbose")]
     quiet: bool,
+}
+
+/// The sampler chain's flags. Defaults are llama.cpp's (what llama-cli and ollama users get);
+/// see SAMPLING.md for what each sampler means.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sampling")]
+struct SamplingArgs {
+    /// Temperature: logits are divided by T. 0 = greedy (argmax). Must be ≥ 0.
+    #[arg(long, default_value_t = 0.8, value_parser = non_negative, allow_negative_numbers = true)]
+    temperature: f32,
+    /// Greedy decoding: shorthand for --temperature 0.
+    #[arg(long, conflicts_with = "temperature")]
+    greedy: bool,
+    /// Keep only the K most likely tokens (K ≥ 1, or `off`).
+    #[arg(long, value_name = "K|off", default_value = "40", value_parser = top_k)]
+    top_k: TopKArg,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches P, in (0, 1]; 1 = off.
+    #[arg(long, value_name = "P", default_value_t = 0.95, value_parser = open_unit, allow_negative_numbers = true)]
+    top_p: f32,
+    /// Keep tokens at least M times as likely as the most likely one, in [0, 1]; 0 = off.
+    #[arg(long, value_name = "M", default_value_t = 0.05, value_parser = closed_unit, allow_negative_numbers = true)]
+    min_p: f32,
+    /// Locally typical sampling with mass P, in (0, 1]; 1 = off.
+    #[arg(long, value_name = "P", default_value_t = 1.0, value_parser = open_unit, allow_negative_numbers = true)]
+    typical_p: f32,
+    /// Repetition penalty θ > 0 on tokens in the last --repeat-last-n tokens; 1 = off.
+    #[arg(long, value_name = "θ", default_value_t = 1.0, value_parser = positive, allow_negative_numbers = true)]
+    repeat_penalty: f32,
+    /// Window of the penalties in tokens, prompt included; -1 = everything, 0 = penalties off.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(i64).range(-1..), allow_negative_numbers = true)]
+    repeat_last_n: i64,
+    /// Subtract α × (times the token occurs in the window) from its logit; 0 = off.
+    #[arg(long, value_name = "α", default_value_t = 0.0, value_parser = finite, allow_negative_numbers = true)]
+    frequency_penalty: f32,
+    /// Subtract α from the logit of every token that occurs in the window; 0 = off.
+    #[arg(long, value_name = "α", default_value_t = 0.0, value_parser = finite, allow_negative_numbers = true)]
+    presence_penalty: f32,
+    /// Add BIAS to token ID's logit (repeatable); BIAS `-inf` bans the token.
+    #[arg(long, value_name = "ID=BIAS", value_parser = logit_bias, allow_hyphen_values = true)]
+    logit_bias: Vec<(u32, f32)>,
+    /// Seed of the random number generator (ChaCha8); default: random, reported by --verbose and JSON.
+    #[arg(short = 's', long)]
+    seed: Option<u64>,
+    /// Sampler order, comma-separated, any subset of: penalties, logit-bias, temperature, top-k,
+    /// top-p, min-p, typical. Samplers left out are off. Default: all, in that order.
+    #[arg(long, value_name = "LIST", value_parser = sampler_list)]
+    samplers: Option<SamplerList>,
+    /// Every filter keeps at least this many tokens.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    min_keep: u32,
+    /// Report each generated token's log-probability and the N most likely alternatives under
+    /// the model's unfiltered distribution (JSON; a table on stderr in text mode).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    logprobs: Option<u32>,
+    /// Show, for each step, the N most likely tokens' probabilities after every sampler stage,
+    /// which stage removed which, and what was drawn (a table on stderr, or in the JSON).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "8", value_parser = clap::value_parser!(u32).range(1..=100))]
+    explain: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TopKArg {
+    Off,
+    K(usize),
+}
+
+#[derive(Debug, Clone)]
+struct SamplerList(Vec<StageKind>);
+
+fn parse_f32(s: &str) -> Result<f32, String> {
+    s.trim()
+        .parse::<f32>()
+        .map_err(|_| format!("'{s}' is not a number"))
+}
+
+fn finite(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err("must be a finite number".into())
+    }
+}
+
+fn non_negative(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err("must be ≥ 0 (0 = greedy)".into())
+    }
+}
+
+fn positive(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be > 0 (1 = off)".into())
+    }
+}
+
+fn open_unit(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err("must be in (0, 1] (1 = off)".into())
+    }
+}
+
+fn closed_unit(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be in [0, 1] (0 = off)".into())
+    }
+}
+
+fn top_k(s: &str) -> Result<TopKArg, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(TopKArg::Off);
+    }
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (use `off` to turn top-k off)".into()),
+        Ok(k) => Ok(TopKArg::K(k)),
+        Err(_) => Err("must be a whole number ≥ 1, or `off`".into()),
+    }
+}
+
+fn logit_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, bias) = s
+        .split_once('=')
+        .ok_or_else(|| "expected ID=BIAS, e.g. 42=-inf or 42=2.5".to_string())?;
+    let id = id
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("'{id}' is not a token id (a whole number ≥ 0)"))?;
+    let bias = parse_f32(bias)?;
+    if bias.is_nan() || bias == f32::INFINITY {
+        return Err("BIAS must be a number or -inf".into());
+    }
+    Ok((id, bias))
+}
+
+fn sampler_list(s: &str) -> Result<SamplerList, String> {
+    let mut out: Vec<StageKind> = Vec::new();
+    for name in s.split([',', ';']).filter(|n| !n.trim().is_empty()) {
+        let kind: StageKind = name.parse()?;
+        if out.contains(&kind) {
+            return Err(format!("'{kind}' is listed twice"));
+        }
+        out.push(kind);
+    }
+    Ok(SamplerList(out))
+}
+
+impl SamplingArgs {
+    fn into_config(self) -> SamplingConfig {
+        SamplingConfig {
+            temperature: if self.greedy { 0.0 } else { self.temperature },
+            top_k: match self.top_k {
+                TopKArg::Off => None,
+                TopKArg::K(k) => Some(k),
+            },
+            top_p: self.top_p,
+            min_p: self.min_p,
+            typical_p: self.typical_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_window: match self.repeat_last_n {
+                0 => None,
+                n if n < 0 => Some(Window::All),
+                n => Some(Window::Last(n as usize)),
+            },
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            logit_bias: self.logit_bias,
+            seed: self.seed,
+            order: self
+                .samplers
+                .map_or_else(|| StageKind::DEFAULT_ORDER.to_vec(), |l| l.0),
+            min_keep: self.min_keep as usize,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -164,12 +349,6 @@ impl Cli {
             },
             None => {
                 let g = self.generate;
-                if g.temperature != 0.0 {
-                    return Err(format!(
-                        "--temperature {} is not supported yet: only greedy decoding (--temperature 0) is implemented",
-                        g.temperature
-                    ));
-                }
                 let sources = [g.positional.is_some(), g.prompt.is_some(), g.file.is_some()];
                 if sources.iter().filter(|&&s| s).count() > 1 {
                     return Err(
@@ -198,6 +377,9 @@ impl Cli {
                         },
                         verbose: g.verbose,
                         quiet: g.quiet,
+                        logprobs: g.sampling.logprobs.map(|n| n as usize),
+                        explain: g.sampling.explain.map(|n| n as usize),
+                        sampling: g.sampling.into_config(),
                     }),
                 }
             }

@@ -1,5 +1,6 @@
 //! Plain resolved settings, free of clap, so tests and benches can build them directly.
 
+pub use crate::sampling::SamplingConfig;
 use candle_core::DType;
 use std::path::PathBuf;
 
@@ -50,6 +51,12 @@ pub struct GenerateConfig {
     pub format: OutputFormat,
     pub verbose: bool,
     pub quiet: bool,
+    /// The sampler chain's settings.
+    pub sampling: SamplingConfig,
+    /// `--logprobs N`: report this many alternatives per token.
+    pub logprobs: Option<usize>,
+    /// `--explain N`: trace this many top candidates through the chain at every step.
+    pub explain: Option<usize>,
 }
 
 /// Settings for `gen convert`.

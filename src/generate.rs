@@ -2,7 +2,7 @@
 //! KV cache, until a stop condition. It emits text through a callback and never prints itself.
 
 use crate::model::{KvCache, Llama, Logits};
-use crate::sampling::Sampler;
+use crate::sampling::{token_logprobs, SamplerChain, StepTrace, TokenLogprobs};
 use crate::tokenizer::{TokenStream, Tokenizer};
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
@@ -19,6 +19,41 @@ pub struct GenerateParams {
     pub batch_size: usize,
     /// Context size in tokens (prompt + generated); at most the model's.
     pub ctx_size: usize,
+    /// Record each token's log-probability and this many alternatives (`--logprobs N`).
+    pub logprobs: Option<usize>,
+    /// Record what each sampler stage did to this many top candidates (`--explain`).
+    pub explain: Option<usize>,
+}
+
+impl GenerateParams {
+    /// Plain generation: no logprobs, no trace.
+    pub fn new(max_tokens: usize, ctx_size: usize) -> Self {
+        Self {
+            max_tokens,
+            ignore_eos: false,
+            batch_size: 512,
+            ctx_size,
+            logprobs: None,
+            explain: None,
+        }
+    }
+}
+
+/// What one generated token carries besides its id, when asked for.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub id: u32,
+    pub logprobs: Option<TokenLogprobs>,
+    pub trace: Option<StepTrace>,
+}
+
+/// What the loop reports while it runs.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Newly completed text (never a partial UTF-8 character).
+    Text(&'a str),
+    /// A token was chosen (sent only when logprobs or a trace were asked for).
+    Token(&'a TokenRecord),
 }
 
 /// Why generation ended.
@@ -79,6 +114,8 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     /// Generated text (EOS excluded).
     pub text: String,
+    /// Per-token logprobs and traces, when asked for (empty otherwise).
+    pub records: Vec<TokenRecord>,
     pub stop: StopReason,
     pub timings: Timings,
 }
@@ -104,15 +141,15 @@ pub fn prefill(
     Ok(logits.squeeze(0)?.to_vec1::<f32>()?)
 }
 
-/// Generates a continuation of `prompt`, calling `on_text` with each newly completed piece of
-/// text (never a partial UTF-8 character).
+/// Generates a continuation of `prompt` with `sampler`, reporting text and tokens to `on_event`
+/// as they come.
 pub fn generate(
     model: &Llama,
     tokenizer: &Tokenizer,
     prompt: &[u32],
-    sampler: &mut dyn Sampler,
+    sampler: &mut SamplerChain,
     params: &GenerateParams,
-    on_text: &mut dyn FnMut(&str) -> Result<()>,
+    on_event: &mut dyn FnMut(Event) -> Result<()>,
 ) -> Result<Generation> {
     let ctx = params.ctx_size.min(model.config().max_position_embeddings);
     if prompt.len() >= ctx {
@@ -142,6 +179,7 @@ pub fn generate(
 
     let mut history = prompt.to_vec();
     let mut tokens = Vec::new();
+    let mut records = Vec::new();
     let mut text = String::new();
     let mut stream = TokenStream::new(tokenizer);
     let decode_start = Instant::now();
@@ -149,14 +187,32 @@ pub fn generate(
         if tokens.len() >= params.max_tokens {
             break StopReason::MaxTokens;
         }
-        let id = sampler.sample(&logits, &history)?;
+        let (id, trace) = match params.explain {
+            Some(rows) => {
+                let (id, t) = sampler.sample_traced(&logits, &history, rows)?;
+                (id, Some(t))
+            }
+            None => (sampler.sample(&logits, &history)?, None),
+        };
+        if params.logprobs.is_some() || trace.is_some() {
+            let record = TokenRecord {
+                id,
+                logprobs: params
+                    .logprobs
+                    .map(|n| token_logprobs(&logits, id, n))
+                    .transpose()?,
+                trace,
+            };
+            on_event(Event::Token(&record))?;
+            records.push(record);
+        }
         tokens.push(id);
         history.push(id);
         if !params.ignore_eos && eos.contains(&id) {
             break StopReason::Eos { id };
         }
         if let Some(piece) = stream.next(id)? {
-            on_text(&piece)?;
+            on_event(Event::Text(&piece))?;
             text.push_str(&piece);
         }
         if tokens.len() >= params.max_tokens {
@@ -175,12 +231,13 @@ pub fn generate(
     timings.decode = decode_start.elapsed();
     let rest = stream.finish()?;
     if !rest.is_empty() {
-        on_text(&rest)?;
+        on_event(Event::Text(&rest))?;
         text.push_str(&rest);
     }
     Ok(Generation {
         tokens,
         text,
+        records,
         stop,
         timings,
     })

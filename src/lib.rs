@@ -138,29 +138,56 @@ fn run_generate(g: GenerateConfig) -> Result<()> {
             c.max_position_embeddings
         ));
     }
+    let built = sampling::build_chain(&g.sampling, loaded.model.config().vocab_size)?;
+    let mut chain = built.chain;
+    if g.verbose {
+        output::note(&format!(
+            "gen: sampler chain: {} (seed {})",
+            chain.stage_descriptions().join(" → "),
+            chain.seed()
+        ));
+        for n in &built.noops {
+            output::note(&format!("gen: no-op: {n}"));
+        }
+    }
     let params = generate::GenerateParams {
         max_tokens: g.max_tokens,
         ignore_eos: g.ignore_eos,
         batch_size: g.batch_size,
         ctx_size: g.ctx_size.unwrap_or(usize::MAX),
+        logprobs: g.logprobs,
+        explain: g.explain,
     };
-    let mut sampler = sampling::Greedy;
     let mut text_out = (g.format == OutputFormat::Text).then(output::TextOut::new);
     let result = generate::generate(
         &loaded.model,
         &loaded.tokenizer,
         &ids,
-        &mut sampler,
+        &mut chain,
         &params,
-        &mut |t| text_out.as_mut().map_or(Ok(()), |out| out.write(t)),
+        &mut |event| match (event, text_out.as_mut()) {
+            (generate::Event::Text(t), Some(out)) => out.write(t),
+            _ => Ok(()),
+        },
     )?;
+    let piece = |id: u32| loaded.tokenizer.decode(&[id]).unwrap_or_default();
+    let run = output::RunInfo {
+        model: loaded.path.display().to_string(),
+        load: load_time,
+        seed: chain.seed(),
+        sampler: chain.stage_descriptions(),
+    };
     match text_out {
-        Some(out) => out.finish()?,
-        None => output::json(&output::generation_json(
-            &result,
-            load_time,
-            &loaded.path.display().to_string(),
-        ))?,
+        Some(out) => {
+            out.finish()?;
+            if g.explain.is_some() {
+                output::explain_tables(&result, &piece);
+            }
+            if g.logprobs.is_some() {
+                output::logprobs_table(&result, &piece);
+            }
+        }
+        None => output::json(&output::generation_json(&result, &run, &piece))?,
     }
     if !g.quiet {
         output::note(&output::stats_line(&result, load_time));

@@ -2,6 +2,8 @@
 //! perplexity reports and the stats line. Whether stdout is a terminal is decided once here.
 
 use crate::generate::Generation;
+use crate::sampling::{StepTrace, TokenLogprobs};
+use serde_json::{json, Value};
 use anyhow::Result;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -87,22 +89,33 @@ pub fn stats_line(g: &Generation, load: Duration) -> String {
     )
 }
 
-/// The JSON object describing a generation (`--format json`).
-pub fn generation_json(g: &Generation, load: Duration, model: &str) -> serde_json::Value {
+/// What the JSON record says about the run besides the generation itself.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub model: String,
+    pub load: Duration,
+    /// The seed the sampler's RNG started from.
+    pub seed: u64,
+    /// The effective sampler chain, stage by stage.
+    pub sampler: Vec<String>,
+}
+
+/// The JSON object describing a generation (`--format json`). `piece` decodes one token id.
+pub fn generation_json(g: &Generation, run: &RunInfo, piece: &dyn Fn(u32) -> String) -> Value {
     let t = &g.timings;
     let stop = match &g.stop {
-        crate::generate::StopReason::Eos { id } => {
-            serde_json::json!({"reason": "eos", "token": id})
-        }
-        other => serde_json::json!({"reason": other.name()}),
+        crate::generate::StopReason::Eos { id } => json!({"reason": "eos", "token": id}),
+        other => json!({"reason": other.name()}),
     };
-    serde_json::json!({
-        "model": model,
+    let mut v = json!({
+        "model": run.model,
         "text": g.text,
         "tokens": g.tokens,
         "stop": stop,
+        "seed": run.seed,
+        "sampler": run.sampler,
         "timings": {
-            "load_ms": ms(load),
+            "load_ms": ms(run.load),
             "prompt_tokens": t.prompt_tokens,
             "prefill_ms": ms(t.prefill),
             "prefill_tok_s": t.prefill_tok_s(),
@@ -111,7 +124,144 @@ pub fn generation_json(g: &Generation, load: Duration, model: &str) -> serde_jso
             "decode_ms": ms(t.decode),
             "decode_tok_s": t.decode_tok_s(),
         }
+    });
+    let lp: Vec<Value> = g
+        .records
+        .iter()
+        .filter_map(|r| r.logprobs.as_ref())
+        .map(|l| logprobs_json(l, piece))
+        .collect();
+    if !lp.is_empty() {
+        v["logprobs"] = Value::Array(lp);
+    }
+    let ex: Vec<Value> = g
+        .records
+        .iter()
+        .filter_map(|r| r.trace.as_ref())
+        .enumerate()
+        .map(|(i, tr)| trace_json(i, tr, piece))
+        .collect();
+    if !ex.is_empty() {
+        v["explain"] = Value::Array(ex);
+    }
+    v
+}
+
+fn logprobs_json(l: &TokenLogprobs, piece: &dyn Fn(u32) -> String) -> Value {
+    json!({
+        "token": l.id,
+        "text": piece(l.id),
+        "logprob": finite_or_null(l.logprob),
+        "top": l.top.iter().map(|&(id, lp)| json!({
+            "token": id, "text": piece(id), "logprob": finite_or_null(lp)
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// JSON has no −inf: a token with probability 0 gets `null`.
+fn finite_or_null(x: f32) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+fn trace_json(step: usize, tr: &StepTrace, piece: &dyn Fn(u32) -> String) -> Value {
+    json!({
+        "step": step,
+        "coin": tr.coin,
+        "chosen": tr.chosen,
+        "chosen_text": piece(tr.chosen),
+        "stages": tr.stages,
+        "kept": tr.kept,
+        "rows": tr.rows.iter().map(|r| json!({
+            "token": r.id,
+            "text": piece(r.id),
+            "probs": r.probs,
+            "removed_by": r.removed_at().map(|i| tr.stages[i].clone()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A token's text for tables: quoted and escaped, at most `max` characters.
+fn shown(text: &str, max: usize) -> String {
+    let q = format!("{text:?}");
+    if q.chars().count() <= max {
+        q
+    } else {
+        let mut s: String = q.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// One step of `--explain` as a table: a row per token, a column per stage.
+pub fn explain_table(step: usize, tr: &StepTrace, piece: &dyn Fn(u32) -> String) -> Vec<String> {
+    const TOKEN_W: usize = 16;
+    let widths: Vec<usize> = tr.stages.iter().map(|s| s.chars().count().max(8)).collect();
+    let mut lines = vec![format!(
+        "step {step} · coin {:.4} · picked {} (id {})",
+        tr.coin,
+        shown(&piece(tr.chosen), 24),
+        tr.chosen
+    )];
+    let mut header = format!("  {:<TOKEN_W$}", "token");
+    for (s, w) in tr.stages.iter().zip(&widths) {
+        header.push_str(&format!("  {s:>w$}"));
+    }
+    lines.push(header);
+    for r in &tr.rows {
+        let mut line = format!("  {:<TOKEN_W$}", shown(&piece(r.id), TOKEN_W));
+        for (p, w) in r.probs.iter().zip(&widths) {
+            let cell = p.map_or_else(|| "-".to_string(), |p| format!("{p:.4}"));
+            line.push_str(&format!("  {cell:>w$}"));
+        }
+        if let Some(i) = r.removed_at() {
+            line.push_str(&format!("  removed by {}", tr.stages[i]));
+        }
+        if r.id == tr.chosen {
+            line.push_str("  <- picked");
+        }
+        lines.push(line);
+    }
+    let mut kept = format!("  {:<TOKEN_W$}", "(kept)");
+    for (k, w) in tr.kept.iter().zip(&widths) {
+        kept.push_str(&format!("  {k:>w$}"));
+    }
+    lines.push(kept);
+    lines
+}
+
+/// Prints every step's `--explain` table on stderr.
+pub fn explain_tables(g: &Generation, piece: &dyn Fn(u32) -> String) {
+    let mut err = std::io::stderr().lock();
+    for (i, tr) in g.records.iter().filter_map(|r| r.trace.as_ref()).enumerate() {
+        for l in explain_table(i, tr, piece) {
+            let _ = writeln!(err, "{l}");
+        }
+        let _ = writeln!(err);
+    }
+}
+
+/// Prints `--logprobs` in text mode on stderr: one line per generated token.
+pub fn logprobs_table(g: &Generation, piece: &dyn Fn(u32) -> String) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "gen: logprobs (token, log p, then the most likely alternatives)");
+    for l in g.records.iter().filter_map(|r| r.logprobs.as_ref()) {
+        let alts: Vec<String> = l
+            .top
+            .iter()
+            .map(|&(id, lp)| format!("{} {lp:.3}", shown(&piece(id), 16)))
+            .collect();
+        let _ = writeln!(
+            err,
+            "  {:<18} {:>8.3}  | {}",
+            shown(&piece(l.id), 18),
+            l.logprob,
+            alts.join("  ")
+        );
+    }
 }
 
 fn ms(d: Duration) -> f64 {

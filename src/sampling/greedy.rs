@@ -1,26 +1,37 @@
-//! Greedy decoding: the argmax, ties broken towards the lower token id.
+//! Greedy: pick the candidate with the highest logit, ties to the lower id.
+//!
+//! No parameters. It is the final stage when `--temperature 0` (or `--greedy`) is given; every
+//! filter keeps the argmax, so with greedy only penalties and logit bias can change the result.
 
-use super::{check_logits, Sampler};
-use anyhow::{bail, Result};
+use super::candidates::rank;
+use super::{Candidates, Sampler, StepContext};
+use anyhow::{Context, Result};
 
-/// Always picks the most likely token (`--temperature 0`).
+/// Always picks the most likely remaining candidate.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Greedy;
 
 impl Sampler for Greedy {
-    fn sample(&mut self, logits: &[f32], _history: &[u32]) -> Result<u32> {
-        check_logits(logits)?;
-        let mut best: Option<(usize, f32)> = None;
-        for (i, &v) in logits.iter().enumerate() {
-            // Strictly greater keeps the first (lowest) id among equal maxima.
-            if best.is_none_or(|(_, b)| v > b) {
-                best = Some((i, v));
-            }
+    fn name(&self) -> &'static str {
+        "greedy"
+    }
+
+    fn describe(&self) -> String {
+        "greedy".into()
+    }
+
+    fn apply(&mut self, c: &mut Candidates, _ctx: &StepContext) -> Result<()> {
+        let best = c
+            .items()
+            .iter()
+            .min_by(|a, b| rank(a, b))
+            .context("no candidate left to pick")?;
+        if best.logit == f32::NEG_INFINITY {
+            anyhow::bail!("every candidate token has probability 0 (all were banned, e.g. by --logit-bias ID=-inf)");
         }
-        match best {
-            Some((i, _)) => Ok(i as u32),
-            None => bail!("cannot pick a token from empty logits"),
-        }
+        let id = best.id;
+        c.select(id);
+        Ok(())
     }
 }
 
@@ -28,11 +39,16 @@ impl Sampler for Greedy {
 mod tests {
     use super::*;
 
+    fn pick(logits: &[f32]) -> Result<u32> {
+        let mut c = Candidates::from_logits(logits)?;
+        Greedy.apply(&mut c, &StepContext { history: &[], coin: 0.5 })?;
+        Ok(c.selected().unwrap())
+    }
+
     #[test]
     fn argmax_with_ties_to_lowest_id() {
-        assert_eq!(Greedy.sample(&[0.0, 3.0, 1.0, 3.0], &[]).unwrap(), 1);
-        assert_eq!(Greedy.sample(&[f32::NEG_INFINITY, -1.0], &[]).unwrap(), 1);
-        assert!(Greedy.sample(&[0.0, f32::NAN], &[]).is_err());
-        assert!(Greedy.sample(&[], &[]).is_err());
+        assert_eq!(pick(&[0.0, 3.0, 1.0, 3.0]).unwrap(), 1);
+        assert_eq!(pick(&[f32::NEG_INFINITY, -1.0]).unwrap(), 1);
+        assert!(pick(&[f32::NEG_INFINITY; 2]).is_err());
     }
 }

@@ -1,18 +1,68 @@
-//! Turning one row of logits into one token. Only greedy decoding exists so far; the sampler
-//! chain (temperature, top-k, top-p, min-p, penalties) plugs in behind the same trait.
+//! Turning one row of logits into one token: a chain of small samplers, each editing a list of
+//! candidates `(id, logit, prob)` on the CPU, ending in a pick (greedy or a multinomial draw).
+//!
+//! The semantics of every sampler are fixed in `SAMPLING.md` (shared with the team); each file
+//! here documents its parameters, when it is a no-op and whose definition it follows. Sampling
+//! code never sees a tensor: the generation loop hands it a `&[f32]`.
 
+mod candidates;
+mod chain;
+mod dist;
 mod greedy;
+mod logit_bias;
+mod logprobs;
+mod min_p;
+mod penalties;
+mod temperature;
+mod top_k;
+mod top_p;
+mod typical;
 
+pub use candidates::{Candidate, Candidates};
+pub use chain::{
+    build_chain, BuiltChain, SamplerChain, SamplingConfig, StageKind, StepTrace, TraceRow,
+};
+pub use dist::Dist;
 pub use greedy::Greedy;
+pub use logit_bias::LogitBias;
+pub use logprobs::{token_logprobs, TokenLogprobs};
+pub use min_p::MinP;
+pub use penalties::{Penalties, Window};
+pub use temperature::Temperature;
+pub use top_k::TopK;
+pub use top_p::TopP;
+pub use typical::Typical;
 
 use anyhow::Result;
 
-/// Picks the next token from the logits of one sequence.
-pub trait Sampler {
-    /// Chooses a token id given the model's logits (length = vocabulary size) and the tokens so
-    /// far (prompt and generated), which penalties need.
-    fn sample(&mut self, logits: &[f32], history: &[u32]) -> Result<u32>;
+/// The random number generator behind every draw: named and portable, so a seed means the same
+/// tokens on every machine (rand's `StdRng` may change algorithm between releases).
+pub type SamplerRng = rand_chacha::ChaCha8Rng;
+
+/// What a sampler may look at besides the candidates.
+#[derive(Debug, Clone, Copy)]
+pub struct StepContext<'a> {
+    /// The tokens so far, prompt included (penalties read a window of it).
+    pub history: &'a [u32],
+    /// The step's one uniform number in [0, 1), used by the final draw only.
+    pub coin: f64,
 }
+
+/// One stage of the chain: a filter, a transform, or the final pick.
+///
+/// A sampler that would change nothing is not built at all ("off" means absent from the chain),
+/// so implementations never carry an "off" value.
+pub trait Sampler: Send {
+    /// The stable name used by `--samplers`, `--verbose` and `--explain` (`top-k`).
+    fn name(&self) -> &'static str;
+    /// The sampler and its parameters, for display (`top-k(k=40)`).
+    fn describe(&self) -> String;
+    /// Edits the candidates; the final stage selects a token with [`Candidates::select`].
+    fn apply(&mut self, candidates: &mut Candidates, ctx: &StepContext) -> Result<()>;
+}
+
+/// How many candidates every filter keeps at least (llama.cpp's and transformers' `min_keep`).
+pub const DEFAULT_MIN_KEEP: usize = 1;
 
 /// Rejects NaN and +inf logits, which no sampler can rank meaningfully.
 pub fn check_logits(logits: &[f32]) -> Result<()> {
@@ -27,3 +77,6 @@ pub fn check_logits(logits: &[f32]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,7 @@ use crate::model::max_diff;
 use candle_core::{Device, Tensor};
 use gen::generate::{generate, GenerateParams};
 use gen::model::{load, LoadedModel, Logits, ModelSource};
-use gen::sampling::Greedy;
+use gen::sampling::{build_chain, SamplingConfig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -225,6 +225,8 @@ fn f32_greedy_matches_transformers() {
         ignore_eos: true,
         batch_size: 512,
         ctx_size: 8192,
+        logprobs: None,
+        explain: None,
     };
     for case in golden["cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
@@ -241,7 +243,9 @@ fn f32_greedy_matches_transformers() {
             &m.model,
             &m.tokenizer,
             &prompt_ids,
-            &mut Greedy,
+            &mut build_chain(&SamplingConfig::greedy(), m.model.config().vocab_size)
+                .unwrap()
+                .chain,
             &params,
             &mut |_| Ok(()),
         )

@@ -58,8 +58,6 @@ struct GenerateArgs {
     /// Maximum number of tokens to generate.
     #[arg(short = 'n', long = "max-tokens", default_value_t = 256)]
     max_tokens: usize,
-    #[command(flatten)]
-    sampling: SamplingArgs,
     /// Keep generating past the end-of-sequence token (for benchmarks).
     #[arg(long)]
     ignore_eos: bool,
@@ -78,6 +76,9 @@ struct GenerateArgs {
     /// Print nothing on stderr but errors (no stats line).
     #[arg(short = 'q', long, conflicts_with = "verbose")]
     quiet: bool,
+    // Last: its help heading applies to the flags after it.
+    #[command(flatten)]
+    sampling: SamplingArgs,
 }
 
 /// The sampler chain's flags. Defaults are llama.cpp's (what llama-cli and ollama users get);
@@ -118,9 +119,10 @@ struct SamplingArgs {
     /// Add BIAS to token ID's logit (repeatable); BIAS `-inf` bans the token.
     #[arg(long, value_name = "ID=BIAS", value_parser = logit_bias, allow_hyphen_values = true)]
     logit_bias: Vec<(u32, f32)>,
-    /// Seed of the random number generator (ChaCha8); default: random, reported by --verbose and JSON.
-    #[arg(short = 's', long)]
-    seed: Option<u64>,
+    /// Seed of the random number generator (ChaCha8). Default (or -1, as in llama.cpp): a
+    /// random seed, reported by --verbose and in JSON.
+    #[arg(short = 's', long, value_parser = seed, allow_negative_numbers = true)]
+    seed: Option<SeedArg>,
     /// Sampler order, comma-separated, any subset of: penalties, logit-bias, temperature, top-k,
     /// top-p, min-p, typical. Samplers left out are off. Default: all, in that order.
     #[arg(long, value_name = "LIST", value_parser = sampler_list)]
@@ -209,6 +211,19 @@ fn top_k(s: &str) -> Result<TopKArg, String> {
     }
 }
 
+/// `--seed`: a number, or -1 for a random one.
+#[derive(Debug, Clone, Copy)]
+struct SeedArg(Option<u64>);
+
+fn seed(s: &str) -> Result<SeedArg, String> {
+    match s.trim() {
+        "-1" | "random" => Ok(SeedArg(None)),
+        t => t.parse::<u64>().map(|n| SeedArg(Some(n))).map_err(|_| {
+            "must be a whole number in 0..=18446744073709551615, or -1 for a random seed".into()
+        }),
+    }
+}
+
 fn logit_bias(s: &str) -> Result<(u32, f32), String> {
     let (id, bias) = s
         .split_once('=')
@@ -256,7 +271,7 @@ impl SamplingArgs {
             frequency_penalty: self.frequency_penalty,
             presence_penalty: self.presence_penalty,
             logit_bias: self.logit_bias,
-            seed: self.seed,
+            seed: self.seed.and_then(|s| s.0),
             order: self
                 .samplers
                 .map_or_else(|| StageKind::DEFAULT_ORDER.to_vec(), |l| l.0),

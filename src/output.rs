@@ -3,8 +3,8 @@
 
 use crate::generate::Generation;
 use crate::sampling::{StepTrace, TokenLogprobs};
-use serde_json::{json, Value};
 use anyhow::Result;
+use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -236,7 +236,12 @@ pub fn explain_table(step: usize, tr: &StepTrace, piece: &dyn Fn(u32) -> String)
 /// Prints every step's `--explain` table on stderr.
 pub fn explain_tables(g: &Generation, piece: &dyn Fn(u32) -> String) {
     let mut err = std::io::stderr().lock();
-    for (i, tr) in g.records.iter().filter_map(|r| r.trace.as_ref()).enumerate() {
+    for (i, tr) in g
+        .records
+        .iter()
+        .filter_map(|r| r.trace.as_ref())
+        .enumerate()
+    {
         for l in explain_table(i, tr, piece) {
             let _ = writeln!(err, "{l}");
         }
@@ -247,7 +252,10 @@ pub fn explain_tables(g: &Generation, piece: &dyn Fn(u32) -> String) {
 /// Prints `--logprobs` in text mode on stderr: one line per generated token.
 pub fn logprobs_table(g: &Generation, piece: &dyn Fn(u32) -> String) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "gen: logprobs (token, log p, then the most likely alternatives)");
+    let _ = writeln!(
+        err,
+        "gen: logprobs (token, log p, then the most likely alternatives)"
+    );
     for l in g.records.iter().filter_map(|r| r.logprobs.as_ref()) {
         let alts: Vec<String> = l
             .top

@@ -16,7 +16,7 @@ pub struct Candidate {
 }
 
 /// The candidates of one step, plus what is known about their order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Candidates {
     items: Vec<Candidate>,
     /// `prob` is the softmax of the current logits over the current items.
@@ -36,25 +36,30 @@ pub fn rank(a: &Candidate, b: &Candidate) -> Ordering {
 impl Candidates {
     /// Every token of the vocabulary, in id order. NaN and +inf logits are an error.
     pub fn from_logits(logits: &[f32]) -> Result<Self> {
+        let mut c = Self::default();
+        c.refill(logits)?;
+        Ok(c)
+    }
+
+    /// Resets to every token of the vocabulary, reusing the allocation (a 49,152-entry list is
+    /// 600 KB: allocating it afresh each step costs more than the samplers themselves).
+    pub fn refill(&mut self, logits: &[f32]) -> Result<()> {
         check_logits(logits)?;
         if logits.is_empty() {
             bail!("cannot pick a token from empty logits");
         }
-        Ok(Self {
-            items: logits
-                .iter()
-                .enumerate()
-                .map(|(i, &logit)| Candidate {
-                    id: i as u32,
-                    logit,
-                    prob: 0.0,
-                })
-                .collect(),
-            probs_fresh: false,
-            sorted: false,
-            by_id: true,
-            selected: None,
-        })
+        self.items.clear();
+        self.items
+            .extend(logits.iter().enumerate().map(|(i, &logit)| Candidate {
+                id: i as u32,
+                logit,
+                prob: 0.0,
+            }));
+        self.probs_fresh = false;
+        self.sorted = false;
+        self.by_id = true;
+        self.selected = None;
+        Ok(())
     }
 
     /// The candidates in their current order.
@@ -234,7 +239,9 @@ mod tests {
 
     #[test]
     fn sort_prefix_equals_full_sort() {
-        let logits: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 613) as f32 / 10.0).collect();
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 613) as f32 / 10.0)
+            .collect();
         let mut a = Candidates::from_logits(&logits).unwrap();
         let mut b = a.clone();
         a.sort_prefix(37);

@@ -72,7 +72,10 @@ impl FromStr for StageKind {
             .find(|k| k.name() == alias)
             .ok_or_else(|| {
                 let names: Vec<&str> = StageKind::DEFAULT_ORDER.iter().map(|k| k.name()).collect();
-                format!("unknown sampler '{s}'; valid samplers: {}", names.join(", "))
+                format!(
+                    "unknown sampler '{s}'; valid samplers: {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -138,6 +141,8 @@ pub struct SamplerChain {
     stages: Vec<Box<dyn Sampler>>,
     rng: SamplerRng,
     seed: u64,
+    /// The candidate list, kept between steps for its allocation.
+    scratch: Candidates,
 }
 
 impl fmt::Debug for SamplerChain {
@@ -183,6 +188,7 @@ impl SamplerChain {
             stages,
             rng: SamplerRng::seed_from_u64(seed),
             seed,
+            scratch: Candidates::default(),
         }
     }
 
@@ -199,9 +205,13 @@ impl SamplerChain {
     /// Picks the next token from one row of logits. Draws exactly one uniform number.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> Result<u32> {
         let coin = self.rng.random::<f64>();
-        let mut c = Candidates::from_logits(logits)?;
-        self.apply(&mut c, &StepContext { history, coin })?;
-        c.selected().context(
+        let mut c = std::mem::take(&mut self.scratch);
+        c.refill(logits)?;
+        let result = self.apply(&mut c, &StepContext { history, coin });
+        let picked = c.selected();
+        self.scratch = c;
+        result?;
+        picked.context(
             "the sampler chain ended without picking a token (its last stage must be greedy or dist)",
         )
     }
@@ -318,13 +328,20 @@ pub fn build_chain(cfg: &SamplingConfig, vocab_size: usize) -> Result<BuiltChain
                 if cfg.repeat_window.is_none() {
                     noops.push("penalties are off: --repeat-last-n 0".into());
                 } else if p.is_noop() {
-                    noops.push("penalties are off: repeat penalty 1, frequency and presence penalties 0".into());
+                    noops.push(
+                        "penalties are off: repeat penalty 1, frequency and presence penalties 0"
+                            .into(),
+                    );
                 } else {
                     stages.push(Box::new(p));
                 }
             }
             StageKind::LogitBias => {
-                if let Some((id, _)) = cfg.logit_bias.iter().find(|(id, _)| *id as usize >= vocab_size) {
+                if let Some((id, _)) = cfg
+                    .logit_bias
+                    .iter()
+                    .find(|(id, _)| *id as usize >= vocab_size)
+                {
                     anyhow::bail!(
                         "--logit-bias names token {id}, but the vocabulary has {vocab_size} tokens (ids 0..{})",
                         vocab_size.saturating_sub(1)
@@ -419,12 +436,21 @@ mod tests {
         let b = build_chain(&SamplingConfig::default(), 1000).unwrap();
         assert_eq!(
             b.chain.stage_descriptions(),
-            ["temperature(t=0.8)", "top-k(k=40)", "top-p(p=0.95)", "min-p(p=0.05)", "dist"]
+            [
+                "temperature(t=0.8)",
+                "top-k(k=40)",
+                "top-p(p=0.95)",
+                "min-p(p=0.05)",
+                "dist"
+            ]
         );
         assert_eq!(b.noops.len(), 1, "{:?}", b.noops); // penalties off
         let g = build_chain(&SamplingConfig::greedy(), 1000).unwrap();
         assert_eq!(g.chain.stage_descriptions(), ["greedy"]);
-        assert!(g.noops.iter().any(|n| n.contains("top-p 0.95 has no effect")));
+        assert!(g
+            .noops
+            .iter()
+            .any(|n| n.contains("top-p 0.95 has no effect")));
     }
 
     #[test]
@@ -442,7 +468,10 @@ mod tests {
         assert_eq!(b.chain.seed(), 7);
         assert_eq!("top_p".parse::<StageKind>().unwrap(), StageKind::TopP);
         let err = "nucleus".parse::<StageKind>().unwrap_err();
-        assert!(err.contains("valid samplers: penalties, logit-bias, temperature"), "{err}");
+        assert!(
+            err.contains("valid samplers: penalties, logit-bias, temperature"),
+            "{err}"
+        );
     }
 
     #[test]

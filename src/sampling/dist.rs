@@ -62,7 +62,8 @@ mod tests {
 
     fn draw(logits: &[f32], coin: f64) -> u32 {
         let mut c = Candidates::from_logits(logits).unwrap();
-        Dist.apply(&mut c, &StepContext { history: &[], coin }).unwrap();
+        Dist.apply(&mut c, &StepContext { history: &[], coin })
+            .unwrap();
         c.selected().unwrap()
     }
 

@@ -41,7 +41,13 @@ mod tests {
 
     fn pick(logits: &[f32]) -> Result<u32> {
         let mut c = Candidates::from_logits(logits)?;
-        Greedy.apply(&mut c, &StepContext { history: &[], coin: 0.5 })?;
+        Greedy.apply(
+            &mut c,
+            &StepContext {
+                history: &[],
+                coin: 0.5,
+            },
+        )?;
         Ok(c.selected().unwrap())
     }
 

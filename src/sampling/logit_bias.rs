@@ -75,14 +75,26 @@ mod tests {
         let mut c = Candidates::from_logits(&[1.0, 2.0, 3.0]).unwrap();
         LogitBias::new(&[(0, 5.0), (2, f32::NEG_INFINITY), (0, 1.0), (99, 1.0)])
             .unwrap()
-            .apply(&mut c, &StepContext { history: &[], coin: 0.0 })
+            .apply(
+                &mut c,
+                &StepContext {
+                    history: &[],
+                    coin: 0.0,
+                },
+            )
             .unwrap();
         let got: Vec<(u32, f32)> = c.items().iter().map(|x| (x.id, x.logit)).collect();
         assert_eq!(got, [(0, 7.0), (1, 2.0)]);
         let mut c = Candidates::from_logits(&[1.0]).unwrap();
         assert!(LogitBias::new(&[(0, f32::NEG_INFINITY)])
             .unwrap()
-            .apply(&mut c, &StepContext { history: &[], coin: 0.0 })
+            .apply(
+                &mut c,
+                &StepContext {
+                    history: &[],
+                    coin: 0.0
+                }
+            )
             .is_err());
         assert!(LogitBias::new(&[(0, f32::NAN)]).is_err());
     }

@@ -19,28 +19,32 @@ pub struct TokenLogprobs {
 pub fn token_logprobs(logits: &[f32], id: u32, n: usize) -> Result<TokenLogprobs> {
     check_logits(logits)?;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    // exp in f32 (vectorises), sums in f64 over chunks of 64 to keep rounding small.
+    let sum: f64 = logits
+        .chunks(64)
+        .map(|c| c.iter().map(|&l| (l - max).exp()).sum::<f32>() as f64)
+        .sum();
     let log_z = max as f64 + sum.ln();
     let lp = |l: f32| (l as f64 - log_z) as f32;
     let chosen = logits
         .get(id as usize)
         .copied()
         .ok_or_else(|| anyhow::anyhow!("token {id} is outside the vocabulary"))?;
-    let mut all: Vec<Candidate> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &logit)| Candidate {
+    // The n best in one pass: a small sorted list, worst last.
+    let mut all: Vec<Candidate> = Vec::with_capacity(n + 1);
+    for (i, &logit) in logits.iter().enumerate() {
+        let c = Candidate {
             id: i as u32,
             logit,
             prob: 0.0,
-        })
-        .collect();
-    let n = n.min(all.len());
-    if n > 0 && n < all.len() {
-        all.select_nth_unstable_by(n - 1, rank);
+        };
+        if all.len() == n && all.last().is_none_or(|w| rank(&c, w).is_ge()) {
+            continue;
+        }
+        let at = all.partition_point(|x| rank(x, &c).is_lt());
+        all.insert(at, c);
+        all.truncate(n);
     }
-    all.truncate(n);
-    all.sort_unstable_by(rank);
     Ok(TokenLogprobs {
         id,
         logprob: lp(chosen),

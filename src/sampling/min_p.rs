@@ -62,7 +62,13 @@ mod tests {
             let mut c = Candidates::from_logits(&l).unwrap();
             MinP::new(m, 1)
                 .unwrap()
-                .apply(&mut c, &StepContext { history: &[], coin: 0.0 })
+                .apply(
+                    &mut c,
+                    &StepContext {
+                        history: &[],
+                        coin: 0.0,
+                    },
+                )
                 .unwrap();
             assert_eq!(c.len(), n, "m={m}");
             assert!(c.items().iter().any(|x| x.id == 0));

@@ -44,7 +44,10 @@ impl Penalties {
             frequency.is_finite() && presence.is_finite(),
             "frequency and presence penalties must be finite numbers"
         );
-        ensure!(window != Window::Last(0), "the penalty window must hold at least one token");
+        ensure!(
+            window != Window::Last(0),
+            "the penalty window must hold at least one token"
+        );
         Ok(Self {
             repeat,
             frequency,
@@ -136,7 +139,8 @@ mod tests {
     fn run(p: Penalties, logits: &[f32], history: &[u32]) -> Vec<f32> {
         let mut c = Candidates::from_logits(logits).unwrap();
         let mut p = p;
-        p.apply(&mut c, &StepContext { history, coin: 0.0 }).unwrap();
+        p.apply(&mut c, &StepContext { history, coin: 0.0 })
+            .unwrap();
         let mut row = logits.to_vec();
         p.apply_to_logits(&mut row, history);
         let got: Vec<f32> = c.items().iter().map(|x| x.logit).collect();

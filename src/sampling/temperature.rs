@@ -49,7 +49,13 @@ mod tests {
         let mut c = Candidates::from_logits(logits).unwrap();
         Temperature::new(t)
             .unwrap()
-            .apply(&mut c, &StepContext { history: &[], coin: 0.0 })
+            .apply(
+                &mut c,
+                &StepContext {
+                    history: &[],
+                    coin: 0.0,
+                },
+            )
             .unwrap();
         c.ensure_probs().unwrap();
         c.items().iter().map(|x| x.prob).collect()

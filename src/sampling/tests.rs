@@ -25,14 +25,7 @@ fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// Every filter and transform the chain can hold, with parameters from the strategy.
-fn stages(
-    t: f32,
-    k: usize,
-    p: f32,
-    m: f32,
-    typ: f32,
-    rep: f32,
-) -> Vec<Box<dyn Sampler>> {
+fn stages(t: f32, k: usize, p: f32, m: f32, typ: f32, rep: f32) -> Vec<Box<dyn Sampler>> {
     vec![
         Box::new(Penalties::new(rep, 0.1, 0.2, Window::Last(16)).unwrap()),
         Box::new(LogitBias::new(&[(0, 1.5), (3, -2.0)]).unwrap()),
@@ -158,7 +151,11 @@ fn filtered(stages: &mut [Box<dyn Sampler>], logits: &[f32], history: &[u32]) ->
 
 /// Pearson's chi-square p-value of `counts` against `expected` probabilities, pooling cells
 /// with an expected count below 5.
-fn chi_square_p(counts: &std::collections::HashMap<u32, u64>, expected: &[(u32, f64)], n: u64) -> f64 {
+fn chi_square_p(
+    counts: &std::collections::HashMap<u32, u64>,
+    expected: &[(u32, f64)],
+    n: u64,
+) -> f64 {
     use statrs::distribution::{ChiSquared, ContinuousCDF};
     let mut stat = 0.0;
     let mut cells = 0;
@@ -184,18 +181,28 @@ fn chi_square_p(counts: &std::collections::HashMap<u32, u64>, expected: &[(u32, 
 
 #[test]
 fn draws_follow_the_filtered_distribution() {
-    let logits: Vec<f32> = (0..64).map(|i| ((i * 29 % 64) as f32 / 9.0) - 3.0).collect();
+    let logits: Vec<f32> = (0..64)
+        .map(|i| ((i * 29 % 64) as f32 / 9.0) - 3.0)
+        .collect();
     let history = [5u32, 9, 9, 40];
     type Build = fn() -> Vec<Box<dyn Sampler>>;
     let chains: [(&str, Build); 5] = [
         ("temperature 0.7 + top-k 8", || {
-            vec![Box::new(Temperature::new(0.7).unwrap()), Box::new(TopK::new(8, 1).unwrap())]
+            vec![
+                Box::new(Temperature::new(0.7).unwrap()),
+                Box::new(TopK::new(8, 1).unwrap()),
+            ]
         }),
         ("top-p 0.9", || vec![Box::new(TopP::new(0.9, 1).unwrap())]),
         ("temperature 1.5 + min-p 0.1", || {
-            vec![Box::new(Temperature::new(1.5).unwrap()), Box::new(MinP::new(0.1, 1).unwrap())]
+            vec![
+                Box::new(Temperature::new(1.5).unwrap()),
+                Box::new(MinP::new(0.1, 1).unwrap()),
+            ]
         }),
-        ("typical 0.8", || vec![Box::new(Typical::new(0.8, 1).unwrap())]),
+        ("typical 0.8", || {
+            vec![Box::new(Typical::new(0.8, 1).unwrap())]
+        }),
         ("penalties + bias + top-k 20 + top-p 0.95", || {
             vec![
                 Box::new(Penalties::new(1.3, 0.2, 0.1, Window::All).unwrap()),
@@ -213,10 +220,14 @@ fn draws_follow_the_filtered_distribution() {
         let mut chain = SamplerChain::new(stages, 1234);
         let mut counts = std::collections::HashMap::new();
         for _ in 0..N {
-            *counts.entry(chain.sample(&logits, &history).unwrap()).or_insert(0u64) += 1;
+            *counts
+                .entry(chain.sample(&logits, &history).unwrap())
+                .or_insert(0u64) += 1;
         }
         assert!(
-            counts.keys().all(|id| expected.iter().any(|(e, _)| e == id)),
+            counts
+                .keys()
+                .all(|id| expected.iter().any(|(e, _)| e == id)),
             "{name}: drew a token the filters removed"
         );
         let p = chi_square_p(&counts, &expected, N);
@@ -227,13 +238,21 @@ fn draws_follow_the_filtered_distribution() {
 /// The chi-square check can fail: a draw that ignores the filters' renormalisation is caught.
 #[test]
 fn chi_square_detects_a_wrong_distribution() {
-    let logits: Vec<f32> = (0..64).map(|i| ((i * 29 % 64) as f32 / 9.0) - 3.0).collect();
-    let expected = filtered(&mut [Box::new(Temperature::new(0.7).unwrap()) as Box<dyn Sampler>], &logits, &[]);
+    let logits: Vec<f32> = (0..64)
+        .map(|i| ((i * 29 % 64) as f32 / 9.0) - 3.0)
+        .collect();
+    let expected = filtered(
+        &mut [Box::new(Temperature::new(0.7).unwrap()) as Box<dyn Sampler>],
+        &logits,
+        &[],
+    );
     // Draw at temperature 1 instead of 0.7.
     let mut chain = SamplerChain::new(vec![Box::new(Dist)], 1234);
     let mut counts = std::collections::HashMap::new();
     for _ in 0..20_000u64 {
-        *counts.entry(chain.sample(&logits, &[]).unwrap()).or_insert(0u64) += 1;
+        *counts
+            .entry(chain.sample(&logits, &[]).unwrap())
+            .or_insert(0u64) += 1;
     }
     assert!(chi_square_p(&counts, &expected, 20_000) < 1e-6);
 }
@@ -243,12 +262,17 @@ fn same_seed_same_tokens_different_seed_different_tokens() {
     let logits: Vec<f32> = (0..1000).map(|i| ((i * 7 % 97) as f32) / 30.0).collect();
     let run = |seed| {
         let mut c = build_chain(
-            &SamplingConfig { seed: Some(seed), ..SamplingConfig::default() },
+            &SamplingConfig {
+                seed: Some(seed),
+                ..SamplingConfig::default()
+            },
             1000,
         )
         .unwrap()
         .chain;
-        (0..32).map(|_| c.sample(&logits, &[]).unwrap()).collect::<Vec<_>>()
+        (0..32)
+            .map(|_| c.sample(&logits, &[]).unwrap())
+            .collect::<Vec<_>>()
     };
     assert_eq!(run(9), run(9));
     assert_ne!(run(9), run(10));

@@ -48,7 +48,13 @@ mod tests {
         let mut c = Candidates::from_logits(&[1.0, 5.0, 3.0, 5.0, 3.0]).unwrap();
         TopK::new(3, 1)
             .unwrap()
-            .apply(&mut c, &StepContext { history: &[], coin: 0.0 })
+            .apply(
+                &mut c,
+                &StepContext {
+                    history: &[],
+                    coin: 0.0,
+                },
+            )
             .unwrap();
         let ids: Vec<u32> = c.items().iter().map(|x| x.id).collect();
         assert_eq!(ids, [1, 3, 2]);

@@ -71,7 +71,10 @@ mod tests {
     use crate::sampling::TopK;
 
     fn ctx() -> StepContext<'static> {
-        StepContext { history: &[], coin: 0.0 }
+        StepContext {
+            history: &[],
+            coin: 0.0,
+        }
     }
 
     /// The seed documents' worked example: logits [10, 8, 5, 2, 1, 0.5], T = 1, top-k 3 →
@@ -90,7 +93,10 @@ mod tests {
         let got: Vec<(u32, f32)> = c.items().iter().map(|x| (x.id, x.prob)).collect();
         assert_eq!(got.len(), 2);
         assert_eq!((got[0].0, got[1].0), (0, 1));
-        assert!((got[0].1 - 0.881).abs() < 1e-3 && (got[1].1 - 0.119).abs() < 1e-3, "{got:?}");
+        assert!(
+            (got[0].1 - 0.881).abs() < 1e-3 && (got[1].1 - 0.119).abs() < 1e-3,
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -60,7 +60,10 @@ impl Sampler for Typical {
             }
         }
         let keep = keep.max(self.min_keep).min(scored.len());
-        c.replace(scored.into_iter().take(keep).map(|(_, x)| x).collect(), false);
+        c.replace(
+            scored.into_iter().take(keep).map(|(_, x)| x).collect(),
+            false,
+        );
         Ok(())
     }
 }
@@ -78,7 +81,13 @@ mod tests {
             let mut c = Candidates::from_logits(&l).unwrap();
             Typical::new(p, 1)
                 .unwrap()
-                .apply(&mut c, &StepContext { history: &[], coin: 0.0 })
+                .apply(
+                    &mut c,
+                    &StepContext {
+                        history: &[],
+                        coin: 0.0,
+                    },
+                )
                 .unwrap();
             let ids: Vec<u32> = c.items().iter().map(|x| x.id).collect();
             assert_eq!(ids, want, "p={p}");
@@ -88,7 +97,13 @@ mod tests {
         let mut c = Candidates::from_logits(&[4f32.ln(), 3f32.ln(), 3f32.ln()]).unwrap();
         Typical::new(0.5, 1)
             .unwrap()
-            .apply(&mut c, &StepContext { history: &[], coin: 0.0 })
+            .apply(
+                &mut c,
+                &StepContext {
+                    history: &[],
+                    coin: 0.0,
+                },
+            )
             .unwrap();
         let ids: Vec<u32> = c.items().iter().map(|x| x.id).collect();
         assert_eq!(ids, [1, 2]);

@@ -15,14 +15,14 @@ pub fn gen() -> Command {
     c
 }
 
-fn tiny_gguf(dir: &Path) -> PathBuf {
+pub fn tiny_gguf(dir: &Path) -> PathBuf {
     let spec = TinySpec::gqa();
     let path = dir.join("tiny.gguf");
     write_gguf(&path, &spec, &random_weights(&spec), GgmlDType::Q8_0);
     path
 }
 
-fn json_of(out: &[u8]) -> serde_json::Value {
+pub fn json_of(out: &[u8]) -> serde_json::Value {
     serde_json::from_slice(out)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(out)))
 }
@@ -245,7 +245,7 @@ fn convert_roundtrip_preserves_logits() {
 }
 
 /// Runs gen and checks: the exit code, one line on stderr, and that it names `what`.
-fn fails_with(args: &[&str], code: i32, what: &[&str]) {
+pub fn fails_with(args: &[&str], code: i32, what: &[&str]) {
     let out = gen().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(

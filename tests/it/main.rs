@@ -3,4 +3,5 @@
 mod cli;
 mod model;
 mod real;
+mod sampling;
 mod tiny;

@@ -1,0 +1,52 @@
+//! One decode step of the real model (SmolLM2-135M Q4_1) after a 64-token prompt: a forward
+//! pass of one token through the KV cache, the cache truncated back after each step so every
+//! iteration sees the same context. Skipped, with a message, when the model is not fetched.
+//!
+//! `cargo bench --bench decode` (threads: RAYON_NUM_THREADS, e.g. 2).
+
+use candle_core::{Device, Tensor};
+use criterion::{criterion_group, criterion_main, Criterion};
+use gen::model::{self, Logits, ModelSource};
+use std::hint::black_box;
+
+fn decode_step(c: &mut Criterion) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(gen::config::DEFAULT_MODEL_FILE);
+    if !path.exists() {
+        eprintln!(
+            "decode bench skipped: run ./models/fetch.sh first ({} missing)",
+            path.display()
+        );
+        return;
+    }
+    let source = ModelSource::parse(&path.display().to_string()).expect("model path");
+    let loaded = model::load(&source, &Device::Cpu).expect("loading the model");
+    let m = &loaded.model;
+    let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
+    let mut cache = m.new_cache();
+    let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("prompt tensor");
+    m.forward(&input, &mut cache, Logits::Last)
+        .expect("prefill");
+    let next = Tensor::new(&[260u32], &Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("token tensor");
+    c.bench_function("decode_step/ctx64", |b| {
+        b.iter(|| {
+            let logits = m
+                .forward(black_box(&next), &mut cache, Logits::Last)
+                .expect("decode step");
+            let logits = logits
+                .squeeze(0)
+                .and_then(|l| l.to_vec1::<f32>())
+                .expect("logits row");
+            cache.truncate(64).expect("truncate");
+            logits
+        })
+    });
+}
+
+criterion_group!(benches, decode_step);
+criterion_main!(benches);

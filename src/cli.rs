@@ -2,9 +2,10 @@
 //! [`Config`](crate::config::Config) in one step. No I/O here beyond what clap itself does.
 
 use crate::config::{
-    Command, Config, ConvertConfig, GenerateConfig, OutputFormat, PerplexityConfig, PromptSource,
-    TokenizeConfig,
+    BeamConfig, Command, Config, ConvertConfig, GenerateConfig, OutputFormat, PerplexityConfig,
+    PromptSource, TokenizeConfig,
 };
+use crate::decode::EarlyStopping;
 use crate::sampling::{SamplingConfig, StageKind, Window};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -76,9 +77,70 @@ struct GenerateArgs {
     /// Print nothing on stderr but errors (no stats line).
     #[arg(short = 'q', long, conflicts_with = "verbose")]
     quiet: bool,
-    // Last: its help heading applies to the flags after it.
+    // Last: their help headings apply to the flags after them.
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    beam: BeamArgs,
+}
+
+/// Beam search (transformers' `num_beams` semantics; see SAMPLING.md).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Beam search")]
+struct BeamArgs {
+    /// Beam search with N beams, run as one batch (1 = greedy). Deterministic, so it cannot be
+    /// combined with the sampling flags (temperature, top-k/p, min-p, typical, seed, samplers);
+    /// penalties, --logit-bias and --no-repeat-ngram apply to its log-probabilities. Its final
+    /// text is not known early: while it runs, only the prefix all beams already share is
+    /// streamed, the rest comes at the end.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          conflicts_with_all = ["temperature", "greedy", "top_k", "top_p", "min_p", "typical_p", "samplers", "seed", "logprobs", "explain", "min_keep"])]
+    beams: Option<u32>,
+    /// Print the N best finished hypotheses with their scores (N ≤ --beams).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), requires = "beams")]
+    num_return: u32,
+    /// Finished hypotheses score sum_logprobs / length^P; P > 0 favours longer ones.
+    #[arg(long, value_name = "P", default_value_t = 1.0, value_parser = finite, allow_negative_numbers = true, requires = "beams")]
+    length_penalty: f32,
+    /// When to stop: `true` once --beams hypotheses are finished; `false` when no running beam
+    /// can beat the worst finished one at the current length; `never` at the longest length.
+    #[arg(long, value_enum, default_value_t = EarlyStoppingArg::False, requires = "beams")]
+    early_stopping: EarlyStoppingArg,
+    /// Never repeat an n-gram of this size (prompt included), as transformers' no_repeat_ngram_size.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "beams")]
+    no_repeat_ngram: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EarlyStoppingArg {
+    True,
+    False,
+    Never,
+}
+
+impl BeamArgs {
+    fn into_config(self) -> Result<Option<BeamConfig>, String> {
+        let Some(beams) = self.beams else {
+            return Ok(None);
+        };
+        if self.num_return > beams {
+            return Err(format!(
+                "--num-return {} is more than --beams {beams}: beam search keeps only {beams} hypotheses",
+                self.num_return
+            ));
+        }
+        Ok(Some(BeamConfig {
+            num_beams: beams as usize,
+            num_return: self.num_return as usize,
+            length_penalty: self.length_penalty,
+            early_stopping: match self.early_stopping {
+                EarlyStoppingArg::True => EarlyStopping::Eager,
+                EarlyStoppingArg::False => EarlyStopping::Heuristic,
+                EarlyStoppingArg::Never => EarlyStopping::Never,
+            },
+            no_repeat_ngram: self.no_repeat_ngram.map(|n| n as usize),
+        }))
+    }
 }
 
 /// The sampler chain's flags. Defaults are llama.cpp's (what llama-cli and ollama users get);
@@ -395,6 +457,7 @@ impl Cli {
                         logprobs: g.sampling.logprobs.map(|n| n as usize),
                         explain: g.sampling.explain.map(|n| n as usize),
                         sampling: g.sampling.into_config(),
+                        beam: g.beam.into_config()?,
                     }),
                 }
             }

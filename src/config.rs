@@ -57,6 +57,19 @@ pub struct GenerateConfig {
     pub logprobs: Option<usize>,
     /// `--explain N`: trace this many top candidates through the chain at every step.
     pub explain: Option<usize>,
+    /// Beam search instead of sampling (`--beams`); penalties and logit bias come from
+    /// `sampling`.
+    pub beam: Option<BeamConfig>,
+}
+
+/// Settings for beam search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeamConfig {
+    pub num_beams: usize,
+    pub num_return: usize,
+    pub length_penalty: f32,
+    pub early_stopping: crate::decode::EarlyStopping,
+    pub no_repeat_ngram: Option<usize>,
 }
 
 /// Settings for `gen convert`.

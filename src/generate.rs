@@ -120,6 +120,18 @@ pub struct Generation {
     pub timings: Timings,
 }
 
+/// The tokens that end generation: the model's EOS ids and every end-of-generation token the
+/// vocabulary marks (llama.cpp's EOG set: for SmolLM2 both `<|im_end|>` and `<|endoftext|>`).
+pub fn end_ids(model: &Llama, tokenizer: &Tokenizer) -> Vec<u32> {
+    let mut eos = model.config().eos_token_ids.clone();
+    for &id in tokenizer.eog_ids() {
+        if !eos.contains(&id) {
+            eos.push(id);
+        }
+    }
+    eos
+}
+
 /// Runs the prompt through `model` in chunks of `batch_size`, filling `cache`; returns the
 /// logits of the last prompt position.
 pub fn prefill(
@@ -159,14 +171,7 @@ pub fn generate(
             model.config().max_position_embeddings
         );
     }
-    // Stop on the model's EOS ids and on every end-of-generation token the vocabulary marks
-    // (llama.cpp's EOG set: for SmolLM2 both `<|im_end|>` and `<|endoftext|>`).
-    let mut eos = model.config().eos_token_ids.clone();
-    for &id in tokenizer.eog_ids() {
-        if !eos.contains(&id) {
-            eos.push(id);
-        }
-    }
+    let eos = end_ids(model, tokenizer);
     let mut cache = KvCache::new(model.config().num_hidden_layers, ctx);
     let mut timings = Timings {
         prompt_tokens: prompt.len(),

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod decode;
 pub mod generate;
 pub mod model;
 pub mod output;
@@ -138,6 +139,9 @@ fn run_generate(g: GenerateConfig) -> Result<()> {
             c.max_position_embeddings
         ));
     }
+    if let Some(beam) = &g.beam {
+        return run_beam(&g, beam, &loaded, &ids, load_time);
+    }
     let built = sampling::build_chain(&g.sampling, loaded.model.config().vocab_size)?;
     let mut chain = built.chain;
     if g.verbose {
@@ -191,6 +195,81 @@ fn run_generate(g: GenerateConfig) -> Result<()> {
     }
     if !g.quiet {
         output::note(&output::stats_line(&result, load_time));
+    }
+    Ok(())
+}
+
+fn run_beam(
+    g: &GenerateConfig,
+    beam: &config::BeamConfig,
+    loaded: &model::LoadedModel,
+    ids: &[u32],
+    load_time: std::time::Duration,
+) -> Result<()> {
+    let s = &g.sampling;
+    let vocab = loaded.model.config().vocab_size;
+    if let Some((id, _)) = s.logit_bias.iter().find(|(id, _)| *id as usize >= vocab) {
+        bail!("--logit-bias names token {id}, but the vocabulary has {vocab} tokens");
+    }
+    let penalties = match s.repeat_window {
+        Some(window) => Some(sampling::Penalties::new(
+            s.repeat_penalty,
+            s.frequency_penalty,
+            s.presence_penalty,
+            window,
+        )?)
+        .filter(|p| !p.is_noop()),
+        None => None,
+    };
+    let processors = decode::Processors {
+        penalties,
+        logit_bias: s.logit_bias.clone(),
+        no_repeat_ngram: beam.no_repeat_ngram,
+    };
+    let params = decode::BeamParams {
+        num_beams: beam.num_beams,
+        num_return: beam.num_return,
+        length_penalty: beam.length_penalty,
+        early_stopping: beam.early_stopping,
+        max_tokens: g.max_tokens,
+        eos: if g.ignore_eos {
+            Vec::new()
+        } else {
+            generate::end_ids(&loaded.model, &loaded.tokenizer)
+        },
+        batch_size: g.batch_size,
+        ctx_size: g.ctx_size.unwrap_or(usize::MAX),
+    };
+    if g.verbose {
+        output::note(&format!(
+            "gen: beam search: {} beams, length penalty {}, early stopping {:?}, processors {:?}",
+            params.num_beams, params.length_penalty, params.early_stopping, processors
+        ));
+    }
+    let stream = g.format == OutputFormat::Text && beam.num_return == 1;
+    let mut text_out = stream.then(output::TextOut::new);
+    let result = decode::beam_search(
+        &loaded.model,
+        &loaded.tokenizer,
+        ids,
+        &params,
+        &processors,
+        &mut |event| match (event, text_out.as_mut()) {
+            (generate::Event::Text(t), Some(out)) => out.write(t),
+            _ => Ok(()),
+        },
+    )?;
+    match (g.format, text_out) {
+        (OutputFormat::Text, Some(out)) => out.finish()?,
+        (OutputFormat::Text, None) => output::beam_blocks(&result)?,
+        (OutputFormat::Json, _) => output::json(&output::beam_json(
+            &result,
+            &loaded.path.display().to_string(),
+            load_time,
+        ))?,
+    }
+    if !g.quiet {
+        output::note(&output::beam_stats_line(&result, load_time));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The only module that writes to stdout and stderr: streamed text, JSON, tokenizer listings,
 //! perplexity reports and the stats line. Whether stdout is a terminal is decided once here.
 
+use crate::decode::BeamResult;
 use crate::generate::Generation;
 use crate::sampling::{StepTrace, TokenLogprobs};
 use anyhow::Result;
@@ -270,6 +271,80 @@ pub fn logprobs_table(g: &Generation, piece: &dyn Fn(u32) -> String) {
             alts.join("  ")
         );
     }
+}
+
+/// `--num-return N` in text mode: numbered blocks, best first.
+pub fn beam_blocks(r: &BeamResult) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (i, h) in r.hypotheses.iter().enumerate() {
+        writeln!(
+            out,
+            "[{}] score {:.4} (sum of log-probs {:.4}, {} tokens, stop: {})",
+            i + 1,
+            h.score,
+            h.sum_logprobs,
+            h.tokens.len(),
+            h.stop.name()
+        )?;
+        writeln!(out, "{}", h.text)?;
+        if i + 1 < r.hypotheses.len() {
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn stop_json(stop: &crate::generate::StopReason) -> Value {
+    match stop {
+        crate::generate::StopReason::Eos { id } => json!({"reason": "eos", "token": id}),
+        other => json!({"reason": other.name()}),
+    }
+}
+
+/// The JSON object of a beam search: the best hypothesis at the top level (as a sampled
+/// generation's), and every returned one under `beams`.
+pub fn beam_json(r: &BeamResult, model: &str, load: Duration) -> Value {
+    let t = &r.timings;
+    let best = r.hypotheses.first();
+    json!({
+        "model": model,
+        "text": best.map(|h| h.text.as_str()).unwrap_or_default(),
+        "tokens": best.map(|h| h.tokens.clone()).unwrap_or_default(),
+        "stop": best.map_or(Value::Null, |h| stop_json(&h.stop)),
+        "beams": r.hypotheses.iter().map(|h| json!({
+            "text": h.text,
+            "tokens": h.tokens,
+            "score": h.score,
+            "sum_logprobs": h.sum_logprobs,
+            "stop": stop_json(&h.stop),
+        })).collect::<Vec<_>>(),
+        "timings": {
+            "load_ms": ms(load),
+            "prompt_tokens": t.prompt_tokens,
+            "prefill_ms": ms(t.prefill),
+            "prefill_tok_s": t.prefill_tok_s(),
+            "decode_steps": t.decode_steps,
+            "decode_ms": ms(t.decode),
+            "reorder_ms": ms(r.reorder),
+            "decode_tok_s": t.decode_tok_s(),
+        }
+    })
+}
+
+/// The stats line after a beam search.
+pub fn beam_stats_line(r: &BeamResult, load: Duration) -> String {
+    let t = &r.timings;
+    format!(
+        "gen: load {:.2} s | prompt {} tok, {:.1} tok/s | {} beam steps, {:.1} steps/s (KV reorder {:.1} ms) | stop: {}",
+        load.as_secs_f64(),
+        t.prompt_tokens,
+        t.prefill_tok_s(),
+        t.decode_steps,
+        t.decode_tok_s(),
+        ms(r.reorder),
+        r.hypotheses.first().map_or("none", |h| h.stop.name())
+    )
 }
 
 fn ms(d: Duration) -> f64 {

@@ -150,12 +150,26 @@ impl KvCache {
             return Ok(());
         }
         let device = self.device()?;
-        let idx: Vec<u32> = parents.iter().map(|&p| p as u32).collect();
-        let idx = Tensor::new(idx.as_slice(), &device)?;
+        let same_batch = parents.len() == batch;
         for l in self.layers.iter_mut().flatten() {
-            // index_select writes a fresh tensor, so rows that share a parent share no storage.
-            l.k = l.k.index_select(&idx, 0)?;
-            l.v = l.v.index_select(&idx, 0)?;
+            // Only the cached positions move, not the whole capacity. The gathered rows are a
+            // fresh tensor, so rows that share a parent share no storage; with an unchanged
+            // batch size they are copied back in place, otherwise into new buffers.
+            let (_, h, cap, d) = l.k.dims4()?;
+            let gather = |t: &Tensor| -> Result<Tensor> {
+                let rows = parents
+                    .iter()
+                    .map(|&p| t.narrow(0, p, 1)?.narrow(2, 0, l.len))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Ok(Tensor::cat(&rows, 0)?) // (parents, h, len, d), fresh storage
+            };
+            let (k, v) = (gather(&l.k)?, gather(&l.v)?);
+            if !same_batch {
+                l.k = Tensor::zeros((parents.len(), h, cap, d), DType::F32, &device)?;
+                l.v = Tensor::zeros((parents.len(), h, cap, d), DType::F32, &device)?;
+            }
+            l.k.slice_set(&k, 2, 0)?;
+            l.v.slice_set(&v, 2, 0)?;
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The one integration-test binary; each area is a submodule.
 
+mod beam;
 mod cli;
 mod model;
 mod real;

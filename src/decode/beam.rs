@@ -1,0 +1,475 @@
+//! Beam search with the semantics of Hugging Face `generate(num_beams=N)` (SAMPLING.md): the
+//! live beams run as one batch, each step takes log-softmax of every beam's logits, applies the
+//! processors (penalties, logit bias, no-repeat n-grams), adds the beam's running sum, and keeps
+//! the best candidates over N × vocab; the KV cache is reordered by parent beam.
+//!
+//! A candidate that ends (an EOS token) becomes a finished hypothesis only if it ranks within
+//! the top N, scored `sum_logprobs / gen_len ^ length_penalty` with `gen_len` counting generated
+//! tokens, the EOS included; running beams are ranked by raw sums. When `max_tokens` is reached
+//! the top N candidates of the last step all finish, ended or not.
+
+use crate::generate::{Event, StopReason, Timings};
+use crate::model::{KvCache, Llama, Logits};
+use crate::sampling::Penalties;
+use crate::tokenizer::{TokenStream, Tokenizer};
+use anyhow::{bail, ensure, Result};
+use candle_core::Tensor;
+use std::cmp::Ordering;
+use std::time::{Duration, Instant};
+
+/// When beam search stops before `max_tokens` (transformers' `early_stopping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyStopping {
+    /// Stop as soon as N hypotheses are finished (`true`).
+    Eager,
+    /// Stop when the best running beam, length-normalised at the current length, cannot beat
+    /// the worst finished hypothesis (`false`, the default).
+    Heuristic,
+    /// As the heuristic, but normalising at the longest possible length (`never`): the search
+    /// only stops when no better hypothesis can exist.
+    Never,
+}
+
+/// Everything beam search needs besides the model and prompt.
+#[derive(Debug, Clone)]
+pub struct BeamParams {
+    pub num_beams: usize,
+    /// How many finished hypotheses to return (≤ `num_beams`).
+    pub num_return: usize,
+    pub length_penalty: f32,
+    pub early_stopping: EarlyStopping,
+    pub max_tokens: usize,
+    /// Tokens that end a hypothesis (the model's EOS ids and the vocabulary's EOG tokens).
+    pub eos: Vec<u32>,
+    /// Prompt tokens per prefill forward pass.
+    pub batch_size: usize,
+    /// Context size in tokens; at most the model's.
+    pub ctx_size: usize,
+}
+
+/// What is applied to each beam's log-probabilities before selection.
+#[derive(Debug, Clone, Default)]
+pub struct Processors {
+    pub penalties: Option<Penalties>,
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Ban any token that would repeat an n-gram of this size (transformers'
+    /// `no_repeat_ngram_size`), prompt included.
+    pub no_repeat_ngram: Option<usize>,
+}
+
+impl Processors {
+    /// Applies every processor to one beam's row of log-probabilities.
+    pub fn apply(&self, row: &mut [f32], history: &[u32]) {
+        if let Some(p) = &self.penalties {
+            p.apply_to_logits(row, history);
+        }
+        for &(id, b) in &self.logit_bias {
+            if let Some(x) = row.get_mut(id as usize) {
+                *x += b;
+            }
+        }
+        if let Some(n) = self.no_repeat_ngram {
+            for id in banned_by_ngram(history, n) {
+                if let Some(x) = row.get_mut(id as usize) {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+}
+
+/// Tokens that would complete an n-gram already present in `history`.
+pub fn banned_by_ngram(history: &[u32], n: usize) -> Vec<u32> {
+    if n == 0 || history.len() + 1 < n {
+        return Vec::new();
+    }
+    if n == 1 {
+        return history.to_vec();
+    }
+    let tail = &history[history.len() + 1 - n..];
+    history
+        .windows(n)
+        .filter(|w| &w[..n - 1] == tail)
+        .map(|w| w[n - 1])
+        .collect()
+}
+
+/// One returned hypothesis.
+#[derive(Debug, Clone)]
+pub struct Hypothesis {
+    /// Generated tokens (an ending EOS included).
+    pub tokens: Vec<u32>,
+    /// Generated text (EOS excluded).
+    pub text: String,
+    /// Sum of the (processed) log-probabilities of `tokens`.
+    pub sum_logprobs: f64,
+    /// `sum_logprobs / len(tokens) ^ length_penalty`.
+    pub score: f64,
+    pub stop: StopReason,
+}
+
+/// The outcome of a beam search.
+#[derive(Debug, Clone)]
+pub struct BeamResult {
+    /// Best first; `num_return` of them.
+    pub hypotheses: Vec<Hypothesis>,
+    pub timings: Timings,
+    /// Time spent reordering the KV cache (part of `timings.decode`).
+    pub reorder: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Beam {
+    tokens: Vec<u32>,
+    sum: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Finished {
+    tokens: Vec<u32>,
+    sum: f64,
+    score: f64,
+    ended: bool,
+}
+
+/// A scored continuation: parent beam, token, new running sum.
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    parent: usize,
+    token: u32,
+    sum: f64,
+}
+
+/// Higher sum first; ties to the lower (parent, token), as a flat top-k over N × vocab would.
+fn by_sum(a: &Cand, b: &Cand) -> Ordering {
+    b.sum
+        .total_cmp(&a.sum)
+        .then(a.parent.cmp(&b.parent))
+        .then(a.token.cmp(&b.token))
+}
+
+/// Log-softmax of one row, in f64.
+fn log_softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = row.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let log_z = max as f64 + sum.ln();
+    row.iter().map(|&l| (l as f64 - log_z) as f32).collect()
+}
+
+/// The best `k` candidates of one beam's processed log-probabilities.
+fn top_of_row(parent: usize, base: f64, row: &[f32], k: usize) -> Vec<Cand> {
+    let mut v: Vec<Cand> = row
+        .iter()
+        .enumerate()
+        .filter(|(_, &lp)| lp > f32::NEG_INFINITY)
+        .map(|(t, &lp)| Cand {
+            parent,
+            token: t as u32,
+            sum: base + lp as f64,
+        })
+        .collect();
+    if v.len() > k {
+        v.select_nth_unstable_by(k - 1, by_sum);
+        v.truncate(k);
+    }
+    v
+}
+
+/// The finished hypotheses, at most `capacity`, best score first.
+struct FinishedSet {
+    items: Vec<Finished>,
+    capacity: usize,
+}
+
+impl FinishedSet {
+    fn add(&mut self, f: Finished) {
+        if self.items.len() == self.capacity {
+            match self.items.last() {
+                Some(worst) if f.score > worst.score => {
+                    self.items.pop();
+                }
+                _ => return,
+            }
+        }
+        let at = self.items.partition_point(|x| x.score >= f.score);
+        self.items.insert(at, f);
+    }
+
+    fn is_full(&self) -> bool {
+        self.items.len() >= self.capacity
+    }
+
+    fn worst_score(&self) -> f64 {
+        self.items.last().map_or(f64::NEG_INFINITY, |f| f.score)
+    }
+}
+
+fn normalise(sum: f64, len: usize, length_penalty: f32) -> f64 {
+    sum / (len.max(1) as f64).powf(length_penalty as f64)
+}
+
+/// Runs beam search on `prompt`. Streams (as [`Event::Text`]) only the prefix that every live
+/// beam and every kept hypothesis already share, since it can no longer change, and the rest of
+/// the best hypothesis at the end.
+pub fn beam_search(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    params: &BeamParams,
+    processors: &Processors,
+    on_event: &mut dyn FnMut(Event) -> Result<()>,
+) -> Result<BeamResult> {
+    let n = params.num_beams;
+    ensure!(n >= 1, "beam search needs at least one beam");
+    ensure!(
+        (1..=n).contains(&params.num_return),
+        "--num-return must be between 1 and --beams ({n})"
+    );
+    let ctx = params.ctx_size.min(model.config().max_position_embeddings);
+    if prompt.len() >= ctx {
+        bail!(
+            "the prompt has {} tokens but the context holds {ctx}; shorten the prompt or raise --ctx-size",
+            prompt.len()
+        );
+    }
+    let max_tokens = params.max_tokens.min(ctx - prompt.len());
+    // Candidates kept per step: enough that N survive even when every EOS id ranks on top.
+    let keep = 2.max(1 + params.eos.len()) * n;
+    let lp = params.length_penalty;
+
+    let mut timings = Timings {
+        prompt_tokens: prompt.len(),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let mut cache = KvCache::new(model.config().num_hidden_layers, ctx);
+    let first = crate::generate::prefill(model, &mut cache, prompt, params.batch_size)?;
+    timings.prefill = start.elapsed();
+
+    let decode_start = Instant::now();
+    let mut reorder = Duration::ZERO;
+    let mut beams = vec![Beam {
+        tokens: Vec::new(),
+        sum: 0.0,
+    }];
+    let mut rows = vec![first];
+    let mut finished = FinishedSet {
+        items: Vec::new(),
+        capacity: n,
+    };
+    let mut stream = TokenStream::new(tokenizer);
+    let mut streamed = 0usize;
+    let mut history = prompt.to_vec();
+
+    for step in 0..max_tokens {
+        // Score every continuation of every live beam.
+        let mut cands = Vec::with_capacity(beams.len() * keep);
+        for (b, (beam, row)) in beams.iter().zip(&rows).enumerate() {
+            let mut logp = log_softmax(row);
+            history.truncate(prompt.len());
+            history.extend_from_slice(&beam.tokens);
+            processors.apply(&mut logp, &history);
+            cands.extend(top_of_row(b, beam.sum, &logp, keep));
+        }
+        ensure!(
+            !cands.is_empty(),
+            "every token is banned for every beam (--logit-bias / --no-repeat-ngram)"
+        );
+        cands.sort_unstable_by(by_sum);
+        cands.truncate(keep);
+
+        let last_step = step + 1 == max_tokens;
+        let mut next: Vec<Cand> = Vec::with_capacity(n);
+        for (rank, c) in cands.iter().enumerate() {
+            let ended = params.eos.contains(&c.token);
+            if ended || last_step {
+                if rank < n {
+                    let mut tokens = beams[c.parent].tokens.clone();
+                    tokens.push(c.token);
+                    let len = tokens.len();
+                    finished.add(Finished {
+                        tokens,
+                        sum: c.sum,
+                        score: normalise(c.sum, len, lp),
+                        ended,
+                    });
+                }
+            } else if next.len() < n {
+                next.push(*c);
+            }
+        }
+        if last_step || next.is_empty() {
+            break;
+        }
+        let new_beams: Vec<Beam> = next
+            .iter()
+            .map(|c| {
+                let mut tokens = beams[c.parent].tokens.clone();
+                tokens.push(c.token);
+                Beam { tokens, sum: c.sum }
+            })
+            .collect();
+        let gen_len = step + 1;
+        if done(&finished, &new_beams, gen_len, max_tokens, params) {
+            break;
+        }
+
+        // Stream what every live beam and every kept hypothesis already agree on.
+        let common = common_prefix(
+            new_beams
+                .iter()
+                .map(|b| b.tokens.as_slice())
+                .chain(finished.items.iter().map(|f| f.tokens.as_slice())),
+        );
+        if params.num_return == 1 {
+            for &id in &new_beams[0].tokens[streamed..common] {
+                if let Some(piece) = stream.next(id)? {
+                    on_event(Event::Text(&piece))?;
+                }
+            }
+            streamed = streamed.max(common);
+        }
+
+        // Reorder the cache by parent and run the survivors as one batch.
+        let parents: Vec<usize> = next.iter().map(|c| c.parent).collect();
+        let t = Instant::now();
+        cache.reorder(&parents)?;
+        reorder += t.elapsed();
+        let tokens: Vec<u32> = next.iter().map(|c| c.token).collect();
+        let input = Tensor::new(tokens.as_slice(), model.device())?.unsqueeze(1)?; // (beams, 1)
+        let logits = model.forward(&input, &mut cache, Logits::Last)?; // (beams, vocab)
+        rows = logits.to_vec2::<f32>()?;
+        timings.decode_steps += 1;
+        beams = new_beams;
+    }
+    timings.decode = decode_start.elapsed();
+
+    // Fewer finished than asked (every step's top N kept running): nothing more to add, since
+    // the last step finishes its top N. An empty set can only mean max_tokens = 0.
+    let mut hypotheses = Vec::new();
+    for f in finished.items.iter().take(params.num_return) {
+        let text_tokens: Vec<u32> = f
+            .tokens
+            .iter()
+            .copied()
+            .filter(|t| !(f.ended && params.eos.contains(t)))
+            .collect();
+        hypotheses.push(Hypothesis {
+            text: tokenizer.decode(&text_tokens)?,
+            tokens: f.tokens.clone(),
+            sum_logprobs: f.sum,
+            score: f.score,
+            stop: match (f.ended, f.tokens.last()) {
+                (true, Some(&id)) => StopReason::Eos { id },
+                _ if f.tokens.len() >= params.max_tokens => StopReason::MaxTokens,
+                _ => StopReason::ContextFull,
+            },
+        });
+    }
+    if params.num_return == 1 {
+        if let Some(best) = hypotheses.first() {
+            let body = if matches!(best.stop, StopReason::Eos { .. }) {
+                &best.tokens[..best.tokens.len() - 1]
+            } else {
+                &best.tokens[..]
+            };
+            for &id in body.get(streamed..).unwrap_or(&[]) {
+                if let Some(piece) = stream.next(id)? {
+                    on_event(Event::Text(&piece))?;
+                }
+            }
+            let rest = stream.finish()?;
+            if !rest.is_empty() {
+                on_event(Event::Text(&rest))?;
+            }
+        }
+    }
+    if hypotheses.is_empty() && max_tokens > 0 {
+        bail!("internal: beam search finished no hypothesis");
+    }
+    Ok(BeamResult {
+        hypotheses,
+        timings,
+        reorder,
+    })
+}
+
+/// transformers' stopping rule, checked after each step with `gen_len` generated tokens.
+fn done(
+    finished: &FinishedSet,
+    running: &[Beam],
+    gen_len: usize,
+    max_tokens: usize,
+    params: &BeamParams,
+) -> bool {
+    if !finished.is_full() {
+        return false;
+    }
+    let best_running = running
+        .iter()
+        .map(|b| b.sum)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let len = match params.early_stopping {
+        EarlyStopping::Eager => return true,
+        EarlyStopping::Never if params.length_penalty > 0.0 => max_tokens,
+        _ => gen_len,
+    };
+    normalise(best_running, len, params.length_penalty) <= finished.worst_score()
+}
+
+fn common_prefix<'a>(mut seqs: impl Iterator<Item = &'a [u32]>) -> usize {
+    let Some(first) = seqs.next() else {
+        return 0;
+    };
+    let mut n = first.len();
+    for s in seqs {
+        n = n.min(s.len());
+        n = first[..n]
+            .iter()
+            .zip(s)
+            .position(|(a, b)| a != b)
+            .unwrap_or(n);
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ngram_bans() {
+        // history 1 2 3 1 2: the 3-gram "1 2 3" exists, so after "1 2" token 3 is banned.
+        assert_eq!(banned_by_ngram(&[1, 2, 3, 1, 2], 3), [3]);
+        assert_eq!(banned_by_ngram(&[1, 2, 3, 1, 2], 2), [3]);
+        assert!(banned_by_ngram(&[1, 2], 3).is_empty());
+        assert_eq!(banned_by_ngram(&[4, 5], 1), [4, 5]);
+    }
+
+    #[test]
+    fn finished_set_keeps_the_best() {
+        let mut s = FinishedSet {
+            items: Vec::new(),
+            capacity: 2,
+        };
+        for score in [-3.0, -1.0, -2.0, -5.0] {
+            s.add(Finished {
+                tokens: vec![],
+                sum: score,
+                score,
+                ended: true,
+            });
+        }
+        let scores: Vec<f64> = s.items.iter().map(|f| f.score).collect();
+        assert_eq!(scores, [-1.0, -2.0]);
+    }
+
+    #[test]
+    fn prefixes() {
+        let a: &[u32] = &[1, 2, 3];
+        let b: &[u32] = &[1, 2, 4];
+        assert_eq!(common_prefix([a, b].into_iter()), 2);
+        assert_eq!(common_prefix([a].into_iter()), 3);
+        assert_eq!(common_prefix([a, &a[..1]].into_iter()), 1);
+    }
+}

@@ -441,7 +441,7 @@ impl Cli {
                 };
                 Config {
                     threads: g.model.threads.map(usize::from),
-                    command: Command::Generate(GenerateConfig {
+                    command: Command::Generate(Box::new(GenerateConfig {
                         model: g.model.model,
                         prompt,
                         max_tokens: g.max_tokens,
@@ -458,7 +458,7 @@ impl Cli {
                         explain: g.sampling.explain.map(|n| n as usize),
                         sampling: g.sampling.into_config(),
                         beam: g.beam.into_config()?,
-                    }),
+                    })),
                 }
             }
         })

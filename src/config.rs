@@ -15,7 +15,7 @@ pub struct Config {
 /// What to do.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Generate(GenerateConfig),
+    Generate(Box<GenerateConfig>),
     Convert(ConvertConfig),
     Tokenize(TokenizeConfig),
     Perplexity(PerplexityConfig),

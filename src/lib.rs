@@ -27,7 +27,7 @@ pub fn run(config: Config) -> Result<()> {
         set_threads(n)?;
     }
     match config.command {
-        Command::Generate(g) => run_generate(g),
+        Command::Generate(g) => run_generate(*g),
         Command::Convert(c) => convert::convert(&c.input, &c.output, c.dtype),
         Command::Tokenize(t) => {
             let loaded = load_model(t.model.as_deref())?;

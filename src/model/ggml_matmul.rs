@@ -108,11 +108,17 @@ impl GgmlMatrix {
                 for (j, out_row) in chunk.chunks_mut(m).enumerate() {
                     let r = task * ROWS_PER_TASK + j;
                     let w = &self.data[r * row_bytes..(r + 1) * row_bytes];
-                    for (o, a) in out_row.iter_mut().zip(&acts) {
-                        *o = match self.kind {
-                            Kind::Q4_1 => dot_q4_1(w, a),
-                            Kind::Q8_0 => dot_q8_0(w, a),
-                        };
+                    // Up to four activation rows share each weight block's load and unpacking
+                    // (beams, batched prompts); each row's arithmetic is the single-row one.
+                    for (outs, a) in out_row.chunks_mut(MULTI).zip(acts.chunks(MULTI)) {
+                        match self.kind {
+                            Kind::Q4_1 => dot_q4_1_multi(w, a, outs),
+                            Kind::Q8_0 => {
+                                for (o, a) in outs.iter_mut().zip(a) {
+                                    *o = dot_q8_0(w, a);
+                                }
+                            }
+                        }
                     }
                 }
             });
@@ -172,6 +178,28 @@ fn dot_q4_1(w: &[u8], a: &[Q8Block]) -> f32 {
         }
     }
     dot_q4_1_scalar(w, a)
+}
+
+/// Activation rows computed together against one weight row.
+const MULTI: usize = 4;
+
+/// `outs[i] = dot_q4_1(w, a[i])` for up to [`MULTI`] rows, bit-identical to the single-row
+/// product.
+fn dot_q4_1_multi(w: &[u8], a: &[Vec<Q8Block>], outs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if a.len() > 1
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { avx2::dot_q4_1_multi(w, a, outs) };
+            return;
+        }
+    }
+    for (o, a) in outs.iter_mut().zip(a) {
+        *o = dot_q4_1(w, a);
+    }
 }
 
 fn dot_q4_1_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
@@ -260,6 +288,32 @@ mod avx2 {
         hsum(acc) + summs
     }
 
+    /// [`dot_q4_1`] for up to `super::MULTI` activation rows at once: each weight block is
+    /// loaded and unpacked once; every row accumulates exactly as in the single-row kernel.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q4_1_multi(w: &[u8], a: &[Vec<Q8Block>], outs: &mut [f32]) {
+        let rows = a.len().min(super::MULTI).min(outs.len());
+        let mut acc = [_mm256_setzero_ps(); super::MULTI];
+        let mut summs = [0f32; super::MULTI];
+        let low = _mm256_set1_epi8(0x0F);
+        for (b, blk) in w.chunks_exact(20).enumerate() {
+            let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
+            let raw = _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i);
+            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+            let qx = _mm256_and_si256(both, low);
+            for r in 0..rows {
+                let y = &a[r][b];
+                summs[r] += m * y.s;
+                let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                let xy = mul_sum_us8(qx, qy);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), xy, acc[r]);
+            }
+        }
+        for r in 0..rows {
+            outs[r] = hsum(acc[r]) + summs[r];
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_q8_0(w: &[u8], a: &[Q8Block]) -> f32 {
         let mut acc = _mm256_setzero_ps();
@@ -289,6 +343,24 @@ mod tests {
                     - 1.0
             })
             .collect()
+    }
+
+    /// Rows computed together (beams, prompt batches) give bit-for-bit the single-row result.
+    #[test]
+    fn batched_rows_equal_single_rows_exactly() {
+        for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let (n, k, m) = (40, 96, 6);
+            let w = Tensor::from_vec(row(n * k, 5), (n, k), &Device::Cpu).unwrap();
+            let mat = GgmlMatrix::from_qtensor(&QTensor::quantize(&w, dt).unwrap())
+                .unwrap()
+                .unwrap();
+            let x = Tensor::from_vec(row(m * k, 11), (m, k), &Device::Cpu).unwrap();
+            let all = mat.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+            for (i, got) in all.iter().enumerate() {
+                let one = mat.forward(&x.narrow(0, i, 1).unwrap()).unwrap();
+                assert_eq!(got, &one.to_vec2::<f32>().unwrap()[0], "{dt:?} row {i}");
+            }
+        }
     }
 
     /// Our product against dequantized weights times quantized-then-dequantized activations.

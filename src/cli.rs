@@ -59,6 +59,13 @@ struct GenerateArgs {
     /// Maximum number of tokens to generate.
     #[arg(short = 'n', long = "max-tokens", default_value_t = 256)]
     max_tokens: usize,
+    /// Stop when the generated text contains STR (repeatable). The match is not printed; text
+    /// that could be the start of a match is held back until it is known not to be.
+    #[arg(long, value_name = "STR", allow_hyphen_values = true)]
+    stop: Vec<String>,
+    /// Print the stop string that ended generation.
+    #[arg(long, requires = "stop")]
+    keep_stop: bool,
     /// Keep generating past the end-of-sequence token (for benchmarks).
     #[arg(long)]
     ignore_eos: bool,
@@ -458,6 +465,8 @@ impl Cli {
                         explain: g.sampling.explain.map(|n| n as usize),
                         sampling: g.sampling.into_config(),
                         beam: g.beam.into_config()?,
+                        stop: g.stop,
+                        keep_stop: g.keep_stop,
                     })),
                 }
             }

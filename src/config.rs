@@ -57,6 +57,10 @@ pub struct GenerateConfig {
     pub logprobs: Option<usize>,
     /// `--explain N`: trace this many top candidates through the chain at every step.
     pub explain: Option<usize>,
+    /// Stop strings (`--stop`).
+    pub stop: Vec<String>,
+    /// Print the matched stop string (`--keep-stop`).
+    pub keep_stop: bool,
     /// Beam search instead of sampling (`--beams`); penalties and logit bias come from
     /// `sampling`.
     pub beam: Option<BeamConfig>,

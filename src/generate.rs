@@ -3,9 +3,12 @@
 
 use crate::model::{KvCache, Llama, Logits};
 use crate::sampling::{token_logprobs, SamplerChain, StepTrace, TokenLogprobs};
+use crate::stop::StopMatcher;
 use crate::tokenizer::{TokenStream, Tokenizer};
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long to generate and how to prefill.
@@ -23,6 +26,12 @@ pub struct GenerateParams {
     pub logprobs: Option<usize>,
     /// Record what each sampler stage did to this many top candidates (`--explain`).
     pub explain: Option<usize>,
+    /// Stop strings (`--stop`), matched on the decoded text.
+    pub stop: Vec<String>,
+    /// Print the matched stop string too (`--keep-stop`).
+    pub keep_stop: bool,
+    /// Set from outside (Ctrl-C) to end generation after the current token.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl GenerateParams {
@@ -35,7 +44,16 @@ impl GenerateParams {
             ctx_size,
             logprobs: None,
             explain: None,
+            stop: Vec::new(),
+            keep_stop: false,
+            interrupt: None,
         }
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 
@@ -65,6 +83,10 @@ pub enum StopReason {
     MaxTokens,
     /// The context window filled up.
     ContextFull,
+    /// A stop string appeared in the text.
+    Stop { string: String },
+    /// Generation was interrupted (Ctrl-C).
+    Interrupted,
 }
 
 impl StopReason {
@@ -74,6 +96,8 @@ impl StopReason {
             StopReason::Eos { .. } => "eos",
             StopReason::MaxTokens => "max_tokens",
             StopReason::ContextFull => "context_full",
+            StopReason::Stop { .. } => "stop",
+            StopReason::Interrupted => "interrupted",
         }
     }
 }
@@ -187,6 +211,7 @@ pub fn generate(
     let mut records = Vec::new();
     let mut text = String::new();
     let mut stream = TokenStream::new(tokenizer);
+    let mut stops = StopMatcher::new(&params.stop, params.keep_stop);
     let decode_start = Instant::now();
     let stop = loop {
         if tokens.len() >= params.max_tokens {
@@ -217,14 +242,23 @@ pub fn generate(
             break StopReason::Eos { id };
         }
         if let Some(piece) = stream.next(id)? {
-            on_event(Event::Text(&piece))?;
-            text.push_str(&piece);
+            let check = stops.push(&piece);
+            if !check.emit.is_empty() {
+                on_event(Event::Text(&check.emit))?;
+                text.push_str(&check.emit);
+            }
+            if let Some(string) = check.matched {
+                break StopReason::Stop { string };
+            }
         }
         if tokens.len() >= params.max_tokens {
             break StopReason::MaxTokens;
         }
         if cache.len() >= ctx {
             break StopReason::ContextFull;
+        }
+        if params.interrupted() {
+            break StopReason::Interrupted;
         }
         let input = Tensor::new(&[id], model.device())?.unsqueeze(0)?; // (1, 1)
         logits = model
@@ -234,10 +268,19 @@ pub fn generate(
         timings.decode_steps += 1;
     };
     timings.decode = decode_start.elapsed();
-    let rest = stream.finish()?;
-    if !rest.is_empty() {
-        on_event(Event::Text(&rest))?;
-        text.push_str(&rest);
+    let mut stop = stop;
+    if !matches!(stop, StopReason::Stop { .. }) {
+        // Bytes of an unfinished character, then text held back for a stop string that never
+        // completed (the last bytes may still complete one).
+        let check = stops.push(&stream.finish()?);
+        let rest = check.emit + &stops.finish();
+        if let Some(string) = check.matched {
+            stop = StopReason::Stop { string };
+        }
+        if !rest.is_empty() {
+            on_event(Event::Text(&rest))?;
+            text.push_str(&rest);
+        }
     }
     Ok(Generation {
         tokens,

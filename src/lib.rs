@@ -13,6 +13,7 @@ pub mod model;
 pub mod output;
 pub mod perplexity;
 pub mod sampling;
+pub mod stop;
 pub mod tokenizer;
 
 use anyhow::{bail, Context, Result};
@@ -20,6 +21,34 @@ use candle_core::Device;
 use config::{Command, Config, GenerateConfig, OutputFormat, PromptSource};
 use std::io::{IsTerminal, Read};
 use std::time::Instant;
+
+/// The error `run` returns after Ctrl-C stopped generation (exit status 130); the output so far
+/// has been written.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// A flag set by the first Ctrl-C (generation then stops after the current token and the output
+/// is flushed); a second Ctrl-C exits at once.
+fn interrupt_flag() -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .ok()?;
+    Some(flag)
+}
 
 /// Runs one command of `gen`.
 pub fn run(config: Config) -> Result<()> {
@@ -161,6 +190,9 @@ fn run_generate(g: GenerateConfig) -> Result<()> {
         ctx_size: g.ctx_size.unwrap_or(usize::MAX),
         logprobs: g.logprobs,
         explain: g.explain,
+        stop: g.stop.clone(),
+        keep_stop: g.keep_stop,
+        interrupt: interrupt_flag(),
     };
     let mut text_out = (g.format == OutputFormat::Text).then(output::TextOut::new);
     let result = generate::generate(
@@ -195,6 +227,9 @@ fn run_generate(g: GenerateConfig) -> Result<()> {
     }
     if !g.quiet {
         output::note(&output::stats_line(&result, load_time));
+    }
+    if result.stop == generate::StopReason::Interrupted {
+        return Err(Interrupted.into());
     }
     Ok(())
 }
@@ -239,6 +274,8 @@ fn run_beam(
         },
         batch_size: g.batch_size,
         ctx_size: g.ctx_size.unwrap_or(usize::MAX),
+        stop: g.stop.clone(),
+        keep_stop: g.keep_stop,
     };
     if g.verbose {
         output::note(&format!(

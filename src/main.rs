@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     match gen::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // Ctrl-C: what was generated is already flushed and the stats printed.
+        Err(e) if e.is::<gen::Interrupted>() => ExitCode::from(130),
         Err(e) => {
             gen::output::error(&e);
             ExitCode::from(1)

@@ -106,6 +106,7 @@ pub fn generation_json(g: &Generation, run: &RunInfo, piece: &dyn Fn(u32) -> Str
     let t = &g.timings;
     let stop = match &g.stop {
         crate::generate::StopReason::Eos { id } => json!({"reason": "eos", "token": id}),
+        crate::generate::StopReason::Stop { string } => json!({"reason": "stop", "string": string}),
         other => json!({"reason": other.name()}),
     };
     let mut v = json!({
@@ -298,6 +299,7 @@ pub fn beam_blocks(r: &BeamResult) -> Result<()> {
 fn stop_json(stop: &crate::generate::StopReason) -> Value {
     match stop {
         crate::generate::StopReason::Eos { id } => json!({"reason": "eos", "token": id}),
+        crate::generate::StopReason::Stop { string } => json!({"reason": "stop", "string": string}),
         other => json!({"reason": other.name()}),
     }
 }

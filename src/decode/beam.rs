@@ -11,8 +11,9 @@
 use crate::generate::{Event, StopReason, Timings};
 use crate::model::{KvCache, Llama, Logits};
 use crate::sampling::Penalties;
+use crate::stop::{first_match, StopMatcher};
 use crate::tokenizer::{TokenStream, Tokenizer};
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::Tensor;
 use std::cmp::Ordering;
 use std::time::{Duration, Instant};
@@ -45,6 +46,10 @@ pub struct BeamParams {
     pub batch_size: usize,
     /// Context size in tokens; at most the model's.
     pub ctx_size: usize,
+    /// Stop strings: a hypothesis whose text contains one is finished, like one that emits EOS.
+    pub stop: Vec<String>,
+    /// Keep the matched stop string in the hypothesis' text.
+    pub keep_stop: bool,
 }
 
 /// What is applied to each beam's log-probabilities before selection.
@@ -124,12 +129,20 @@ struct Beam {
     sum: f64,
 }
 
+/// How a finished hypothesis ended.
+#[derive(Debug, Clone, PartialEq)]
+enum End {
+    Eos(u32),
+    Stop(String),
+    Length,
+}
+
 #[derive(Debug, Clone)]
 struct Finished {
     tokens: Vec<u32>,
     sum: f64,
     score: f64,
-    ended: bool,
+    end: End,
 }
 
 /// A scored continuation: parent beam, token, new running sum.
@@ -258,7 +271,9 @@ pub fn beam_search(
         capacity: n,
     };
     let mut stream = TokenStream::new(tokenizer);
+    let mut guard = StopMatcher::new(&params.stop, false);
     let mut streamed = 0usize;
+    let mut emitted = String::new();
     let mut history = prompt.to_vec();
 
     for step in 0..max_tokens {
@@ -281,9 +296,18 @@ pub fn beam_search(
         let last_step = step + 1 == max_tokens;
         let mut next: Vec<Cand> = Vec::with_capacity(n);
         for (rank, c) in cands.iter().enumerate() {
-            let ended = params.eos.contains(&c.token);
-            if ended || last_step {
-                if rank < n {
+            let end = if params.eos.contains(&c.token) {
+                Some(End::Eos(c.token))
+            } else if rank < n && !params.stop.is_empty() {
+                let mut t = beams[c.parent].tokens.clone();
+                t.push(c.token);
+                first_match(&tokenizer.decode(&t)?, &params.stop).map(|(_, s)| End::Stop(s.into()))
+            } else {
+                None
+            };
+            let end = end.or(last_step.then_some(End::Length));
+            match end {
+                Some(end) if rank < n => {
                     let mut tokens = beams[c.parent].tokens.clone();
                     tokens.push(c.token);
                     let len = tokens.len();
@@ -291,11 +315,12 @@ pub fn beam_search(
                         tokens,
                         sum: c.sum,
                         score: normalise(c.sum, len, lp),
-                        ended,
+                        end,
                     });
                 }
-            } else if next.len() < n {
-                next.push(*c);
+                Some(_) => {}
+                None if next.len() < n => next.push(*c),
+                None => {}
             }
         }
         if last_step || next.is_empty() {
@@ -324,7 +349,10 @@ pub fn beam_search(
         if params.num_return == 1 {
             for &id in &new_beams[0].tokens[streamed..common] {
                 if let Some(piece) = stream.next(id)? {
-                    on_event(Event::Text(&piece))?;
+                    // Held back while it could be the start of a stop string.
+                    let check = guard.push(&piece);
+                    on_event(Event::Text(&check.emit))?;
+                    emitted.push_str(&check.emit);
                 }
             }
             streamed = streamed.max(common);
@@ -348,39 +376,49 @@ pub fn beam_search(
     // the last step finishes its top N. An empty set can only mean max_tokens = 0.
     let mut hypotheses = Vec::new();
     for f in finished.items.iter().take(params.num_return) {
-        let text_tokens: Vec<u32> = f
-            .tokens
-            .iter()
-            .copied()
-            .filter(|t| !(f.ended && params.eos.contains(t)))
-            .collect();
+        let (text, stop) = match &f.end {
+            End::Eos(id) => (
+                tokenizer.decode(&f.tokens[..f.tokens.len() - 1])?,
+                StopReason::Eos { id: *id },
+            ),
+            End::Stop(string) => {
+                let full = tokenizer.decode(&f.tokens)?;
+                let cut = full.find(string.as_str()).map_or(full.len(), |at| {
+                    if params.keep_stop {
+                        at + string.len()
+                    } else {
+                        at
+                    }
+                });
+                (
+                    full[..cut].to_string(),
+                    StopReason::Stop {
+                        string: string.clone(),
+                    },
+                )
+            }
+            End::Length if f.tokens.len() >= params.max_tokens => {
+                (tokenizer.decode(&f.tokens)?, StopReason::MaxTokens)
+            }
+            End::Length => (tokenizer.decode(&f.tokens)?, StopReason::ContextFull),
+        };
         hypotheses.push(Hypothesis {
-            text: tokenizer.decode(&text_tokens)?,
+            text,
             tokens: f.tokens.clone(),
             sum_logprobs: f.sum,
             score: f.score,
-            stop: match (f.ended, f.tokens.last()) {
-                (true, Some(&id)) => StopReason::Eos { id },
-                _ if f.tokens.len() >= params.max_tokens => StopReason::MaxTokens,
-                _ => StopReason::ContextFull,
-            },
+            stop,
         });
     }
     if params.num_return == 1 {
         if let Some(best) = hypotheses.first() {
-            let body = if matches!(best.stop, StopReason::Eos { .. }) {
-                &best.tokens[..best.tokens.len() - 1]
-            } else {
-                &best.tokens[..]
-            };
-            for &id in body.get(streamed..).unwrap_or(&[]) {
-                if let Some(piece) = stream.next(id)? {
-                    on_event(Event::Text(&piece))?;
-                }
-            }
-            let rest = stream.finish()?;
+            let rest = best.text.strip_prefix(emitted.as_str()).with_context(|| {
+                format!(
+                    "internal: streamed text {emitted:?} is not a prefix of the best hypothesis"
+                )
+            })?;
             if !rest.is_empty() {
-                on_event(Event::Text(&rest))?;
+                on_event(Event::Text(rest))?;
             }
         }
     }
@@ -457,7 +495,7 @@ mod tests {
                 tokens: vec![],
                 sum: score,
                 score,
-                ended: true,
+                end: End::Length,
             });
         }
         let scores: Vec<f64> = s.items.iter().map(|f| f.score).collect();

@@ -97,6 +97,8 @@ fn exhaustive_search_confirms_the_best_hypothesis() {
             eos: vec![eos],
             batch_size: 64,
             ctx_size: 256,
+            stop: Vec::new(),
+            keep_stop: false,
         };
         let processors = Processors {
             logit_bias: bias.clone(),

@@ -5,4 +5,5 @@ mod cli;
 mod model;
 mod real;
 mod sampling;
+mod stop;
 mod tiny;

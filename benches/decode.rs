@@ -48,5 +48,38 @@ fn decode_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode_step);
+/// The same step for four sequences at once (`--beams 4`): the cache expanded to four rows.
+fn decode_step_batch4(c: &mut Criterion) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(gen::config::DEFAULT_MODEL_FILE);
+    if !path.exists() {
+        return;
+    }
+    let source = ModelSource::parse(&path.display().to_string()).expect("model path");
+    let loaded = model::load(&source, &Device::Cpu).expect("loading the model");
+    let m = &loaded.model;
+    let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
+    let mut cache = m.new_cache();
+    let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("prompt tensor");
+    m.forward(&input, &mut cache, Logits::Last)
+        .expect("prefill");
+    cache.reorder(&[0, 0, 0, 0]).expect("expand to four rows");
+    let next = Tensor::new(&[260u32, 261, 262, 263], &Device::Cpu)
+        .and_then(|t| t.unsqueeze(1))
+        .expect("token tensor");
+    c.bench_function("decode_step_batch4/ctx64", |b| {
+        b.iter(|| {
+            let logits = m
+                .forward(black_box(&next), &mut cache, Logits::Last)
+                .expect("decode step");
+            cache.truncate(64).expect("truncate");
+            logits.to_vec2::<f32>().expect("logits rows")
+        })
+    });
+}
+
+criterion_group!(benches, decode_step, decode_step_batch4);
 criterion_main!(benches);

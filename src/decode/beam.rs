@@ -162,30 +162,38 @@ fn by_sum(a: &Cand, b: &Cand) -> Ordering {
 }
 
 /// Log-softmax of one row, in f64.
-fn log_softmax(row: &[f32]) -> Vec<f32> {
+/// Log-softmax of one row in place (f32 exp, sums in f64 over chunks of 64).
+fn log_softmax_in_place(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    let log_z = max as f64 + sum.ln();
-    row.iter().map(|&l| (l as f64 - log_z) as f32).collect()
+    let sum: f64 = row
+        .chunks(64)
+        .map(|c| c.iter().map(|&l| (l - max).exp()).sum::<f32>() as f64)
+        .sum();
+    let log_z = (max as f64 + sum.ln()) as f32;
+    row.iter_mut().for_each(|l| *l -= log_z);
 }
 
-/// The best `k` candidates of one beam's processed log-probabilities.
+/// The best `k` candidates of one beam's processed log-probabilities, in one pass that keeps a
+/// small sorted list (most tokens are rejected by one comparison with its worst entry).
 fn top_of_row(parent: usize, base: f64, row: &[f32], k: usize) -> Vec<Cand> {
-    let mut v: Vec<Cand> = row
-        .iter()
-        .enumerate()
-        .filter(|(_, &lp)| lp > f32::NEG_INFINITY)
-        .map(|(t, &lp)| Cand {
+    let mut best: Vec<Cand> = Vec::with_capacity(k + 1);
+    for (t, &lp) in row.iter().enumerate() {
+        if lp == f32::NEG_INFINITY {
+            continue;
+        }
+        let c = Cand {
             parent,
             token: t as u32,
             sum: base + lp as f64,
-        })
-        .collect();
-    if v.len() > k {
-        v.select_nth_unstable_by(k - 1, by_sum);
-        v.truncate(k);
+        };
+        if best.len() == k && best.last().is_none_or(|w| by_sum(&c, w).is_ge()) {
+            continue;
+        }
+        let at = best.partition_point(|x| by_sum(x, &c).is_lt());
+        best.insert(at, c);
+        best.truncate(k);
     }
-    v
+    best
 }
 
 /// The finished hypotheses, at most `capacity`, best score first.
@@ -279,12 +287,12 @@ pub fn beam_search(
     for step in 0..max_tokens {
         // Score every continuation of every live beam.
         let mut cands = Vec::with_capacity(beams.len() * keep);
-        for (b, (beam, row)) in beams.iter().zip(&rows).enumerate() {
-            let mut logp = log_softmax(row);
+        for (b, (beam, logp)) in beams.iter().zip(rows.iter_mut()).enumerate() {
+            log_softmax_in_place(logp);
             history.truncate(prompt.len());
             history.extend_from_slice(&beam.tokens);
-            processors.apply(&mut logp, &history);
-            cands.extend(top_of_row(b, beam.sum, &logp, keep));
+            processors.apply(logp, &history);
+            cands.extend(top_of_row(b, beam.sum, logp, keep));
         }
         ensure!(
             !cands.is_empty(),

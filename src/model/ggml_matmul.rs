@@ -113,11 +113,7 @@ impl GgmlMatrix {
                     for (outs, a) in out_row.chunks_mut(MULTI).zip(acts.chunks(MULTI)) {
                         match self.kind {
                             Kind::Q4_1 => dot_q4_1_multi(w, a, outs),
-                            Kind::Q8_0 => {
-                                for (o, a) in outs.iter_mut().zip(a) {
-                                    *o = dot_q8_0(w, a);
-                                }
-                            }
+                            Kind::Q8_0 => dot_q8_0_multi(w, a, outs),
                         }
                     }
                 }
@@ -199,6 +195,25 @@ fn dot_q4_1_multi(w: &[u8], a: &[Vec<Q8Block>], outs: &mut [f32]) {
     }
     for (o, a) in outs.iter_mut().zip(a) {
         *o = dot_q4_1(w, a);
+    }
+}
+
+/// `outs[i] = dot_q8_0(w, a[i])` for up to [`MULTI`] rows, bit-identical to the single-row
+/// product.
+fn dot_q8_0_multi(w: &[u8], a: &[Vec<Q8Block>], outs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if a.len() > 1
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { avx2::dot_q8_0_multi(w, a, outs) };
+            return;
+        }
+    }
+    for (o, a) in outs.iter_mut().zip(a) {
+        *o = dot_q8_0(w, a);
     }
 }
 
@@ -311,6 +326,28 @@ mod avx2 {
         }
         for r in 0..rows {
             outs[r] = hsum(acc[r]) + summs[r];
+        }
+    }
+
+    /// [`dot_q8_0`] for up to `super::MULTI` activation rows sharing each weight block's load.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q8_0_multi(w: &[u8], a: &[Vec<Q8Block>], outs: &mut [f32]) {
+        let rows = a.len().min(super::MULTI).min(outs.len());
+        let mut acc = [_mm256_setzero_ps(); super::MULTI];
+        for (b, blk) in w.chunks_exact(34).enumerate() {
+            let d = f16_at(blk, 0);
+            let qx = _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i);
+            let ax = _mm256_sign_epi8(qx, qx);
+            for r in 0..rows {
+                let y = &a[r][b];
+                let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                let sy = _mm256_sign_epi8(qy, qx);
+                let xy = mul_sum_us8(ax, sy);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), xy, acc[r]);
+            }
+        }
+        for r in 0..rows {
+            outs[r] = hsum(acc[r]);
         }
     }
 

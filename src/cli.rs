@@ -51,6 +51,17 @@ struct GenerateArgs {
     /// The prompt text.
     #[arg(short = 'p', long)]
     prompt: Option<String>,
+    /// Every input line (stdin or --file) is a prompt of its own; a line holding a JSON object
+    /// `{"prompt": ..., "seed": ..., "max_tokens": ..., "temperature": ..., "stop": ...}`
+    /// overrides settings for that prompt. The model loads once; outputs keep input order.
+    #[arg(long)]
+    each_line: bool,
+    /// A system message, when the model has a chat template.
+    #[arg(long, value_name = "TEXT")]
+    system: Option<String>,
+    /// Send the prompt as plain text to continue, without the model's chat template.
+    #[arg(long, conflicts_with = "system")]
+    raw: bool,
     /// Read the prompt from a file (`-` for stdin).
     #[arg(short = 'f', long, value_name = "PATH")]
     file: Option<PathBuf>,
@@ -351,8 +362,12 @@ impl SamplingArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FormatArg {
+    /// Only the generated text, streamed.
     Text,
+    /// One JSON object (an array with --each-line).
     Json,
+    /// One JSON object per line (per prompt with --each-line).
+    Jsonl,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -433,18 +448,15 @@ impl Cli {
             },
             None => {
                 let g = self.generate;
-                let sources = [g.positional.is_some(), g.prompt.is_some(), g.file.is_some()];
-                if sources.iter().filter(|&&s| s).count() > 1 {
+                if g.positional.is_some() && g.prompt.is_some() {
                     return Err(
-                        "give the prompt once: as an argument, with --prompt, or with --file"
+                        "give the prompt once: as an argument or with --prompt (piped stdin or --file may come with either)"
                             .into(),
                     );
                 }
-                let prompt = match (g.positional.or(g.prompt), g.file) {
-                    (Some(text), _) => PromptSource::Text(text),
-                    (None, Some(p)) if p.as_os_str() == "-" => PromptSource::Stdin,
-                    (None, Some(p)) => PromptSource::File(p),
-                    (None, None) => PromptSource::Stdin,
+                let prompt = PromptSource {
+                    text: g.positional.or(g.prompt),
+                    file: g.file,
                 };
                 Config {
                     threads: g.model.threads.map(usize::from),
@@ -458,6 +470,7 @@ impl Cli {
                         format: match g.format {
                             FormatArg::Text => OutputFormat::Text,
                             FormatArg::Json => OutputFormat::Json,
+                            FormatArg::Jsonl => OutputFormat::Jsonl,
                         },
                         verbose: g.verbose,
                         quiet: g.quiet,
@@ -467,6 +480,9 @@ impl Cli {
                         beam: g.beam.into_config()?,
                         stop: g.stop,
                         keep_stop: g.keep_stop,
+                        each_line: g.each_line,
+                        system: g.system,
+                        raw: g.raw,
                     })),
                 }
             }

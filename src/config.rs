@@ -21,12 +21,14 @@ pub enum Command {
     Perplexity(PerplexityConfig),
 }
 
-/// Where the prompt text comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PromptSource {
-    Text(String),
-    File(PathBuf),
-    Stdin,
+/// Where the prompt text comes from. Piped stdin comes first, then `text` (as `llm` does);
+/// `file` replaces stdin (`-` names stdin explicitly).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromptSource {
+    /// `--prompt` or the positional argument.
+    pub text: Option<String>,
+    /// `--file`; `-` is stdin.
+    pub file: Option<PathBuf>,
 }
 
 /// How results are written to stdout.
@@ -34,8 +36,10 @@ pub enum PromptSource {
 pub enum OutputFormat {
     /// Only the generated text, streamed.
     Text,
-    /// One JSON object at the end.
+    /// One JSON object at the end (an array of them with `--each-line`).
     Json,
+    /// One JSON object per line: per prompt with `--each-line`.
+    Jsonl,
 }
 
 /// Settings for text generation.
@@ -57,6 +61,12 @@ pub struct GenerateConfig {
     pub logprobs: Option<usize>,
     /// `--explain N`: trace this many top candidates through the chain at every step.
     pub explain: Option<usize>,
+    /// Every input line is a prompt of its own (`--each-line`).
+    pub each_line: bool,
+    /// A system message for the chat template (`--system`).
+    pub system: Option<String>,
+    /// Send the prompt as plain text, without the chat template (`--raw`).
+    pub raw: bool,
     /// Stop strings (`--stop`).
     pub stop: Vec<String>,
     /// Print the matched stop string (`--keep-stop`).

@@ -32,6 +32,8 @@ pub struct GenerateParams {
     pub keep_stop: bool,
     /// Set from outside (Ctrl-C) to end generation after the current token.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// More tokens that end generation (the chat template's end of turn).
+    pub extra_eos: Vec<u32>,
 }
 
 impl GenerateParams {
@@ -47,6 +49,7 @@ impl GenerateParams {
             stop: Vec::new(),
             keep_stop: false,
             interrupt: None,
+            extra_eos: Vec::new(),
         }
     }
 
@@ -195,7 +198,12 @@ pub fn generate(
             model.config().max_position_embeddings
         );
     }
-    let eos = end_ids(model, tokenizer);
+    let mut eos = end_ids(model, tokenizer);
+    for &id in &params.extra_eos {
+        if !eos.contains(&id) {
+            eos.push(id);
+        }
+    }
     let mut cache = KvCache::new(model.config().num_hidden_layers, ctx);
     let mut timings = Timings {
         prompt_tokens: prompt.len(),

@@ -61,6 +61,17 @@ pub fn json(value: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
+/// Ends one prompt's text in an `--each-line` batch: a newline, so outputs stay one per line
+/// (on a terminal `TextOut::finish` already wrote it).
+pub fn text_separator() -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if !out.is_terminal() {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Writes plain lines to stdout.
 pub fn lines(lines: &[String]) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

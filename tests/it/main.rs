@@ -1,7 +1,9 @@
 //! The one integration-test binary; each area is a submodule.
 
 mod beam;
+mod chat;
 mod cli;
+mod input;
 mod model;
 mod real;
 mod sampling;

@@ -230,6 +230,7 @@ fn f32_greedy_matches_transformers() {
         stop: Vec::new(),
         keep_stop: false,
         interrupt: None,
+        extra_eos: Vec::new(),
     };
     for case in golden["cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();

@@ -1,0 +1,213 @@
+//! Where prompts come from: an argument, a file, stdin, or several at once (piped stdin first,
+//! then the argument, as `llm` does); and `--each-line`, where every input line is a prompt of
+//! its own and a JSON object line may override settings for that prompt.
+
+use crate::config::{GenerateConfig, PromptSource};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::io::{IsTerminal, Read};
+
+/// Reads the prompt text `src` describes. Piped stdin is read when no file is given (and when
+/// the file is `-`); a terminal is never waited on.
+pub fn read_input(src: &PromptSource) -> Result<String> {
+    let mut parts: Vec<String> = Vec::new();
+    match &src.file {
+        Some(p) if p.as_os_str() == "-" => parts.push(read_stdin()?),
+        Some(p) => {
+            let bytes = std::fs::read(p)
+                .with_context(|| format!("reading the prompt file {}", p.display()))?;
+            parts.push(utf8(bytes, &format!("the prompt file {}", p.display()))?);
+        }
+        None if !std::io::stdin().is_terminal() => {
+            let s = read_stdin()?;
+            if !s.is_empty() {
+                parts.push(s);
+            }
+        }
+        None => {}
+    }
+    if let Some(t) = &src.text {
+        parts.push(t.clone());
+    }
+    if parts.is_empty() {
+        bail!("no prompt: pass one as an argument, with --prompt, with --file, or on stdin");
+    }
+    // Joined by a newline, unless the first part already ends with one.
+    let mut out = String::new();
+    for p in parts {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&p);
+    }
+    Ok(out)
+}
+
+fn read_stdin() -> Result<String> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut buf)
+        .context("reading the prompt from stdin")?;
+    utf8(buf, "the prompt on stdin")
+}
+
+fn utf8(bytes: Vec<u8>, what: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{what} is not valid UTF-8 (invalid byte at offset {}); convert it to UTF-8 first",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// One prompt of an `--each-line` batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// 1-based input line number.
+    pub line: usize,
+    pub prompt: String,
+    pub overrides: Overrides,
+}
+
+/// Per-prompt settings a JSON line may carry (`{"prompt": "...", "seed": 3}`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    pub seed: Option<u64>,
+    pub max_tokens: Option<usize>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub typical_p: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+    pub stop: Option<StopList>,
+    pub system: Option<String>,
+}
+
+/// `"stop": "x"` or `"stop": ["x", "y"]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum StopList {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonLine {
+    prompt: String,
+    #[serde(flatten)]
+    overrides: Overrides,
+}
+
+impl Overrides {
+    /// Applies these overrides to a copy of the command's settings, checking ranges as the
+    /// flags do.
+    pub fn apply(&self, base: &GenerateConfig) -> Result<GenerateConfig> {
+        let mut g = base.clone();
+        let s = &mut g.sampling;
+        if let Some(v) = self.seed {
+            s.seed = Some(v);
+        }
+        if let Some(v) = self.max_tokens {
+            g.max_tokens = v;
+        }
+        if let Some(v) = self.temperature {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("\"temperature\" must be ≥ 0, got {v}");
+            }
+            s.temperature = v;
+        }
+        if let Some(v) = self.top_k {
+            if v == 0 {
+                bail!("\"top_k\" must be at least 1");
+            }
+            s.top_k = Some(v);
+        }
+        for (name, value, slot, lo_open) in [
+            ("top_p", self.top_p, &mut s.top_p, true),
+            ("min_p", self.min_p, &mut s.min_p, false),
+            ("typical_p", self.typical_p, &mut s.typical_p, true),
+        ] {
+            if let Some(v) = value {
+                let ok = v <= 1.0 && if lo_open { v > 0.0 } else { v >= 0.0 };
+                if !ok {
+                    bail!("\"{name}\" is out of range: {v}");
+                }
+                *slot = v;
+            }
+        }
+        if let Some(v) = self.repeat_penalty {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("\"repeat_penalty\" must be > 0, got {v}");
+            }
+            s.repeat_penalty = v;
+        }
+        match &self.stop {
+            Some(StopList::One(x)) => g.stop = vec![x.clone()],
+            Some(StopList::Many(v)) => g.stop = v.clone(),
+            None => {}
+        }
+        if let Some(v) = &self.system {
+            g.system = Some(v.clone());
+        }
+        Ok(g)
+    }
+}
+
+/// Splits `--each-line` input into prompts: blank lines are skipped, a line starting with `{` is
+/// a JSON object with a `"prompt"` and optional overrides, any other line is the prompt itself.
+/// Each line that cannot be parsed is an error naming its line number.
+pub fn parse_lines(text: &str) -> Vec<(usize, Result<Job>)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let line = i + 1;
+            (line, parse_line(line, l))
+        })
+        .collect()
+}
+
+fn parse_line(line: usize, l: &str) -> Result<Job> {
+    if l.trim_start().starts_with('{') {
+        let j: JsonLine = serde_json::from_str(l)
+            .with_context(|| format!("line {line}: not a valid JSON prompt object"))?;
+        Ok(Job {
+            line,
+            prompt: j.prompt,
+            overrides: j.overrides,
+        })
+    } else {
+        Ok(Job {
+            line,
+            prompt: l.to_string(),
+            overrides: Overrides::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_json_objects() {
+        let jobs = parse_lines(
+            "plain prompt\n\n{\"prompt\": \"j\", \"seed\": 4, \"stop\": [\"x\"]}\n{bad\n{\"prompt\": \"k\", \"colour\": 1}\n",
+        );
+        assert_eq!(jobs.len(), 4);
+        let jobs: Vec<Result<Job>> = jobs.into_iter().map(|(_, j)| j).collect();
+        let a = jobs[0].as_ref().unwrap();
+        assert_eq!((a.line, a.prompt.as_str()), (1, "plain prompt"));
+        let b = jobs[1].as_ref().unwrap();
+        assert_eq!((b.line, b.overrides.seed), (3, Some(4)));
+        assert_eq!(b.overrides.stop, Some(StopList::Many(vec!["x".into()])));
+        let e = format!("{:#}", jobs[2].as_ref().unwrap_err());
+        assert!(e.starts_with("line 4:"), "{e}");
+        let e = format!("{:#}", jobs[3].as_ref().unwrap_err());
+        assert!(e.contains("line 5") && e.contains("colour"), "{e}");
+    }
+}

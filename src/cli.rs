@@ -56,6 +56,14 @@ struct GenerateArgs {
     /// overrides settings for that prompt. The model loads once; outputs keep input order.
     #[arg(long)]
     each_line: bool,
+    /// Run several decoding strategies on the same prompt and show them side by side: `greedy`,
+    /// `beams=N`, or comma-separated settings from pure sampling (temperature 1, no filters):
+    /// `temperature=0.7,top_p=0.95`, `min_p=0.1`, `top_k=40`, `typical_p=0.9`; or `all`
+    /// (greedy, pure sampling, top-k, top-p, min-p, beams=4). The prompt is prefilled once and
+    /// every strategy continues from a copy of its KV cache with its own RNG from --seed.
+    #[arg(long, value_name = "STRATEGY", num_args = 1..,
+          conflicts_with_all = ["beams", "each_line", "explain", "logprobs", "samplers", "greedy"])]
+    compare: Vec<String>,
     /// A system message, when the model has a chat template.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
@@ -458,6 +466,14 @@ impl Cli {
                     text: g.positional.or(g.prompt),
                     file: g.file,
                 };
+                let logprobs = g.sampling.logprobs.map(|n| n as usize);
+                let explain = g.sampling.explain.map(|n| n as usize);
+                let sampling = g.sampling.into_config();
+                let compare = if g.compare.is_empty() {
+                    None
+                } else {
+                    Some(crate::compare::parse_strategies(&g.compare, &sampling)?)
+                };
                 Config {
                     threads: g.model.threads.map(usize::from),
                     command: Command::Generate(Box::new(GenerateConfig {
@@ -474,13 +490,14 @@ impl Cli {
                         },
                         verbose: g.verbose,
                         quiet: g.quiet,
-                        logprobs: g.sampling.logprobs.map(|n| n as usize),
-                        explain: g.sampling.explain.map(|n| n as usize),
-                        sampling: g.sampling.into_config(),
+                        logprobs,
+                        explain,
+                        sampling,
                         beam: g.beam.into_config()?,
                         stop: g.stop,
                         keep_stop: g.keep_stop,
                         each_line: g.each_line,
+                        compare,
                         system: g.system,
                         raw: g.raw,
                     })),

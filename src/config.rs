@@ -67,6 +67,8 @@ pub struct GenerateConfig {
     pub system: Option<String>,
     /// Send the prompt as plain text, without the chat template (`--raw`).
     pub raw: bool,
+    /// `--compare`: run these strategies on the same prompt instead of one.
+    pub compare: Option<Vec<crate::compare::Strategy>>,
     /// Stop strings (`--stop`).
     pub stop: Vec<String>,
     /// Print the matched stop string (`--keep-stop`).

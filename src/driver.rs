@@ -3,6 +3,7 @@
 //! every result to [`crate::output`], the only printer.
 
 use crate::chat::{ChatTemplate, Message};
+use crate::compare::{Strategy, StrategyKind};
 use crate::config::{BeamConfig, GenerateConfig, OutputFormat};
 use crate::model::LoadedModel;
 use crate::{decode, generate, input, output, sampling, Interrupted};
@@ -198,6 +199,9 @@ fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>>
     if ids.is_empty() {
         bail!("the prompt encodes to no tokens");
     }
+    if let Some(strategies) = &g.compare {
+        return run_compare(g, ctx, &ids, strategies);
+    }
     if let Some(beam) = &g.beam {
         return run_beam(g, beam, ctx, &ids);
     }
@@ -265,13 +269,11 @@ fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>>
     Ok(record)
 }
 
-fn run_beam(
+fn beam_processors(
     g: &GenerateConfig,
     beam: &BeamConfig,
-    ctx: &Ctx,
-    ids: &[u32],
-) -> Result<Option<Value>> {
-    let loaded = ctx.loaded;
+    loaded: &LoadedModel,
+) -> Result<decode::Processors> {
     let s = &g.sampling;
     let vocab = loaded.model.config().vocab_size;
     if let Some((id, _)) = s.logit_bias.iter().find(|(id, _)| *id as usize >= vocab) {
@@ -287,12 +289,16 @@ fn run_beam(
         .filter(|p| !p.is_noop()),
         None => None,
     };
-    let processors = decode::Processors {
+    Ok(decode::Processors {
         penalties,
         logit_bias: s.logit_bias.clone(),
         no_repeat_ngram: beam.no_repeat_ngram,
-    };
-    let params = decode::BeamParams {
+    })
+}
+
+fn beam_params(g: &GenerateConfig, beam: &BeamConfig, ctx: &Ctx) -> decode::BeamParams {
+    let loaded = ctx.loaded;
+    decode::BeamParams {
         num_beams: beam.num_beams,
         num_return: beam.num_return,
         length_penalty: beam.length_penalty,
@@ -311,7 +317,18 @@ fn run_beam(
         ctx_size: g.ctx_size.unwrap_or(usize::MAX),
         stop: g.stop.clone(),
         keep_stop: g.keep_stop,
-    };
+    }
+}
+
+fn run_beam(
+    g: &GenerateConfig,
+    beam: &BeamConfig,
+    ctx: &Ctx,
+    ids: &[u32],
+) -> Result<Option<Value>> {
+    let loaded = ctx.loaded;
+    let processors = beam_processors(g, beam, loaded)?;
+    let params = beam_params(g, beam, ctx);
     if g.verbose {
         output::note(&format!(
             "gen: beam search: {} beams, length penalty {}, early stopping {:?}, processors {:?}",
@@ -350,4 +367,134 @@ fn run_beam(
         output::note(&output::beam_stats_line(&result, ctx.load));
     }
     Ok(record)
+}
+
+/// `--compare`: prefill once, then every strategy from a fork of that cache.
+fn run_compare(
+    g: &GenerateConfig,
+    ctx: &Ctx,
+    ids: &[u32],
+    strategies: &[Strategy],
+) -> Result<Option<Value>> {
+    let loaded = ctx.loaded;
+    let (model, tok) = (&loaded.model, &loaded.tokenizer);
+    let ctx_size = g.ctx_size.unwrap_or(usize::MAX);
+    let pre = generate::Prefilled::run(model, ids, g.batch_size, ctx_size)?;
+    let seed = g.sampling.seed.unwrap_or_else(rand::random::<u64>);
+    let mut rows = Vec::new();
+    for s in strategies {
+        let t0 = Instant::now();
+        let row = match &s.kind {
+            StrategyKind::Sample(cfg) => {
+                let cfg = sampling::SamplingConfig {
+                    seed: Some(seed),
+                    ..cfg.clone()
+                };
+                let mut chain = sampling::build_chain(&cfg, model.config().vocab_size)?.chain;
+                let params = generate::GenerateParams {
+                    max_tokens: g.max_tokens,
+                    ignore_eos: g.ignore_eos,
+                    batch_size: g.batch_size,
+                    ctx_size,
+                    logprobs: Some(0),
+                    explain: None,
+                    stop: g.stop.clone(),
+                    keep_stop: g.keep_stop,
+                    interrupt: ctx.interrupt.clone(),
+                    extra_eos: ctx.end_of_turn.into_iter().collect(),
+                };
+                let r = generate::generate_from(
+                    model,
+                    tok,
+                    ids,
+                    Some(pre.fork()?),
+                    &mut chain,
+                    &params,
+                    &mut |_| Ok(()),
+                )?;
+                let lps: Vec<f64> = r
+                    .records
+                    .iter()
+                    .filter_map(|x| x.logprobs.as_ref())
+                    .map(|l| l.logprob as f64)
+                    .collect();
+                output::CompareRow {
+                    label: s.label.clone(),
+                    sampler: chain.stage_descriptions(),
+                    mean_logprob: mean(&lps),
+                    tokens: r.tokens,
+                    text: r.text,
+                    stop: r.stop,
+                    decode_tok_s: r.timings.decode_tok_s(),
+                    elapsed: t0.elapsed(),
+                }
+            }
+            StrategyKind::Beam(b) => {
+                let cfg = GenerateConfig {
+                    beam: Some(b.clone()),
+                    ..g.clone()
+                };
+                let params = beam_params(&cfg, b, ctx);
+                let processors = beam_processors(&cfg, b, loaded)?;
+                let r = decode::beam_search_from(
+                    model,
+                    tok,
+                    ids,
+                    Some(pre.fork()?),
+                    &params,
+                    &processors,
+                    &mut |_| Ok(()),
+                )?;
+                let best = r
+                    .hypotheses
+                    .into_iter()
+                    .next()
+                    .context("beam search returned no hypothesis")?;
+                output::CompareRow {
+                    label: s.label.clone(),
+                    sampler: vec![format!(
+                        "beams(n={}, length_penalty={})",
+                        b.num_beams, b.length_penalty
+                    )],
+                    mean_logprob: (!best.tokens.is_empty())
+                        .then(|| best.sum_logprobs / best.tokens.len() as f64),
+                    decode_tok_s: best.tokens.len() as f64
+                        / r.timings.decode.as_secs_f64().max(1e-9),
+                    tokens: best.tokens,
+                    text: best.text,
+                    stop: best.stop,
+                    elapsed: t0.elapsed(),
+                }
+            }
+        };
+        rows.push(row);
+        if is_interrupted(ctx) {
+            break;
+        }
+    }
+    let report = output::CompareReport {
+        prompt_tokens: ids.len(),
+        prefill: pre.time,
+        seed,
+        rows,
+    };
+    let piece = |ids: &[u32]| tok.decode(ids).unwrap_or_default();
+    match g.format {
+        OutputFormat::Text => {
+            output::compare_view(&report, &piece)?;
+            Ok(None)
+        }
+        OutputFormat::Json => Ok(Some(output::compare_json(&report, &piece))),
+        OutputFormat::Jsonl => {
+            for v in output::compare_records(&report, &piece) {
+                output::json(&v)?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+fn mean(xs: &[f64]) -> Option<f64> {
+    let finite: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
 }

@@ -180,6 +180,51 @@ pub fn prefill(
     Ok(logits.squeeze(0)?.to_vec1::<f32>()?)
 }
 
+/// A prompt already run through the model: its KV cache and the logits of its last position.
+/// `--compare` prefills once and gives each strategy a fork.
+#[derive(Debug)]
+pub struct Prefilled {
+    pub cache: KvCache,
+    pub logits: Vec<f32>,
+    pub time: Duration,
+}
+
+impl Prefilled {
+    /// Prefills `prompt` into a cache for a context of `ctx_size` tokens.
+    pub fn run(model: &Llama, prompt: &[u32], batch_size: usize, ctx_size: usize) -> Result<Self> {
+        let ctx = ctx_size.min(model.config().max_position_embeddings);
+        check_fits(model, prompt, ctx)?;
+        let start = Instant::now();
+        let mut cache = KvCache::new(model.config().num_hidden_layers, ctx);
+        let logits = prefill(model, &mut cache, prompt, batch_size)?;
+        Ok(Self {
+            cache,
+            logits,
+            time: start.elapsed(),
+        })
+    }
+
+    /// An independent copy (the cache shares no storage with this one).
+    pub fn fork(&self) -> Result<Self> {
+        Ok(Self {
+            cache: self.cache.fork()?,
+            logits: self.logits.clone(),
+            time: self.time,
+        })
+    }
+}
+
+fn check_fits(model: &Llama, prompt: &[u32], ctx: usize) -> Result<()> {
+    if prompt.len() >= ctx {
+        bail!(
+            "the prompt has {} tokens but the context holds {ctx}; shorten the prompt or raise --ctx-size (the model allows {})",
+            prompt.len(),
+            model.config().max_position_embeddings
+        );
+    }
+    Ok(())
+}
+
 /// Generates a continuation of `prompt` with `sampler`, reporting text and tokens to `on_event`
 /// as they come.
 pub fn generate(
@@ -190,29 +235,41 @@ pub fn generate(
     params: &GenerateParams,
     on_event: &mut dyn FnMut(Event) -> Result<()>,
 ) -> Result<Generation> {
+    generate_from(model, tokenizer, prompt, None, sampler, params, on_event)
+}
+
+/// As [`generate`], continuing from `prefilled` (the same `prompt` already in a cache) when
+/// given.
+pub fn generate_from(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    prefilled: Option<Prefilled>,
+    sampler: &mut SamplerChain,
+    params: &GenerateParams,
+    on_event: &mut dyn FnMut(Event) -> Result<()>,
+) -> Result<Generation> {
     let ctx = params.ctx_size.min(model.config().max_position_embeddings);
-    if prompt.len() >= ctx {
-        bail!(
-            "the prompt has {} tokens but the context holds {ctx}; shorten the prompt or raise --ctx-size (the model allows {})",
-            prompt.len(),
-            model.config().max_position_embeddings
-        );
-    }
     let mut eos = end_ids(model, tokenizer);
     for &id in &params.extra_eos {
         if !eos.contains(&id) {
             eos.push(id);
         }
     }
-    let mut cache = KvCache::new(model.config().num_hidden_layers, ctx);
+    let Prefilled {
+        mut cache,
+        mut logits,
+        time,
+    } = match prefilled {
+        Some(p) => p,
+        None => Prefilled::run(model, prompt, params.batch_size, ctx)?,
+    };
+    let ctx = ctx.min(cache.max_len());
     let mut timings = Timings {
         prompt_tokens: prompt.len(),
+        prefill: time,
         ..Default::default()
     };
-
-    let start = Instant::now();
-    let mut logits = prefill(model, &mut cache, prompt, params.batch_size)?;
-    timings.prefill = start.elapsed();
 
     let mut history = prompt.to_vec();
     let mut tokens = Vec::new();

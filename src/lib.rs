@@ -6,6 +6,7 @@
 
 pub mod chat;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod convert;
 pub mod decode;

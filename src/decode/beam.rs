@@ -8,8 +8,8 @@
 //! tokens, the EOS included; running beams are ranked by raw sums. When `max_tokens` is reached
 //! the top N candidates of the last step all finish, ended or not.
 
-use crate::generate::{Event, StopReason, Timings};
-use crate::model::{KvCache, Llama, Logits};
+use crate::generate::{Event, Prefilled, StopReason, Timings};
+use crate::model::{Llama, Logits};
 use crate::sampling::Penalties;
 use crate::stop::{first_match, StopMatcher};
 use crate::tokenizer::{TokenStream, Tokenizer};
@@ -240,6 +240,20 @@ pub fn beam_search(
     processors: &Processors,
     on_event: &mut dyn FnMut(Event) -> Result<()>,
 ) -> Result<BeamResult> {
+    beam_search_from(model, tokenizer, prompt, None, params, processors, on_event)
+}
+
+/// As [`beam_search`], continuing from `prefilled` (the same `prompt` already in a cache) when
+/// given.
+pub fn beam_search_from(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    prefilled: Option<Prefilled>,
+    params: &BeamParams,
+    processors: &Processors,
+    on_event: &mut dyn FnMut(Event) -> Result<()>,
+) -> Result<BeamResult> {
     let n = params.num_beams;
     ensure!(n >= 1, "beam search needs at least one beam");
     ensure!(
@@ -262,10 +276,15 @@ pub fn beam_search(
         prompt_tokens: prompt.len(),
         ..Default::default()
     };
-    let start = Instant::now();
-    let mut cache = KvCache::new(model.config().num_hidden_layers, ctx);
-    let first = crate::generate::prefill(model, &mut cache, prompt, params.batch_size)?;
-    timings.prefill = start.elapsed();
+    let Prefilled {
+        mut cache,
+        logits: first,
+        time,
+    } = match prefilled {
+        Some(p) => p,
+        None => Prefilled::run(model, prompt, params.batch_size, ctx)?,
+    };
+    timings.prefill = time;
 
     let decode_start = Instant::now();
     let mut reorder = Duration::ZERO;

@@ -2,4 +2,6 @@
 
 pub mod beam;
 
-pub use beam::{beam_search, BeamParams, BeamResult, EarlyStopping, Hypothesis, Processors};
+pub use beam::{
+    beam_search, beam_search_from, BeamParams, BeamResult, EarlyStopping, Hypothesis, Processors,
+};

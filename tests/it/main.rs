@@ -3,6 +3,7 @@
 mod beam;
 mod chat;
 mod cli;
+mod compare;
 mod input;
 mod model;
 mod real;

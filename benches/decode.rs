@@ -9,7 +9,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use gen::model::{self, Logits, ModelSource};
 use std::hint::black_box;
 
-fn decode_step(c: &mut Criterion) {
+/// The real model with a 64-token prompt prefilled, or `None` when it is not fetched.
+fn prefilled() -> Option<(model::LoadedModel, gen::model::KvCache)> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join(gen::config::DEFAULT_MODEL_FILE);
@@ -18,18 +19,27 @@ fn decode_step(c: &mut Criterion) {
             "decode bench skipped: run ./models/fetch.sh first ({} missing)",
             path.display()
         );
-        return;
+        return None;
     }
     let source = ModelSource::parse(&path.display().to_string()).expect("model path");
     let loaded = model::load(&source, &Device::Cpu).expect("loading the model");
-    let m = &loaded.model;
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
-    let mut cache = m.new_cache();
+    let mut cache = loaded.model.new_cache();
     let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
         .and_then(|t| t.unsqueeze(0))
         .expect("prompt tensor");
-    m.forward(&input, &mut cache, Logits::Last)
+    loaded
+        .model
+        .forward(&input, &mut cache, Logits::Last)
         .expect("prefill");
+    Some((loaded, cache))
+}
+
+fn decode_step(c: &mut Criterion) {
+    let Some((loaded, mut cache)) = prefilled() else {
+        return;
+    };
+    let m = &loaded.model;
     let next = Tensor::new(&[260u32], &Device::Cpu)
         .and_then(|t| t.unsqueeze(0))
         .expect("token tensor");
@@ -50,22 +60,10 @@ fn decode_step(c: &mut Criterion) {
 
 /// The same step for four sequences at once (`--beams 4`): the cache expanded to four rows.
 fn decode_step_batch4(c: &mut Criterion) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(gen::config::DEFAULT_MODEL_FILE);
-    if !path.exists() {
+    let Some((loaded, mut cache)) = prefilled() else {
         return;
-    }
-    let source = ModelSource::parse(&path.display().to_string()).expect("model path");
-    let loaded = model::load(&source, &Device::Cpu).expect("loading the model");
+    };
     let m = &loaded.model;
-    let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
-    let mut cache = m.new_cache();
-    let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
-        .and_then(|t| t.unsqueeze(0))
-        .expect("prompt tensor");
-    m.forward(&input, &mut cache, Logits::Last)
-        .expect("prefill");
     cache.reorder(&[0, 0, 0, 0]).expect("expand to four rows");
     let next = Tensor::new(&[260u32, 261, 262, 263], &Device::Cpu)
         .and_then(|t| t.unsqueeze(1))

@@ -169,3 +169,61 @@ fn bad_strategies_are_usage_errors() {
         &["--compare"],
     );
 }
+
+/// Under a pseudo-terminal (util-linux `script`) the view has one column per strategy and bold
+/// headers; `NO_COLOR` turns the colour off; in a pipe there are blocks and no escape codes.
+#[test]
+fn terminal_view_columns_and_colour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tiny_gguf(tmp.path());
+    let bin = assert_cmd::cargo::cargo_bin("gen");
+    let cmd = format!(
+        "stty cols 150 rows 40; {} -m {} -p hello -n 6 --ignore-eos --seed 1 -q --compare greedy min_p=0.1 beams=2",
+        bin.display(),
+        m.display()
+    );
+    let pty = |no_color: bool| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]).env_remove("GEN_MODEL");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        let out = c
+            .output()
+            .expect("util-linux `script` runs gen under a pseudo-terminal");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let coloured = pty(false);
+    assert!(coloured.contains("\x1b[1mgreedy\x1b[0m"), "{coloured}");
+    let first = coloured.lines().next().unwrap();
+    assert!(
+        first.contains("greedy") && first.contains("min_p=0.1") && first.contains("beams=2"),
+        "columns: {first}"
+    );
+    let plain = pty(true);
+    assert!(!plain.contains('\x1b'), "{plain}");
+    let piped = gen()
+        .args([
+            "-m",
+            m.to_str().unwrap(),
+            "-p",
+            "hello",
+            "-n",
+            "6",
+            "-q",
+            "--compare",
+            "greedy",
+            "beams=2",
+        ])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let piped = String::from_utf8(piped.stdout).unwrap();
+    assert!(
+        piped.starts_with("== greedy ==") && !piped.contains('\x1b'),
+        "{piped}"
+    );
+}

@@ -77,6 +77,8 @@ fn model_input(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<String> {
 /// `gen [PROMPT]`: one prompt, or one per line with `--each-line`.
 pub fn run_generate(g: GenerateConfig) -> Result<()> {
     let text = input::read_input(&g.prompt)?;
+    // Before the model loads, so that an early Ctrl-C still ends the run cleanly.
+    let interrupt = interrupt_flag();
     let start = Instant::now();
     let loaded = crate::load_model(g.model.as_deref())?;
     let chat = chat_template(&g, &loaded)?;
@@ -87,7 +89,7 @@ pub fn run_generate(g: GenerateConfig) -> Result<()> {
     let ctx = Ctx {
         loaded: &loaded,
         load: start.elapsed(),
-        interrupt: interrupt_flag(),
+        interrupt,
         chat,
         end_of_turn,
     };

@@ -393,3 +393,37 @@ fn closed_pipe_exits_quietly() {
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert!(err.is_empty(), "a closed pipe must end quietly: {err}");
 }
+
+/// Ctrl-C (SIGINT) ends generation after the current token: what was generated is on stdout,
+/// the stats line says `interrupted`, and the exit status is 130.
+#[test]
+fn ctrl_c_flushes_and_exits_130() {
+    use std::process::{Command as Std, Stdio};
+    let model = crate::real::real_gguf();
+    let child = Std::new(assert_cmd::cargo::cargo_bin("gen"))
+        .args(["-m", model.to_str().unwrap(), "-p", "Once upon a time", "--raw", "-n", "4000"])
+        .args(["--ignore-eos", "--greedy", "-t", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let kill = Std::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {err}");
+    assert!(err.contains("stop: interrupted"), "{err}");
+    // Whatever was generated before Ctrl-C is on stdout (a block-buffered pipe is flushed).
+    let generated: usize = err
+        .split("generated ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(generated < 4000);
+    assert_eq!(out.stdout.is_empty(), generated == 0, "{err}");
+}

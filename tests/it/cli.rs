@@ -401,7 +401,15 @@ fn ctrl_c_flushes_and_exits_130() {
     use std::process::{Command as Std, Stdio};
     let model = crate::real::real_gguf();
     let child = Std::new(assert_cmd::cargo::cargo_bin("gen"))
-        .args(["-m", model.to_str().unwrap(), "-p", "Once upon a time", "--raw", "-n", "4000"])
+        .args([
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            "Once upon a time",
+            "--raw",
+            "-n",
+            "4000",
+        ])
         .args(["--ignore-eos", "--greedy", "-t", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

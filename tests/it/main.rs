@@ -8,5 +8,6 @@ mod input;
 mod model;
 mod real;
 mod sampling;
+mod snapshots;
 mod stop;
 mod tiny;

@@ -227,5 +227,9 @@ mod tests {
         assert_eq!(longest_repeat(&[5, 1, 2, 3, 9, 1, 2, 3]), &[1, 2, 3]);
         assert_eq!(longest_repeat(&[1, 2, 3]), &[] as &[u32]);
         assert_eq!(common_prefix(&[&[1, 2, 3], &[1, 2, 4], &[1, 2]]), 2);
+        let a: &[u32] = &[1, 2, 3];
+        assert_eq!(common_prefix(&[a, &[1, 2, 4]]), 2);
+        assert_eq!(common_prefix(&[a]), 3);
+        assert_eq!(common_prefix(&[a, &a[..1]]), 1);
     }
 }

@@ -139,7 +139,7 @@ pub fn run_generate(g: GenerateConfig) -> Result<()> {
                 }
             }
             Ok((_, None)) => output::text_separator()?,
-            Err(e) if is_broken_pipe(&e) => return Err(e),
+            Err(e) if crate::is_broken_pipe(&e) => return Err(e),
             Err(e) => {
                 failed += 1;
                 output::error(&e);
@@ -163,13 +163,6 @@ pub fn run_generate(g: GenerateConfig) -> Result<()> {
         bail!("{failed} of {total} prompts failed (see the errors above)");
     }
     Ok(())
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 fn is_interrupted(ctx: &Ctx) -> bool {
@@ -277,10 +270,7 @@ fn beam_processors(
     loaded: &LoadedModel,
 ) -> Result<decode::Processors> {
     let s = &g.sampling;
-    let vocab = loaded.model.config().vocab_size;
-    if let Some((id, _)) = s.logit_bias.iter().find(|(id, _)| *id as usize >= vocab) {
-        bail!("--logit-bias names token {id}, but the vocabulary has {vocab} tokens");
-    }
+    sampling::LogitBias::check_ids(&s.logit_bias, loaded.model.config().vocab_size)?;
     let penalties = match s.repeat_window {
         Some(window) => Some(sampling::Penalties::new(
             s.repeat_penalty,
@@ -432,12 +422,8 @@ fn run_compare(
                 }
             }
             StrategyKind::Beam(b) => {
-                let cfg = GenerateConfig {
-                    beam: Some(b.clone()),
-                    ..g.clone()
-                };
-                let params = beam_params(&cfg, b, ctx);
-                let processors = beam_processors(&cfg, b, loaded)?;
+                let params = beam_params(g, b, ctx);
+                let processors = beam_processors(g, b, loaded)?;
                 let r = decode::beam_search_from(
                     model,
                     tok,

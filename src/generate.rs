@@ -37,22 +37,6 @@ pub struct GenerateParams {
 }
 
 impl GenerateParams {
-    /// Plain generation: no logprobs, no trace.
-    pub fn new(max_tokens: usize, ctx_size: usize) -> Self {
-        Self {
-            max_tokens,
-            ignore_eos: false,
-            batch_size: 512,
-            ctx_size,
-            logprobs: None,
-            explain: None,
-            stop: Vec::new(),
-            keep_stop: false,
-            interrupt: None,
-            extra_eos: Vec::new(),
-        }
-    }
-
     fn interrupted(&self) -> bool {
         self.interrupt
             .as_ref()

@@ -37,6 +37,14 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// Whether `e` comes from a reader that went away (`gen ... | head`): not an error, exit 0.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Runs one command of `gen`.
 pub fn run(config: Config) -> Result<()> {
     if let Some(n) = config.threads {

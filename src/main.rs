@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     };
     match gen::run(config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if gen::is_broken_pipe(&e) => ExitCode::SUCCESS,
         // Ctrl-C: what was generated is already flushed and the stats printed.
         Err(e) if e.is::<gen::Interrupted>() => ExitCode::from(130),
         Err(e) => {
@@ -22,12 +22,4 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// A reader that went away (`gen ... | head`) is not an error.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

@@ -115,11 +115,7 @@ pub struct RunInfo {
 /// The JSON object describing a generation (`--format json`). `piece` decodes one token id.
 pub fn generation_json(g: &Generation, run: &RunInfo, piece: &dyn Fn(u32) -> String) -> Value {
     let t = &g.timings;
-    let stop = match &g.stop {
-        crate::generate::StopReason::Eos { id } => json!({"reason": "eos", "token": id}),
-        crate::generate::StopReason::Stop { string } => json!({"reason": "stop", "string": string}),
-        other => json!({"reason": other.name()}),
-    };
+    let stop = stop_json(&g.stop);
     let mut v = json!({
         "model": run.model,
         "text": g.text,

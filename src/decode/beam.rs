@@ -10,7 +10,7 @@
 
 use crate::generate::{Event, Prefilled, StopReason, Timings};
 use crate::model::{Llama, Logits};
-use crate::sampling::Penalties;
+use crate::sampling::{log_sum_exp, top_n, Penalties};
 use crate::stop::{first_match, StopMatcher};
 use crate::tokenizer::{TokenStream, Tokenizer};
 use anyhow::{bail, ensure, Context, Result};
@@ -162,38 +162,24 @@ fn by_sum(a: &Cand, b: &Cand) -> Ordering {
 }
 
 /// Log-softmax of one row, in f64.
-/// Log-softmax of one row in place (f32 exp, sums in f64 over chunks of 64).
+/// Log-softmax of one row in place.
 fn log_softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row
-        .chunks(64)
-        .map(|c| c.iter().map(|&l| (l - max).exp()).sum::<f32>() as f64)
-        .sum();
-    let log_z = (max as f64 + sum.ln()) as f32;
+    let log_z = log_sum_exp(row) as f32;
     row.iter_mut().for_each(|l| *l -= log_z);
 }
 
-/// The best `k` candidates of one beam's processed log-probabilities, in one pass that keeps a
-/// small sorted list (most tokens are rejected by one comparison with its worst entry).
+/// The best `k` candidates of one beam's processed log-probabilities.
 fn top_of_row(parent: usize, base: f64, row: &[f32], k: usize) -> Vec<Cand> {
-    let mut best: Vec<Cand> = Vec::with_capacity(k + 1);
-    for (t, &lp) in row.iter().enumerate() {
-        if lp == f32::NEG_INFINITY {
-            continue;
-        }
-        let c = Cand {
+    let cands = row
+        .iter()
+        .enumerate()
+        .filter(|(_, &lp)| lp > f32::NEG_INFINITY)
+        .map(|(t, &lp)| Cand {
             parent,
             token: t as u32,
             sum: base + lp as f64,
-        };
-        if best.len() == k && best.last().is_none_or(|w| by_sum(&c, w).is_ge()) {
-            continue;
-        }
-        let at = best.partition_point(|x| by_sum(x, &c).is_lt());
-        best.insert(at, c);
-        best.truncate(k);
-    }
-    best
+        });
+    top_n(cands, k, by_sum)
 }
 
 /// The finished hypotheses, at most `capacity`, best score first.
@@ -367,12 +353,12 @@ pub fn beam_search_from(
         }
 
         // Stream what every live beam and every kept hypothesis already agree on.
-        let common = common_prefix(
-            new_beams
-                .iter()
-                .map(|b| b.tokens.as_slice())
-                .chain(finished.items.iter().map(|f| f.tokens.as_slice())),
-        );
+        let seqs: Vec<&[u32]> = new_beams
+            .iter()
+            .map(|b| b.tokens.as_slice())
+            .chain(finished.items.iter().map(|f| f.tokens.as_slice()))
+            .collect();
+        let common = crate::compare::common_prefix(&seqs);
         if params.num_return == 1 {
             for &id in &new_beams[0].tokens[streamed..common] {
                 if let Some(piece) = stream.next(id)? {
@@ -482,22 +468,6 @@ fn done(
     normalise(best_running, len, params.length_penalty) <= finished.worst_score()
 }
 
-fn common_prefix<'a>(mut seqs: impl Iterator<Item = &'a [u32]>) -> usize {
-    let Some(first) = seqs.next() else {
-        return 0;
-    };
-    let mut n = first.len();
-    for s in seqs {
-        n = n.min(s.len());
-        n = first[..n]
-            .iter()
-            .zip(s)
-            .position(|(a, b)| a != b)
-            .unwrap_or(n);
-    }
-    n
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,14 +497,5 @@ mod tests {
         }
         let scores: Vec<f64> = s.items.iter().map(|f| f.score).collect();
         assert_eq!(scores, [-1.0, -2.0]);
-    }
-
-    #[test]
-    fn prefixes() {
-        let a: &[u32] = &[1, 2, 3];
-        let b: &[u32] = &[1, 2, 4];
-        assert_eq!(common_prefix([a, b].into_iter()), 2);
-        assert_eq!(common_prefix([a].into_iter()), 3);
-        assert_eq!(common_prefix([a, &a[..1]].into_iter()), 1);
     }
 }

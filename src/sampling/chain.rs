@@ -337,16 +337,7 @@ pub fn build_chain(cfg: &SamplingConfig, vocab_size: usize) -> Result<BuiltChain
                 }
             }
             StageKind::LogitBias => {
-                if let Some((id, _)) = cfg
-                    .logit_bias
-                    .iter()
-                    .find(|(id, _)| *id as usize >= vocab_size)
-                {
-                    anyhow::bail!(
-                        "--logit-bias names token {id}, but the vocabulary has {vocab_size} tokens (ids 0..{})",
-                        vocab_size.saturating_sub(1)
-                    );
-                }
+                LogitBias::check_ids(&cfg.logit_bias, vocab_size)?;
                 if !cfg.logit_bias.is_empty() {
                     stages.push(Box::new(LogitBias::new(&cfg.logit_bias)?));
                 }

@@ -27,6 +27,18 @@ impl LogitBias {
         }
         Ok(Self { biases: map })
     }
+
+    /// Rejects ids outside a vocabulary of `vocab_size` tokens (known only once the model is
+    /// loaded, so not a flag check).
+    pub fn check_ids(biases: &[(u32, f32)], vocab_size: usize) -> Result<()> {
+        if let Some((id, _)) = biases.iter().find(|(id, _)| *id as usize >= vocab_size) {
+            anyhow::bail!(
+                "--logit-bias names token {id}, but the vocabulary has {vocab_size} tokens (ids 0..{})",
+                vocab_size.saturating_sub(1)
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Sampler for LogitBias {

@@ -3,7 +3,7 @@
 //! temperature or filter, as OpenAI's and llama.cpp's servers report them.
 
 use super::candidates::{rank, Candidate};
-use super::check_logits;
+use super::{check_logits, log_sum_exp, top_n};
 use anyhow::Result;
 
 /// The chosen token's log-probability and the top alternatives, best first.
@@ -18,33 +18,21 @@ pub struct TokenLogprobs {
 /// Log-softmax of `logits` at `id`, and the `n` best entries (partial selection, no full sort).
 pub fn token_logprobs(logits: &[f32], id: u32, n: usize) -> Result<TokenLogprobs> {
     check_logits(logits)?;
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    // exp in f32 (vectorises), sums in f64 over chunks of 64 to keep rounding small.
-    let sum: f64 = logits
-        .chunks(64)
-        .map(|c| c.iter().map(|&l| (l - max).exp()).sum::<f32>() as f64)
-        .sum();
-    let log_z = max as f64 + sum.ln();
+    let log_z = log_sum_exp(logits);
     let lp = |l: f32| (l as f64 - log_z) as f32;
     let chosen = logits
         .get(id as usize)
         .copied()
         .ok_or_else(|| anyhow::anyhow!("token {id} is outside the vocabulary"))?;
-    // The n best in one pass: a small sorted list, worst last.
-    let mut all: Vec<Candidate> = Vec::with_capacity(n + 1);
-    for (i, &logit) in logits.iter().enumerate() {
-        let c = Candidate {
+    let all = top_n(
+        logits.iter().enumerate().map(|(i, &logit)| Candidate {
             id: i as u32,
             logit,
             prob: 0.0,
-        };
-        if all.len() == n && all.last().is_none_or(|w| rank(&c, w).is_ge()) {
-            continue;
-        }
-        let at = all.partition_point(|x| rank(x, &c).is_lt());
-        all.insert(at, c);
-        all.truncate(n);
-    }
+        }),
+        n,
+        rank,
+    );
     Ok(TokenLogprobs {
         id,
         logprob: lp(chosen),

@@ -64,6 +64,40 @@ pub trait Sampler: Send {
 /// How many candidates every filter keeps at least (llama.cpp's and transformers' `min_keep`).
 pub const DEFAULT_MIN_KEEP: usize = 1;
 
+/// `ln Σ exp(row)`: exp in f32 (it vectorises), sums in f64 over chunks of 64 to keep
+/// rounding small; −inf when every entry is −inf.
+pub fn log_sum_exp(row: &[f32]) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    let sum: f64 = row
+        .chunks(64)
+        .map(|c| c.iter().map(|&l| (l - max).exp()).sum::<f32>() as f64)
+        .sum();
+    max as f64 + sum.ln()
+}
+
+/// The `n` best items under `cmp` (`Less` = better), best first, in one pass that keeps a small
+/// sorted list: most items are rejected by one comparison with its worst entry. For a top few
+/// out of a whole vocabulary, without materialising or sorting it.
+pub fn top_n<T>(
+    items: impl IntoIterator<Item = T>,
+    n: usize,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> Vec<T> {
+    let mut best: Vec<T> = Vec::with_capacity(n + 1);
+    for item in items {
+        if best.len() == n && best.last().is_none_or(|w| cmp(&item, w).is_ge()) {
+            continue;
+        }
+        let at = best.partition_point(|x| cmp(x, &item).is_lt());
+        best.insert(at, item);
+        best.truncate(n);
+    }
+    best
+}
+
 /// Rejects NaN and +inf logits, which no sampler can rank meaningfully.
 pub fn check_logits(logits: &[f32]) -> Result<()> {
     if let Some((i, v)) = logits

@@ -84,37 +84,18 @@ fn parse_one(spec: &str, base: &SamplingConfig) -> Result<Strategy, String> {
                 .filter(|x| x.is_finite())
                 .ok_or_else(|| bad(format!("'{v}' is not a number")))
         };
-        let unit = |x: f32, lo_open: bool| x <= 1.0 && if lo_open { x > 0.0 } else { x >= 0.0 };
         match k.as_str() {
-            "temperature" | "temp" => {
-                let x = num(v)?;
-                if x < 0.0 {
-                    return Err(bad("temperature must be ≥ 0".into()));
-                }
-                cfg.temperature = x;
+            "temperature" | "temp" => cfg.temperature = num(v)?,
+            "top_k" => {
+                cfg.top_k = Some(
+                    v.trim()
+                        .parse::<usize>()
+                        .map_err(|_| bad("top_k must be a whole number ≥ 1".into()))?,
+                )
             }
-            "top_k" => match v.trim().parse::<usize>() {
-                Ok(n) if n >= 1 => cfg.top_k = Some(n),
-                _ => return Err(bad("top_k must be a whole number ≥ 1".into())),
-            },
-            "top_p" | "typical_p" => {
-                let x = num(v)?;
-                if !unit(x, true) {
-                    return Err(bad(format!("{k} must be in (0, 1]")));
-                }
-                if k == "top_p" {
-                    cfg.top_p = x;
-                } else {
-                    cfg.typical_p = x;
-                }
-            }
-            "min_p" => {
-                let x = num(v)?;
-                if !unit(x, false) {
-                    return Err(bad("min_p must be in [0, 1]".into()));
-                }
-                cfg.min_p = x;
-            }
+            "top_p" => cfg.top_p = num(v)?,
+            "typical_p" => cfg.typical_p = num(v)?,
+            "min_p" => cfg.min_p = num(v)?,
             "beams" => match v.trim().parse::<usize>() {
                 Ok(n) if n >= 1 => beams = Some(n),
                 _ => return Err(bad("beams must be a whole number ≥ 1".into())),
@@ -123,6 +104,7 @@ fn parse_one(spec: &str, base: &SamplingConfig) -> Result<Strategy, String> {
             other => return Err(bad(format!("unknown key '{other}'; keys: {KEYS}"))),
         }
     }
+    cfg.validate().map_err(|e| bad(format!("{e:#}")))?;
     let kind = match beams {
         Some(n) => {
             if cfg.temperature != 1.0 || cfg.top_k.is_some() || cfg.top_p != 1.0 || cfg.min_p != 0.0

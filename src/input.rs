@@ -104,7 +104,7 @@ struct JsonLine {
 
 impl Overrides {
     /// Applies these overrides to a copy of the command's settings, checking ranges as the
-    /// flags do.
+    /// samplers define them.
     pub fn apply(&self, base: &GenerateConfig) -> Result<GenerateConfig> {
         let mut g = base.clone();
         let s = &mut g.sampling;
@@ -114,37 +114,13 @@ impl Overrides {
         if let Some(v) = self.max_tokens {
             g.max_tokens = v;
         }
-        if let Some(v) = self.temperature {
-            if !(v.is_finite() && v >= 0.0) {
-                bail!("\"temperature\" must be ≥ 0, got {v}");
-            }
-            s.temperature = v;
-        }
-        if let Some(v) = self.top_k {
-            if v == 0 {
-                bail!("\"top_k\" must be at least 1");
-            }
-            s.top_k = Some(v);
-        }
-        for (name, value, slot, lo_open) in [
-            ("top_p", self.top_p, &mut s.top_p, true),
-            ("min_p", self.min_p, &mut s.min_p, false),
-            ("typical_p", self.typical_p, &mut s.typical_p, true),
-        ] {
-            if let Some(v) = value {
-                let ok = v <= 1.0 && if lo_open { v > 0.0 } else { v >= 0.0 };
-                if !ok {
-                    bail!("\"{name}\" is out of range: {v}");
-                }
-                *slot = v;
-            }
-        }
-        if let Some(v) = self.repeat_penalty {
-            if !(v.is_finite() && v > 0.0) {
-                bail!("\"repeat_penalty\" must be > 0, got {v}");
-            }
-            s.repeat_penalty = v;
-        }
+        s.temperature = self.temperature.unwrap_or(s.temperature);
+        s.top_k = self.top_k.or(s.top_k);
+        s.top_p = self.top_p.unwrap_or(s.top_p);
+        s.min_p = self.min_p.unwrap_or(s.min_p);
+        s.typical_p = self.typical_p.unwrap_or(s.typical_p);
+        s.repeat_penalty = self.repeat_penalty.unwrap_or(s.repeat_penalty);
+        s.validate()?;
         match &self.stop {
             Some(StopList::One(x)) => g.stop = vec![x.clone()],
             Some(StopList::Many(v)) => g.stop = v.clone(),

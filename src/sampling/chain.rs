@@ -134,6 +134,30 @@ impl SamplingConfig {
             ..Self::default()
         }
     }
+
+    /// Checks every value's range, as the samplers' constructors define them (settings that
+    /// come from JSON lines or `--compare` specs rather than from checked flags).
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(
+            self.temperature.is_finite() && self.temperature >= 0.0,
+            "temperature must be ≥ 0, got {}",
+            self.temperature
+        );
+        if let Some(k) = self.top_k {
+            TopK::new(k, self.min_keep)?;
+        }
+        TopP::new(self.top_p, self.min_keep)?;
+        MinP::new(self.min_p, self.min_keep)?;
+        Typical::new(self.typical_p, self.min_keep)?;
+        Penalties::new(
+            self.repeat_penalty,
+            self.frequency_penalty,
+            self.presence_penalty,
+            self.repeat_window.unwrap_or(Window::All),
+        )?;
+        LogitBias::new(&self.logit_bias)?;
+        Ok(())
+    }
 }
 
 /// An ordered list of stages, the last of which picks the token, plus the RNG for the draw.

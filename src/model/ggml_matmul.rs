@@ -30,6 +30,15 @@ enum Kind {
 }
 
 impl Kind {
+    /// Weight rows per tile. Q4_1 unpacks nibbles and its one multiply-add chain per output
+    /// limits it, so two rows interleaved run faster; Q8_0 is bound by memory and gains nothing.
+    fn tile_rows(self) -> usize {
+        match self {
+            Kind::Q4_1 => TILE_W,
+            Kind::Q8_0 => 1,
+        }
+    }
+
     fn block_bytes(self) -> usize {
         match self {
             Kind::Q4_1 => 20, // d: f16, m: f16, qs: [u8; 16]
@@ -96,6 +105,10 @@ impl GgmlMatrix {
             .chunks(k)
             .map(|row| quantize_row(row, self.kind))
             .collect();
+        let groups: Vec<Vec<&[Q8Block]>> = acts
+            .chunks(TILE_R)
+            .map(|g| g.iter().map(Vec::as_slice).collect())
+            .collect();
         let n = self.rows;
         let row_bytes = self.cols / QK * self.kind.block_bytes();
         // out_t is (n, m): each weight row is read once for all activation rows.
@@ -105,18 +118,9 @@ impl GgmlMatrix {
             .par_chunks_mut(ROWS_PER_TASK * m)
             .enumerate()
             .for_each(|(task, chunk)| {
-                for (j, out_row) in chunk.chunks_mut(m).enumerate() {
-                    let r = task * ROWS_PER_TASK + j;
-                    let w = &self.data[r * row_bytes..(r + 1) * row_bytes];
-                    // Up to four activation rows share each weight block's load and unpacking
-                    // (beams, batched prompts); each row's arithmetic is the single-row one.
-                    for (outs, a) in out_row.chunks_mut(MULTI).zip(acts.chunks(MULTI)) {
-                        match self.kind {
-                            Kind::Q4_1 => dot_q4_1_multi(w, a, outs),
-                            Kind::Q8_0 => dot_q8_0_multi(w, a, outs),
-                        }
-                    }
-                }
+                let start = task * ROWS_PER_TASK * row_bytes;
+                let w = &self.data[start..start + chunk.len() / m * row_bytes];
+                fill_task(self.kind, w, row_bytes, &groups, chunk);
             });
         let out = if m == 1 {
             out_t
@@ -165,55 +169,66 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
-fn dot_q4_1(w: &[u8], a: &[Q8Block]) -> f32 {
+/// Weight rows per tile: two independent accumulation chains per activation row hide the
+/// latency of the multiply-add chain when there is only one activation row.
+const TILE_W: usize = 2;
+/// Activation rows per tile (beams, a batch of prompts, prefill chunks).
+const TILE_R: usize = 4;
+
+/// One tile's results: `[weight row][activation row]`.
+type Tile = [[f32; TILE_R]; TILE_W];
+
+/// Fills `chunk`, the outputs `(rows, m)` of the weight rows in `w`, through the fastest
+/// kernel this CPU has.
+fn fill_task(kind: Kind, w: &[u8], row_bytes: usize, groups: &[Vec<&[Q8Block]>], chunk: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2::dot_q4_1(w, a) };
-        }
-    }
-    dot_q4_1_scalar(w, a)
-}
-
-/// Activation rows computed together against one weight row.
-const MULTI: usize = 4;
-
-/// `outs[i] = dot_q4_1(w, a[i])` for up to [`MULTI`] rows, bit-identical to the single-row
-/// product.
-fn dot_q4_1_multi(w: &[u8], a: &[Vec<Q8Block>], outs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if a.len() > 1
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { avx2::dot_q4_1_multi(w, a, outs) };
+            unsafe { avx2::fill_task(kind, w, row_bytes, groups, chunk) };
             return;
         }
     }
-    for (o, a) in outs.iter_mut().zip(a) {
-        *o = dot_q4_1(w, a);
-    }
+    fill_tiles(1, w, row_bytes, groups, chunk, |ws, a, out| {
+        for (o, w) in out.iter_mut().zip(ws) {
+            for (o, a) in o.iter_mut().zip(a) {
+                *o = match kind {
+                    Kind::Q4_1 => dot_q4_1_scalar(w, a),
+                    Kind::Q8_0 => dot_q8_0_scalar(w, a),
+                };
+            }
+        }
+    });
 }
 
-/// `outs[i] = dot_q8_0(w, a[i])` for up to [`MULTI`] rows, bit-identical to the single-row
-/// product.
-fn dot_q8_0_multi(w: &[u8], a: &[Vec<Q8Block>], outs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if a.len() > 1
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { avx2::dot_q8_0_multi(w, a, outs) };
-            return;
+/// Walks `chunk` in tiles of up to `tile_w` weight rows by [`TILE_R`] activation rows: each
+/// weight block is unpacked once per tile and each activation block loaded once per tile,
+/// while every (weight row, activation row) pair accumulates exactly as a single-row product.
+#[inline(always)]
+fn fill_tiles(
+    tile_w: usize,
+    w: &[u8],
+    row_bytes: usize,
+    groups: &[Vec<&[Q8Block]>],
+    chunk: &mut [f32],
+    mut tile: impl FnMut(&[&[u8]], &[&[Q8Block]], &mut Tile),
+) {
+    let rows = w.len() / row_bytes;
+    let m = chunk.len() / rows.max(1);
+    let mut out = [[0f32; TILE_R]; TILE_W];
+    for j in (0..rows).step_by(tile_w) {
+        let wn = tile_w.min(rows - j);
+        let mut ws: [&[u8]; TILE_W] = [&[]; TILE_W];
+        for (wi, slot) in ws.iter_mut().take(wn).enumerate() {
+            *slot = &w[(j + wi) * row_bytes..(j + wi + 1) * row_bytes];
         }
-    }
-    for (o, a) in outs.iter_mut().zip(a) {
-        *o = dot_q8_0(w, a);
+        for (g, a) in groups.iter().enumerate() {
+            tile(&ws[..wn], a, &mut out);
+            for (wi, row) in out.iter().take(wn).enumerate() {
+                let o = (j + wi) * m + g * TILE_R;
+                chunk[o..o + a.len()].copy_from_slice(&row[..a.len()]);
+            }
+        }
     }
 }
 
@@ -235,17 +250,6 @@ fn dot_q4_1_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
     acc + summs
 }
 
-fn dot_q8_0(w: &[u8], a: &[Q8Block]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2::dot_q8_0(w, a) };
-        }
-    }
-    dot_q8_0_scalar(w, a)
-}
-
 fn dot_q8_0_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
     let mut acc = 0f32;
     for (blk, y) in w.chunks_exact(34).zip(a) {
@@ -262,7 +266,7 @@ fn dot_q8_0_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{f16_at, Q8Block};
+    use super::{f16_at, Kind, Q8Block, Tile};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -284,87 +288,136 @@ mod avx2 {
         _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
     }
 
+    /// [`super::fill_task`] with the tile kernels inlined.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q4_1(w: &[u8], a: &[Q8Block]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut summs = 0f32;
-        let low = _mm256_set1_epi8(0x0F);
-        for (blk, y) in w.chunks_exact(20).zip(a) {
-            let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
-            summs += m * y.s;
-            let raw = _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i);
-            // Low nibbles are elements 0..16, high nibbles 16..32.
-            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-            let qx = _mm256_and_si256(both, low);
-            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let xy = mul_sum_us8(qx, qy);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), xy, acc);
-        }
-        hsum(acc) + summs
+    pub unsafe fn fill_task(
+        kind: Kind,
+        w: &[u8],
+        row_bytes: usize,
+        groups: &[Vec<&[Q8Block]>],
+        chunk: &mut [f32],
+    ) {
+        super::fill_tiles(kind.tile_rows(), w, row_bytes, groups, chunk, |ws, a, out| {
+            // SAFETY: this function's caller checked for AVX2 and FMA.
+            unsafe { dot_tile(kind, ws, a, out) }
+        });
     }
 
-    /// [`dot_q4_1`] for up to `super::MULTI` activation rows at once: each weight block is
-    /// loaded and unpacked once; every row accumulates exactly as in the single-row kernel.
+    /// Dispatches a tile to the kernel instantiated for its exact size.
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q4_1_multi(w: &[u8], a: &[Vec<Q8Block>], outs: &mut [f32]) {
-        let rows = a.len().min(super::MULTI).min(outs.len());
-        let mut acc = [_mm256_setzero_ps(); super::MULTI];
-        let mut summs = [0f32; super::MULTI];
+    unsafe fn dot_tile(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
+        macro_rules! sized {
+            ($($w:literal, $r:literal);*) => {
+                match (ws.len(), a.len()) {
+                    $(($w, $r) => match kind {
+                        Kind::Q4_1 => q4_1::<$w, $r>(ws, a, out),
+                        Kind::Q8_0 => q8_0::<$w, $r>(ws, a, out),
+                    },)*
+                    _ => {}
+                }
+            };
+        }
+        sized!(1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4);
+    }
+
+    /// ggml's AVX2 `ggml_vec_dot_q4_1_q8_1`, for a `W × R` tile: per pair, `summs += m * s`
+    /// and `acc = fma(d * d_y, xy, acc)` block by block, then `hsum(acc) + summs`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn q4_1<const W: usize, const R: usize>(
+        ws: &[&[u8]],
+        a: &[&[Q8Block]],
+        out: &mut Tile,
+    ) {
+        let nb = a[0].len();
+        for r in 0..R {
+            assert!(a[r].len() == nb);
+        }
+        for w in ws.iter().take(W) {
+            assert!(w.len() == nb * 20);
+        }
+        let mut acc = [[_mm256_setzero_ps(); R]; W];
+        // `summs` of every activation row side by side: lane r is row r's scalar sum.
+        let mut summs = [_mm_setzero_ps(); W];
         let low = _mm256_set1_epi8(0x0F);
-        for (b, blk) in w.chunks_exact(20).enumerate() {
-            let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
-            let raw = _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i);
-            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-            let qx = _mm256_and_si256(both, low);
-            for r in 0..rows {
-                let y = &a[r][b];
-                summs[r] += m * y.s;
-                let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-                let xy = mul_sum_us8(qx, qy);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), xy, acc[r]);
+        for b in 0..nb {
+            let mut qy = [_mm256_setzero_si256(); R];
+            let mut sy = [0f32; 4];
+            for r in 0..R {
+                let y = a[r].get_unchecked(b);
+                qy[r] = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                sy[r] = y.s;
+            }
+            let sy = _mm_loadu_ps(sy.as_ptr());
+            for i in 0..W {
+                let blk = ws[i].get_unchecked(b * 20..b * 20 + 20);
+                let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
+                summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_set1_ps(m), sy));
+                let raw = _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i);
+                // Low nibbles are elements 0..16, high nibbles 16..32.
+                let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+                let qx = _mm256_and_si256(both, low);
+                let dv = _mm256_set1_ps(d);
+                for r in 0..R {
+                    let y = a[r].get_unchecked(b);
+                    let xy = mul_sum_us8(qx, qy[r]);
+                    let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
+                    acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
+                }
             }
         }
-        for r in 0..rows {
-            outs[r] = hsum(acc[r]) + summs[r];
-        }
-    }
-
-    /// [`dot_q8_0`] for up to `super::MULTI` activation rows sharing each weight block's load.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q8_0_multi(w: &[u8], a: &[Vec<Q8Block>], outs: &mut [f32]) {
-        let rows = a.len().min(super::MULTI).min(outs.len());
-        let mut acc = [_mm256_setzero_ps(); super::MULTI];
-        for (b, blk) in w.chunks_exact(34).enumerate() {
-            let d = f16_at(blk, 0);
-            let qx = _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i);
-            let ax = _mm256_sign_epi8(qx, qx);
-            for r in 0..rows {
-                let y = &a[r][b];
-                let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-                let sy = _mm256_sign_epi8(qy, qx);
-                let xy = mul_sum_us8(ax, sy);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), xy, acc[r]);
+        for i in 0..W {
+            let mut s = [0f32; 4];
+            _mm_storeu_ps(s.as_mut_ptr(), summs[i]);
+            for r in 0..R {
+                out[i][r] = hsum(acc[i][r]) + s[r];
             }
         }
-        for r in 0..rows {
-            outs[r] = hsum(acc[r]);
-        }
     }
 
+    /// ggml's AVX2 `ggml_vec_dot_q8_0_q8_0` for a `W × R` tile (signed × signed through
+    /// `|x|` and the sign moved onto `y`).
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q8_0(w: &[u8], a: &[Q8Block]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (blk, y) in w.chunks_exact(34).zip(a) {
-            let d = f16_at(blk, 0);
-            let qx = _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i);
-            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            // Signed x signed via |x| and sign transfer, as ggml does.
-            let ax = _mm256_sign_epi8(qx, qx);
-            let sy = _mm256_sign_epi8(qy, qx);
-            let xy = mul_sum_us8(ax, sy);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), xy, acc);
+    unsafe fn q8_0<const W: usize, const R: usize>(
+        ws: &[&[u8]],
+        a: &[&[Q8Block]],
+        out: &mut Tile,
+    ) {
+        let nb = a[0].len();
+        for r in 0..R {
+            assert!(a[r].len() == nb);
         }
-        hsum(acc)
+        for w in ws.iter().take(W) {
+            assert!(w.len() == nb * 34);
+        }
+        let mut acc = [[_mm256_setzero_ps(); R]; W];
+        for b in 0..nb {
+            let mut qy = [_mm256_setzero_si256(); R];
+            for r in 0..R {
+                qy[r] = _mm256_loadu_si256(a[r].get_unchecked(b).qs.as_ptr() as *const __m256i);
+            }
+            for i in 0..W {
+                let blk = ws[i].get_unchecked(b * 34..b * 34 + 34);
+                let d = f16_at(blk, 0);
+                let qx = _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i);
+                let ax = _mm256_sign_epi8(qx, qx);
+                let dv = _mm256_set1_ps(d);
+                for r in 0..R {
+                    let y = a[r].get_unchecked(b);
+                    let sy = _mm256_sign_epi8(qy[r], qx);
+                    let xy = mul_sum_us8(ax, sy);
+                    let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
+                    acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
+                }
+            }
+        }
+        for i in 0..W {
+            for r in 0..R {
+                out[i][r] = hsum(acc[i][r]);
+            }
+        }
     }
 }
 
@@ -449,9 +502,12 @@ mod tests {
             let q = QTensor::quantize(&w, dt).unwrap();
             let bytes = q.data().unwrap().into_owned();
             let a = quantize_row(&x, kind);
-            let (fast, slow) = match kind {
-                Kind::Q4_1 => (dot_q4_1(&bytes, &a), dot_q4_1_scalar(&bytes, &a)),
-                Kind::Q8_0 => (dot_q8_0(&bytes, &a), dot_q8_0_scalar(&bytes, &a)),
+            let mut fast = [0f32];
+            fill_task(kind, &bytes, bytes.len(), &[vec![a.as_slice()]], &mut fast);
+            let fast = fast[0];
+            let slow = match kind {
+                Kind::Q4_1 => dot_q4_1_scalar(&bytes, &a),
+                Kind::Q8_0 => dot_q8_0_scalar(&bytes, &a),
             };
             assert!(
                 (fast - slow).abs() <= 1e-4 * slow.abs().max(1.0),

@@ -330,13 +330,10 @@ mod avx2 {
         a: &[&[Q8Block]],
         out: &mut Tile,
     ) {
+        // The unchecked reads below stay inside these bounds.
         let nb = a[0].len();
-        for r in 0..R {
-            assert!(a[r].len() == nb);
-        }
-        for w in ws.iter().take(W) {
-            assert!(w.len() == nb * 20);
-        }
+        assert!(a.len() == R && ws.len() == W);
+        assert!(a.iter().all(|r| r.len() == nb) && ws.iter().all(|w| w.len() == nb * 20));
         let mut acc = [[_mm256_setzero_ps(); R]; W];
         // `summs` of every activation row side by side: lane r is row r's scalar sum.
         let mut summs = [_mm_setzero_ps(); W];
@@ -385,13 +382,10 @@ mod avx2 {
         a: &[&[Q8Block]],
         out: &mut Tile,
     ) {
+        // The unchecked reads below stay inside these bounds.
         let nb = a[0].len();
-        for r in 0..R {
-            assert!(a[r].len() == nb);
-        }
-        for w in ws.iter().take(W) {
-            assert!(w.len() == nb * 34);
-        }
+        assert!(a.len() == R && ws.len() == W);
+        assert!(a.iter().all(|r| r.len() == nb) && ws.iter().all(|w| w.len() == nb * 34));
         let mut acc = [[_mm256_setzero_ps(); R]; W];
         for b in 0..nb {
             let mut qy = [_mm256_setzero_si256(); R];

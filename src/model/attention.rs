@@ -135,9 +135,14 @@ mod tests {
         let dev = Device::Cpu;
         let (b, nh, nkv, len, cap, hd) = (3, 6, 2, 37, 50, 40);
         let q = Tensor::from_vec(values(b * nh * hd, 1), (b, nh, 1, hd), &dev).unwrap();
-        let kbuf = Tensor::from_vec(values(b * nkv * cap * hd, 2), (b, nkv, cap, hd), &dev).unwrap();
-        let vbuf = Tensor::from_vec(values(b * nkv * cap * hd, 3), (b, nkv, cap, hd), &dev).unwrap();
-        let (k, v) = (kbuf.narrow(2, 0, len).unwrap(), vbuf.narrow(2, 0, len).unwrap());
+        let kbuf =
+            Tensor::from_vec(values(b * nkv * cap * hd, 2), (b, nkv, cap, hd), &dev).unwrap();
+        let vbuf =
+            Tensor::from_vec(values(b * nkv * cap * hd, 3), (b, nkv, cap, hd), &dev).unwrap();
+        let (k, v) = (
+            kbuf.narrow(2, 0, len).unwrap(),
+            vbuf.narrow(2, 0, len).unwrap(),
+        );
         let scale = 1.0 / (hd as f32).sqrt();
         let got = decode_attention(&q, &k, &v, scale).unwrap();
         let rep = |t: &Tensor| {
@@ -151,11 +156,7 @@ mod tests {
         let (kr, vr) = (rep(&k), rep(&v));
         let scores = (q.matmul(&kr.t().unwrap()).unwrap() * scale as f64).unwrap();
         let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
-        let want = probs
-            .matmul(&vr)
-            .unwrap()
-            .reshape((b, 1, nh * hd))
-            .unwrap();
+        let want = probs.matmul(&vr).unwrap().reshape((b, 1, nh * hd)).unwrap();
         let diff = (got - want)
             .unwrap()
             .abs()

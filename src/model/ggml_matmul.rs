@@ -180,7 +180,13 @@ type Tile = [[f32; TILE_R]; TILE_W];
 
 /// Fills `chunk`, the outputs `(rows, m)` of the weight rows in `w`, through the fastest
 /// kernel this CPU has.
-fn fill_task(kind: Kind, w: &[u8], row_bytes: usize, groups: &[Vec<&[Q8Block]>], chunk: &mut [f32]) {
+fn fill_task(
+    kind: Kind,
+    w: &[u8],
+    row_bytes: usize,
+    groups: &[Vec<&[Q8Block]>],
+    chunk: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -297,10 +303,17 @@ mod avx2 {
         groups: &[Vec<&[Q8Block]>],
         chunk: &mut [f32],
     ) {
-        super::fill_tiles(kind.tile_rows(), w, row_bytes, groups, chunk, |ws, a, out| {
-            // SAFETY: this function's caller checked for AVX2 and FMA.
-            unsafe { dot_tile(kind, ws, a, out) }
-        });
+        super::fill_tiles(
+            kind.tile_rows(),
+            w,
+            row_bytes,
+            groups,
+            chunk,
+            |ws, a, out| {
+                // SAFETY: this function's caller checked for AVX2 and FMA.
+                unsafe { dot_tile(kind, ws, a, out) }
+            },
+        );
     }
 
     /// Dispatches a tile to the kernel instantiated for its exact size.
@@ -325,11 +338,7 @@ mod avx2 {
     /// and `acc = fma(d * d_y, xy, acc)` block by block, then `hsum(acc) + summs`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn q4_1<const W: usize, const R: usize>(
-        ws: &[&[u8]],
-        a: &[&[Q8Block]],
-        out: &mut Tile,
-    ) {
+    unsafe fn q4_1<const W: usize, const R: usize>(ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
         // The unchecked reads below stay inside these bounds.
         let nb = a[0].len();
         assert!(a.len() == R && ws.len() == W);
@@ -377,11 +386,7 @@ mod avx2 {
     /// `|x|` and the sign moved onto `y`).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn q8_0<const W: usize, const R: usize>(
-        ws: &[&[u8]],
-        a: &[&[Q8Block]],
-        out: &mut Tile,
-    ) {
+    unsafe fn q8_0<const W: usize, const R: usize>(ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
         // The unchecked reads below stay inside these bounds.
         let nb = a[0].len();
         assert!(a.len() == R && ws.len() == W);

@@ -151,6 +151,19 @@ impl KvCache {
         }
         let device = self.device()?;
         let same_batch = parents.len() == batch;
+        if same_batch && device.is_cpu() {
+            // Beam search's case: rows whose parent is themselves stay put, and only the
+            // cached positions of the others are copied, once.
+            for l in self.layers.iter_mut().flatten() {
+                let op = ReorderRows {
+                    parents,
+                    len: l.len,
+                };
+                l.k.inplace_op1(&op)?;
+                l.v.inplace_op1(&op)?;
+            }
+            return Ok(());
+        }
         for l in self.layers.iter_mut().flatten() {
             // Only the cached positions move, not the whole capacity. The gathered rows are a
             // fresh tensor, so rows that share a parent share no storage; with an unchanged
@@ -181,6 +194,80 @@ impl KvCache {
             .next()
             .map(|l| l.k.device().clone())
             .context("the KV cache is empty")
+    }
+}
+
+/// In-place batch reorder of one `(batch, heads, capacity, head_dim)` f32 buffer on the CPU:
+/// row `i` becomes old row `parents[i]` over the first `len` positions. Old rows that are
+/// read after being overwritten are saved first.
+struct ReorderRows<'a> {
+    parents: &'a [usize],
+    len: usize,
+}
+
+impl candle_core::InplaceOp1 for ReorderRows<'_> {
+    fn name(&self) -> &'static str {
+        "kv-reorder-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("KV cache reorder: the cache must be f32");
+        };
+        let (b, h, cap, d) = layout.shape().dims4()?;
+        if !layout.is_contiguous() || self.parents.len() != b || self.len > cap {
+            candle_core::bail!("KV cache reorder: unexpected buffer layout");
+        }
+        let base = layout.start_offset();
+        let row = h * cap * d;
+        let span = self.len * d; // cached part of one (row, head)
+        let moves: Vec<(usize, usize)> = self
+            .parents
+            .iter()
+            .enumerate()
+            .filter(|&(i, &p)| i != p)
+            .map(|(i, &p)| (i, p))
+            .collect();
+        // Sources that are themselves overwritten: keep their cached part first.
+        let saved: Vec<(usize, Vec<f32>)> = moves
+            .iter()
+            .map(|&(_, p)| p)
+            .filter(|&p| self.parents[p] != p)
+            .fold(Vec::new(), |mut v: Vec<usize>, p| {
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+                v
+            })
+            .into_iter()
+            .map(|p| {
+                let mut copy = Vec::with_capacity(h * span);
+                for head in 0..h {
+                    let at = base + p * row + head * cap * d;
+                    copy.extend_from_slice(&data[at..at + span]);
+                }
+                (p, copy)
+            })
+            .collect();
+        for (i, p) in moves {
+            for head in 0..h {
+                let dst = base + i * row + head * cap * d;
+                match saved.iter().find(|(s, _)| *s == p) {
+                    Some((_, copy)) => {
+                        data[dst..dst + span].copy_from_slice(&copy[head * span..(head + 1) * span])
+                    }
+                    None => {
+                        let src = base + p * row + head * cap * d;
+                        data.copy_within(src..src + span, dst);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -263,6 +350,48 @@ mod tests {
             .unwrap();
         assert_eq!(a_row[0], 500.0);
         assert_eq!(b_row[0], 900.0);
+    }
+
+    /// Same-batch reorders are done in place; swaps, chains and shared parents must read every
+    /// source before it is overwritten, and only the cached positions move.
+    #[test]
+    fn in_place_reorder_equals_gathering_rows() {
+        for parents in [
+            vec![1, 0, 2, 3],
+            vec![1, 2, 3, 0],
+            vec![0, 0, 1, 1],
+            vec![3, 3, 3, 3],
+            vec![2, 0, 0, 1],
+            vec![0, 1, 2, 3],
+        ] {
+            let mut c = KvCache::new(1, 64);
+            let k = kv(4, 5, 0.0);
+            let v = kv(4, 5, 1000.0);
+            c.append(0, &k, &v).unwrap();
+            c.reorder(&parents).unwrap();
+            let (k2, v2) = c.append(0, &kv(4, 1, -50.0), &kv(4, 1, -50.0)).unwrap();
+            for (i, &p) in parents.iter().enumerate() {
+                for (got, old) in [(&k2, &k), (&v2, &v)] {
+                    let got: Vec<f32> = got
+                        .narrow(0, i, 1)
+                        .unwrap()
+                        .narrow(2, 0, 5)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    let want: Vec<f32> = old
+                        .narrow(0, p, 1)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    assert_eq!(got, want, "parents {parents:?}, row {i}");
+                }
+            }
+        }
     }
 
     #[test]

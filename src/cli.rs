@@ -64,6 +64,11 @@ struct GenerateArgs {
     #[arg(long, value_name = "STRATEGY", num_args = 1..,
           conflicts_with_all = ["beams", "each_line", "explain", "logprobs", "samplers", "greedy"])]
     compare: Vec<String>,
+    /// With --compare: run the strategies one after another instead of the sampling ones as
+    /// one batch. Slower, but each strategy's tok/s is then its own speed; in a batch it is the
+    /// tokens each made over the time the shared batch ran.
+    #[arg(long, requires = "compare")]
+    compare_sequential: bool,
     /// A system message, when the model has a chat template.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
@@ -498,6 +503,7 @@ impl Cli {
                         keep_stop: g.keep_stop,
                         each_line: g.each_line,
                         compare,
+                        compare_sequential: g.compare_sequential,
                         system: g.system,
                         raw: g.raw,
                     })),

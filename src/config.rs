@@ -69,6 +69,9 @@ pub struct GenerateConfig {
     pub raw: bool,
     /// `--compare`: run these strategies on the same prompt instead of one.
     pub compare: Option<Vec<crate::compare::Strategy>>,
+    /// `--compare-sequential`: run the compared sampling strategies one after another instead
+    /// of as one batch.
+    pub compare_sequential: bool,
     /// Stop strings (`--stop`).
     pub stop: Vec<String>,
     /// Print the matched stop string (`--keep-stop`).

@@ -361,7 +361,9 @@ fn run_beam(
     Ok(record)
 }
 
-/// `--compare`: prefill once, then every strategy from a fork of that cache.
+/// `--compare`: prefill once, then every strategy from a fork of that cache. The sampling
+/// strategies (greedy included) run as one batch, a forward pass per step for all of them,
+/// unless `--compare-sequential`; beam searches run one after another (each is a batch).
 fn run_compare(
     g: &GenerateConfig,
     ctx: &Ctx,
@@ -373,93 +375,123 @@ fn run_compare(
     let ctx_size = g.ctx_size.unwrap_or(usize::MAX);
     let pre = generate::Prefilled::run(model, ids, g.batch_size, ctx_size)?;
     let seed = g.sampling.seed.unwrap_or_else(rand::random::<u64>);
-    let mut rows = Vec::new();
-    for s in strategies {
-        let t0 = Instant::now();
-        let row = match &s.kind {
-            StrategyKind::Sample(cfg) => {
-                let cfg = sampling::SamplingConfig {
-                    seed: Some(seed),
-                    ..cfg.clone()
-                };
-                let mut chain = sampling::build_chain(&cfg, model.config().vocab_size)?.chain;
-                let params = generate::GenerateParams {
-                    max_tokens: g.max_tokens,
-                    ignore_eos: g.ignore_eos,
-                    batch_size: g.batch_size,
-                    ctx_size,
-                    logprobs: Some(0),
-                    explain: None,
-                    stop: g.stop.clone(),
-                    keep_stop: g.keep_stop,
-                    interrupt: ctx.interrupt.clone(),
-                    extra_eos: ctx.end_of_turn.into_iter().collect(),
-                };
-                let r = generate::generate_from(
-                    model,
-                    tok,
-                    ids,
-                    Some(pre.fork()?),
-                    &mut chain,
-                    &params,
-                    &mut |_| Ok(()),
-                )?;
-                let lps: Vec<f64> = r
-                    .records
-                    .iter()
-                    .filter_map(|x| x.logprobs.as_ref())
-                    .map(|l| l.logprob as f64)
-                    .collect();
-                output::CompareRow {
-                    label: s.label.clone(),
-                    sampler: chain.stage_descriptions(),
-                    mean_logprob: mean(&lps),
-                    tokens: r.tokens,
-                    text: r.text,
-                    stop: r.stop,
-                    decode_tok_s: r.timings.decode_tok_s(),
-                    elapsed: t0.elapsed(),
-                }
-            }
-            StrategyKind::Beam(b) => {
-                let params = beam_params(g, b, ctx);
-                let processors = beam_processors(g, b, loaded)?;
-                let r = decode::beam_search_from(
-                    model,
-                    tok,
-                    ids,
-                    Some(pre.fork()?),
-                    &params,
-                    &processors,
-                    &mut |_| Ok(()),
-                )?;
-                let best = r
-                    .hypotheses
-                    .into_iter()
-                    .next()
-                    .context("beam search returned no hypothesis")?;
-                output::CompareRow {
-                    label: s.label.clone(),
-                    sampler: vec![format!(
-                        "beams(n={}, length_penalty={})",
-                        b.num_beams, b.length_penalty
-                    )],
-                    mean_logprob: (!best.tokens.is_empty())
-                        .then(|| best.sum_logprobs / best.tokens.len() as f64),
-                    decode_tok_s: best.tokens.len() as f64
-                        / r.timings.decode.as_secs_f64().max(1e-9),
-                    tokens: best.tokens,
-                    text: best.text,
-                    stop: best.stop,
-                    elapsed: t0.elapsed(),
-                }
-            }
-        };
-        rows.push(row);
+    let params = generate::GenerateParams {
+        max_tokens: g.max_tokens,
+        ignore_eos: g.ignore_eos,
+        batch_size: g.batch_size,
+        ctx_size,
+        logprobs: Some(0),
+        explain: None,
+        stop: g.stop.clone(),
+        keep_stop: g.keep_stop,
+        interrupt: ctx.interrupt.clone(),
+        extra_eos: ctx.end_of_turn.into_iter().collect(),
+    };
+    let mut rows: Vec<Option<output::CompareRow>> = vec![None; strategies.len()];
+    // Sampling strategies: (index, chain), each with its own RNG from the same seed.
+    let mut sampled = Vec::new();
+    for (i, s) in strategies.iter().enumerate() {
+        if let StrategyKind::Sample(cfg) = &s.kind {
+            let cfg = sampling::SamplingConfig {
+                seed: Some(seed),
+                ..cfg.clone()
+            };
+            sampled.push((
+                i,
+                sampling::build_chain(&cfg, model.config().vocab_size)?.chain,
+            ));
+        }
+    }
+    let groups: Vec<&mut [(usize, sampling::SamplerChain)]> = if g.compare_sequential {
+        sampled.chunks_mut(1).collect()
+    } else {
+        vec![sampled.as_mut_slice()]
+    };
+    for group in groups.into_iter().filter(|g| !g.is_empty()) {
         if is_interrupted(ctx) {
             break;
         }
+        let quiet = |_: generate::Event| Ok(());
+        let mut sinks: Vec<_> = group.iter().map(|_| quiet).collect();
+        let t0 = Instant::now();
+        let outs = generate::generate_batch(
+            model,
+            tok,
+            ids,
+            pre.fork()?,
+            group
+                .iter_mut()
+                .zip(sinks.iter_mut())
+                .map(|((_, chain), sink)| {
+                    (chain, sink as &mut dyn FnMut(generate::Event) -> Result<()>)
+                })
+                .collect(),
+            &params,
+        )?;
+        for ((i, chain), r) in group.iter().zip(outs) {
+            let lps: Vec<f64> = r
+                .records
+                .iter()
+                .filter_map(|x| x.logprobs.as_ref())
+                .map(|l| l.logprob as f64)
+                .collect();
+            rows[*i] = Some(output::CompareRow {
+                label: strategies[*i].label.clone(),
+                sampler: chain.stage_descriptions(),
+                mean_logprob: mean(&lps),
+                tokens: r.tokens,
+                text: r.text,
+                stop: r.stop,
+                decode_tok_s: r.timings.decode_tok_s(),
+                elapsed: if group.len() == 1 {
+                    t0.elapsed()
+                } else {
+                    r.timings.decode
+                },
+            });
+        }
     }
+    for (i, s) in strategies.iter().enumerate() {
+        let StrategyKind::Beam(b) = &s.kind else {
+            continue;
+        };
+        if is_interrupted(ctx) {
+            break;
+        }
+        let t0 = Instant::now();
+        let params = beam_params(g, b, ctx);
+        let processors = beam_processors(g, b, loaded)?;
+        let r = decode::beam_search_from(
+            model,
+            tok,
+            ids,
+            Some(pre.fork()?),
+            &params,
+            &processors,
+            &mut |_| Ok(()),
+        )?;
+        let best = r
+            .hypotheses
+            .into_iter()
+            .next()
+            .context("beam search returned no hypothesis")?;
+        rows[i] = Some(output::CompareRow {
+            label: s.label.clone(),
+            sampler: vec![format!(
+                "beams(n={}, length_penalty={})",
+                b.num_beams, b.length_penalty
+            )],
+            mean_logprob: (!best.tokens.is_empty())
+                .then(|| best.sum_logprobs / best.tokens.len() as f64),
+            decode_tok_s: best.tokens.len() as f64 / r.timings.decode.as_secs_f64().max(1e-9),
+            tokens: best.tokens,
+            text: best.text,
+            stop: best.stop,
+            elapsed: t0.elapsed(),
+        });
+    }
+    // Strategies skipped by Ctrl-C have no row.
+    let rows: Vec<output::CompareRow> = rows.into_iter().flatten().collect();
     let report = output::CompareReport {
         prompt_tokens: ids.len(),
         prefill: pre.time,

@@ -227,3 +227,51 @@ fn terminal_view_columns_and_colour() {
         "{piped}"
     );
 }
+
+/// On the real model, where strategies end at different steps (EOS, a stop string) and leave
+/// the batch: the batched report equals the sequential one token for token.
+#[test]
+fn batched_compare_equals_sequential_when_strategies_end_early() {
+    let m = crate::real::real_gguf();
+    let m = m.to_str().unwrap();
+    let report = |extra: &[&str]| {
+        let out = gen()
+            .args(["-m", m, "-p", "Once upon a time", "-n", "40", "-t", "2"])
+            .args(["--seed", "7", "--stop", "world", "--stop", "badge"])
+            .args(["--format", "json", "--compare", "all"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_of(&out.stdout)
+    };
+    let (batched, sequential) = (report(&[]), report(&["--compare-sequential"]));
+    let rows = batched["strategies"].as_array().unwrap();
+    for (a, b) in rows
+        .iter()
+        .zip(sequential["strategies"].as_array().unwrap())
+    {
+        assert_eq!(a["strategy"], b["strategy"]);
+        assert_eq!(a["tokens"], b["tokens"], "{}", a["strategy"]);
+        assert_eq!(a["text"], b["text"], "{}", a["strategy"]);
+        assert_eq!(a["stop"], b["stop"], "{}", a["strategy"]);
+    }
+    // With this seed, sampling strategies end at different steps on EOS and on each stop
+    // string while the others keep going.
+    let ends: Vec<(usize, &str)> = rows
+        .iter()
+        .map(|r| {
+            let n = r["tokens"].as_array().unwrap().len();
+            (n, r["stop"]["reason"].as_str().unwrap())
+        })
+        .collect();
+    let early = ends.iter().filter(|(n, _)| *n < 40).count();
+    assert!(
+        early >= 2 && ends.iter().any(|(_, r)| *r == "stop"),
+        "expected strategies to leave the batch early: {ends:?}"
+    );
+}

@@ -119,14 +119,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                let h = (i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8;
-                h as f32 / 8388608.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::model::test_values as values;
 
     /// Against the general path: matmul, softmax, matmul with the KV heads repeated; on strided
     /// views of a larger buffer, as the cache hands them out.

@@ -424,15 +424,7 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    fn row(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / 16777216.0)
-                    * 2.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::model::test_values as row;
 
     /// Rows computed together (beams, prompt batches) give bit-for-bit the single-row result.
     #[test]

@@ -339,6 +339,7 @@ pub fn beam_search_from(
         if last_step || next.is_empty() {
             break;
         }
+        let next = rows_in_place(next, beams.len());
         let new_beams: Vec<Beam> = next
             .iter()
             .map(|c| {
@@ -446,6 +447,28 @@ pub fn beam_search_from(
 }
 
 /// transformers' stopping rule, checked after each step with `gen_len` generated tokens.
+/// Orders the surviving candidates so that as many as possible stay in their parent's row of
+/// the KV cache: the first child of each parent takes the parent's row, and only the other
+/// children are copied, into the rows of parents that left none. The order of beams does not
+/// matter to the search; the copies do (each moves a row's whole cached history).
+fn rows_in_place(next: Vec<Cand>, rows: usize) -> Vec<Cand> {
+    if next.len() != rows {
+        return next;
+    }
+    let mut slot: Vec<Option<Cand>> = vec![None; rows];
+    let mut rest = Vec::new();
+    for c in next {
+        match slot.get_mut(c.parent) {
+            Some(s @ None) => *s = Some(c),
+            _ => rest.push(c),
+        }
+    }
+    let mut rest = rest.into_iter();
+    slot.into_iter()
+        .filter_map(|s| s.or_else(|| rest.next()))
+        .collect()
+}
+
 fn done(
     finished: &FinishedSet,
     running: &[Beam],
@@ -471,6 +494,28 @@ fn done(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn survivors_keep_their_parents_rows() {
+        let c = |parent, token| Cand {
+            parent,
+            token,
+            sum: -1.0,
+        };
+        // Parents 0, 0, 2, 0: rows 0 and 2 stay, the second and third children of 0 fill
+        // rows 1 and 3.
+        let got = rows_in_place(vec![c(0, 10), c(0, 11), c(2, 12), c(0, 13)], 4);
+        let parents: Vec<usize> = got.iter().map(|c| c.parent).collect();
+        let tokens: Vec<u32> = got.iter().map(|c| c.token).collect();
+        assert_eq!(parents, [0, 0, 2, 0]);
+        assert_eq!(tokens, [10, 11, 12, 13]);
+        let got = rows_in_place(vec![c(3, 1), c(1, 2), c(1, 3), c(3, 4)], 4);
+        let parents: Vec<usize> = got.iter().map(|c| c.parent).collect();
+        assert_eq!(parents, [1, 1, 3, 3]);
+        // A batch that changes size keeps the ranked order.
+        let got = rows_in_place(vec![c(0, 1), c(0, 2)], 1);
+        assert_eq!(got.len(), 2);
+    }
 
     #[test]
     fn ngram_bans() {

@@ -15,6 +15,7 @@ use crate::stop::{first_match, StopMatcher};
 use crate::tokenizer::{TokenStream, Tokenizer};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Tensor;
+use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
@@ -287,18 +288,22 @@ pub fn beam_search_from(
     let mut guard = StopMatcher::new(&params.stop, false);
     let mut streamed = 0usize;
     let mut emitted = String::new();
-    let mut history = prompt.to_vec();
 
     for step in 0..max_tokens {
         // Score every continuation of every live beam.
-        let mut cands = Vec::with_capacity(beams.len() * keep);
-        for (b, (beam, logp)) in beams.iter().zip(rows.iter_mut()).enumerate() {
-            log_softmax_in_place(logp);
-            history.truncate(prompt.len());
-            history.extend_from_slice(&beam.tokens);
-            processors.apply(logp, &history);
-            cands.extend(top_of_row(b, beam.sum, logp, keep));
-        }
+        // One row per beam, the rows side by side on the pool's threads.
+        let per_row: Vec<Vec<Cand>> = beams
+            .par_iter()
+            .zip(rows.par_iter_mut())
+            .enumerate()
+            .map(|(b, (beam, logp))| {
+                log_softmax_in_place(logp);
+                let history = [prompt, beam.tokens.as_slice()].concat();
+                processors.apply(logp, &history);
+                top_of_row(b, beam.sum, logp, keep)
+            })
+            .collect();
+        let mut cands: Vec<Cand> = per_row.into_iter().flatten().collect();
         ensure!(
             !cands.is_empty(),
             "every token is banned for every beam (--logit-bias / --no-repeat-ngram)"

@@ -233,16 +233,14 @@ impl candle_core::InplaceOp1 for ReorderRows<'_> {
             .map(|(i, &p)| (i, p))
             .collect();
         // Sources that are themselves overwritten: keep their cached part first.
-        let saved: Vec<(usize, Vec<f32>)> = moves
+        let mut overwritten: Vec<usize> = moves
             .iter()
             .map(|&(_, p)| p)
             .filter(|&p| self.parents[p] != p)
-            .fold(Vec::new(), |mut v: Vec<usize>, p| {
-                if !v.contains(&p) {
-                    v.push(p);
-                }
-                v
-            })
+            .collect();
+        overwritten.sort_unstable();
+        overwritten.dedup();
+        let saved: Vec<(usize, Vec<f32>)> = overwritten
             .into_iter()
             .map(|p| {
                 let mut copy = Vec::with_capacity(h * span);

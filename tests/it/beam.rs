@@ -1,7 +1,7 @@
 //! Beam search on tiny random models: width 1 is greedy, an exhaustive search confirms the best
 //! hypothesis, and bad flags are clear errors.
 
-use crate::cli::{fails_with, gen, json_of, tiny_gguf};
+use crate::cli::{fails_with, gen, gen_json, tiny_gguf};
 use crate::model::{full, load_gguf};
 use candle_core::quantized::gguf_file;
 use gen::decode::{beam_search, BeamParams, EarlyStopping, Processors};
@@ -24,27 +24,18 @@ fn width_one_is_greedy() {
     let m = tiny_gguf(tmp.path());
     let m = m.to_str().unwrap();
     let run = |extra: &[&str]| {
-        let out = gen()
-            .args([
-                "-m",
-                m,
-                "-p",
-                "tt hi",
-                "-n",
-                "12",
-                "--ignore-eos",
-                "--format",
-                "json",
-            ])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json_of(&out.stdout)
+        let base = [
+            "-m",
+            m,
+            "-p",
+            "tt hi",
+            "-n",
+            "12",
+            "--ignore-eos",
+            "--format",
+            "json",
+        ];
+        gen_json(&[&base[..], extra].concat())
     };
     let greedy = run(&["--greedy"]);
     let beam = run(&["--beams", "1"]);

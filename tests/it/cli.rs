@@ -22,6 +22,17 @@ pub fn tiny_gguf(dir: &Path) -> PathBuf {
     path
 }
 
+/// Runs `gen` with `args`, which must succeed, and parses its stdout as JSON.
+pub fn gen_json(args: &[&str]) -> serde_json::Value {
+    let out = gen().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_of(&out.stdout)
+}
+
 pub fn json_of(out: &[u8]) -> serde_json::Value {
     serde_json::from_slice(out)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(out)))

@@ -1,31 +1,22 @@
 //! `--compare`: every strategy's output equals running that strategy alone with the same seed,
 //! the same seed gives the same report twice, and bad strategies are usage errors.
 
-use crate::cli::{fails_with, gen, json_of, tiny_gguf};
+use crate::cli::{fails_with, gen, gen_json, tiny_gguf};
 use serde_json::Value;
 
 fn run(m: &str, args: &[&str]) -> Value {
-    let out = gen()
-        .args([
-            "-m",
-            m,
-            "-p",
-            "hello there",
-            "-n",
-            "10",
-            "--ignore-eos",
-            "--format",
-            "json",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json_of(&out.stdout)
+    let base = [
+        "-m",
+        m,
+        "-p",
+        "hello there",
+        "-n",
+        "10",
+        "--ignore-eos",
+        "--format",
+        "json",
+    ];
+    gen_json(&[&base[..], args].concat())
 }
 
 #[test]
@@ -235,19 +226,27 @@ fn batched_compare_equals_sequential_when_strategies_end_early() {
     let m = crate::real::real_gguf();
     let m = m.to_str().unwrap();
     let report = |extra: &[&str]| {
-        let out = gen()
-            .args(["-m", m, "-p", "Once upon a time", "-n", "40", "-t", "2"])
-            .args(["--seed", "7", "--stop", "world", "--stop", "badge"])
-            .args(["--format", "json", "--compare", "all"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json_of(&out.stdout)
+        let base = [
+            "-m",
+            m,
+            "-p",
+            "Once upon a time",
+            "-n",
+            "40",
+            "-t",
+            "2",
+            "--seed",
+            "7",
+            "--stop",
+            "world",
+            "--stop",
+            "badge",
+            "--format",
+            "json",
+            "--compare",
+            "all",
+        ];
+        gen_json(&[&base[..], extra].concat())
     };
     let (batched, sequential) = (report(&[]), report(&["--compare-sequential"]));
     let rows = batched["strategies"].as_array().unwrap();

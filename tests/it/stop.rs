@@ -2,32 +2,23 @@
 //! with --keep-stop), one that never matches changes nothing, and text held back because it
 //! could start a match is released at the end. For sampling and beam search alike.
 
-use crate::cli::{gen, json_of, tiny_gguf};
+use crate::cli::{gen, gen_json, tiny_gguf};
 use candle_core::quantized::gguf_file;
 use serde_json::Value;
 
 fn run(m: &str, extra: &[&str]) -> Value {
-    let out = gen()
-        .args([
-            "-m",
-            m,
-            "-p",
-            "hello",
-            "-n",
-            "16",
-            "--ignore-eos",
-            "--format",
-            "json",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json_of(&out.stdout)
+    let base = [
+        "-m",
+        m,
+        "-p",
+        "hello",
+        "-n",
+        "16",
+        "--ignore-eos",
+        "--format",
+        "json",
+    ];
+    gen_json(&[&base[..], extra].concat())
 }
 
 #[test]

@@ -56,6 +56,14 @@ struct Q8Block {
     qs: [i8; QK],
 }
 
+impl Q8Block {
+    const ZERO: Self = Self {
+        d: 0.0,
+        s: 0.0,
+        qs: [0; QK],
+    };
+}
+
 impl GgmlMatrix {
     /// Takes over a CPU QTensor of a supported type; `None` for other types.
     pub fn from_qtensor(q: &QTensor) -> Result<Option<Self>> {
@@ -101,68 +109,103 @@ impl GgmlMatrix {
         }
         let m: usize = lead.iter().product();
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        let acts: Vec<Vec<Q8Block>> = xs
-            .chunks(k)
-            .map(|row| quantize_row(row, self.kind))
-            .collect();
-        let groups: Vec<Vec<&[Q8Block]>> = acts
-            .chunks(TILE_R)
-            .map(|g| g.iter().map(Vec::as_slice).collect())
-            .collect();
+        let blocks = k / QK;
+        let mut acts = vec![Q8Block::ZERO; m * blocks];
+        for (row, out) in xs.chunks(k).zip(acts.chunks_mut(blocks)) {
+            quantize_into(row, self.kind, out);
+        }
+        let rows: Vec<&[Q8Block]> = acts.chunks(blocks).collect();
+        let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
         let n = self.rows;
         let row_bytes = self.cols / QK * self.kind.block_bytes();
-        // out_t is (n, m): each weight row is read once for all activation rows.
-        let mut out_t = vec![0f32; n * m];
-        const ROWS_PER_TASK: usize = 16;
-        out_t
-            .par_chunks_mut(ROWS_PER_TASK * m)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let start = task * ROWS_PER_TASK * row_bytes;
-                let w = &self.data[start..start + chunk.len() / m * row_bytes];
-                fill_task(self.kind, w, row_bytes, &groups, chunk);
-            });
-        let out = if m == 1 {
-            out_t
-        } else {
-            let mut out = vec![0f32; m * n];
-            for r in 0..n {
-                for i in 0..m {
-                    out[i * n + r] = out_t[r * m + i];
-                }
-            }
-            out
+        let mut out = vec![0f32; m * n];
+        let dst = Out {
+            ptr: out.as_mut_ptr(),
+            n,
         };
+        const ROWS_PER_TASK: usize = 16;
+        (0..n.div_ceil(ROWS_PER_TASK)).into_par_iter().for_each(|task| {
+            let first = task * ROWS_PER_TASK;
+            let last = (first + ROWS_PER_TASK).min(n);
+            let w = &self.data[first * row_bytes..last * row_bytes];
+            // SAFETY: `out` outlives the loop and this task writes only its own columns
+            // `first..last`, within `n`, of rows within `m`.
+            unsafe { fill_task(self.kind, w, row_bytes, &groups, dst, first) };
+        });
         let mut shape = lead.to_vec();
         shape.push(n);
         Ok(Tensor::from_vec(out, shape, x.device())?)
     }
 }
 
-/// ggml's AVX2 `quantize_row_q8_1` / `quantize_row_q8_0`.
+/// The product's output `(m, n)` row-major, written by several tasks at once, each to its own
+/// columns.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    n: usize,
+}
+
+// SAFETY: tasks write disjoint columns (see `Out::write`'s contract).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Writes `v` at `(i, j)`.
+    ///
+    /// # Safety
+    /// `(i, j)` lies inside the output and no other task writes column `j`.
+    #[inline(always)]
+    unsafe fn write(self, i: usize, j: usize, v: f32) {
+        unsafe { *self.ptr.add(i * self.n + j) = v };
+    }
+}
+
+/// Quantizes one activation row into `out` (`x.len() / 32` blocks), through the fastest
+/// kernel this CPU has; every kernel gives the same blocks.
+fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { avx2::quantize_into(x, kind, out) };
+            return;
+        }
+    }
+    for (b, o) in x.chunks_exact(QK).zip(out) {
+        *o = quantize_block(b, kind);
+    }
+}
+
+/// ggml's `quantize_row_q8_1` / `quantize_row_q8_0` for one block of 32: `d = amax / 127`,
+/// values times `id = 127 / amax` rounded half to even, and for Q8_1 `s = d * sum(qs)`, each
+/// scale rounded through f16 as ggml stores it.
+fn quantize_block(b: &[f32], kind: Kind) -> Q8Block {
+    let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut qs = [0i8; QK];
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(b) {
+        *q = (v * id).round_ties_even() as i8;
+        sum += *q as i32;
+    }
+    let s = match kind {
+        Kind::Q4_1 => f16::from_f32(d * sum as f32).to_f32(),
+        Kind::Q8_0 => 0.0,
+    };
+    Q8Block {
+        d: f16::from_f32(d).to_f32(),
+        s,
+        qs,
+    }
+}
+
+#[cfg(test)]
 fn quantize_row(x: &[f32], kind: Kind) -> Vec<Q8Block> {
-    x.chunks_exact(QK)
-        .map(|b| {
-            let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-            let mut qs = [0i8; QK];
-            let mut sum = 0i32;
-            for (q, &v) in qs.iter_mut().zip(b) {
-                *q = (v * id).round_ties_even() as i8;
-                sum += *q as i32;
-            }
-            let s = match kind {
-                Kind::Q4_1 => f16::from_f32(d * sum as f32).to_f32(),
-                Kind::Q8_0 => 0.0,
-            };
-            Q8Block {
-                d: f16::from_f32(d).to_f32(),
-                s,
-                qs,
-            }
-        })
-        .collect()
+    let mut out = vec![Q8Block::ZERO; x.len() / QK];
+    quantize_into(x, kind, &mut out);
+    out
 }
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
@@ -178,49 +221,60 @@ const TILE_R: usize = 4;
 /// One tile's results: `[weight row][activation row]`.
 type Tile = [[f32; TILE_R]; TILE_W];
 
-/// Fills `chunk`, the outputs `(rows, m)` of the weight rows in `w`, through the fastest
-/// kernel this CPU has.
-fn fill_task(
+/// Writes the outputs of the weight rows in `w` (columns `first..` of `out`) for every
+/// activation row, through the fastest kernel this CPU has.
+///
+/// # Safety
+/// As [`Out::write`] for columns `first..first + w.len() / row_bytes` and the rows in `groups`.
+unsafe fn fill_task(
     kind: Kind,
     w: &[u8],
     row_bytes: usize,
-    groups: &[Vec<&[Q8Block]>],
-    chunk: &mut [f32],
+    groups: &[&[&[Q8Block]]],
+    out: Out,
+    first: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { avx2::fill_task(kind, w, row_bytes, groups, chunk) };
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above); the caller's
+            // contract covers the writes.
+            unsafe { avx2::fill_task(kind, w, row_bytes, groups, out, first) };
             return;
         }
     }
-    fill_tiles(1, w, row_bytes, groups, chunk, |ws, a, out| {
-        for (o, w) in out.iter_mut().zip(ws) {
-            for (o, a) in o.iter_mut().zip(a) {
-                *o = match kind {
-                    Kind::Q4_1 => dot_q4_1_scalar(w, a),
-                    Kind::Q8_0 => dot_q8_0_scalar(w, a),
-                };
+    // SAFETY: the caller's contract.
+    unsafe {
+        fill_tiles(1, w, row_bytes, groups, out, first, |ws, a, out| {
+            for (o, w) in out.iter_mut().zip(ws) {
+                for (o, a) in o.iter_mut().zip(a) {
+                    *o = match kind {
+                        Kind::Q4_1 => dot_q4_1_scalar(w, a),
+                        Kind::Q8_0 => dot_q8_0_scalar(w, a),
+                    };
+                }
             }
-        }
-    });
+        })
+    };
 }
 
-/// Walks `chunk` in tiles of up to `tile_w` weight rows by [`TILE_R`] activation rows: each
-/// weight block is unpacked once per tile and each activation block loaded once per tile,
+/// Walks the weight rows in `w` in tiles of up to `tile_w` rows by [`TILE_R`] activation rows:
+/// each weight block is unpacked once per tile and each activation block loaded once per tile,
 /// while every (weight row, activation row) pair accumulates exactly as a single-row product.
+///
+/// # Safety
+/// As [`fill_task`].
 #[inline(always)]
-fn fill_tiles(
+unsafe fn fill_tiles(
     tile_w: usize,
     w: &[u8],
     row_bytes: usize,
-    groups: &[Vec<&[Q8Block]>],
-    chunk: &mut [f32],
+    groups: &[&[&[Q8Block]]],
+    dst: Out,
+    first: usize,
     mut tile: impl FnMut(&[&[u8]], &[&[Q8Block]], &mut Tile),
 ) {
     let rows = w.len() / row_bytes;
-    let m = chunk.len() / rows.max(1);
     let mut out = [[0f32; TILE_R]; TILE_W];
     for j in (0..rows).step_by(tile_w) {
         let wn = tile_w.min(rows - j);
@@ -231,8 +285,10 @@ fn fill_tiles(
         for (g, a) in groups.iter().enumerate() {
             tile(&ws[..wn], a, &mut out);
             for (wi, row) in out.iter().take(wn).enumerate() {
-                let o = (j + wi) * m + g * TILE_R;
-                chunk[o..o + a.len()].copy_from_slice(&row[..a.len()]);
+                for (r, &v) in row.iter().take(a.len()).enumerate() {
+                    // SAFETY: the caller's contract.
+                    unsafe { dst.write(g * TILE_R + r, first + j + wi, v) };
+                }
             }
         }
     }
@@ -272,7 +328,7 @@ fn dot_q8_0_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{f16_at, Kind, Q8Block, Tile};
+    use super::{f16_at, Kind, Out, Q8Block, Tile, QK};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -300,20 +356,66 @@ mod avx2 {
         kind: Kind,
         w: &[u8],
         row_bytes: usize,
-        groups: &[Vec<&[Q8Block]>],
-        chunk: &mut [f32],
+        groups: &[&[&[Q8Block]]],
+        out: Out,
+        first: usize,
     ) {
-        super::fill_tiles(
-            kind.tile_rows(),
-            w,
-            row_bytes,
-            groups,
-            chunk,
-            |ws, a, out| {
-                // SAFETY: this function's caller checked for AVX2 and FMA.
-                unsafe { dot_tile(kind, ws, a, out) }
-            },
-        );
+        // SAFETY: this function's caller checked for AVX2 and FMA and keeps the write contract.
+        unsafe {
+            super::fill_tiles(
+                kind.tile_rows(),
+                w,
+                row_bytes,
+                groups,
+                out,
+                first,
+                |ws, a, out| dot_tile(kind, ws, a, out),
+            )
+        };
+    }
+
+    /// [`super::quantize_block`] eight lanes at a time, as ggml's AVX2 `quantize_row_q8_1`:
+    /// the same maximum, products and round-half-to-even, so the same blocks.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
+        let sign = _mm256_set1_ps(-0.0);
+        for (b, o) in x.chunks_exact(QK).zip(out.iter_mut()) {
+            let p = b.as_ptr();
+            let v = [0, 8, 16, 24].map(|i| _mm256_loadu_ps(p.add(i)));
+            let mut amax = _mm256_andnot_ps(sign, v[0]);
+            for vi in &v[1..] {
+                amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, *vi));
+            }
+            let m4 = _mm_max_ps(_mm256_extractf128_ps(amax, 1), _mm256_castps256_ps128(amax));
+            let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            let amax = _mm_cvtss_f32(m4);
+            let d = amax / 127.0;
+            let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            let q = v.map(|vi| {
+                _mm256_cvtps_epi32(_mm256_round_ps(
+                    _mm256_mul_ps(vi, id),
+                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+                ))
+            });
+            // The packs interleave 128-bit lanes; the permute puts the 32 values back in order.
+            let q16a = _mm256_packs_epi32(q[0], q[1]);
+            let q16b = _mm256_packs_epi32(q[2], q[3]);
+            let q8 = _mm256_packs_epi16(q16a, q16b);
+            let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(o.qs.as_mut_ptr() as *mut __m256i, q8);
+            o.d = half::f16::from_f32(d).to_f32();
+            o.s = match kind {
+                Kind::Q4_1 => {
+                    let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+                    let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                    let s4 = _mm_hadd_epi32(s4, s4);
+                    let s4 = _mm_hadd_epi32(s4, s4);
+                    half::f16::from_f32(d * _mm_cvtsi128_si32(s4) as f32).to_f32()
+                }
+                Kind::Q8_0 => 0.0,
+            };
+        }
     }
 
     /// Dispatches a tile to the kernel instantiated for its exact size.
@@ -494,7 +596,12 @@ mod tests {
             let bytes = q.data().unwrap().into_owned();
             let a = quantize_row(&x, kind);
             let mut fast = [0f32];
-            fill_task(kind, &bytes, bytes.len(), &[vec![a.as_slice()]], &mut fast);
+            let out = Out {
+                ptr: fast.as_mut_ptr(),
+                n: 1,
+            };
+            // SAFETY: one output, written by this one call.
+            unsafe { fill_task(kind, &bytes, bytes.len(), &[&[a.as_slice()]], out, 0) };
             let fast = fast[0];
             let slow = match kind {
                 Kind::Q4_1 => dot_q4_1_scalar(&bytes, &a),
@@ -504,6 +611,31 @@ mod tests {
                 (fast - slow).abs() <= 1e-4 * slow.abs().max(1.0),
                 "{dt:?}: {fast} vs {slow}"
             );
+        }
+    }
+
+    /// The SIMD quantization gives exactly the portable one's blocks, ties and zeros included.
+    #[test]
+    fn simd_and_scalar_quantization_agree() {
+        let mut x = row(32 * 64, 21);
+        // Blocks whose products land exactly on .5 (amax 127 makes id 1), an all-zero block,
+        // and a block of one huge value.
+        for (i, v) in x[..32].iter_mut().enumerate() {
+            *v = if i == 0 { 127.0 } else { i as f32 - 15.5 };
+        }
+        x[32..64].fill(0.0);
+        x[64..96].iter_mut().for_each(|v| *v *= 1e-3);
+        x[70] = 3e4;
+        for kind in [Kind::Q4_1, Kind::Q8_0] {
+            let fast = quantize_row(&x, kind);
+            for (i, (f, b)) in fast.iter().zip(x.chunks_exact(QK)).enumerate() {
+                let slow = quantize_block(b, kind);
+                assert_eq!(
+                    (f.d.to_bits(), f.s.to_bits(), f.qs),
+                    (slow.d.to_bits(), slow.s.to_bits(), slow.qs),
+                    "{kind:?} block {i}"
+                );
+            }
         }
     }
 

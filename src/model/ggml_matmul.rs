@@ -95,6 +95,25 @@ impl GgmlMatrix {
         }))
     }
 
+    /// One matrix with the rows of `parts` one after another, when they share a block type and
+    /// a width: a single product then computes all of them, with each output exactly as its
+    /// own matrix would give it. `None` otherwise.
+    pub fn stack(parts: &[&GgmlMatrix]) -> Option<Self> {
+        let first = parts.first()?;
+        if parts
+            .iter()
+            .any(|p| p.kind != first.kind || p.cols != first.cols)
+        {
+            return None;
+        }
+        Some(Self {
+            kind: first.kind,
+            rows: parts.iter().map(|p| p.rows).sum(),
+            cols: first.cols,
+            data: parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
+        })
+    }
+
     /// `x @ selfᵀ` for `x` of shape `(..., cols)`: returns `(..., rows)` in f32.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -582,6 +601,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A stacked matrix gives each part's own product, bit for bit.
+    #[test]
+    fn stacked_rows_equal_separate_products() {
+        let k = 64;
+        let parts: Vec<GgmlMatrix> = [24, 8, 8]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let w = Tensor::from_vec(row(n * k, i as u32), (n, k), &Device::Cpu).unwrap();
+                GgmlMatrix::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap())
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        let stacked = GgmlMatrix::stack(&parts.iter().collect::<Vec<_>>()).unwrap();
+        let x = Tensor::from_vec(row(3 * k, 5), (3, k), &Device::Cpu).unwrap();
+        let all = stacked.forward(&x).unwrap();
+        let mut at = 0;
+        for p in &parts {
+            let got = all.narrow(1, at, p.rows).unwrap().to_vec2::<f32>().unwrap();
+            assert_eq!(got, p.forward(&x).unwrap().to_vec2::<f32>().unwrap());
+            at += p.rows;
+        }
+        let q8 = Tensor::from_vec(row(8 * k, 1), (8, k), &Device::Cpu).unwrap();
+        let q8 = GgmlMatrix::from_qtensor(&QTensor::quantize(&q8, GgmlDType::Q8_0).unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(GgmlMatrix::stack(&[&parts[0], &q8]).is_none(), "mixed block types");
     }
 
     /// The SIMD kernels and the portable fallback agree (the fallback runs on CPUs without

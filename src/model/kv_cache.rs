@@ -174,7 +174,9 @@ impl KvCache {
                     .iter()
                     .map(|&p| t.narrow(0, p, 1)?.narrow(2, 0, l.len))
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                Ok(Tensor::cat(&rows, 0)?) // (parents, h, len, d), fresh storage
+                // (parents, h, len, d) in fresh storage; `cat` of a single row returns the
+                // strided view itself, hence `contiguous`.
+                Ok(Tensor::cat(&rows, 0)?.contiguous()?)
             };
             let (k, v) = (gather(&l.k)?, gather(&l.v)?);
             if !same_batch {
@@ -352,9 +354,14 @@ mod tests {
 
     /// Same-batch reorders are done in place; swaps, chains and shared parents must read every
     /// source before it is overwritten, and only the cached positions move.
+    /// Reorders within the batch (in place) and into smaller or larger batches (a sequence
+    /// leaving `--compare`'s batch down to the last one) keep each row's history.
     #[test]
-    fn in_place_reorder_equals_gathering_rows() {
+    fn reorder_keeps_each_parents_rows() {
         for parents in [
+            vec![2],
+            vec![1, 3],
+            vec![0, 0, 1, 1, 2],
             vec![1, 0, 2, 3],
             vec![1, 2, 3, 0],
             vec![0, 0, 1, 1],
@@ -367,7 +374,7 @@ mod tests {
             let v = kv(4, 5, 1000.0);
             c.append(0, &k, &v).unwrap();
             c.reorder(&parents).unwrap();
-            let (k2, v2) = c.append(0, &kv(4, 1, -50.0), &kv(4, 1, -50.0)).unwrap();
+            let (k2, v2) = c.append(0, &kv(parents.len(), 1, -50.0), &kv(parents.len(), 1, -50.0)).unwrap();
             for (i, &p) in parents.iter().enumerate() {
                 for (got, old) in [(&k2, &k), (&v2, &v)] {
                     let got: Vec<f32> = got

@@ -2,10 +2,11 @@
 //! writing a caller-owned [`KvCache`]. Follows Hugging Face's `modeling_llama.py`; where GGUF
 //! differs (interleaved RoPE rows, llama3 scaling baked into `rope_freqs`) the config says so.
 
+use super::activation::swiglu;
 use super::attention::decode_attention;
 use super::config::{LlamaConfig, RopeLayout};
 use super::kv_cache::KvCache;
-use super::weights::{Linear, TensorName, Weights};
+use super::weights::{Linear, Projections, TensorName, Weights};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
@@ -63,15 +64,14 @@ impl RmsNorm {
 }
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// q, k and v.
+    qkv: Projections,
     o_proj: Linear,
 }
 
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    /// gate and up.
+    gate_up: Projections,
     down_proj: Linear,
 }
 
@@ -124,18 +124,24 @@ impl Llama {
             let mut m = |a: &str, b: &str, r: usize, c: usize| -> Result<Linear> {
                 Linear::new(weights.matrix(&name(a, b), r, c, device)?)
             };
+            let qkv = Projections::new(vec![
+                (m("self_attn.q_proj", "attn_q", q_out, h)?, q_out),
+                (m("self_attn.k_proj", "attn_k", kv_out, h)?, kv_out),
+                (m("self_attn.v_proj", "attn_v", kv_out, h)?, kv_out),
+            ])?;
+            let gate_up = Projections::new(vec![
+                (m("mlp.gate_proj", "ffn_gate", ffn, h)?, ffn),
+                (m("mlp.up_proj", "ffn_up", ffn, h)?, ffn),
+            ])?;
             layers.push(Block {
                 input_layernorm,
                 self_attn: Attention {
-                    q_proj: m("self_attn.q_proj", "attn_q", q_out, h)?,
-                    k_proj: m("self_attn.k_proj", "attn_k", kv_out, h)?,
-                    v_proj: m("self_attn.v_proj", "attn_v", kv_out, h)?,
+                    qkv,
                     o_proj: m("self_attn.o_proj", "attn_output", h, q_out)?,
                 },
                 post_attention_layernorm,
                 mlp: Mlp {
-                    gate_proj: m("mlp.gate_proj", "ffn_gate", ffn, h)?,
-                    up_proj: m("mlp.up_proj", "ffn_up", ffn, h)?,
+                    gate_up,
                     down_proj: m("mlp.down_proj", "ffn_down", h, ffn)?,
                 },
             });
@@ -232,9 +238,9 @@ impl Llama {
             let x1 = (residual + h)?;
             let h = block.post_attention_layernorm.forward(&x1)?;
             let m = &block.mlp;
-            let gated =
-                (candle_nn::ops::silu(&m.gate_proj.forward(&h)?)? * m.up_proj.forward(&h)?)?;
-            x = (x1 + m.down_proj.forward(&gated)?)?;
+            let [gate, up] = <[Tensor; 2]>::try_from(m.gate_up.forward(&h)?)
+                .map_err(|_| anyhow::anyhow!("the MLP has two input projections"))?;
+            x = (x1 + m.down_proj.forward(&swiglu(&gate, &up)?)?)?;
         }
         let x = match which {
             Logits::Last => x.narrow(1, s - 1, 1)?,
@@ -267,9 +273,11 @@ impl Llama {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = split(attn.q_proj.forward(x)?, nh)?; // (b, nh, s, hd)
-        let k = split(attn.k_proj.forward(x)?, nkv)?; // (b, nkv, s, hd)
-        let v = split(attn.v_proj.forward(x)?, nkv)?; // (b, nkv, s, hd)
+        let [q, k, v] = <[Tensor; 3]>::try_from(attn.qkv.forward(x)?)
+            .map_err(|_| anyhow::anyhow!("attention has three input projections"))?;
+        let q = split(q, nh)?; // (b, nh, s, hd)
+        let k = split(k, nkv)?; // (b, nkv, s, hd)
+        let v = split(v, nkv)?; // (b, nkv, s, hd)
         let q = self.rope.apply(&q, cos, sin)?;
         let k = self.rope.apply(&k, cos, sin)?;
         let (k_all, v_all) = cache.append(layer, &k, &v)?; // (b, nkv, len, hd)

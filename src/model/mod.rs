@@ -1,5 +1,6 @@
 //! The model: configuration, weights, the forward pass, the KV cache and loading.
 
+mod activation;
 mod attention;
 pub mod config;
 pub mod ggml_matmul;

@@ -36,6 +36,73 @@ impl Linear {
             Self::Candle(m) => Ok(candle_core::Module::forward(m, x)?),
         }
     }
+
+    /// One matrix with the rows of `parts` one after another, when they can run as a single
+    /// product (our quantized kernels with one block type, or dense weights); `None` for other
+    /// quantized types, which stay separate.
+    fn stack(parts: &[Linear]) -> Result<Option<Linear>> {
+        let ggml: Option<Vec<&GgmlMatrix>> = parts
+            .iter()
+            .map(|p| match p {
+                Self::Ggml(g) => Some(g),
+                Self::Candle(_) => None,
+            })
+            .collect();
+        if let Some(g) = ggml {
+            return Ok(GgmlMatrix::stack(&g).map(Self::Ggml));
+        }
+        let dense: Option<Vec<&Tensor>> = parts
+            .iter()
+            .map(|p| match p {
+                Self::Candle(QMatMul::Tensor(t)) => Some(t),
+                _ => None,
+            })
+            .collect();
+        Ok(match dense {
+            Some(d) => Some(Self::Candle(QMatMul::Tensor(Tensor::cat(&d, 0)?))),
+            None => None,
+        })
+    }
+}
+
+/// Projections of one input (attention's q, k and v; the MLP's gate and up): one product over
+/// their stacked rows when the weights allow, so the input is prepared once and the threads
+/// meet once, else one product each.
+pub enum Projections {
+    Stacked { w: Linear, sizes: Vec<usize> },
+    Separate(Vec<Linear>),
+}
+
+impl Projections {
+    /// `parts` with their output sizes.
+    pub fn new(parts: Vec<(Linear, usize)>) -> Result<Self> {
+        let sizes: Vec<usize> = parts.iter().map(|(_, n)| *n).collect();
+        let parts: Vec<Linear> = parts.into_iter().map(|(l, _)| l).collect();
+        Ok(match Linear::stack(&parts)? {
+            Some(w) => Self::Stacked { w, sizes },
+            None => Self::Separate(parts),
+        })
+    }
+
+    /// Each projection of `x`, in the order given to [`Projections::new`].
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Stacked { w, sizes } => {
+                let all = w.forward(x)?;
+                let last = all.rank() - 1;
+                let mut at = 0;
+                sizes
+                    .iter()
+                    .map(|&n| {
+                        let part = all.narrow(last, at, n)?;
+                        at += n;
+                        Ok(part)
+                    })
+                    .collect()
+            }
+            Self::Separate(parts) => parts.iter().map(|p| p.forward(x)).collect(),
+        }
+    }
 }
 
 /// A tensor name in both layouts: Hugging Face (`model.layers.0.self_attn.q_proj.weight`) and

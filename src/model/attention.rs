@@ -1,9 +1,19 @@
-//! Attention for one new token per sequence (the decode step) on the CPU, reading the KV cache
-//! where it lies. The general path (batched matmuls, a softmax op, reshapes) costs a dozen small
-//! ops and copies per layer, and candle runs a separate tiny GEMM for every (sequence, KV head)
-//! pair; here each query head is one pass over its cached keys and values. Prefill (several
-//! tokens) keeps the matmul path, where GEMM pays off.
+//! Attention on the CPU, reading the KV cache where it lies, with llama.cpp's arithmetic (its
+//! CPU backend without flash attention, f32 cache): per query head,
+//!
+//! 1. scores `k_j · q` as ggml's `vec_dot_f32` sums them (four 8-lane accumulators over steps
+//!    of 32, then a fixed reduction), times the scale, `-inf` past the causal limit;
+//! 2. softmax as `ggml_vec_soft_max_f32`: ggml's vector `expf` eight at a time, each eight's
+//!    sum added in f64, then the probabilities times `(float)(1 / sum)`;
+//! 3. the output `Σ p_j v_j` per dimension as the product `V · p` with `V` transposed: for one
+//!    query (decode) by `vec_dot_f32` again, for several (prefill) by llamafile's `tinyBLAS`
+//!    (one 8-lane accumulator over the positions, then a horizontal sum).
+//!
+//! Rounding the same way matters because every layer's output is quantized to int8 before the
+//! next product: a difference in the last bit can flip a rounding and grow from there. The
+//! general path (batched matmuls, a softmax op) also costs a dozen small ops per layer.
 
+use super::activation::exp8;
 use anyhow::{bail, Context, Result};
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 use rayon::prelude::*;
@@ -27,16 +37,16 @@ impl<'a> View<'a> {
 
 fn view<'a>(storage: &'a Storage, t: &Tensor, what: &str) -> Result<View<'a>> {
     let Storage::Cpu(CpuStorage::F32(data)) = storage else {
-        bail!("decode attention: {what} must be f32 on the CPU");
+        bail!("attention: {what} must be f32 on the CPU");
     };
     let layout = t.layout();
     let stride: [usize; 4] = layout
         .stride()
         .try_into()
         .ok()
-        .with_context(|| format!("decode attention: {what} must have 4 dimensions"))?;
+        .with_context(|| format!("attention: {what} must have 4 dimensions"))?;
     if stride[3] != 1 {
-        bail!("decode attention: {what} rows must be contiguous");
+        bail!("attention: {what} rows must be contiguous");
     }
     Ok(View {
         data,
@@ -45,21 +55,34 @@ fn view<'a>(storage: &'a Storage, t: &Tensor, what: &str) -> Result<View<'a>> {
     })
 }
 
-/// `softmax(q·kᵀ · scale) · v` for one query position per sequence, with grouped-query heads.
+/// How the output sums over positions are rounded (step 3 above).
+#[derive(Clone, Copy)]
+enum Reduce {
+    /// `vec_dot_f32`: one query per pass (decode).
+    VecDot,
+    /// `tinyBLAS`: several queries per pass (prefill).
+    Gemm,
+}
+
+/// `softmax(q·kᵀ · scale + causal mask) · v` for the `s` query positions that follow `pos`
+/// cached ones, with grouped-query heads.
 ///
-/// `q`: `(b, n_heads, 1, head_dim)`; `k`, `v`: `(b, n_kv_heads, len, head_dim)`, any strides
-/// with contiguous rows (views of the cache buffers). Returns `(b, 1, n_heads * head_dim)`.
-pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+/// `q`: `(b, n_heads, s, head_dim)`; `k`, `v`: `(b, n_kv_heads, pos + s, head_dim)`, any strides
+/// with contiguous rows (views of the cache buffers). Query `i` sees positions `0..=pos + i`.
+/// Returns `(b, s, n_heads * head_dim)`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
     let (b, nh, s, hd) = q.dims4()?;
     let (kb, nkv, len, khd) = k.dims4()?;
-    if s != 1 || kb != b || khd != hd || v.dims4()? != (b, nkv, len, hd) || nh % nkv != 0 {
+    if s == 0 || len < s || kb != b || khd != hd || v.dims4()? != (b, nkv, len, hd) || nh % nkv != 0
+    {
         bail!(
-            "decode attention: shapes q {:?}, k {:?}, v {:?} do not fit",
+            "attention: shapes q {:?}, k {:?}, v {:?} do not fit",
             q.dims(),
             k.dims(),
             v.dims()
         );
     }
+    let pos = len - s;
     let q = q.contiguous()?;
     let (qs, ks, vs) = (
         q.storage_and_layout().0,
@@ -68,51 +91,120 @@ pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Resul
     );
     let (qv, kv, vv) = (view(&qs, &q, "q")?, view(&ks, k, "k")?, view(&vs, v, "v")?);
     let n_rep = nh / nkv;
-    let mut out = vec![0f32; b * nh * hd];
-    let head = |(i, y): (usize, &mut [f32])| {
-        let (bi, h) = (i / nh, i % nh);
+    let reduce = if s == 1 { Reduce::VecDot } else { Reduce::Gemm };
+    // Output (b, s, nh, hd): one head of one query per chunk.
+    let mut out = vec![0f32; b * s * nh * hd];
+    let head = |(idx, y): (usize, &mut [f32])| {
+        let (bi, i, h) = (idx / (s * nh), idx / nh % s, idx % nh);
         let g = h / n_rep;
-        let qh = qv.row(bi, h, 0, hd);
-        let mut scores: Vec<f32> = (0..len)
-            .map(|j| dot(qh, kv.row(bi, g, j, hd)) * scale)
-            .collect();
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let mut sum = 0f32;
-        for x in scores.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
-        for (j, &p) in scores.iter().enumerate() {
-            let p = p / sum;
-            for (o, &vx) in y.iter_mut().zip(vv.row(bi, g, j, hd)) {
-                *o += p * vx;
-            }
-        }
+        let seen = pos + i + 1;
+        let probs = softmax_scores(qv.row(bi, h, i, hd), |j| kv.row(bi, g, j, hd), seen, scale);
+        weighted_sum(&probs, |j| vv.row(bi, g, j, hd), reduce, y);
     };
-    if b * nh * len * hd * 2 >= PARALLEL_MIN_WORK {
+    let work = b * nh * s * (pos + s) * hd * 2;
+    if work >= PARALLEL_MIN_WORK {
         out.par_chunks_mut(hd).enumerate().for_each(head);
     } else {
         out.chunks_mut(hd).enumerate().for_each(head);
     }
-    Ok(Tensor::from_vec(out, (b, 1, nh * hd), &Device::Cpu)?)
+    Ok(Tensor::from_vec(out, (b, s, nh * hd), &Device::Cpu)?)
 }
 
-/// A dot product the compiler vectorises: eight independent partial sums.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+/// Steps 1 and 2: the probabilities of positions `0..seen`.
+fn softmax_scores<'a>(
+    q: &[f32],
+    key: impl Fn(usize) -> &'a [f32],
+    seen: usize,
+    scale: f32,
+) -> Vec<f32> {
+    // Padded to whole eights with -inf, whose exp is exactly 0, as the masked tail of
+    // llama.cpp's (256-padded) row.
+    let mut w = vec![f32::NEG_INFINITY; seen.div_ceil(8) * 8];
+    for (j, x) in w.iter_mut().take(seen).enumerate() {
+        *x = vec_dot(key(j), q) * scale;
+    }
+    let max = w.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let mut sum = 0f64;
+    for c in w.chunks_exact_mut(8) {
+        let e = exp8(std::array::from_fn(|l| c[l] - max));
+        c.copy_from_slice(&e);
+        sum += hsum8(&e) as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    w.truncate(seen);
+    w.iter_mut().for_each(|p| *p *= inv);
+    w
+}
+
+/// Step 3 for one query head: `y[d] = Σ_j p_j v_j[d]`, rounded as `reduce` says. The
+/// accumulators are laid out lane-major (`acc[lane][d]`) so each position is one contiguous
+/// multiply-add over `d`.
+fn weighted_sum<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], reduce: Reduce, y: &mut [f32]) {
+    let hd = y.len();
+    match reduce {
+        Reduce::Gemm => {
+            // Lane l holds the positions j ≡ l (mod 8), in order.
+            let mut acc = vec![0f32; 8 * hd];
+            for (j, &pj) in p.iter().enumerate() {
+                let lane = &mut acc[(j % 8) * hd..(j % 8 + 1) * hd];
+                for (a, &vd) in lane.iter_mut().zip(value(j)) {
+                    *a = vd.mul_add(pj, *a);
+                }
+            }
+            for (d, o) in y.iter_mut().enumerate() {
+                *o = hsum8(&std::array::from_fn(|l| acc[l * hd + d]));
+            }
+        }
+        Reduce::VecDot => {
+            // Accumulator (j / 8) % 4, lane j % 8, as vec_dot_f32's steps of 32.
+            let mut acc = vec![0f32; 32 * hd];
+            for (j, &pj) in p.iter().enumerate() {
+                let lane = &mut acc[(j % 32) * hd..(j % 32 + 1) * hd];
+                for (a, &vd) in lane.iter_mut().zip(value(j)) {
+                    *a = vd.mul_add(pj, *a);
+                }
+            }
+            for (d, o) in y.iter_mut().enumerate() {
+                *o = reduce4x8(&std::array::from_fn(|r| {
+                    std::array::from_fn(|l| acc[(r * 8 + l) * hd + d])
+                }));
+            }
         }
     }
-    acc.iter().sum::<f32>() + tail
+}
+
+/// ggml's `vec_dot_f32` on AVX2: four 8-lane fused multiply-add accumulators over steps of 32,
+/// reduced by [`reduce4x8`], and any leftover past the last whole step added one by one.
+fn vec_dot(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let whole = n / 32 * 32;
+    let mut acc = [[0f32; 8]; 4];
+    for (xs, ys) in x[..whole].chunks_exact(32).zip(y[..whole].chunks_exact(32)) {
+        for (r, a) in acc.iter_mut().enumerate() {
+            for (l, lane) in a.iter_mut().enumerate() {
+                *lane = xs[r * 8 + l].mul_add(ys[r * 8 + l], *lane);
+            }
+        }
+    }
+    let mut sum = reduce4x8(&acc);
+    for (a, b) in x[whole..n].iter().zip(&y[whole..n]) {
+        sum += a * b;
+    }
+    sum
+}
+
+/// `GGML_F32x8_REDUCE`: accumulators 0+2 and 1+3, then those two, then the 128-bit halves,
+/// then two horizontal adds.
+fn reduce4x8(acc: &[[f32; 8]; 4]) -> f32 {
+    let x: [f32; 8] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+    let t: [f32; 4] = std::array::from_fn(|l| x[l] + x[l + 4]);
+    (t[0] + t[1]) + (t[2] + t[3])
+}
+
+/// The AVX horizontal sum ggml's softmax and tinyBLAS use: halves, then pairs 0+2 and 1+3.
+fn hsum8(x: &[f32; 8]) -> f32 {
+    let t: [f32; 4] = std::array::from_fn(|l| x[l + 4] + x[l]);
+    (t[0] + t[2]) + (t[1] + t[3])
 }
 
 #[cfg(test)]
@@ -137,7 +229,7 @@ mod tests {
             vbuf.narrow(2, 0, len).unwrap(),
         );
         let scale = 1.0 / (hd as f32).sqrt();
-        let got = decode_attention(&q, &k, &v, scale).unwrap();
+        let got = attention(&q, &k, &v, scale).unwrap();
         let rep = |t: &Tensor| {
             t.unsqueeze(2)
                 .unwrap()
@@ -161,5 +253,84 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff < 1e-5, "max difference {diff}");
+    }
+
+    /// Several queries (prefill): each sees the cached positions and the new ones up to its
+    /// own, as the general path with a causal mask computes, and nothing after.
+    #[test]
+    fn prefill_is_causal_and_matches_masked_softmax() {
+        let dev = Device::Cpu;
+        let (b, nh, nkv, s, pos, hd) = (2, 4, 2, 5, 9, 32);
+        let len = pos + s;
+        let q = Tensor::from_vec(values(b * nh * s * hd, 4), (b, nh, s, hd), &dev).unwrap();
+        let k = Tensor::from_vec(values(b * nkv * len * hd, 5), (b, nkv, len, hd), &dev).unwrap();
+        let v = Tensor::from_vec(values(b * nkv * len * hd, 6), (b, nkv, len, hd), &dev).unwrap();
+        let scale = 1.0 / (hd as f32).sqrt();
+        let got = attention(&q, &k, &v, scale).unwrap(); // (b, s, nh * hd)
+        let rep = |t: &Tensor| {
+            t.unsqueeze(2)
+                .unwrap()
+                .repeat((1, 1, nh / nkv, 1, 1))
+                .unwrap()
+                .reshape((b, nh, len, hd))
+                .unwrap()
+        };
+        let mask: Vec<f32> = (0..s)
+            .flat_map(|i| (0..len).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (s, len), &dev).unwrap();
+        let scores = (q.matmul(&rep(&k).t().unwrap()).unwrap() * scale as f64)
+            .unwrap()
+            .broadcast_add(&mask)
+            .unwrap();
+        let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+        let want = probs
+            .matmul(&rep(&v))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, s, nh * hd))
+            .unwrap();
+        let diff = (&got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "max difference {diff}");
+        // Changing the last position's key and value leaves every earlier query as it was.
+        let bump = |t: &Tensor| {
+            let last = (t.narrow(2, len - 1, 1).unwrap() + 3.0).unwrap();
+            Tensor::cat(&[t.narrow(2, 0, len - 1).unwrap(), last], 2).unwrap()
+        };
+        let moved = attention(&q, &bump(&k), &bump(&v), scale).unwrap();
+        let early = |t: &Tensor| {
+            t.narrow(1, 0, s - 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(early(&got), early(&moved));
+        assert_ne!(
+            got.narrow(1, s - 1, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            moved
+                .narrow(1, s - 1, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        );
     }
 }

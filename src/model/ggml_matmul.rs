@@ -143,14 +143,16 @@ impl GgmlMatrix {
             n,
         };
         const ROWS_PER_TASK: usize = 16;
-        (0..n.div_ceil(ROWS_PER_TASK)).into_par_iter().for_each(|task| {
-            let first = task * ROWS_PER_TASK;
-            let last = (first + ROWS_PER_TASK).min(n);
-            let w = &self.data[first * row_bytes..last * row_bytes];
-            // SAFETY: `out` outlives the loop and this task writes only its own columns
-            // `first..last`, within `n`, of rows within `m`.
-            unsafe { fill_task(self.kind, w, row_bytes, &groups, dst, first) };
-        });
+        (0..n.div_ceil(ROWS_PER_TASK))
+            .into_par_iter()
+            .for_each(|task| {
+                let first = task * ROWS_PER_TASK;
+                let last = (first + ROWS_PER_TASK).min(n);
+                let w = &self.data[first * row_bytes..last * row_bytes];
+                // SAFETY: `out` outlives the loop and this task writes only its own columns
+                // `first..last`, within `n`, of rows within `m`.
+                unsafe { fill_task(self.kind, w, row_bytes, &groups, dst, first) };
+            });
         let mut shape = lead.to_vec();
         shape.push(n);
         Ok(Tensor::from_vec(out, shape, x.device())?)
@@ -426,8 +428,12 @@ mod avx2 {
             o.d = half::f16::from_f32(d).to_f32();
             o.s = match kind {
                 Kind::Q4_1 => {
-                    let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-                    let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                    let s = _mm256_add_epi32(
+                        _mm256_add_epi32(q[0], q[1]),
+                        _mm256_add_epi32(q[2], q[3]),
+                    );
+                    let s4 =
+                        _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
                     let s4 = _mm_hadd_epi32(s4, s4);
                     let s4 = _mm_hadd_epi32(s4, s4);
                     half::f16::from_f32(d * _mm_cvtsi128_si32(s4) as f32).to_f32()
@@ -630,7 +636,10 @@ mod tests {
         let q8 = GgmlMatrix::from_qtensor(&QTensor::quantize(&q8, GgmlDType::Q8_0).unwrap())
             .unwrap()
             .unwrap();
-        assert!(GgmlMatrix::stack(&[&parts[0], &q8]).is_none(), "mixed block types");
+        assert!(
+            GgmlMatrix::stack(&[&parts[0], &q8]).is_none(),
+            "mixed block types"
+        );
     }
 
     /// The SIMD kernels and the portable fallback agree (the fallback runs on CPUs without

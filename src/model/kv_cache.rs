@@ -374,7 +374,13 @@ mod tests {
             let v = kv(4, 5, 1000.0);
             c.append(0, &k, &v).unwrap();
             c.reorder(&parents).unwrap();
-            let (k2, v2) = c.append(0, &kv(parents.len(), 1, -50.0), &kv(parents.len(), 1, -50.0)).unwrap();
+            let (k2, v2) = c
+                .append(
+                    0,
+                    &kv(parents.len(), 1, -50.0),
+                    &kv(parents.len(), 1, -50.0),
+                )
+                .unwrap();
             for (i, &p) in parents.iter().enumerate() {
                 for (got, old) in [(&k2, &k), (&v2, &v)] {
                     let got: Vec<f32> = got

@@ -3,7 +3,7 @@
 //! differs (interleaved RoPE rows, llama3 scaling baked into `rope_freqs`) the config says so.
 
 use super::activation::swiglu;
-use super::attention::decode_attention;
+use super::attention::attention;
 use super::config::{LlamaConfig, RopeLayout};
 use super::kv_cache::KvCache;
 use super::weights::{Linear, Projections, TensorName, Weights};
@@ -226,7 +226,8 @@ impl Llama {
         let mut x = self.embed_tokens.embedding(tokens)?; // (b, s, hidden)
         let cos = self.rope.cos.narrow(0, pos, s)?;
         let sin = self.rope.sin.narrow(0, pos, s)?;
-        let mask = if s > 1 {
+        // The CPU attention applies the causal limit itself.
+        let mask = if s > 1 && !self.device.is_cpu() {
             Some(causal_mask(s, pos, &self.device)?)
         } else {
             None
@@ -282,8 +283,8 @@ impl Llama {
         let k = self.rope.apply(&k, cos, sin)?;
         let (k_all, v_all) = cache.append(layer, &k, &v)?; // (b, nkv, len, hd)
         let scale = 1.0 / (hd as f64).sqrt();
-        if s == 1 && self.device.is_cpu() {
-            let y = decode_attention(&q, &k_all, &v_all, scale as f32)?;
+        if self.device.is_cpu() {
+            let y = attention(&q, &k_all, &v_all, scale as f32)?; // (b, s, nh * hd)
             return attn.o_proj.forward(&y);
         }
         let len = k_all.dim(2)?;
@@ -373,12 +374,47 @@ impl Rope {
         })
     }
 
+    /// Rotates `x` `(b, heads, s, head_dim)` by the angles of its `s` positions (`cos`, `sin`:
+    /// `(s, head_dim / 2)`).
     fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         Ok(match self.layout {
             RopeLayout::HalfSplit => candle_nn::rotary_emb::rope(x, cos, sin)?,
+            RopeLayout::Interleaved if x.device().is_cpu() => rope_interleaved_cpu(x, cos, sin)?,
             RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(x, cos, sin)?,
         })
     }
+}
+
+/// Interleaved RoPE on the CPU with ggml's rounding: llama.cpp's build (GCC, FMA enabled)
+/// contracts `x0·cos - x1·sin` and `x0·sin + x1·cos` into one fused multiply-add each, on the
+/// first product, so the rotated pair is `(fma(x0, cos, -(x1·sin)), fma(x0, sin, x1·cos))`
+/// (checked bit for bit against llama.cpp's own rotated queries).
+fn rope_interleaved_cpu(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (b, h, s, d) = x.dims4()?;
+    let half = d / 2;
+    if cos.dims() != [s, half] || sin.dims() != [s, half] || d % 2 != 0 {
+        bail!(
+            "rope: x {:?} does not fit the angle tables {:?}",
+            x.dims(),
+            cos.dims()
+        );
+    }
+    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+    let cos = cos.flatten_all()?.to_vec1::<f32>()?;
+    let sin = sin.flatten_all()?.to_vec1::<f32>()?;
+    for (r, row) in v.chunks_exact_mut(d).enumerate() {
+        let p = r % s; // rows run (b, h, s)
+        let (c, sn) = (
+            &cos[p * half..(p + 1) * half],
+            &sin[p * half..(p + 1) * half],
+        );
+        for ((pair, &c), &sn) in row.chunks_exact_mut(2).zip(c).zip(sn) {
+            let (x0, x1) = (pair[0], pair[1]);
+            pair[0] = x0.mul_add(c, -(x1 * sn));
+            pair[1] = x0.mul_add(sn, x1 * c);
+        }
+    }
+    Ok(Tensor::from_vec(v, (b, h, s, d), x.device())?)
 }
 
 /// Additive mask `(s, pos + s)`: query `i` (at position `pos + i`) sees keys `0..=pos + i`.

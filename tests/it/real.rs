@@ -120,12 +120,13 @@ fn gguf_first_position_matches_llama_cpp() {
 }
 
 /// Teacher-forced over 2,048 tokens of text, our GGUF path against llama.cpp on the same file
-/// (flash attention off, f32 KV cache). The issue asked for >= 98% argmax agreement and mean
-/// |Δ log p| <= 0.02; we measure 95.6% and 0.057, which is llama.cpp's own distance from itself
-/// when only its attention arithmetic changes (flash attention + f16 KV: 95.7%, 0.060, recorded
-/// in llamacpp_first_position.json). This model amplifies any rounding difference through the
-/// int8 activation quantization of every layer, so matching further needs ggml's exact
-/// attention, softmax and SiLU arithmetic. The bounds below hold us at that noise floor.
+/// (flash attention off, f32 KV cache). The issue asks for >= 98% argmax agreement and mean
+/// |Δ log p| <= 0.02. We reproduce llama.cpp's CPU arithmetic op for op (int8 activation
+/// quantization, RMSNorm, RoPE with GCC's fused multiply-adds, attention's dot products,
+/// softmax and tinyBLAS sums, SwiGLU's vector exp), and measure 100.00% and 0.0000; before
+/// RoPE and attention matched it was 95.6% and 0.057, which is llama.cpp's own distance from
+/// itself when only its attention arithmetic changes (flash attention + f16 KV: 95.7%, 0.060).
+/// The bounds hold that exactness with a little room.
 #[test]
 fn gguf_teacher_forced_tracks_llama_cpp() {
     let floor = &oracle("llamacpp_first_position.json")["noise_floor"]["flash_attn_f16_kv"];
@@ -167,12 +168,12 @@ fn gguf_teacher_forced_tracks_llama_cpp() {
         floor_rate * 100.0
     );
     assert!(
-        rate >= floor_rate - 0.01,
-        "argmax agreement {rate} is below llama.cpp's own noise floor {floor_rate}"
+        rate >= 0.995,
+        "argmax agreement {rate}: the issue asks for >= 0.98 and we reproduce llama.cpp exactly"
     );
     assert!(
-        mean_dlogp <= floor_dlogp + 0.01,
-        "mean |Δ log p| {mean_dlogp} is above llama.cpp's own noise floor {floor_dlogp}"
+        mean_dlogp <= 1e-3,
+        "mean |Δ log p| {mean_dlogp}: the issue asks for <= 0.02 and we reproduce llama.cpp exactly"
     );
 }
 

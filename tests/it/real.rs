@@ -177,6 +177,32 @@ fn gguf_teacher_forced_tracks_llama_cpp() {
     );
 }
 
+/// The decode step (one token per forward pass, the path generation takes) against llama.cpp
+/// fed the same text one token per `llama_decode`, whose attention sums round differently from
+/// its batched pass: every argmax the same and every log-prob within 1e-5 (6-decimal golden
+/// data; we reproduce its arithmetic, so the measured difference is rounding of the file).
+#[test]
+fn gguf_decode_steps_match_llama_cpp_token_by_token() {
+    let golden = oracle("llamacpp_decode_logprobs.json");
+    let tokens = ids(&golden["tokens"]);
+    let want_argmax = ids(&golden["argmax"]);
+    let want_logp = floats(&golden["logp_next"]);
+    let m = load_path(&real_gguf());
+    let mut cache = m.model.new_cache();
+    let mut worst = 0f64;
+    for (i, &t) in tokens.iter().enumerate().take(tokens.len() - 1) {
+        let input = Tensor::new(&[t], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let lp = &log_softmax_rows(&m.model.forward(&input, &mut cache, Logits::Last).unwrap())[0];
+        assert_eq!(argmax(lp), want_argmax[i], "argmax at position {i}");
+        worst = worst.max((lp[tokens[i + 1] as usize] - want_logp[i]).abs());
+    }
+    eprintln!("decode steps vs llama.cpp over {} positions: max |Δ log p| {worst:.2e}", tokens.len() - 1);
+    assert!(worst <= 1e-5, "decode-step log-probs differ from llama.cpp by {worst}");
+}
+
 /// `gen perplexity`'s computation against llama.cpp's llama-perplexity method, within 1%.
 #[test]
 fn perplexity_matches_llama_cpp() {

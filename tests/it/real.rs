@@ -199,8 +199,14 @@ fn gguf_decode_steps_match_llama_cpp_token_by_token() {
         assert_eq!(argmax(lp), want_argmax[i], "argmax at position {i}");
         worst = worst.max((lp[tokens[i + 1] as usize] - want_logp[i]).abs());
     }
-    eprintln!("decode steps vs llama.cpp over {} positions: max |Δ log p| {worst:.2e}", tokens.len() - 1);
-    assert!(worst <= 1e-5, "decode-step log-probs differ from llama.cpp by {worst}");
+    eprintln!(
+        "decode steps vs llama.cpp over {} positions: max |Δ log p| {worst:.2e}",
+        tokens.len() - 1
+    );
+    assert!(
+        worst <= 1e-5,
+        "decode-step log-probs differ from llama.cpp by {worst}"
+    );
 }
 
 /// `gen perplexity`'s computation against llama.cpp's llama-perplexity method, within 1%.

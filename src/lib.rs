@@ -19,6 +19,7 @@ pub mod perplexity;
 pub mod sampling;
 pub mod stop;
 pub mod tokenizer;
+pub mod vexp;
 
 use anyhow::{Context, Result};
 use candle_core::Device;

@@ -13,7 +13,7 @@
 //! next product: a difference in the last bit can flip a rounding and grow from there. The
 //! general path (batched matmuls, a softmax op) also costs a dozen small ops per layer.
 
-use super::activation::exp8;
+use crate::vexp::exp8;
 use anyhow::{bail, Context, Result};
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 use rayon::prelude::*;

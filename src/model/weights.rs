@@ -141,8 +141,10 @@ pub enum Weights {
 impl Weights {
     /// Opens a GGUF file and parses its header.
     pub fn open_gguf(path: &Path) -> Result<Self> {
-        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // Buffered: the header is tens of thousands of small reads (the vocabulary's strings).
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let content = gguf_file::Content::read(&mut reader)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
@@ -150,6 +152,7 @@ impl Weights {
                     path.display()
                 )
             })?;
+        let file = reader.into_inner();
         let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
         for (name, info) in &content.tensor_infos {
             let bytes = info.shape.elem_count() / info.ggml_dtype.block_size()

@@ -133,9 +133,10 @@ impl Tokenizer {
     /// Reads a GGUF file's header and builds the tokenizer from its metadata, as
     /// [`Tokenizer::from_gguf`].
     pub fn from_gguf_file(path: &Path) -> Result<Self> {
-        let mut file = std::fs::File::open(path)
+        let file = std::fs::File::open(path)
             .with_context(|| format!("opening the GGUF file {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file).with_context(|| {
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let content = gguf_file::Content::read(&mut reader).with_context(|| {
             format!(
                 "reading the GGUF header of {} (is it a GGUF file?)",
                 path.display()

@@ -259,6 +259,30 @@ mod tests {
 
     use crate::model::test_values as values;
 
+    /// `(b, nkv, len, hd)` with each KV head repeated for its `nh / nkv` query heads.
+    fn repeat_kv(t: &Tensor, nh: usize) -> Tensor {
+        let (b, nkv, len, hd) = t.dims4().unwrap();
+        t.unsqueeze(2)
+            .unwrap()
+            .repeat((1, 1, nh / nkv, 1, 1))
+            .unwrap()
+            .reshape((b, nh, len, hd))
+            .unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     /// Against the general path: matmul, softmax, matmul with the KV heads repeated; on strided
     /// views of a larger buffer, as the cache hands them out.
     #[test]
@@ -276,28 +300,11 @@ mod tests {
         );
         let scale = 1.0 / (hd as f32).sqrt();
         let got = attention(&q, &k, &v, scale).unwrap();
-        let rep = |t: &Tensor| {
-            t.unsqueeze(2)
-                .unwrap()
-                .repeat((1, 1, nh / nkv, 1, 1))
-                .unwrap()
-                .reshape((b, nh, len, hd))
-                .unwrap()
-        };
-        let (kr, vr) = (rep(&k), rep(&v));
+        let (kr, vr) = (repeat_kv(&k, nh), repeat_kv(&v, nh));
         let scores = (q.matmul(&kr.t().unwrap()).unwrap() * scale as f64).unwrap();
         let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
         let want = probs.matmul(&vr).unwrap().reshape((b, 1, nh * hd)).unwrap();
-        let diff = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-5, "max difference {diff}");
     }
 
@@ -326,40 +333,23 @@ mod tests {
         let v = Tensor::from_vec(values(b * nkv * len * hd, 6), (b, nkv, len, hd), &dev).unwrap();
         let scale = 1.0 / (hd as f32).sqrt();
         let got = attention(&q, &k, &v, scale).unwrap(); // (b, s, nh * hd)
-        let rep = |t: &Tensor| {
-            t.unsqueeze(2)
-                .unwrap()
-                .repeat((1, 1, nh / nkv, 1, 1))
-                .unwrap()
-                .reshape((b, nh, len, hd))
-                .unwrap()
-        };
         let mask: Vec<f32> = (0..s)
             .flat_map(|i| (0..len).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
             .collect();
         let mask = Tensor::from_vec(mask, (s, len), &dev).unwrap();
-        let scores = (q.matmul(&rep(&k).t().unwrap()).unwrap() * scale as f64)
+        let scores = (q.matmul(&repeat_kv(&k, nh).t().unwrap()).unwrap() * scale as f64)
             .unwrap()
             .broadcast_add(&mask)
             .unwrap();
         let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
         let want = probs
-            .matmul(&rep(&v))
+            .matmul(&repeat_kv(&v, nh))
             .unwrap()
             .transpose(1, 2)
             .unwrap()
             .reshape((b, s, nh * hd))
             .unwrap();
-        let diff = (&got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-5, "max difference {diff}");
         // Changing the last position's key and value leaves every earlier query as it was.
         let bump = |t: &Tensor| {

@@ -152,11 +152,9 @@ fn weighted_sum<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], reduce: Reduc
                 }
             }
             // hsum8 for every d at once: halves, then lanes 0+2 and 1+3, then those two.
-            let lane = |l: usize| &acc[l * hd..(l + 1) * hd];
-            for (d, o) in y.iter_mut().enumerate() {
-                let t: [f32; 4] = std::array::from_fn(|l| lane(l + 4)[d] + lane(l)[d]);
-                *o = (t[0] + t[2]) + (t[1] + t[3]);
-            }
+            let lanes: Vec<&[f32]> = acc.chunks_exact(hd).collect();
+            let t: Vec<Vec<f32>> = (0..4).map(|l| add(lanes[l + 4], lanes[l])).collect();
+            sum_into(y, &add(&t[0], &t[2]), &add(&t[1], &t[3]));
         }
         Reduce::VecDot => {
             // Accumulator (j / 8) % 4, lane j % 8, as vec_dot_f32's steps of 32.
@@ -167,16 +165,28 @@ fn weighted_sum<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], reduce: Reduc
                     *a = vd.mul_add(pj, *a);
                 }
             }
-            // reduce4x8 for every d at once.
-            let lane = |r: usize, l: usize| &acc[(r * 8 + l) * hd..(r * 8 + l + 1) * hd];
-            for (d, o) in y.iter_mut().enumerate() {
-                let x: [f32; 8] = std::array::from_fn(|l| {
-                    (lane(0, l)[d] + lane(2, l)[d]) + (lane(1, l)[d] + lane(3, l)[d])
-                });
-                let t: [f32; 4] = std::array::from_fn(|l| x[l] + x[l + 4]);
-                *o = (t[0] + t[1]) + (t[2] + t[3]);
-            }
+            // reduce4x8 for every d at once: accumulators 0+2 and 1+3, then those two; then
+            // the halves; then pairs 0+1 and 2+3, then those two.
+            let lanes: Vec<&[f32]> = acc.chunks_exact(hd).collect();
+            let lane = |r: usize, l: usize| lanes[r * 8 + l];
+            let x: Vec<Vec<f32>> = (0..8)
+                .map(|l| add(&add(lane(0, l), lane(2, l)), &add(lane(1, l), lane(3, l))))
+                .collect();
+            let t: Vec<Vec<f32>> = (0..4).map(|l| add(&x[l], &x[l + 4])).collect();
+            sum_into(y, &add(&t[0], &t[1]), &add(&t[2], &t[3]));
         }
+    }
+}
+
+/// `a + b` elementwise (vectorised by the compiler).
+fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// `y = a + b` elementwise.
+fn sum_into(y: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, x), z) in y.iter_mut().zip(a).zip(b) {
+        *o = x + z;
     }
 }
 

@@ -138,55 +138,54 @@ fn softmax_scores<'a>(
 
 /// Step 3 for one query head: `y[d] = Σ_j p_j v_j[d]`, rounded as `reduce` says. The
 /// accumulators are laid out lane-major (`acc[lane][d]`) so each position is one contiguous
-/// multiply-add over `d`.
+/// multiply-add over `d`, and each reduction step one contiguous add.
 fn weighted_sum<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], reduce: Reduce, y: &mut [f32]) {
     let hd = y.len();
-    match reduce {
-        Reduce::Gemm => {
-            // Lane l holds the positions j ≡ l (mod 8), in order.
-            let mut acc = vec![0f32; 8 * hd];
-            for (j, &pj) in p.iter().enumerate() {
-                let lane = &mut acc[(j % 8) * hd..(j % 8 + 1) * hd];
-                for (a, &vd) in lane.iter_mut().zip(value(j)) {
-                    *a = vd.mul_add(pj, *a);
-                }
-            }
-            // hsum8 for every d at once: halves, then lanes 0+2 and 1+3, then those two.
-            let lanes: Vec<&[f32]> = acc.chunks_exact(hd).collect();
-            let t: Vec<Vec<f32>> = (0..4).map(|l| add(lanes[l + 4], lanes[l])).collect();
-            sum_into(y, &add(&t[0], &t[2]), &add(&t[1], &t[3]));
-        }
-        Reduce::VecDot => {
-            // Accumulator (j / 8) % 4, lane j % 8, as vec_dot_f32's steps of 32.
-            let mut acc = vec![0f32; 32 * hd];
-            for (j, &pj) in p.iter().enumerate() {
-                let lane = &mut acc[(j % 32) * hd..(j % 32 + 1) * hd];
-                for (a, &vd) in lane.iter_mut().zip(value(j)) {
-                    *a = vd.mul_add(pj, *a);
-                }
-            }
-            // reduce4x8 for every d at once: accumulators 0+2 and 1+3, then those two; then
-            // the halves; then pairs 0+1 and 2+3, then those two.
-            let lanes: Vec<&[f32]> = acc.chunks_exact(hd).collect();
-            let lane = |r: usize, l: usize| lanes[r * 8 + l];
-            let x: Vec<Vec<f32>> = (0..8)
-                .map(|l| add(&add(lane(0, l), lane(2, l)), &add(lane(1, l), lane(3, l))))
-                .collect();
-            let t: Vec<Vec<f32>> = (0..4).map(|l| add(&x[l], &x[l + 4])).collect();
-            sum_into(y, &add(&t[0], &t[1]), &add(&t[2], &t[3]));
+    // Lane l holds the positions j ≡ l (mod lanes), in order: tinyBLAS's one 8-lane
+    // accumulator, or vec_dot_f32's four (accumulator (j / 8) % 4, lane j % 8).
+    let lanes = match reduce {
+        Reduce::Gemm => 8,
+        Reduce::VecDot => 32,
+    };
+    let mut acc = vec![0f32; lanes * hd];
+    for (j, &pj) in p.iter().enumerate() {
+        let lane = &mut acc[(j % lanes) * hd..(j % lanes + 1) * hd];
+        for (a, &vd) in lane.iter_mut().zip(value(j)) {
+            *a = vd.mul_add(pj, *a);
         }
     }
+    // The lanes are then summed in the reference's order, for every d at once.
+    let mut fold = |dst: usize, src: usize| fold_lane(&mut acc, hd, dst, src);
+    match reduce {
+        Reduce::Gemm => {
+            // hsum8: halves, then lanes 0+2 and 1+3, then those two.
+            (0..4).for_each(|l| fold(l, l + 4));
+            fold(0, 2);
+            fold(1, 3);
+            fold(0, 1);
+        }
+        Reduce::VecDot => {
+            // GGML_F32x8_REDUCE: accumulators 0+2 and 1+3, then those two; then the halves;
+            // then pairs 0+1 and 2+3, then those two.
+            for l in 0..8 {
+                fold(l, 16 + l);
+                fold(8 + l, 24 + l);
+                fold(l, 8 + l);
+            }
+            (0..4).for_each(|l| fold(l, l + 4));
+            fold(0, 1);
+            fold(2, 3);
+            fold(0, 2);
+        }
+    }
+    y.copy_from_slice(&acc[..hd]);
 }
 
-/// `a + b` elementwise (vectorised by the compiler).
-fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
-    a.iter().zip(b).map(|(x, y)| x + y).collect()
-}
-
-/// `y = a + b` elementwise.
-fn sum_into(y: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, x), z) in y.iter_mut().zip(a).zip(b) {
-        *o = x + z;
+/// Adds lane `src` of `acc` (`hd` values each) into lane `dst`, `dst < src`.
+fn fold_lane(acc: &mut [f32], hd: usize, dst: usize, src: usize) {
+    let (lo, hi) = acc.split_at_mut(src * hd);
+    for (a, b) in lo[dst * hd..(dst + 1) * hd].iter_mut().zip(&hi[..hd]) {
+        *a += *b;
     }
 }
 

@@ -17,6 +17,7 @@ pub mod model;
 pub mod output;
 pub mod perplexity;
 pub mod sampling;
+pub mod simd;
 pub mod stop;
 pub mod tokenizer;
 pub mod vexp;

@@ -9,7 +9,7 @@
 pub fn exp8(x: [f32; 8]) -> [f32; 8] {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             return unsafe { avx2::exp_array(x) };
         }
@@ -129,12 +129,6 @@ pub(crate) mod avx2 {
 mod tests {
     use super::*;
 
-    fn has_avx2() -> bool {
-        cfg!(target_arch = "x86_64")
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-    }
-
     /// The vector exp is within 2 ulp of the exact value over the range that matters, and
     /// saturates to 0 and infinity where expf does.
     #[test]
@@ -167,7 +161,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn lane_and_vector_exp_agree_exactly() {
-        if !has_avx2() {
+        if !crate::simd::avx2_fma() {
             return;
         }
         let mut x = -300.0f32;

@@ -31,7 +31,7 @@ fn swiglu_slices(g: &[f32], u: &[f32], out: &mut [f32]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             done = unsafe { avx2::swiglu(g, u, out) };
         }

@@ -194,7 +194,7 @@ fn fold_lane(acc: &mut [f32], hd: usize, dst: usize, src: usize) {
 fn vec_dot(x: &[f32], y: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             return unsafe { vec_dot_avx2(x, y) };
         }

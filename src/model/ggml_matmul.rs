@@ -187,8 +187,8 @@ impl Out {
 fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
+        if crate::simd::avx2_fma() {
+            // SAFETY: the CPU supports AVX2 (checked just above, with FMA).
             unsafe { avx2::quantize_into(x, kind, out) };
             return;
         }
@@ -257,7 +257,7 @@ unsafe fn fill_task(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above); the caller's
             // contract covers the writes.
             unsafe { avx2::fill_task(kind, w, row_bytes, groups, out, first) };

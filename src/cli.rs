@@ -96,6 +96,11 @@ struct GenerateArgs {
     /// Context size in tokens (prompt + generated); default: the model's.
     #[arg(short = 'c', long = "ctx-size", value_parser = clap::value_parser!(u32).range(1..))]
     ctx_size: Option<u32>,
+    /// What the KV cache stores keys and values as: f16 (half the memory and half the reading
+    /// per token; llama.cpp's default) or f32 (transformers'). Default: f16 for GGUF weights,
+    /// f32 for safetensors.
+    #[arg(long = "cache-type", value_enum, value_name = "TYPE")]
+    cache_type: Option<CacheTypeArg>,
     /// Prompt tokens per prefill forward pass.
     #[arg(short = 'b', long = "batch-size", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -384,6 +389,21 @@ enum FormatArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum CacheTypeArg {
+    F32,
+    F16,
+}
+
+impl CacheTypeArg {
+    fn dtype(self) -> candle_core::DType {
+        match self {
+            CacheTypeArg::F32 => candle_core::DType::F32,
+            CacheTypeArg::F16 => candle_core::DType::F16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum DtypeArg {
     F32,
     F16,
@@ -421,6 +441,11 @@ struct PerplexityArgs {
     /// Window size in tokens; each window scores the tokens of its second half.
     #[arg(short = 'c', long = "context", default_value_t = 512, value_parser = clap::value_parser!(u32).range(4..))]
     context: u32,
+    /// What the KV cache stores keys and values as: f16 (half the memory and half the reading
+    /// per token; llama.cpp's default) or f32 (transformers'). Default: f16 for GGUF weights,
+    /// f32 for safetensors.
+    #[arg(long = "cache-type", value_enum, value_name = "TYPE")]
+    cache_type: Option<CacheTypeArg>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -456,6 +481,7 @@ impl Cli {
                     model: a.model.model,
                     file: a.file,
                     context: a.context as usize,
+                    cache_type: a.cache_type.map(CacheTypeArg::dtype),
                     json: a.json,
                 }),
             },
@@ -488,6 +514,7 @@ impl Cli {
                         ignore_eos: g.ignore_eos,
                         ctx_size: g.ctx_size.map(|c| c as usize),
                         batch_size: g.batch_size as usize,
+                        cache_type: g.cache_type.map(CacheTypeArg::dtype),
                         format: match g.format {
                             FormatArg::Text => OutputFormat::Text,
                             FormatArg::Json => OutputFormat::Json,

@@ -52,6 +52,8 @@ pub struct GenerateConfig {
     pub ignore_eos: bool,
     pub ctx_size: Option<usize>,
     pub batch_size: usize,
+    /// `--cache-type`: what the KV cache stores; `None` is the model format's default.
+    pub cache_type: Option<candle_core::DType>,
     pub format: OutputFormat,
     pub verbose: bool,
     pub quiet: bool,
@@ -113,6 +115,8 @@ pub struct PerplexityConfig {
     pub model: Option<String>,
     pub file: PathBuf,
     pub context: usize,
+    /// `--cache-type`: what the KV cache stores; `None` is the model format's default.
+    pub cache_type: Option<candle_core::DType>,
     pub json: bool,
 }
 

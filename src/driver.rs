@@ -80,7 +80,7 @@ pub fn run_generate(g: GenerateConfig) -> Result<()> {
     // Before the model loads, so that an early Ctrl-C still ends the run cleanly.
     let interrupt = interrupt_flag();
     let start = Instant::now();
-    let loaded = crate::load_model(g.model.as_deref())?;
+    let loaded = crate::load_model(g.model.as_deref(), g.cache_type)?;
     let chat = chat_template(&g, &loaded)?;
     let end_of_turn = chat
         .as_ref()

@@ -179,7 +179,7 @@ impl Prefilled {
         let ctx = ctx_size.min(model.config().max_position_embeddings);
         check_fits(model, prompt, ctx)?;
         let start = Instant::now();
-        let mut cache = KvCache::new(model.config().num_hidden_layers, ctx);
+        let mut cache = model.new_cache_for(ctx);
         let logits = prefill(model, &mut cache, prompt, batch_size)?;
         Ok(Self {
             cache,

@@ -56,7 +56,7 @@ pub fn run(config: Config) -> Result<()> {
         Command::Generate(g) => driver::run_generate(*g),
         Command::Convert(c) => convert::convert(&c.input, &c.output, c.dtype),
         Command::Tokenize(t) => {
-            let loaded = load_model(t.model.as_deref())?;
+            let loaded = load_model(t.model.as_deref(), None)?;
             let ids = loaded.tokenizer.encode(&t.text)?;
             // Each id decoded on its own, as llama.cpp's llama-tokenize shows pieces; a piece that is
             // part of a multi-byte character shows as U+FFFD.
@@ -76,7 +76,7 @@ pub fn run(config: Config) -> Result<()> {
             }
         }
         Command::Perplexity(p) => {
-            let loaded = load_model(p.model.as_deref())?;
+            let loaded = load_model(p.model.as_deref(), p.cache_type)?;
             let text = std::fs::read_to_string(&p.file)
                 .with_context(|| format!("reading {} (it must be UTF-8 text)", p.file.display()))?;
             // As llama-perplexity's `-f`: one trailing newline is not part of the text.
@@ -104,8 +104,15 @@ pub fn set_threads(n: usize) -> Result<()> {
 }
 
 /// Loads `--model` (or the default model) on the CPU.
-pub fn load_model(model: Option<&str>) -> Result<model::LoadedModel> {
+pub fn load_model(
+    model: Option<&str>,
+    cache_type: Option<candle_core::DType>,
+) -> Result<model::LoadedModel> {
     let spec = config::resolve_model_spec(model);
     let source = model::ModelSource::parse(&spec)?;
-    model::load(&source, &Device::Cpu)
+    let mut loaded = model::load(&source, &Device::Cpu)?;
+    if let Some(dtype) = cache_type {
+        loaded.model.set_cache_dtype(dtype)?;
+    }
+    Ok(loaded)
 }

@@ -13,3 +13,16 @@ pub fn avx2_fma() -> bool {
         false
     }
 }
+
+/// [`avx2_fma`] and F16C (half-precision conversions), for the kernels that read an f16 KV
+/// cache. Every AVX2 CPU made has F16C; the check keeps the kernels honest on emulators.
+pub fn avx2_fma_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2_fma() && std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

@@ -1,13 +1,17 @@
 //! Attention on the CPU, reading the KV cache where it lies, with llama.cpp's arithmetic (its
-//! CPU backend without flash attention, f32 cache): per query head,
+//! CPU backend without flash attention, with an f32 or an f16 cache): per query head,
 //!
-//! 1. scores `k_j · q` as ggml's `vec_dot_f32` sums them (four 8-lane accumulators over steps
-//!    of 32, then a fixed reduction), times the scale, `-inf` past the causal limit;
+//! 1. scores `k_j · q` as ggml's `vec_dot_f32`/`vec_dot_f16` sums them (four 8-lane
+//!    accumulators over steps of 32, then a fixed reduction), or for several queries over an
+//!    f16 cache as `tinyBLAS` does; times the scale, `-inf` past the causal limit;
 //! 2. softmax as `ggml_vec_soft_max_f32`: ggml's vector `expf` eight at a time, each eight's
 //!    sum added in f64, then the probabilities times `(float)(1 / sum)`;
 //! 3. the output `Σ p_j v_j` per dimension as the product `V · p` with `V` transposed: for one
-//!    query (decode) by `vec_dot_f32` again, for several (prefill) by llamafile's `tinyBLAS`
+//!    query (decode) by `vec_dot` again, for several (prefill) by llamafile's `tinyBLAS`
 //!    (one 8-lane accumulator over the positions, then a horizontal sum).
+//!
+//! With an f16 cache, the query (step 1) and the probabilities (step 3) are rounded to f16
+//! before they are multiplied, as llama.cpp converts the right-hand side of an f16 product.
 //!
 //! Rounding the same way matters because every layer's output is quantized to int8 before the
 //! next product: a difference in the last bit can flip a rounding and grow from there. The
@@ -16,28 +20,101 @@
 use crate::vexp::exp8;
 use anyhow::{bail, Context, Result};
 use candle_core::{CpuStorage, Device, Storage, Tensor};
+use half::f16;
 use rayon::prelude::*;
 
 /// Work (multiply-adds) below which one thread does it all: splitting costs more than it saves.
 const PARALLEL_MIN_WORK: usize = 1 << 17;
 
-/// A strided f32 view of a 4-d CPU tensor.
-struct View<'a> {
-    data: &'a [f32],
+/// What the KV cache may hold: f32, or f16 as llama.cpp's default cache does. With an f16
+/// cache llama.cpp rounds the other operand of each product to f16 as well (the queries for the
+/// scores, the probabilities for the weighted sum) and multiplies in f32.
+pub(crate) trait KvElem: Copy + Send + Sync + 'static {
+    /// True for f16: the other operand is rounded to f16 first.
+    const HALF: bool;
+    fn to_f32(self) -> f32;
+    /// The values of a tensor's storage, if it holds this type.
+    fn of(storage: &CpuStorage) -> Option<&[Self]>;
+    /// Eight values from `p` as f32 lanes.
+    ///
+    /// # Safety
+    /// `p..p + 8` must be readable and the CPU must have AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl KvElem for f32 {
+    const HALF: bool = false;
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn of(storage: &CpuStorage) -> Option<&[Self]> {
+        match storage {
+            CpuStorage::F32(d) => Some(d),
+            _ => None,
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        // SAFETY: the caller guarantees eight readable values.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
+    }
+}
+
+impl KvElem for f16 {
+    const HALF: bool = true;
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    fn of(storage: &CpuStorage) -> Option<&[Self]> {
+        match storage {
+            CpuStorage::F16(d) => Some(d),
+            _ => None,
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees eight readable values and F16C.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+}
+
+/// `x` as the product sees it: rounded through f16 when the other side is f16.
+fn operand<T: KvElem>(x: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+    if T::HALF {
+        x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
+    } else {
+        x.into()
+    }
+}
+
+/// A strided view of a 4-d CPU tensor.
+struct View<'a, T> {
+    data: &'a [T],
     offset: usize,
     stride: [usize; 4],
 }
 
-impl<'a> View<'a> {
-    fn row(&self, i: usize, j: usize, k: usize, len: usize) -> &'a [f32] {
+impl<'a, T> View<'a, T> {
+    fn row(&self, i: usize, j: usize, k: usize, len: usize) -> &'a [T] {
         let start = self.offset + i * self.stride[0] + j * self.stride[1] + k * self.stride[2];
         &self.data[start..start + len]
     }
 }
 
-fn view<'a>(storage: &'a Storage, t: &Tensor, what: &str) -> Result<View<'a>> {
-    let Storage::Cpu(CpuStorage::F32(data)) = storage else {
-        bail!("attention: {what} must be f32 on the CPU");
+fn view<'a, T: KvElem>(storage: &'a Storage, t: &Tensor, what: &str) -> Result<View<'a, T>> {
+    let Some(data) = (match storage {
+        Storage::Cpu(s) => T::of(s),
+        _ => None,
+    }) else {
+        bail!(
+            "attention: {what} must be {} on the CPU, not {:?}",
+            if T::HALF { "f16" } else { "f32" },
+            t.dtype()
+        );
     };
     let layout = t.layout();
     let stride: [usize; 4] = layout
@@ -55,22 +132,30 @@ fn view<'a>(storage: &'a Storage, t: &Tensor, what: &str) -> Result<View<'a>> {
     })
 }
 
-/// How the output sums over positions are rounded (step 3 above).
-#[derive(Clone, Copy)]
+/// How a sum of products is rounded, as the routine llama.cpp picks for it.
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Reduce {
-    /// `vec_dot_f32`: one query per pass (decode).
+    /// `vec_dot_f32` / `vec_dot_f16`: four 8-lane accumulators over steps of 32.
     VecDot,
-    /// `tinyBLAS`: several queries per pass (prefill).
+    /// llamafile's `tinyBLAS`: one 8-lane accumulator, then a horizontal sum. llama.cpp uses it
+    /// only for products over several queries whose right side is contiguous.
     Gemm,
 }
 
 /// `softmax(q·kᵀ · scale + causal mask) · v` for the `s` query positions that follow `pos`
 /// cached ones, with grouped-query heads.
 ///
-/// `q`: `(b, n_heads, s, head_dim)`; `k`, `v`: `(b, n_kv_heads, pos + s, head_dim)`, any strides
-/// with contiguous rows (views of the cache buffers). Query `i` sees positions `0..=pos + i`.
-/// Returns `(b, s, n_heads * head_dim)`.
+/// `q`: `(b, n_heads, s, head_dim)` f32; `k`, `v`: `(b, n_kv_heads, pos + s, head_dim)`, both
+/// f32 or both f16, any strides with contiguous rows (views of the cache buffers). Query `i`
+/// sees positions `0..=pos + i`. Returns `(b, s, n_heads * head_dim)` f32.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+    match (k.dtype(), v.dtype()) {
+        (candle_core::DType::F16, candle_core::DType::F16) => attention_of::<f16>(q, k, v, scale),
+        _ => attention_of::<f32>(q, k, v, scale),
+    }
+}
+
+fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
     let (b, nh, s, hd) = q.dims4()?;
     let (kb, nkv, len, khd) = k.dims4()?;
     if s == 0 || len < s || kb != b || khd != hd || v.dims4()? != (b, nkv, len, hd) || nh % nkv != 0
@@ -89,17 +174,29 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tenso
         k.storage_and_layout().0,
         v.storage_and_layout().0,
     );
-    let (qv, kv, vv) = (view(&qs, &q, "q")?, view(&ks, k, "k")?, view(&vs, v, "v")?);
+    let qv = view::<f32>(&qs, &q, "q")?;
+    let (kv, vv) = (view::<T>(&ks, k, "k")?, view::<T>(&vs, v, "v")?);
     let n_rep = nh / nkv;
-    let reduce = if s == 1 { Reduce::VecDot } else { Reduce::Gemm };
+    // Scores: with an f32 cache the queries are a strided view, so llama.cpp takes vec_dot
+    // even for several of them; converted to f16 they become contiguous and go to tinyBLAS.
+    let scores = if s > 1 && T::HALF && hd % 8 == 0 {
+        Reduce::Gemm
+    } else {
+        Reduce::VecDot
+    };
+    let values = if s == 1 { Reduce::VecDot } else { Reduce::Gemm };
     // Output (b, s, nh, hd): one head of one query per chunk.
     let mut out = vec![0f32; b * s * nh * hd];
     let head = |(idx, y): (usize, &mut [f32])| {
         let (bi, i, h) = (idx / (s * nh), idx / nh % s, idx % nh);
         let g = h / n_rep;
         let seen = pos + i + 1;
-        let probs = softmax_scores(qv.row(bi, h, i, hd), |j| kv.row(bi, g, j, hd), seen, scale);
-        weighted_sum(&probs, |j| vv.row(bi, g, j, hd), reduce, y);
+        let q = operand::<T>(qv.row(bi, h, i, hd));
+        let mut probs = softmax_scores(&q, |j| kv.row(bi, g, j, hd), seen, scale, scores);
+        if T::HALF {
+            probs.iter_mut().for_each(|p| *p = f16::from_f32(*p).to_f32());
+        }
+        weighted_sum(&probs, |j| vv.row(bi, g, j, hd), values, y);
     };
     let work = b * nh * s * (pos + s) * hd * 2;
     if work >= PARALLEL_MIN_WORK {
@@ -111,17 +208,22 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tenso
 }
 
 /// Steps 1 and 2: the probabilities of positions `0..seen`.
-fn softmax_scores<'a>(
+fn softmax_scores<'a, T: KvElem>(
     q: &[f32],
-    key: impl Fn(usize) -> &'a [f32],
+    key: impl Fn(usize) -> &'a [T],
     seen: usize,
     scale: f32,
+    reduce: Reduce,
 ) -> Vec<f32> {
     // Padded to whole eights with -inf, whose exp is exactly 0, as the masked tail of
     // llama.cpp's (256-padded) row.
     let mut w = vec![f32::NEG_INFINITY; seen.div_ceil(8) * 8];
     for (j, x) in w.iter_mut().take(seen).enumerate() {
-        *x = vec_dot(key(j), q) * scale;
+        let dot = match reduce {
+            Reduce::VecDot => vec_dot(key(j), q),
+            Reduce::Gemm => dot_gemm(key(j), q),
+        };
+        *x = dot * scale;
     }
     let max = w.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let mut sum = 0f64;
@@ -139,10 +241,15 @@ fn softmax_scores<'a>(
 /// Step 3 for one query head: `y[d] = Σ_j p_j v_j[d]`, rounded as `reduce` says. The
 /// accumulators are laid out lane-major (`acc[lane][d]`) so each position is one contiguous
 /// multiply-add over `d`, and each reduction step one contiguous add.
-fn weighted_sum<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], reduce: Reduce, y: &mut [f32]) {
+fn weighted_sum<'a, T: KvElem>(
+    p: &[f32],
+    value: impl Fn(usize) -> &'a [T],
+    reduce: Reduce,
+    y: &mut [f32],
+) {
     let hd = y.len();
     // Lane l holds the positions j ≡ l (mod lanes), in order: tinyBLAS's one 8-lane
-    // accumulator, or vec_dot_f32's four (accumulator (j / 8) % 4, lane j % 8).
+    // accumulator, or vec_dot's four (accumulator (j / 8) % 4, lane j % 8).
     let lanes = match reduce {
         Reduce::Gemm => 8,
         Reduce::VecDot => 32,
@@ -150,9 +257,7 @@ fn weighted_sum<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], reduce: Reduc
     let mut acc = vec![0f32; lanes * hd];
     for (j, &pj) in p.iter().enumerate() {
         let lane = &mut acc[(j % lanes) * hd..(j % lanes + 1) * hd];
-        for (a, &vd) in lane.iter_mut().zip(value(j)) {
-            *a = vd.mul_add(pj, *a);
-        }
+        axpy(lane, value(j), pj);
     }
     // The lanes are then summed in the reference's order, for every d at once.
     let mut fold = |dst: usize, src: usize| fold_lane(&mut acc, hd, dst, src);
@@ -181,6 +286,35 @@ fn weighted_sum<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], reduce: Reduc
     y.copy_from_slice(&acc[..hd]);
 }
 
+/// `acc[d] = fma(x[d], a, acc[d])`.
+fn axpy<T: KvElem>(acc: &mut [f32], x: &[T], a: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if acc.len() % 8 == 0 && x.len() >= acc.len() && crate::simd::avx2_fma_f16c() {
+            // SAFETY: the CPU has the features (checked just above); lengths checked too.
+            return unsafe { axpy_avx2(acc, x, a) };
+        }
+    }
+    for (s, &v) in acc.iter_mut().zip(x) {
+        *s = v.to_f32().mul_add(a, *s);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn axpy_avx2<T: KvElem>(acc: &mut [f32], x: &[T], a: f32) {
+    use std::arch::x86_64::*;
+    let av = _mm256_set1_ps(a);
+    for (i, s) in acc.chunks_exact_mut(8).enumerate() {
+        // SAFETY: `x` holds at least `acc.len()` values and `s` eight.
+        unsafe {
+            let xv = T::load8(x.as_ptr().add(i * 8));
+            let sv = _mm256_loadu_ps(s.as_ptr());
+            _mm256_storeu_ps(s.as_mut_ptr(), _mm256_fmadd_ps(xv, av, sv));
+        }
+    }
+}
+
 /// Adds lane `src` of `acc` (`hd` values each) into lane `dst`, `dst < src`.
 fn fold_lane(acc: &mut [f32], hd: usize, dst: usize, src: usize) {
     let (lo, hi) = acc.split_at_mut(src * hd);
@@ -189,13 +323,14 @@ fn fold_lane(acc: &mut [f32], hd: usize, dst: usize, src: usize) {
     }
 }
 
-/// ggml's `vec_dot_f32` on AVX2: four 8-lane fused multiply-add accumulators over steps of 32,
-/// reduced by [`reduce4x8`], and any leftover past the last whole step added one by one.
-fn vec_dot(x: &[f32], y: &[f32]) -> f32 {
+/// ggml's `vec_dot_f32` / `vec_dot_f16` on AVX2: four 8-lane fused multiply-add accumulators
+/// over steps of 32, reduced by [`reduce4x8`], and any leftover past the last whole step added
+/// one by one (in f64 for f16, as `vec_dot_f16` does).
+fn vec_dot<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::simd::avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        if crate::simd::avx2_fma_f16c() {
+            // SAFETY: the CPU supports AVX2, FMA and F16C (checked just above).
             return unsafe { vec_dot_avx2(x, y) };
         }
     }
@@ -204,17 +339,17 @@ fn vec_dot(x: &[f32], y: &[f32]) -> f32 {
 
 /// [`vec_dot`] with the intrinsics ggml's own build uses.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn vec_dot_avx2(x: &[f32], y: &[f32]) -> f32 {
+#[target_feature(enable = "avx2,fma,f16c")]
+fn vec_dot_avx2<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let n = x.len().min(y.len());
     let whole = n / 32 * 32;
     let mut acc = [_mm256_setzero_ps(); 4];
     for (xs, ys) in x[..whole].chunks_exact(32).zip(y[..whole].chunks_exact(32)) {
         for (r, a) in acc.iter_mut().enumerate() {
-            // SAFETY: each chunk holds 32 f32s, so lanes r*8..r*8+8 are in bounds.
+            // SAFETY: each chunk holds 32 values, so lanes r*8..r*8+8 are in bounds.
             unsafe {
-                let xv = _mm256_loadu_ps(xs.as_ptr().add(r * 8));
+                let xv = T::load8(xs.as_ptr().add(r * 8));
                 let yv = _mm256_loadu_ps(ys.as_ptr().add(r * 8));
                 *a = _mm256_fmadd_ps(xv, yv, *a);
             }
@@ -223,29 +358,78 @@ fn vec_dot_avx2(x: &[f32], y: &[f32]) -> f32 {
     let a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
     let t0 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     let t1 = _mm_hadd_ps(t0, t0);
-    let mut sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-    for (a, b) in x[whole..n].iter().zip(&y[whole..n]) {
-        sum += a * b;
-    }
-    sum
+    leftovers(_mm_cvtss_f32(_mm_hadd_ps(t1, t1)), &x[whole..n], &y[whole..n])
 }
 
-fn vec_dot_portable(x: &[f32], y: &[f32]) -> f32 {
+fn vec_dot_portable<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
     let whole = n / 32 * 32;
     let mut acc = [[0f32; 8]; 4];
     for (xs, ys) in x[..whole].chunks_exact(32).zip(y[..whole].chunks_exact(32)) {
         for (r, a) in acc.iter_mut().enumerate() {
             for (l, lane) in a.iter_mut().enumerate() {
-                *lane = xs[r * 8 + l].mul_add(ys[r * 8 + l], *lane);
+                *lane = xs[r * 8 + l].to_f32().mul_add(ys[r * 8 + l], *lane);
             }
         }
     }
-    let mut sum = reduce4x8(&acc);
-    for (a, b) in x[whole..n].iter().zip(&y[whole..n]) {
-        sum += a * b;
+    leftovers(reduce4x8(&acc), &x[whole..n], &y[whole..n])
+}
+
+/// The products past the last whole step of 32, added one by one to `sum`.
+fn leftovers<T: KvElem>(sum: f32, x: &[T], y: &[f32]) -> f32 {
+    if T::HALF {
+        let mut s = sum as f64;
+        for (a, b) in x.iter().zip(y) {
+            s += (a.to_f32() * b) as f64;
+        }
+        s as f32
+    } else {
+        let mut s = sum;
+        for (a, b) in x.iter().zip(y) {
+            s += a.to_f32() * b;
+        }
+        s
     }
-    sum
+}
+
+/// `tinyBLAS`'s dot product: one 8-lane fused multiply-add accumulator, then [`hsum8`].
+/// `x.len()` is a multiple of 8 (the caller checks).
+fn dot_gemm<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::simd::avx2_fma_f16c() {
+            // SAFETY: the CPU supports AVX2, FMA and F16C (checked just above).
+            return unsafe { dot_gemm_avx2(x, y) };
+        }
+    }
+    dot_gemm_portable(x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_gemm_avx2<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    for (xs, ys) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        // SAFETY: each chunk holds eight values.
+        unsafe {
+            acc = _mm256_fmadd_ps(T::load8(xs.as_ptr()), _mm256_loadu_ps(ys.as_ptr()), acc);
+        }
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds eight f32s.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    hsum8(&lanes)
+}
+
+fn dot_gemm_portable<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (xs, ys) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] = xs[l].to_f32().mul_add(ys[l], acc[l]);
+        }
+    }
+    hsum8(&acc)
 }
 
 /// `GGML_F32x8_REDUCE`: accumulators 0+2 and 1+3, then those two, then the 128-bit halves,
@@ -317,16 +501,30 @@ mod tests {
         assert!(diff < 1e-5, "max difference {diff}");
     }
 
-    /// The AVX2 dot product is the portable one bit for bit, leftovers past 32 included.
+    /// The AVX2 dot products are the portable ones bit for bit, for f32 and f16 rows,
+    /// leftovers past 32 included.
     #[test]
-    fn vec_dot_kernels_agree_exactly() {
+    fn dot_kernels_agree_exactly() {
         for n in [8, 32, 64, 70, 100] {
             let (x, y) = (values(n, 7), values(n, 8));
+            let x16: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
             assert_eq!(
-                vec_dot(&x, &y).to_bits(),
-                vec_dot_portable(&x, &y).to_bits(),
-                "n = {n}"
+                vec_dot(&x[..], &y).to_bits(),
+                vec_dot_portable(&x[..], &y).to_bits(),
+                "f32, n = {n}"
             );
+            assert_eq!(
+                vec_dot(&x16[..], &y).to_bits(),
+                vec_dot_portable(&x16[..], &y).to_bits(),
+                "f16, n = {n}"
+            );
+            if n % 8 == 0 {
+                assert_eq!(
+                    dot_gemm(&x16[..], &y).to_bits(),
+                    dot_gemm_portable(&x16[..], &y).to_bits(),
+                    "tinyBLAS f16, n = {n}"
+                );
+            }
         }
     }
 

@@ -24,15 +24,29 @@ struct LayerBuffers {
 pub struct KvCache {
     layers: Vec<Option<LayerBuffers>>,
     max_len: usize,
+    dtype: DType,
 }
 
 impl KvCache {
-    /// An empty cache for `num_layers` layers that can hold at most `max_len` positions.
+    /// An empty f32 cache for `num_layers` layers that can hold at most `max_len` positions.
     pub fn new(num_layers: usize, max_len: usize) -> Self {
+        Self::with_dtype(num_layers, max_len, DType::F32)
+    }
+
+    /// An empty cache that stores keys and values as `dtype` (f32, or f16 as llama.cpp does by
+    /// default: half the memory and half the reading per token). Appends convert to it,
+    /// rounding to nearest.
+    pub fn with_dtype(num_layers: usize, max_len: usize, dtype: DType) -> Self {
         Self {
             layers: (0..num_layers).map(|_| None).collect(),
             max_len,
+            dtype,
         }
+    }
+
+    /// What the keys and values are stored as.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// Number of cached positions (the position of the next token).
@@ -64,7 +78,7 @@ impl KvCache {
     /// Appends `k` and `v` of shape `(batch, n_kv_heads, seq, head_dim)` to layer `layer` and
     /// returns views of everything cached for that layer, `(batch, n_kv_heads, len, head_dim)`.
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let max_len = self.max_len;
+        let (max_len, dtype) = (self.max_len, self.dtype);
         let slot = self
             .layers
             .get_mut(layer)
@@ -78,8 +92,8 @@ impl KvCache {
             None => {
                 let cap = round_capacity(new_len, max_len);
                 LayerBuffers {
-                    k: Tensor::zeros((b, h, cap, d), DType::F32, k.device())?,
-                    v: Tensor::zeros((b, h, cap, d), DType::F32, k.device())?,
+                    k: Tensor::zeros((b, h, cap, d), dtype, k.device())?,
+                    v: Tensor::zeros((b, h, cap, d), dtype, k.device())?,
                     len: 0,
                 }
             }
@@ -96,8 +110,12 @@ impl KvCache {
             }
         };
         let buffers = slot.insert(buffers);
-        buffers.k.slice_set(&k.contiguous()?, 2, buffers.len)?;
-        buffers.v.slice_set(&v.contiguous()?, 2, buffers.len)?;
+        buffers
+            .k
+            .slice_set(&k.to_dtype(dtype)?.contiguous()?, 2, buffers.len)?;
+        buffers
+            .v
+            .slice_set(&v.to_dtype(dtype)?.contiguous()?, 2, buffers.len)?;
         buffers.len = new_len;
         Ok((
             buffers.k.narrow(2, 0, new_len)?,
@@ -131,6 +149,7 @@ impl KvCache {
         Ok(Self {
             layers,
             max_len: self.max_len,
+            dtype: self.dtype,
         })
     }
 
@@ -180,8 +199,8 @@ impl KvCache {
             };
             let (k, v) = (gather(&l.k)?, gather(&l.v)?);
             if !same_batch {
-                l.k = Tensor::zeros((parents.len(), h, cap, d), DType::F32, &device)?;
-                l.v = Tensor::zeros((parents.len(), h, cap, d), DType::F32, &device)?;
+                l.k = Tensor::zeros((parents.len(), h, cap, d), self.dtype, &device)?;
+                l.v = Tensor::zeros((parents.len(), h, cap, d), self.dtype, &device)?;
             }
             l.k.slice_set(&k, 2, 0)?;
             l.v.slice_set(&v, 2, 0)?;
@@ -199,7 +218,7 @@ impl KvCache {
     }
 }
 
-/// In-place batch reorder of one `(batch, heads, capacity, head_dim)` f32 buffer on the CPU:
+/// In-place batch reorder of one `(batch, heads, capacity, head_dim)` f32 or f16 buffer on the CPU:
 /// row `i` becomes old row `parents[i]` over the first `len` positions. Old rows that are
 /// read after being overwritten are saved first.
 struct ReorderRows<'a> {
@@ -217,9 +236,20 @@ impl candle_core::InplaceOp1 for ReorderRows<'_> {
         storage: &mut candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<()> {
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("KV cache reorder: the cache must be f32");
-        };
+        match storage {
+            candle_core::CpuStorage::F32(data) => self.apply(data, layout),
+            candle_core::CpuStorage::F16(data) => self.apply(data, layout),
+            _ => candle_core::bail!("KV cache reorder: the cache must be f32 or f16"),
+        }
+    }
+}
+
+impl ReorderRows<'_> {
+    fn apply<T: Copy>(
+        &self,
+        data: &mut [T],
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
         let (b, h, cap, d) = layout.shape().dims4()?;
         if !layout.is_contiguous() || self.parents.len() != b || self.len > cap {
             candle_core::bail!("KV cache reorder: unexpected buffer layout");
@@ -242,7 +272,7 @@ impl candle_core::InplaceOp1 for ReorderRows<'_> {
             .collect();
         overwritten.sort_unstable();
         overwritten.dedup();
-        let saved: Vec<(usize, Vec<f32>)> = overwritten
+        let saved: Vec<(usize, Vec<T>)> = overwritten
             .into_iter()
             .map(|p| {
                 let mut copy = Vec::with_capacity(h * span);
@@ -283,7 +313,7 @@ fn round_capacity(needed: usize, max_len: usize) -> usize {
 fn copy_with_capacity(l: &LayerBuffers, cap: usize) -> Result<LayerBuffers> {
     let (b, h, _, d) = l.k.dims4()?;
     let copy = |t: &Tensor| -> Result<Tensor> {
-        let fresh = Tensor::zeros((b, h, cap, d), DType::F32, t.device())?;
+        let fresh = Tensor::zeros((b, h, cap, d), t.dtype(), t.device())?;
         fresh.slice_set(&t.narrow(2, 0, l.len)?.contiguous()?, 2, 0)?;
         Ok(fresh)
     };

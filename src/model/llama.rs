@@ -98,6 +98,8 @@ pub struct Llama {
     lm_head: Linear, // (vocab, hidden)
     rope: Rope,
     device: Device,
+    /// What new KV caches store keys and values as (see [`Llama::set_cache_dtype`]).
+    cache_dtype: DType,
 }
 
 impl Llama {
@@ -173,6 +175,13 @@ impl Llama {
             None
         };
         let rope = Rope::new(&cfg, freq_factors.as_deref(), device)?;
+        // Each format's home default: llama.cpp caches f16, transformers the model's dtype
+        // (f32 here). The CPU attention reads f16 directly; other devices keep f32.
+        let cache_dtype = if weights.gguf_content().is_some() && device.is_cpu() {
+            DType::F16
+        } else {
+            DType::F32
+        };
         Ok(Self {
             cfg,
             embed_tokens,
@@ -181,6 +190,7 @@ impl Llama {
             lm_head,
             rope,
             device: device.clone(),
+            cache_dtype,
         })
     }
 
@@ -196,7 +206,28 @@ impl Llama {
 
     /// A fresh KV cache sized for this model.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.cfg.num_hidden_layers, self.cfg.max_position_embeddings)
+        self.new_cache_for(self.cfg.max_position_embeddings)
+    }
+
+    /// A fresh KV cache for at most `ctx` positions.
+    pub fn new_cache_for(&self, ctx: usize) -> KvCache {
+        KvCache::with_dtype(self.cfg.num_hidden_layers, ctx, self.cache_dtype)
+    }
+
+    /// What new KV caches store keys and values as: f32, or f16 (llama.cpp's default: half
+    /// the memory, and half the reading per token at long contexts). Defaults to f16 for GGUF
+    /// weights on the CPU and f32 otherwise.
+    pub fn set_cache_dtype(&mut self, dtype: DType) -> Result<()> {
+        if !matches!(dtype, DType::F32 | DType::F16) {
+            bail!("the KV cache holds f32 or f16, not {dtype:?}");
+        }
+        self.cache_dtype = dtype;
+        Ok(())
+    }
+
+    /// What new KV caches store keys and values as.
+    pub fn cache_dtype(&self) -> DType {
+        self.cache_dtype
     }
 
     /// Runs `tokens` `(batch, seq)` through the model after what `cache` already holds, appends
@@ -287,6 +318,7 @@ impl Llama {
             let y = attention(&q, &k_all, &v_all, scale as f32)?; // (b, s, nh * hd)
             return attn.o_proj.forward(&y);
         }
+        let (k_all, v_all) = (k_all.to_dtype(q.dtype())?, v_all.to_dtype(q.dtype())?);
         let len = k_all.dim(2)?;
         let n_rep = nh / nkv;
         // Query heads that share a KV head are stacked along the sequence axis, so grouped-query

@@ -3,7 +3,7 @@
 
 use crate::tiny::{random_weights, write_gguf, write_safetensors_dir, TinySpec};
 use candle_core::quantized::GgmlDType;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use gen::model::weights::Weights;
 use gen::model::{KvCache, Llama, LlamaConfig, Logits};
 use std::path::Path;
@@ -156,7 +156,10 @@ fn gguf_f32_matches_safetensors() {
         write_safetensors_dir(&dir, &spec, &w);
         let gguf = tmp.path().join(format!("{name}.gguf"));
         write_gguf(&gguf, &spec, &w, GgmlDType::F32);
-        let d = max_diff(&full(&load_dir(&dir), &SEQ), &full(&load_gguf(&gguf), &SEQ));
+        // Both with an f32 KV cache (GGUF's default is llama.cpp's f16).
+        let mut from_gguf = load_gguf(&gguf);
+        from_gguf.set_cache_dtype(DType::F32).unwrap();
+        let d = max_diff(&full(&load_dir(&dir), &SEQ), &full(&from_gguf, &SEQ));
         eprintln!("{name}: max |Δlogit| gguf-f32 vs safetensors = {d:.2e}");
         assert!(d <= 1e-4, "{name}: GGUF and safetensors disagree by {d}");
     }

@@ -4,7 +4,7 @@
 //! (loading the same GGUF in f32) for the f32 path made by `gen convert`.
 
 use crate::model::max_diff;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use gen::generate::{generate, GenerateParams};
 use gen::model::{load, LoadedModel, Logits, ModelSource};
 use gen::sampling::{build_chain, SamplingConfig};
@@ -54,6 +54,13 @@ fn load_path(p: &Path) -> LoadedModel {
     load(&ModelSource::Local(p.to_path_buf()), &Device::Cpu).unwrap()
 }
 
+/// The real GGUF with its KV cache stored as `cache` (the golden files name theirs).
+fn real_gguf_with_cache(cache: DType) -> LoadedModel {
+    let mut m = load_path(&real_gguf());
+    m.model.set_cache_dtype(cache).unwrap();
+    m
+}
+
 /// The f32 Hugging Face folder made by `gen convert` from the real GGUF, once per test run.
 fn real_f32_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -87,7 +94,7 @@ fn argmax(row: &[f64]) -> u32 {
 #[test]
 fn gguf_first_position_matches_llama_cpp() {
     let golden = oracle("llamacpp_first_position.json");
-    let m = load_path(&real_gguf());
+    let m = real_gguf_with_cache(DType::F32);
     let mut worst = 0f64;
     let mut exact = 0;
     for case in golden["first_position"].as_array().unwrap() {
@@ -129,14 +136,25 @@ fn gguf_first_position_matches_llama_cpp() {
 /// The bounds hold that exactness with a little room.
 #[test]
 fn gguf_teacher_forced_tracks_llama_cpp() {
+    teacher_forced("llamacpp_logprobs.json", DType::F32);
+}
+
+/// The same with llama.cpp's default f16 KV cache on both sides: llama.cpp rounds the query
+/// and the probabilities to f16 for those products, and so do we.
+#[test]
+fn gguf_teacher_forced_f16_cache_tracks_llama_cpp() {
+    teacher_forced("llamacpp_logprobs_f16cache.json", DType::F16);
+}
+
+fn teacher_forced(golden: &str, cache_type: DType) {
     let floor = &oracle("llamacpp_first_position.json")["noise_floor"]["flash_attn_f16_kv"];
     let floor_rate = floor["argmax_agreement"].as_f64().unwrap();
     let floor_dlogp = floor["mean_abs_dlogp"].as_f64().unwrap();
-    let golden = oracle("llamacpp_logprobs.json");
+    let golden = oracle(golden);
     let tokens = ids(&golden["tokens"]);
     let want_argmax = ids(&golden["argmax"]);
     let want_logp = floats(&golden["logp_next"]);
-    let m = load_path(&real_gguf());
+    let m = real_gguf_with_cache(cache_type);
     let mut cache = m.model.new_cache();
     let mut rows = Vec::new();
     for chunk in tokens.chunks(512) {
@@ -162,7 +180,7 @@ fn gguf_teacher_forced_tracks_llama_cpp() {
         / n as f64;
     let rate = agree as f64 / n as f64;
     eprintln!(
-        "GGUF vs llama.cpp over {n} positions: argmax agreement {:.2}%, mean |Δ log p| {mean_dlogp:.4} \
+        "GGUF ({cache_type:?} cache) vs llama.cpp over {n} positions: argmax agreement {:.2}%, mean |Δ log p| {mean_dlogp:.4} \
          (llama.cpp vs itself with flash attention + f16 KV: {:.2}%, {floor_dlogp:.4})",
         rate * 100.0,
         floor_rate * 100.0
@@ -183,11 +201,21 @@ fn gguf_teacher_forced_tracks_llama_cpp() {
 /// data; we reproduce its arithmetic, so the measured difference is rounding of the file).
 #[test]
 fn gguf_decode_steps_match_llama_cpp_token_by_token() {
-    let golden = oracle("llamacpp_decode_logprobs.json");
+    decode_steps("llamacpp_decode_logprobs.json", DType::F32);
+}
+
+/// The same with llama.cpp's default f16 KV cache on both sides.
+#[test]
+fn gguf_decode_steps_f16_cache_match_llama_cpp_token_by_token() {
+    decode_steps("llamacpp_decode_logprobs_f16cache.json", DType::F16);
+}
+
+fn decode_steps(golden: &str, cache_type: DType) {
+    let golden = oracle(golden);
     let tokens = ids(&golden["tokens"]);
     let want_argmax = ids(&golden["argmax"]);
     let want_logp = floats(&golden["logp_next"]);
-    let m = load_path(&real_gguf());
+    let m = real_gguf_with_cache(cache_type);
     let mut cache = m.model.new_cache();
     let mut worst = 0f64;
     for (i, &t) in tokens.iter().enumerate().take(tokens.len() - 1) {
@@ -200,7 +228,7 @@ fn gguf_decode_steps_match_llama_cpp_token_by_token() {
         worst = worst.max((lp[tokens[i + 1] as usize] - want_logp[i]).abs());
     }
     eprintln!(
-        "decode steps vs llama.cpp over {} positions: max |Δ log p| {worst:.2e}",
+        "decode steps ({cache_type:?} cache) vs llama.cpp over {} positions: max |Δ log p| {worst:.2e}",
         tokens.len() - 1
     );
     assert!(

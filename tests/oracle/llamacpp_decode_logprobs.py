@@ -11,6 +11,8 @@ per position i: argmax[i] and logp_next[i] = log_softmax(logits at i)[tokens[i+1
 numpy from llama.cpp's float32 logits), plus top5_ids / top5_logp.
 
 llama.cpp settings: f32 KV cache, flash attention disabled, CPU only, n_threads = 2.
+With --cache f16: llama.cpp's default f16 KV cache instead, written to
+llamacpp_decode_logprobs_f16cache.json.
 
 Run (from the repo root, oracle venv as in README.md):
     /root/oracle-venv/bin/python tests/oracle/llamacpp_decode_logprobs.py [path/to/model.gguf]
@@ -40,7 +42,10 @@ def log_softmax(logits):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("gguf", nargs="?", default=oc.DEFAULT_GGUF)
+    ap.add_argument("--cache", choices=["f32", "f16"], default="f32",
+                    help="KV cache type; f16 (llama.cpp's default) writes %s_f16cache.json" % 'llamacpp_decode_logprobs')
     args = ap.parse_args()
+    cache_type = {"f32": 0, "f16": 1}[args.cache]  # GGML_TYPE_F32 / GGML_TYPE_F16
     path = oc.resolve_gguf(args.gguf)
     t0 = time.time()
 
@@ -50,7 +55,7 @@ def main():
     llm = Llama(
         model_path=path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX,
         n_threads=N_THREADS, n_threads_batch=N_THREADS, logits_all=True,
-        flash_attn=False, type_k=0, type_v=0, n_gpu_layers=0, verbose=False,
+        flash_attn=False, type_k=cache_type, type_v=cache_type, n_gpu_layers=0, verbose=False,
     )
     text = oc.read_text()
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:N_TOKENS]
@@ -77,7 +82,7 @@ def main():
             __file__, ["llama-cpp-python", "numpy"], path,
             llama_system_info=llama_cpp.llama_print_system_info().decode().strip(),
             llama_params={"n_ctx": N_CTX, "tokens_per_decode": 1, "n_threads": N_THREADS,
-                          "flash_attn": False, "type_k": "f32", "type_v": "f32", "n_gpu_layers": 0},
+                          "flash_attn": False, "type_k": args.cache, "type_v": args.cache, "n_gpu_layers": 0},
             tokenize="tokenize(text.encode('utf-8'), add_bos=False, special=False) on text.txt minus one trailing newline",
             seconds=round(time.time() - t0, 1),
         ),
@@ -88,7 +93,7 @@ def main():
         "top5_ids": top5.tolist(),
         "top5_logp": [[oc.r6(x) for x in row] for row in top5_logp],
     }
-    oc.write_json("llamacpp_decode_logprobs.json", out)
+    oc.write_json("llamacpp_decode_logprobs.json" if args.cache == "f32" else "llamacpp_decode_logprobs_f16cache.json", out)
     print(f"evaluated {n} tokens one at a time; {time.time() - t0:.1f}s")
 
 

@@ -16,7 +16,8 @@ tokens 0..i, so any prefix of this run is a valid shorter run).
 
 llama.cpp settings: f32 KV cache (type_k = type_v = 0 = GGML_TYPE_F32), flash
 attention disabled, CPU only, n_threads = 2. Log-softmax is done in float64 numpy
-from llama.cpp's float32 logits.
+from llama.cpp's float32 logits. With --cache f16: llama.cpp's default f16 KV cache
+(type_k = type_v = 1) instead, written to llamacpp_logprobs_f16cache.json.
 
 Run:
     python3 -m venv /root/oracle-venv
@@ -54,7 +55,10 @@ def log_softmax(logits):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("gguf", nargs="?", default=oc.DEFAULT_GGUF)
+    ap.add_argument("--cache", choices=["f32", "f16"], default="f32",
+                    help="KV cache type; f16 (llama.cpp's default) writes %s_f16cache.json" % 'llamacpp_logprobs')
     args = ap.parse_args()
+    cache_type = {"f32": 0, "f16": 1}[args.cache]  # GGML_TYPE_F32 / GGML_TYPE_F16
     path = oc.resolve_gguf(args.gguf)
     t0 = time.time()
 
@@ -64,7 +68,7 @@ def main():
     llm = Llama(
         model_path=path, n_ctx=N_CTX, n_batch=N_BATCH, n_ubatch=N_UBATCH,
         n_threads=N_THREADS, n_threads_batch=N_THREADS, logits_all=True,
-        flash_attn=False, type_k=0, type_v=0, n_gpu_layers=0,
+        flash_attn=False, type_k=cache_type, type_v=cache_type, n_gpu_layers=0,
         vocab_only=False, verbose=False,
     )
     text = oc.read_text()
@@ -98,7 +102,7 @@ def main():
             llama_system_info=llama_cpp.llama_print_system_info().decode().strip(),
             llama_params={"n_ctx": N_CTX, "n_batch": N_BATCH, "n_ubatch": N_UBATCH,
                           "n_threads": N_THREADS, "logits_all": True, "flash_attn": False,
-                          "type_k": "f32", "type_v": "f32", "n_gpu_layers": 0},
+                          "type_k": args.cache, "type_v": args.cache, "n_gpu_layers": 0},
             tokenize="tokenize(text.encode('utf-8'), add_bos=False, special=False) on text.txt minus one trailing newline",
             seconds=round(time.time() - t0, 1),
         ),
@@ -116,7 +120,7 @@ def main():
         "top5_ids": top5.tolist(),
         "top5_logp": [[oc.r6(x) for x in row] for row in top5_logp],
     }
-    oc.write_json("llamacpp_logprobs.json", out)
+    oc.write_json("llamacpp_logprobs.json" if args.cache == "f32" else "llamacpp_logprobs_f16cache.json", out)
     print(f"text tokens {len(all_tokens)}, evaluated {n}; mean NLL {mean_nll:.6f} "
           f"(ppl {np.exp(mean_nll):.4f}); prefix means {prefix}; argmax acc {acc:.4f}; "
           f"min gap {top2_gap.min():.6f}; {time.time() - t0:.1f}s")

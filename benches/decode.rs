@@ -1,6 +1,7 @@
 //! One decode step of the real model (SmolLM2-135M Q4_1) after a 64-token prompt: a forward
 //! pass of one token through the KV cache, the cache truncated back after each step so every
-//! iteration sees the same context. Skipped, with a message, when the model is not fetched.
+//! iteration sees the same context; the same for four rows (beam search); and the prefill of a
+//! 512-token prompt. Skipped, with a message, when the model is not fetched.
 //!
 //! `cargo bench --bench decode` (threads: RAYON_NUM_THREADS, e.g. 2).
 
@@ -79,5 +80,30 @@ fn decode_step_batch4(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode_step, decode_step_batch4);
+/// Prefill of a 512-token prompt into an empty cache (one forward pass, logits of the last
+/// position), as `gen` runs a prompt of that length.
+fn prefill_512(c: &mut Criterion) {
+    let Some((loaded, _)) = prefilled() else {
+        return;
+    };
+    let m = &loaded.model;
+    let prompt: Vec<u32> = (0..512).map(|i| 100 + (i * 37) % 40000).collect();
+    let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("prompt tensor");
+    let mut group = c.benchmark_group("prefill");
+    group.sample_size(10);
+    group.bench_function("512", |b| {
+        b.iter(|| {
+            let mut cache = m.new_cache();
+            m.forward(black_box(&input), &mut cache, Logits::Last)
+                .expect("prefill")
+                .to_vec2::<f32>()
+                .expect("logits row")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode_step, decode_step_batch4, prefill_512);
 criterion_main!(benches);

@@ -528,6 +528,55 @@ mod tests {
         }
     }
 
+    /// The general path with the causal mask: matmul, masked softmax, matmul, with the KV
+    /// heads repeated. Returns `(b, s, nh * hd)`.
+    fn general_path(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Tensor {
+        let (b, nh, s, hd) = q.dims4().unwrap();
+        let len = k.dim(2).unwrap();
+        let pos = len - s;
+        let mask: Vec<f32> = (0..s)
+            .flat_map(|i| (0..len).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (s, len), q.device()).unwrap();
+        let scores = (q.matmul(&repeat_kv(k, nh).t().unwrap()).unwrap() * scale as f64)
+            .unwrap()
+            .broadcast_add(&mask)
+            .unwrap();
+        let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+        probs
+            .matmul(&repeat_kv(v, nh))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, s, nh * hd))
+            .unwrap()
+    }
+
+    /// An f16 cache, for one query (decode) and several (prefill, tinyBLAS scores): the general
+    /// path on the values the products see (keys and values in f16, the query rounded to f16)
+    /// agrees up to the f16 rounding of the probabilities; the f32 cache would not.
+    #[test]
+    fn f16_cache_matches_general_path_on_rounded_values() {
+        let dev = Device::Cpu;
+        let (b, nh, nkv, len, hd) = (2, 6, 2, 45, 32);
+        let half = |t: &Tensor| t.to_dtype(candle_core::DType::F16).unwrap();
+        let full = |t: &Tensor| t.to_dtype(candle_core::DType::F32).unwrap();
+        for s in [1, 5] {
+            let q = Tensor::from_vec(values(b * nh * s * hd, 9), (b, nh, s, hd), &dev).unwrap();
+            let k = Tensor::from_vec(values(b * nkv * len * hd, 10), (b, nkv, len, hd), &dev)
+                .unwrap();
+            let v = Tensor::from_vec(values(b * nkv * len * hd, 11), (b, nkv, len, hd), &dev)
+                .unwrap();
+            let scale = 1.0 / (hd as f32).sqrt();
+            let got = attention(&q, &half(&k), &half(&v), scale).unwrap();
+            let want = general_path(&full(&half(&q)), &full(&half(&k)), &full(&half(&v)), scale);
+            let diff = max_abs_diff(&got, &want);
+            assert!(diff < 2e-3, "s = {s}: max difference {diff}");
+            let unrounded = general_path(&q, &k, &v, scale);
+            assert!(max_abs_diff(&got, &unrounded) > 0.0, "s = {s}: nothing was rounded");
+        }
+    }
+
     /// Several queries (prefill): each sees the cached positions and the new ones up to its
     /// own, as the general path with a causal mask computes, and nothing after.
     #[test]
@@ -540,22 +589,7 @@ mod tests {
         let v = Tensor::from_vec(values(b * nkv * len * hd, 6), (b, nkv, len, hd), &dev).unwrap();
         let scale = 1.0 / (hd as f32).sqrt();
         let got = attention(&q, &k, &v, scale).unwrap(); // (b, s, nh * hd)
-        let mask: Vec<f32> = (0..s)
-            .flat_map(|i| (0..len).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (s, len), &dev).unwrap();
-        let scores = (q.matmul(&repeat_kv(&k, nh).t().unwrap()).unwrap() * scale as f64)
-            .unwrap()
-            .broadcast_add(&mask)
-            .unwrap();
-        let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
-        let want = probs
-            .matmul(&repeat_kv(&v, nh))
-            .unwrap()
-            .transpose(1, 2)
-            .unwrap()
-            .reshape((b, s, nh * hd))
-            .unwrap();
+        let want = general_path(&q, &k, &v, scale);
         let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-5, "max difference {diff}");
         // Changing the last position's key and value leaves every earlier query as it was.

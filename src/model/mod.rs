@@ -1,7 +1,7 @@
 //! The model: configuration, weights, the forward pass, the KV cache and loading.
 
 mod activation;
-mod attention;
+pub mod attention;
 pub mod config;
 pub mod ggml_matmul;
 pub mod hub;

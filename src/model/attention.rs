@@ -184,7 +184,11 @@ fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Re
     } else {
         Reduce::VecDot
     };
-    let values = if s == 1 { Reduce::VecDot } else { Reduce::Gemm };
+    if s == 1 {
+        let out = decode(&qv, &kv, &vv, [b, nh, nkv, len, hd], scale);
+        return Ok(Tensor::from_vec(out, (b, 1, nh * hd), &Device::Cpu)?);
+    }
+    let values = Reduce::Gemm;
     // Output (b, s, nh, hd): one head of one query per chunk.
     let mut out = vec![0f32; b * s * nh * hd];
     let head = |(idx, y): (usize, &mut [f32])| {
@@ -205,6 +209,209 @@ fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Re
         out.chunks_mut(hd).enumerate().for_each(head);
     }
     Ok(Tensor::from_vec(out, (b, s, nh * hd), &Device::Cpu)?)
+}
+
+/// Positions scored per task in [`decode`].
+const SCORE_BLOCK: usize = 64;
+
+/// Runs `f` on each `size`-long chunk of `data` with its index, on the thread pool when `work`
+/// is worth splitting.
+fn for_each_chunk<F>(data: &mut [f32], size: usize, work: usize, f: F)
+where
+    F: Fn((usize, &mut [f32])) + Send + Sync,
+{
+    if work >= PARALLEL_MIN_WORK {
+        data.par_chunks_mut(size).enumerate().for_each(f);
+    } else {
+        data.chunks_mut(size).enumerate().for_each(f);
+    }
+}
+
+/// One query per sequence (a decode step), `dims = [b, nh, nkv, len, hd]`: the same sums as
+/// the per-head path, organised so that each cached row is read once for all the query heads
+/// that share it, and so that two threads get even shares even with 9 heads.
+///
+/// 1. Scores in blocks of positions, each key row dotted with its group's queries.
+/// 2. Softmax per head.
+/// 3. The weighted sum in quarters: `vec_dot`'s four accumulators are independent until the
+///    final reduction, so accumulator `r` (positions `j` with `(j / 8) % 4 == r`) is one task
+///    per KV group, reading a quarter of the value rows once for all its query heads.
+/// 4. Each head's 32 lanes folded in `vec_dot`'s order.
+fn decode<T: KvElem>(
+    qv: &View<f32>,
+    kv: &View<T>,
+    vv: &View<T>,
+    [b, nh, nkv, len, hd]: [usize; 5],
+    scale: f32,
+) -> Vec<f32> {
+    let n_rep = nh / nkv;
+    let work = b * nh * len * hd * 2;
+    let queries: Vec<Vec<f32>> = (0..b * nh)
+        .map(|i| operand::<T>(qv.row(i / nh, i % nh, 0, hd)).into_owned())
+        .collect();
+    // 1. scores[(bi, g)][block][r][j], padded to whole blocks.
+    let blocks = len.div_ceil(SCORE_BLOCK);
+    let plen = blocks * SCORE_BLOCK;
+    let mut scores = vec![f32::NEG_INFINITY; b * nkv * plen * n_rep];
+    for_each_chunk(&mut scores, SCORE_BLOCK * n_rep, work, |(idx, chunk)| {
+        let (bg, blk) = (idx / blocks, idx % blocks);
+        let (bi, g) = (bg / nkv, bg % nkv);
+        let start = blk * SCORE_BLOCK;
+        let end = len.min(start + SCORE_BLOCK);
+        let mut j = start;
+        #[cfg(target_arch = "x86_64")]
+        if hd % 32 == 0 && crate::simd::avx2_fma_f16c() {
+            while j + 8 <= end {
+                let k: [&[T]; 8] = std::array::from_fn(|i| kv.row(bi, g, j + i, hd));
+                for r in 0..n_rep {
+                    let q = &queries[bi * nh + g * n_rep + r];
+                    let out = &mut chunk[r * SCORE_BLOCK + j - start..][..8];
+                    // SAFETY: the CPU has the features (checked above); every row holds `hd`
+                    // values, a multiple of 32, and `out` eight.
+                    unsafe { vec_dot8_avx2(k, q, scale, out) };
+                }
+                j += 8;
+            }
+        }
+        for j in j..end {
+            let k = kv.row(bi, g, j, hd);
+            for r in 0..n_rep {
+                chunk[r * SCORE_BLOCK + j - start] =
+                    vec_dot(k, &queries[bi * nh + g * n_rep + r]) * scale;
+            }
+        }
+    });
+    // 2. probs[(bi, h)][j], zero past `len`.
+    let mut probs = vec![0f32; b * nh * plen];
+    for_each_chunk(&mut probs, plen, work, |(idx, row)| {
+        let (bi, h) = (idx / nh, idx % nh);
+        let (g, r) = (h / n_rep, h % n_rep);
+        let head = |blk: usize| {
+            let at = ((bi * nkv + g) * blocks + blk) * SCORE_BLOCK * n_rep + r * SCORE_BLOCK;
+            &scores[at..at + SCORE_BLOCK]
+        };
+        let max = (0..blocks)
+            .flat_map(|blk| head(blk).iter())
+            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+        let mut sum = 0f64;
+        let eights = (0..blocks).flat_map(|blk| head(blk).chunks_exact(8));
+        for (w, out) in eights.zip(row.chunks_exact_mut(8)).take(len.div_ceil(8)) {
+            let e = exp8(std::array::from_fn(|l| w[l] - max));
+            out.copy_from_slice(&e);
+            sum += hsum8(&e) as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        for p in &mut row[..len] {
+            *p *= inv;
+            if T::HALF {
+                *p = f16::from_f32(*p).to_f32();
+            }
+        }
+    });
+    // 3. lanes[(bi, g)][quarter][r][lane][d].
+    let task = n_rep * 8 * hd;
+    let mut lanes = vec![0f32; b * nkv * 4 * task];
+    for_each_chunk(&mut lanes, task, work, |(idx, acc)| {
+        let (bg, quarter) = (idx / 4, idx % 4);
+        let (bi, g) = (bg / nkv, bg % nkv);
+        let p: Vec<&[f32]> = (0..n_rep)
+            .map(|r| &probs[(bi * nh + g * n_rep + r) * plen..][..len])
+            .collect();
+        quarter_sums(acc, &p, |j| vv.row(bi, g, j, hd), quarter, hd);
+    });
+    // 4. out[(bi, h)][d].
+    let mut out = vec![0f32; b * nh * hd];
+    let mut acc = vec![0f32; 32 * hd];
+    for (idx, y) in out.chunks_exact_mut(hd).enumerate() {
+        let (bi, h) = (idx / nh, idx % nh);
+        let (g, r) = (h / n_rep, h % n_rep);
+        for quarter in 0..4 {
+            let at = ((bi * nkv + g) * 4 + quarter) * task + r * 8 * hd;
+            acc[quarter * 8 * hd..(quarter + 1) * 8 * hd].copy_from_slice(&lanes[at..at + 8 * hd]);
+        }
+        fold_lanes(&mut acc, hd, Reduce::VecDot);
+        y.copy_from_slice(&acc[..hd]);
+    }
+    out
+}
+
+/// Step 3 of [`decode`] for one KV group and one of `vec_dot`'s four accumulators:
+/// `acc[r][l][d] = Σ p[r][j] · v_j[d]` over the positions `j ≡ 8·quarter + l (mod 32)`, in
+/// increasing order, for the group's query heads `r`.
+fn quarter_sums<'a, T: KvElem>(
+    acc: &mut [f32],
+    p: &[&[f32]],
+    value: impl Fn(usize) -> &'a [T],
+    quarter: usize,
+    hd: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if hd % 32 == 0 && crate::simd::avx2_fma_f16c() {
+            for (i, reps) in p.chunks(3).enumerate() {
+                let acc = &mut acc[i * 3 * 8 * hd..];
+                // SAFETY: the CPU has the features (checked just above); `hd` is a multiple
+                // of 32 and every row `value` returns holds `hd` values.
+                unsafe {
+                    match reps {
+                        [a] => quarter_sums_avx2(acc, [*a], &value, quarter, hd),
+                        [a, b] => quarter_sums_avx2(acc, [*a, *b], &value, quarter, hd),
+                        [a, b, c] => quarter_sums_avx2(acc, [*a, *b, *c], &value, quarter, hd),
+                        _ => unreachable!("chunks of at most 3"),
+                    }
+                }
+            }
+            return;
+        }
+    }
+    let len = p.first().map_or(0, |p| p.len());
+    for l in 0..8 {
+        for j in (quarter * 8 + l..len).step_by(32) {
+            let v = value(j);
+            for (r, pr) in p.iter().enumerate() {
+                axpy(&mut acc[(r * 8 + l) * hd..(r * 8 + l + 1) * hd], v, pr[j]);
+            }
+        }
+    }
+}
+
+/// [`quarter_sums`] for `R` heads with the sums in registers: 32 dimensions of `R` heads at a
+/// time, each value row read once for all of them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quarter_sums_avx2<'a, T: KvElem, const R: usize>(
+    acc: &mut [f32],
+    p: [&[f32]; R],
+    value: &impl Fn(usize) -> &'a [T],
+    quarter: usize,
+    hd: usize,
+) {
+    use std::arch::x86_64::*;
+    let len = p[0].len();
+    for l in 0..8 {
+        for dc in (0..hd).step_by(32) {
+            let mut a = [[_mm256_setzero_ps(); 4]; R];
+            for j in (quarter * 8 + l..len).step_by(32) {
+                let row = &value(j)[dc..dc + 32];
+                // SAFETY: `row` holds 32 values.
+                let x: [__m256; 4] =
+                    std::array::from_fn(|c| unsafe { T::load8(row.as_ptr().add(c * 8)) });
+                for r in 0..R {
+                    let pr = _mm256_set1_ps(p[r][j]);
+                    for c in 0..4 {
+                        a[r][c] = _mm256_fmadd_ps(x[c], pr, a[r][c]);
+                    }
+                }
+            }
+            for (r, ar) in a.iter().enumerate() {
+                let out = &mut acc[(r * 8 + l) * hd + dc..(r * 8 + l) * hd + dc + 32];
+                for (c, v) in ar.iter().enumerate() {
+                    // SAFETY: `out` holds 32 f32s.
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(c * 8), *v) };
+                }
+            }
+        }
+    }
 }
 
 /// Steps 1 and 2: the probabilities of positions `0..seen`.
@@ -259,8 +466,14 @@ fn weighted_sum<'a, T: KvElem>(
         let lane = &mut acc[(j % lanes) * hd..(j % lanes + 1) * hd];
         axpy(lane, value(j), pj);
     }
-    // The lanes are then summed in the reference's order, for every d at once.
-    let mut fold = |dst: usize, src: usize| fold_lane(&mut acc, hd, dst, src);
+    fold_lanes(&mut acc, hd, reduce);
+    y.copy_from_slice(&acc[..hd]);
+}
+
+/// Sums the lanes of `acc` (`hd` values each: 8 for tinyBLAS, 32 for `vec_dot`) in the
+/// reference's order, for every d at once, into lane 0.
+fn fold_lanes(acc: &mut [f32], hd: usize, reduce: Reduce) {
+    let mut fold = |dst: usize, src: usize| fold_lane(acc, hd, dst, src);
     match reduce {
         Reduce::Gemm => {
             // hsum8: halves, then lanes 0+2 and 1+3, then those two.
@@ -283,7 +496,6 @@ fn weighted_sum<'a, T: KvElem>(
             fold(0, 2);
         }
     }
-    y.copy_from_slice(&acc[..hd]);
 }
 
 /// `acc[d] = fma(x[d], a, acc[d])`.
@@ -359,6 +571,45 @@ fn vec_dot_avx2<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
     let t0 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     let t1 = _mm_hadd_ps(t0, t0);
     leftovers(_mm_cvtss_f32(_mm_hadd_ps(t1, t1)), &x[whole..n], &y[whole..n])
+}
+
+/// Eight [`vec_dot`]s of the rows `k` with `q`, times `scale`, into `out`: the same sums in
+/// the same order, with the eight final reductions done side by side (the 128-bit halves of
+/// each, then two horizontal adds, as transposed vector operations). `q.len()` and every
+/// row's length are a multiple of 32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn vec_dot8_avx2<T: KvElem>(k: [&[T]; 8], q: &[f32], scale: f32, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = q.len();
+    let a: [__m256; 8] = std::array::from_fn(|p| {
+        let row = &k[p][..n];
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (xs, ys) in row.chunks_exact(32).zip(q.chunks_exact(32)) {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: each chunk holds 32 values.
+                unsafe {
+                    let xv = T::load8(xs.as_ptr().add(r * 8));
+                    let yv = _mm256_loadu_ps(ys.as_ptr().add(r * 8));
+                    *acc = _mm256_fmadd_ps(xv, yv, *acc);
+                }
+            }
+        }
+        _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]))
+    });
+    // [halves of a_p | halves of a_q] = [t0_p | t0_q] for (p, q) = (0, 4) .. (3, 7).
+    let halves = |p: usize, q: usize| {
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(a[p], a[q]),
+            _mm256_permute2f128_ps::<0x31>(a[p], a[q]),
+        )
+    };
+    let h1 = _mm256_hadd_ps(halves(0, 4), halves(1, 5));
+    let h2 = _mm256_hadd_ps(halves(2, 6), halves(3, 7));
+    let sums = _mm256_mul_ps(_mm256_hadd_ps(h1, h2), _mm256_set1_ps(scale));
+    let out = &mut out[..8];
+    // SAFETY: `out` holds eight f32s.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sums) };
 }
 
 fn vec_dot_portable<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
@@ -574,6 +825,68 @@ mod tests {
             assert!(diff < 2e-3, "s = {s}: max difference {diff}");
             let unrounded = general_path(&q, &k, &v, scale);
             assert!(max_abs_diff(&got, &unrounded) > 0.0, "s = {s}: nothing was rounded");
+        }
+    }
+
+    /// The grouped decode path gives the per-head computation's bits exactly (scores by
+    /// `vec_dot`, softmax, weighted sum by `vec_dot`'s four accumulators), for both caches, at
+    /// lengths around the block and accumulator boundaries, for a batch of two.
+    #[test]
+    fn decode_equals_per_head_sums_bit_for_bit() {
+        let dev = Device::Cpu;
+        let (b, nh, nkv, hd) = (2, 6, 2, 64);
+        for dtype in [candle_core::DType::F32, candle_core::DType::F16] {
+            for len in [1, 7, 33, 64, 100, 300] {
+                let q = Tensor::from_vec(values(b * nh * hd, 12), (b, nh, 1, hd), &dev).unwrap();
+                let kv = |seed| {
+                    Tensor::from_vec(values(b * nkv * len * hd, seed), (b, nkv, len, hd), &dev)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap()
+                };
+                let (k, v) = (kv(13), kv(14));
+                let scale = 0.125;
+                let got = attention(&q, &k, &v, scale)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let want = per_head(&q, &k, &v, scale);
+                assert_eq!(got, want, "{dtype:?}, len {len}");
+            }
+        }
+    }
+
+    /// One head at a time: [`softmax_scores`] and [`weighted_sum`] with `vec_dot`'s order.
+    fn per_head(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Vec<f32> {
+        fn run<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Vec<f32> {
+            let (b, nh, _, hd) = q.dims4().unwrap();
+            let (nkv, len) = (k.dim(1).unwrap(), k.dim(2).unwrap());
+            let (qs, ks, vs) = (
+                q.storage_and_layout().0,
+                k.storage_and_layout().0,
+                v.storage_and_layout().0,
+            );
+            let qv = view::<f32>(&qs, q, "q").unwrap();
+            let (kv, vv) = (view::<T>(&ks, k, "k").unwrap(), view::<T>(&vs, v, "v").unwrap());
+            let mut out = vec![0f32; b * nh * hd];
+            for (idx, y) in out.chunks_mut(hd).enumerate() {
+                let (bi, h) = (idx / nh, idx % nh);
+                let g = h / (nh / nkv);
+                let q = operand::<T>(qv.row(bi, h, 0, hd));
+                let mut p =
+                    softmax_scores(&q, |j| kv.row(bi, g, j, hd), len, scale, Reduce::VecDot);
+                if T::HALF {
+                    p.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
+                }
+                weighted_sum(&p, |j| vv.row(bi, g, j, hd), Reduce::VecDot, y);
+            }
+            out
+        }
+        match k.dtype() {
+            candle_core::DType::F16 => run::<f16>(q, k, v, scale),
+            _ => run::<f32>(q, k, v, scale),
         }
     }
 

@@ -179,7 +179,7 @@ fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Re
     let n_rep = nh / nkv;
     // Scores: with an f32 cache the queries are a strided view, so llama.cpp takes vec_dot
     // even for several of them; converted to f16 they become contiguous and go to tinyBLAS.
-    let scores = if s > 1 && T::HALF && hd % 8 == 0 {
+    let scores = if s > 1 && T::HALF && hd.is_multiple_of(8) {
         Reduce::Gemm
     } else {
         Reduce::VecDot
@@ -260,7 +260,7 @@ fn decode<T: KvElem>(
         let end = len.min(start + SCORE_BLOCK);
         let mut j = start;
         #[cfg(target_arch = "x86_64")]
-        if hd % 32 == 0 && crate::simd::avx2_fma_f16c() {
+        if hd.is_multiple_of(32) && crate::simd::avx2_fma_f16c() {
             while j + 8 <= end {
                 let k: [&[T]; 8] = std::array::from_fn(|i| kv.row(bi, g, j + i, hd));
                 for r in 0..n_rep {
@@ -347,7 +347,7 @@ fn quarter_sums<'a, T: KvElem>(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if hd % 32 == 0 && crate::simd::avx2_fma_f16c() {
+        if hd.is_multiple_of(32) && crate::simd::avx2_fma_f16c() {
             for (i, reps) in p.chunks(3).enumerate() {
                 let acc = &mut acc[i * 3 * 8 * hd..];
                 // SAFETY: the CPU has the features (checked just above); `hd` is a multiple
@@ -502,7 +502,7 @@ fn fold_lanes(acc: &mut [f32], hd: usize, reduce: Reduce) {
 fn axpy<T: KvElem>(acc: &mut [f32], x: &[T], a: f32) {
     #[cfg(target_arch = "x86_64")]
     {
-        if acc.len() % 8 == 0 && x.len() >= acc.len() && crate::simd::avx2_fma_f16c() {
+        if acc.len().is_multiple_of(8) && x.len() >= acc.len() && crate::simd::avx2_fma_f16c() {
             // SAFETY: the CPU has the features (checked just above); lengths checked too.
             return unsafe { axpy_avx2(acc, x, a) };
         }

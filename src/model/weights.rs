@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -264,10 +265,13 @@ impl Weights {
         else {
             bail!("internal: GGUF tensor requested from a safetensors source");
         };
-        let q = content
-            .tensor(file, &name.gguf, device)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("reading tensor `{}` from {}", name.gguf, path.display()))?;
+        let q = match (device, content.tensor_infos.get(&name.gguf)) {
+            (Device::Cpu, Some(info)) => {
+                read_cpu_tensor(file, content.tensor_data_offset + info.offset, info)
+            }
+            _ => content.tensor(file, &name.gguf, device).map_err(anyhow::Error::from),
+        }
+        .with_context(|| format!("reading tensor `{}` from {}", name.gguf, path.display()))?;
         if q.shape().dims() != shape {
             bail!(
                 "tensor `{}` in {} has shape {:?} but the metadata implies {:?}",
@@ -279,6 +283,69 @@ impl Weights {
         }
         Ok(q)
     }
+}
+
+/// A GGUF tensor for the CPU, read from `file` at `start` straight into its blocks: one copy
+/// of the bytes instead of candle's two (a byte buffer, then the typed blocks), which is a
+/// tenth of the load time for a small model. Types without a case here go through candle.
+fn read_cpu_tensor(file: &mut File, start: u64, info: &gguf_file::TensorInfo) -> Result<QTensor> {
+    use candle_core::quantized::{k_quants as k, GgmlDType as G};
+    let dims = info.shape.dims().to_vec();
+    let elems = info.shape.elem_count();
+    let storage: Box<dyn candle_core::quantized::QuantizedType> = match info.ggml_dtype {
+        G::F32 => Box::new(read_blocks::<f32>(file, start, elems)?),
+        G::F16 => Box::new(read_blocks::<half::f16>(file, start, elems)?),
+        G::Q4_0 => Box::new(read_blocks::<k::BlockQ4_0>(file, start, elems / 32)?),
+        G::Q4_1 => Box::new(read_blocks::<k::BlockQ4_1>(file, start, elems / 32)?),
+        G::Q5_0 => Box::new(read_blocks::<k::BlockQ5_0>(file, start, elems / 32)?),
+        G::Q5_1 => Box::new(read_blocks::<k::BlockQ5_1>(file, start, elems / 32)?),
+        G::Q8_0 => Box::new(read_blocks::<k::BlockQ8_0>(file, start, elems / 32)?),
+        // `read` adds the tensor's own offset to the data section's.
+        _ => return Ok(info.read(file, start - info.offset, &Device::Cpu)?),
+    };
+    if elems % info.ggml_dtype.block_size() != 0 {
+        bail!(
+            "{elems} elements do not fill whole blocks of {}",
+            info.ggml_dtype.block_size()
+        );
+    }
+    Ok(QTensor::new(
+        candle_core::quantized::QStorage::Cpu(storage),
+        dims,
+    )?)
+}
+
+/// `n` values of a plain block type read from `file` at `start`.
+fn read_blocks<T: candle_core::quantized::GgmlType>(
+    file: &mut File,
+    start: u64,
+    n: usize,
+) -> Result<Vec<T>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n)?;
+    // SAFETY: the block types are plain data (integers, f16/f32 and arrays of them, no
+    // padding), so all-zero bytes (and any bytes read later) are valid values; the memory is
+    // allocated with `T`'s layout for exactly `n` values, as `Vec` frees it. Zeroed allocation
+    // of large sizes maps fresh zero pages instead of writing them, and the read fills them.
+    let mut blocks = unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout).cast::<T>();
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Vec::from_raw_parts(ptr, n, n)
+    };
+    // SAFETY: as above, the vector's memory may be written as bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts_mut(
+            blocks.as_mut_ptr().cast::<u8>(),
+            n * std::mem::size_of::<T>(),
+        )
+    };
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(bytes)?;
+    Ok(blocks)
 }
 
 /// Checks that a safetensors file's header parses and its data is all there, so a truncated

@@ -14,7 +14,16 @@ pub fn load_dir(dir: &Path) -> Llama {
     Llama::load(&mut w, cfg, &Device::Cpu).unwrap()
 }
 
+/// A GGUF model with an f32 KV cache: these tests check the format and the cache's
+/// bookkeeping, where recomputation and cached decoding differ only in summation order. The
+/// f16 cache (GGUF's default) has its own test, [`f16_cache_decoding_tracks_recomputation`].
 pub fn load_gguf(path: &Path) -> Llama {
+    let mut model = load_gguf_default(path);
+    model.set_cache_dtype(DType::F32).unwrap();
+    model
+}
+
+fn load_gguf_default(path: &Path) -> Llama {
     let mut w = Weights::open_gguf(path).unwrap();
     let cfg = LlamaConfig::from_gguf(w.gguf_content().unwrap()).unwrap();
     Llama::load(&mut w, cfg, &Device::Cpu).unwrap()
@@ -145,6 +154,32 @@ fn kv_cache_decoding_equals_recomputation() {
     }
 }
 
+/// GGUF's default f16 KV cache, every shape: GGUF loads with it, and cached decoding tracks
+/// recomputation up to the f16 rounding llama.cpp applies to the query and the probabilities
+/// (which the prefill and decode summation orders can round differently): within 1e-3 of the
+/// logits' scale, against 1e-4 with the f32 cache.
+#[test]
+fn f16_cache_decoding_tracks_recomputation() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, spec) in specs() {
+        let w = random_weights(&spec);
+        let gguf = tmp.path().join(format!("{name}.gguf"));
+        write_gguf(&gguf, &spec, &w, GgmlDType::F32);
+        let model = load_gguf_default(&gguf);
+        assert_eq!(model.cache_dtype(), DType::F16, "GGUF's default cache");
+        let reference = full(&model, &SEQ);
+        let scale = reference.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+        let mut cache = model.new_cache();
+        let got = step(&model, &mut cache, &SEQ);
+        let d = max_diff(&reference, &got);
+        eprintln!("{name}/gguf, f16 cache: max |Δlogit| cached vs recomputed = {d:.2e} (scale {scale:.2})");
+        assert!(
+            d <= 1e-3 * scale.max(1.0),
+            "{name}: cached decoding with the f16 cache differs from recomputation by {d}"
+        );
+    }
+}
+
 /// The GGUF path (interleaved RoPE over permuted rows) computes the same function as the
 /// safetensors path (half-split RoPE), which checks the permutation and the rope_freqs scaling.
 #[test]
@@ -156,10 +191,7 @@ fn gguf_f32_matches_safetensors() {
         write_safetensors_dir(&dir, &spec, &w);
         let gguf = tmp.path().join(format!("{name}.gguf"));
         write_gguf(&gguf, &spec, &w, GgmlDType::F32);
-        // Both with an f32 KV cache (GGUF's default is llama.cpp's f16).
-        let mut from_gguf = load_gguf(&gguf);
-        from_gguf.set_cache_dtype(DType::F32).unwrap();
-        let d = max_diff(&full(&load_dir(&dir), &SEQ), &full(&from_gguf, &SEQ));
+        let d = max_diff(&full(&load_dir(&dir), &SEQ), &full(&load_gguf(&gguf), &SEQ));
         eprintln!("{name}: max |Δlogit| gguf-f32 vs safetensors = {d:.2e}");
         assert!(d <= 1e-4, "{name}: GGUF and safetensors disagree by {d}");
     }

@@ -48,6 +48,10 @@ fn output_formats() {
         "--ignore-eos",
         "--seed",
         "3",
+        // The pinned ids come from a random tiny model, full of near-ties; the f32 cache keeps
+        // them independent of the f16 rounding GGUF's default cache adds.
+        "--cache-type",
+        "f32",
     ];
     let settings = {
         let mut s = insta::Settings::clone_current();
@@ -75,6 +79,8 @@ fn output_formats() {
                 "-n",
                 "4",
                 "--ignore-eos",
+                "--cache-type",
+                "f32",
                 "--beams",
                 "3",
                 "--num-return",
@@ -112,6 +118,8 @@ fn output_formats() {
                 "-n",
                 "3",
                 "--ignore-eos",
+                "--cache-type",
+                "f32",
                 "--greedy",
                 "--each-line",
                 "--format",

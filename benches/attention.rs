@@ -17,22 +17,32 @@ const HEAD_DIM: usize = 64;
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
-        .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / 8388608.0 - 1.0)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / 8388608.0 - 1.0
+        })
         .collect()
 }
 
 fn cache_view(len: usize, seed: u32, dtype: DType) -> Tensor {
     let cap = len.next_multiple_of(256) + 256;
-    Tensor::from_vec(values(KV_HEADS * cap * HEAD_DIM, seed), (1, KV_HEADS, cap, HEAD_DIM), &Device::Cpu)
-        .and_then(|t| t.to_dtype(dtype))
-        .and_then(|t| t.narrow(2, 0, len))
-        .expect("cache buffer")
+    Tensor::from_vec(
+        values(KV_HEADS * cap * HEAD_DIM, seed),
+        (1, KV_HEADS, cap, HEAD_DIM),
+        &Device::Cpu,
+    )
+    .and_then(|t| t.to_dtype(dtype))
+    .and_then(|t| t.narrow(2, 0, len))
+    .expect("cache buffer")
 }
 
 fn decode_attention(c: &mut Criterion) {
     let mut group = c.benchmark_group("attention_decode");
-    let q = Tensor::from_vec(values(HEADS * HEAD_DIM, 1), (1, HEADS, 1, HEAD_DIM), &Device::Cpu)
-        .expect("query");
+    let q = Tensor::from_vec(
+        values(HEADS * HEAD_DIM, 1),
+        (1, HEADS, 1, HEAD_DIM),
+        &Device::Cpu,
+    )
+    .expect("query");
     let scale = 1.0 / (HEAD_DIM as f32).sqrt();
     for len in [128, 2048] {
         for (name, dtype) in [("f32", DType::F32), ("f16", DType::F16)] {

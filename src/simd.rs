@@ -26,3 +26,49 @@ pub fn avx2_fma_f16c() -> bool {
         false
     }
 }
+
+/// Which instruction sums byte products in the quantized kernels: AVX2's two-step
+/// `maddubs` + `madd`, or one VNNI `dpbusd` (AVX512-VNNI with VL, or AVX-VNNI), which gives the
+/// same integers in one instruction. llama.cpp makes the same choice when built for a CPU with
+/// VNNI, so the results stay those of its kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteDot {
+    /// `maddubs` then `madd` (AVX2).
+    Madd,
+    /// `vpdpbusd` on 256-bit registers, AVX512-VNNI encoding.
+    Avx512Vnni,
+    /// `vpdpbusd` on 256-bit registers, AVX-VNNI (VEX) encoding.
+    AvxVnni,
+}
+
+/// The best [`ByteDot`] this CPU has, or `None` without AVX2 and FMA. Setting `GEN_NO_VNNI`
+/// in the environment picks [`ByteDot::Madd`] (to compare the two in a benchmark; the results
+/// are the same). Detected once per process.
+pub fn byte_dot() -> Option<ByteDot> {
+    static CHOICE: std::sync::OnceLock<Option<ByteDot>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(detect_byte_dot)
+}
+
+fn detect_byte_dot() -> Option<ByteDot> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !avx2_fma() {
+            return None;
+        }
+        if std::env::var_os("GEN_NO_VNNI").is_some() {
+            return Some(ByteDot::Madd);
+        }
+        if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl")
+        {
+            Some(ByteDot::Avx512Vnni)
+        } else if std::is_x86_feature_detected!("avxvnni") {
+            Some(ByteDot::AvxVnni)
+        } else {
+            Some(ByteDot::Madd)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}

@@ -269,7 +269,9 @@ impl Weights {
             (Device::Cpu, Some(info)) => {
                 read_cpu_tensor(file, content.tensor_data_offset + info.offset, info)
             }
-            _ => content.tensor(file, &name.gguf, device).map_err(anyhow::Error::from),
+            _ => content
+                .tensor(file, &name.gguf, device)
+                .map_err(anyhow::Error::from),
         }
         .with_context(|| format!("reading tensor `{}` from {}", name.gguf, path.display()))?;
         if q.shape().dims() != shape {
@@ -303,7 +305,7 @@ fn read_cpu_tensor(file: &mut File, start: u64, info: &gguf_file::TensorInfo) ->
         // `read` adds the tensor's own offset to the data section's.
         _ => return Ok(info.read(file, start - info.offset, &Device::Cpu)?),
     };
-    if elems % info.ggml_dtype.block_size() != 0 {
+    if !elems.is_multiple_of(info.ggml_dtype.block_size()) {
         bail!(
             "{elems} elements do not fill whole blocks of {}",
             info.ggml_dtype.block_size()

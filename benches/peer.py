@@ -74,10 +74,15 @@ def peer_decode(prompt_ids, n):
 
 def gen_run(prompt, n):
     # The prompt goes through stdin: long ones do not fit in one command-line argument.
+    # --raw: the prompt as plain text, as llama.cpp gets it (no chat template around it).
     out = subprocess.run([args.gen, "-m", args.model, "-t", str(args.threads), "-n", str(n), "-c", str(N_CTX),
-                          "--ignore-eos", "--format", "json", "-q"], input=prompt, capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout)["timings"]
+                          "--raw", "--ignore-eos", "--format", "json", "-q"], input=prompt, capture_output=True,
+                         text=True, check=True)
+    t = json.loads(out.stdout)["timings"]
+    peer_count = len(llm.tokenize(prompt.encode(), add_bos=False, special=False))
+    if t["prompt_tokens"] != peer_count:
+        print(f"warning: gen read {t['prompt_tokens']} prompt tokens, llama.cpp {peer_count}", file=sys.stderr)
+    return t
 
 
 short_ids = llm.tokenize(SHORT.encode(), add_bos=False, special=False)
@@ -98,7 +103,7 @@ peer_ttft_code = (
 def gen_ttft():
     """Wall time of a whole `gen` process that loads the model, prefills and emits one token."""
     t = time.perf_counter()
-    subprocess.run([args.gen, "-m", args.model, "-t", str(args.threads), "-p", TTFT_PROMPT, "-n", "1", "-q"],
+    subprocess.run([args.gen, "-m", args.model, "-t", str(args.threads), "-p", TTFT_PROMPT, "-n", "1", "--raw", "-q"],
                    capture_output=True, check=True)
     return (time.perf_counter() - t) * 1000
 
@@ -143,7 +148,7 @@ def peak_rss_kib(cmd):
 
 
 gen_rss = peak_rss_kib([args.gen, "-m", args.model, "-t", str(args.threads), "-p", SHORT, "-n", str(args.decode_tokens),
-                        "--ignore-eos", "-q"])
+                        "--raw", "--ignore-eos", "-q"])
 peer_code = ("import llama_cpp,sys; l=llama_cpp.Llama(model_path=sys.argv[1], n_ctx=2048, n_threads=%d, verbose=False); "
              "l.eval(l.tokenize(sys.argv[2].encode(), add_bos=False)); [l.eval([0]) for _ in range(%d)]"
              % (args.threads, args.decode_tokens))

@@ -7,20 +7,45 @@
 
 use anyhow::{bail, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use half::f16;
+use memmap2::Mmap;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 const QK: usize = 32;
 
-/// A weight matrix `(rows, cols)` in a ggml block format we compute ourselves.
-#[derive(Debug)]
+/// A weight matrix `(rows, cols)` in a ggml block format we compute ourselves. Cloning shares
+/// the bytes (a tied output head and the embedding are one matrix).
+#[derive(Debug, Clone)]
 pub struct GgmlMatrix {
     kind: Kind,
     rows: usize,
     cols: usize,
-    /// Raw ggml blocks, row-major: `rows * cols / 32` blocks.
-    data: Vec<u8>,
+    /// Raw ggml blocks, row-major, in one or more runs of whole rows (a stacked matrix keeps
+    /// its parts where they are): `(rows, bytes)`.
+    parts: Vec<(usize, BlockBytes)>,
+}
+
+/// The bytes of whole rows of ggml blocks: read into memory, or a range of a memory-mapped GGUF
+/// file (no copy: the page cache's pages are the weights).
+#[derive(Debug, Clone)]
+pub enum BlockBytes {
+    Owned(Arc<Vec<u8>>),
+    Mapped {
+        map: Arc<Mmap>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl BlockBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Owned(v) => v,
+            Self::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,37 +92,45 @@ impl Q8Block {
 impl GgmlMatrix {
     /// Takes over a CPU QTensor of a supported type; `None` for other types.
     pub fn from_qtensor(q: &QTensor) -> Result<Option<Self>> {
-        let kind = match q.dtype() {
-            GgmlDType::Q4_1 => Kind::Q4_1,
-            GgmlDType::Q8_0 => Kind::Q8_0,
-            _ => return Ok(None),
-        };
         if !matches!(q.device(), Device::Cpu) {
             return Ok(None);
         }
         let (rows, cols) = q.shape().dims2()?;
-        if cols % QK != 0 {
+        let data = q.data()?.into_owned();
+        Self::new(q.dtype(), rows, cols, BlockBytes::Owned(Arc::new(data)))
+    }
+
+    /// A matrix of `dtype` over `bytes`; `None` for block types we do not compute ourselves.
+    pub fn new(
+        dtype: GgmlDType,
+        rows: usize,
+        cols: usize,
+        bytes: BlockBytes,
+    ) -> Result<Option<Self>> {
+        let kind = match dtype {
+            GgmlDType::Q4_1 => Kind::Q4_1,
+            GgmlDType::Q8_0 => Kind::Q8_0,
+            _ => return Ok(None),
+        };
+        if !cols.is_multiple_of(QK) {
             bail!("quantized matrix has {cols} columns, not a multiple of the block size {QK}");
         }
-        let data = q.data()?.into_owned();
-        if data.len() != rows * cols / QK * kind.block_bytes() {
-            bail!(
-                "quantized matrix data has {} bytes, expected {}",
-                data.len(),
-                rows * cols / QK * kind.block_bytes()
-            );
+        let want = rows * cols / QK * kind.block_bytes();
+        let got = bytes.as_slice().len();
+        if got != want {
+            bail!("quantized matrix data has {got} bytes, expected {want}");
         }
         Ok(Some(Self {
             kind,
             rows,
             cols,
-            data,
+            parts: vec![(rows, bytes)],
         }))
     }
 
     /// One matrix with the rows of `parts` one after another, when they share a block type and
     /// a width: a single product then computes all of them, with each output exactly as its
-    /// own matrix would give it. `None` otherwise.
+    /// own matrix would give it. `None` otherwise. The bytes are shared, not copied.
     pub fn stack(parts: &[&GgmlMatrix]) -> Option<Self> {
         let first = parts.first()?;
         if parts
@@ -110,8 +143,59 @@ impl GgmlMatrix {
             kind: first.kind,
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
-            data: parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
+            parts: parts.iter().flat_map(|p| p.parts.iter().cloned()).collect(),
         })
+    }
+
+    /// The rows `ids` dequantized to f32, shaped `ids.dims() + [cols]` (an embedding lookup),
+    /// with ggml's `dequantize_row` arithmetic (`q·d` for Q8_0, `q·d + m` for Q4_1).
+    pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        let flat = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let row_bytes = self.cols / QK * self.kind.block_bytes();
+        let mut out = vec![0f32; flat.len() * self.cols];
+        for (&id, y) in flat.iter().zip(out.chunks_exact_mut(self.cols)) {
+            let row = self.row(id as usize, row_bytes).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "token id {id} is outside the embedding's {} rows",
+                    self.rows
+                )
+            })?;
+            for (blk, y) in row
+                .chunks_exact(self.kind.block_bytes())
+                .zip(y.chunks_exact_mut(QK))
+            {
+                let d = f16_at(blk, 0);
+                match self.kind {
+                    Kind::Q8_0 => {
+                        for (y, &q) in y.iter_mut().zip(&blk[2..34]) {
+                            *y = q as i8 as f32 * d;
+                        }
+                    }
+                    Kind::Q4_1 => {
+                        let m = f16_at(blk, 2);
+                        let (lo, hi) = y.split_at_mut(QK / 2);
+                        for ((&q, lo), hi) in blk[4..20].iter().zip(lo).zip(hi) {
+                            *lo = (q & 0x0F) as f32 * d + m;
+                            *hi = (q >> 4) as f32 * d + m;
+                        }
+                    }
+                }
+            }
+        }
+        let mut shape = ids.dims().to_vec();
+        shape.push(self.cols);
+        Ok(Tensor::from_vec(out, shape, ids.device())?)
+    }
+
+    /// Row `i`'s bytes, wherever its part lies.
+    fn row(&self, mut i: usize, row_bytes: usize) -> Option<&[u8]> {
+        for (rows, bytes) in &self.parts {
+            if i < *rows {
+                return bytes.as_slice().get(i * row_bytes..(i + 1) * row_bytes);
+            }
+            i -= rows;
+        }
+        None
     }
 
     /// `x @ selfᵀ` for `x` of shape `(..., cols)`: returns `(..., rows)` in f32.
@@ -142,17 +226,23 @@ impl GgmlMatrix {
             ptr: out.as_mut_ptr(),
             n,
         };
+        // Tasks of up to 16 weight rows, each inside one part: (part, first row in it, its
+        // output column).
         const ROWS_PER_TASK: usize = 16;
-        (0..n.div_ceil(ROWS_PER_TASK))
-            .into_par_iter()
-            .for_each(|task| {
-                let first = task * ROWS_PER_TASK;
-                let last = (first + ROWS_PER_TASK).min(n);
-                let w = &self.data[first * row_bytes..last * row_bytes];
-                // SAFETY: `out` outlives the loop and this task writes only its own columns
-                // `first..last`, within `n`, of rows within `m`.
-                unsafe { fill_task(self.kind, w, row_bytes, &groups, dst, first) };
-            });
+        let mut tasks = Vec::with_capacity(n.div_ceil(ROWS_PER_TASK) + self.parts.len());
+        let mut col = 0;
+        for (p, (rows, _)) in self.parts.iter().enumerate() {
+            tasks.extend((0..*rows).step_by(ROWS_PER_TASK).map(|r| (p, r, col + r)));
+            col += rows;
+        }
+        tasks.into_par_iter().for_each(|(p, r, first)| {
+            let (rows, bytes) = &self.parts[p];
+            let last = (r + ROWS_PER_TASK).min(*rows);
+            let w = &bytes.as_slice()[r * row_bytes..last * row_bytes];
+            // SAFETY: `out` outlives the loop and this task writes only its own columns
+            // `first..first + last - r`, within `n`, of rows within `m`.
+            unsafe { fill_task(self.kind, w, row_bytes, &groups, dst, first) };
+        });
         let mut shape = lead.to_vec();
         shape.push(n);
         Ok(Tensor::from_vec(out, shape, x.device())?)
@@ -508,6 +598,15 @@ mod avx2 {
         }
     }
 
+    /// `d * dy[r]` for the activation rows `r`, one multiply for all four (each lane is the
+    /// product ggml computes as a scalar), left in memory so that each is broadcast by a load.
+    #[inline(always)]
+    unsafe fn block_scales(d: f32, dy: __m128) -> [f32; 4] {
+        let mut out = [0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), _mm_mul_ps(_mm_set1_ps(d), dy));
+        out
+    }
+
     /// Dispatches a tile to the kernel instantiated for its exact size.
     #[inline(always)]
     unsafe fn dot_tile<const D: u8>(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
@@ -544,12 +643,15 @@ mod avx2 {
         for b in 0..nb {
             let mut qy = [_mm256_setzero_si256(); R];
             let mut sy = [0f32; 4];
+            let mut dy = [0f32; 4];
             for r in 0..R {
                 let y = a[r].get_unchecked(b);
                 qy[r] = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
                 sy[r] = y.s;
+                dy[r] = y.d;
             }
             let sy = _mm_loadu_ps(sy.as_ptr());
+            let dy = _mm_loadu_ps(dy.as_ptr());
             for i in 0..W {
                 let blk = ws[i].get_unchecked(b * 20..b * 20 + 20);
                 _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
@@ -559,11 +661,10 @@ mod avx2 {
                 // Low nibbles are elements 0..16, high nibbles 16..32.
                 let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
                 let qx = _mm256_and_si256(both, low);
-                let dv = _mm256_set1_ps(d);
+                let scales = block_scales(d, dy);
                 for r in 0..R {
-                    let y = a[r].get_unchecked(b);
                     let xy = mul_sum_us8::<D>(qx, qy[r]);
-                    let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
+                    let scale = _mm256_broadcast_ss(scales.get_unchecked(r));
                     acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
                 }
             }
@@ -592,21 +693,24 @@ mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); R]; W];
         for b in 0..nb {
             let mut qy = [_mm256_setzero_si256(); R];
+            let mut dy = [0f32; 4];
             for r in 0..R {
-                qy[r] = _mm256_loadu_si256(a[r].get_unchecked(b).qs.as_ptr() as *const __m256i);
+                let y = a[r].get_unchecked(b);
+                qy[r] = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                dy[r] = y.d;
             }
+            let dy = _mm_loadu_ps(dy.as_ptr());
             for i in 0..W {
                 let blk = ws[i].get_unchecked(b * 34..b * 34 + 34);
                 _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
                 let d = f16_at(blk, 0);
                 let qx = _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i);
                 let ax = _mm256_sign_epi8(qx, qx);
-                let dv = _mm256_set1_ps(d);
+                let scales = block_scales(d, dy);
                 for r in 0..R {
-                    let y = a[r].get_unchecked(b);
                     let sy = _mm256_sign_epi8(qy[r], qx);
                     let xy = mul_sum_us8::<D>(ax, sy);
-                    let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
+                    let scale = _mm256_broadcast_ss(scales.get_unchecked(r));
                     acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
                 }
             }
@@ -712,6 +816,77 @@ mod tests {
             GgmlMatrix::stack(&[&parts[0], &q8]).is_none(),
             "mixed block types"
         );
+    }
+
+    /// The embedding lookup gives candle's (and ggml's) dequantized rows exactly, across the
+    /// parts of a stacked matrix, and rejects ids past the last row.
+    #[test]
+    fn embedding_rows_equal_dequantized_rows() {
+        let k = 64;
+        for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let parts: Vec<(QTensor, GgmlMatrix)> = [5usize, 3]
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let w =
+                        Tensor::from_vec(row(n * k, 40 + i as u32), (n, k), &Device::Cpu).unwrap();
+                    let q = QTensor::quantize(&w, dt).unwrap();
+                    let g = GgmlMatrix::from_qtensor(&q).unwrap().unwrap();
+                    (q, g)
+                })
+                .collect();
+            let stacked = GgmlMatrix::stack(&[&parts[0].1, &parts[1].1]).unwrap();
+            let want: Vec<Vec<f32>> = parts
+                .iter()
+                .flat_map(|(q, _)| {
+                    q.dequantize(&Device::Cpu)
+                        .unwrap()
+                        .to_vec2::<f32>()
+                        .unwrap()
+                })
+                .collect();
+            let ids = Tensor::new(&[[7u32, 0, 4], [5, 2, 7]], &Device::Cpu).unwrap();
+            let got = stacked.embedding(&ids).unwrap();
+            assert_eq!(got.dims(), &[2, 3, k]);
+            let got = got.flatten_to(1).unwrap().to_vec2::<f32>().unwrap();
+            for (g, id) in got.iter().zip([7, 0, 4, 5, 2, 7]) {
+                assert_eq!(g, &want[id], "{dt:?} row {id}");
+            }
+            let bad = Tensor::new(&[8u32], &Device::Cpu).unwrap();
+            let err = stacked.embedding(&bad).unwrap_err().to_string();
+            assert!(err.contains("token id 8"), "{err}");
+        }
+    }
+
+    /// A matrix over a memory-mapped file computes what the same bytes in memory compute.
+    #[test]
+    fn mapped_bytes_equal_owned_bytes() {
+        use std::io::Write;
+        let (n, k) = (48, 96);
+        let w = Tensor::from_vec(row(n * k, 77), (n, k), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        let bytes = q.data().unwrap().into_owned();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[0u8; 7]).unwrap(); // an unaligned start, as GGUF offsets can be
+        file.write_all(&bytes).unwrap();
+        // SAFETY: a private temporary file nobody else writes.
+        let map = Arc::new(unsafe { Mmap::map(&file) }.unwrap());
+        let mapped = BlockBytes::Mapped {
+            map,
+            start: 7,
+            len: bytes.len(),
+        };
+        let mapped = GgmlMatrix::new(GgmlDType::Q4_1, n, k, mapped)
+            .unwrap()
+            .unwrap();
+        let owned = GgmlMatrix::from_qtensor(&q).unwrap().unwrap();
+        let x = Tensor::from_vec(row(3 * k, 5), (3, k), &Device::Cpu).unwrap();
+        assert_eq!(
+            mapped.forward(&x).unwrap().to_vec2::<f32>().unwrap(),
+            owned.forward(&x).unwrap().to_vec2::<f32>().unwrap()
+        );
+        let short = BlockBytes::Owned(Arc::new(bytes[1..].to_vec()));
+        assert!(GgmlMatrix::new(GgmlDType::Q4_1, n, k, short).is_err());
     }
 
     /// The SIMD kernels and the portable fallback agree (the fallback runs on CPUs without

@@ -8,7 +8,6 @@ use super::config::{LlamaConfig, RopeLayout};
 use super::kv_cache::KvCache;
 use super::weights::{Linear, Projections, TensorName, Weights};
 use anyhow::{bail, Context, Result};
-use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
 
 /// Which positions the forward pass returns logits for.
@@ -92,7 +91,7 @@ struct Rope {
 /// A loaded Llama model. Immutable after loading; all per-sequence state lives in [`KvCache`].
 pub struct Llama {
     cfg: LlamaConfig,
-    embed_tokens: QMatMul, // (vocab, hidden)
+    embed_tokens: Linear, // (vocab, hidden)
     layers: Vec<Block>,
     norm: RmsNorm,
     lm_head: Linear, // (vocab, hidden)
@@ -124,7 +123,7 @@ impl Llama {
             let input_layernorm = norm("input_layernorm", "attn_norm")?;
             let post_attention_layernorm = norm("post_attention_layernorm", "ffn_norm")?;
             let mut m = |a: &str, b: &str, r: usize, c: usize| -> Result<Linear> {
-                Linear::new(weights.matrix(&name(a, b), r, c, device)?)
+                weights.matrix(&name(a, b), r, c, device)
             };
             let qkv = Projections::new(vec![
                 (m("self_attn.q_proj", "attn_q", q_out, h)?, q_out),
@@ -158,9 +157,9 @@ impl Llama {
         )?;
         let head_name = TensorName::new("lm_head.weight", "output.weight");
         let lm_head = if !cfg.tie_word_embeddings && weights.contains(&head_name) {
-            Linear::new(weights.matrix(&head_name, cfg.vocab_size, h, device)?)?
+            weights.matrix(&head_name, cfg.vocab_size, h, device)?
         } else if cfg.tie_word_embeddings {
-            Linear::new(embed_tokens.clone())?
+            embed_tokens.clone()
         } else {
             bail!("the weights have no `lm_head.weight` and tie_word_embeddings is false; set tie_word_embeddings to true in config.json if the output head shares the embedding");
         };

@@ -2,10 +2,11 @@
 //! safetensors files (dense, memory-mapped). The model asks for tensors by role; this module
 //! maps a role to each format's tensor name and checks its shape.
 
-use super::ggml_matmul::GgmlMatrix;
+use super::ggml_matmul::{BlockBytes, GgmlMatrix};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
+use memmap2::Mmap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 /// A weight matrix used as a linear layer: ggml-exact kernels for the block types we compute
 /// ourselves ([`GgmlMatrix`]), candle's `QMatMul` for everything else (dense and other quants).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Linear {
     Ggml(GgmlMatrix),
     Candle(QMatMul),
@@ -35,6 +36,14 @@ impl Linear {
         match self {
             Self::Ggml(g) => g.forward(x),
             Self::Candle(m) => Ok(candle_core::Module::forward(m, x)?),
+        }
+    }
+
+    /// The rows `ids` as f32 vectors (an embedding lookup), shaped `ids.dims() + [cols]`.
+    pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Ggml(g) => g.embedding(ids),
+            Self::Candle(m) => Ok(m.embedding(ids)?),
         }
     }
 
@@ -126,11 +135,14 @@ impl TensorName {
 
 /// An open weight source.
 pub enum Weights {
-    /// A GGUF file: metadata already parsed, tensors read on demand.
+    /// A GGUF file: metadata already parsed, tensors read on demand; the file is also
+    /// memory-mapped (when the system allows) so that matrices our kernels compute are used
+    /// where they lie, without a copy.
     Gguf {
         path: PathBuf,
         content: gguf_file::Content,
         file: File,
+        map: Option<Arc<Mmap>>,
     },
     /// One or more memory-mapped safetensors files.
     Safetensors {
@@ -155,6 +167,10 @@ impl Weights {
             })?;
         let file = reader.into_inner();
         let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // SAFETY: mapped read-only; like every mmap-based loader (llama.cpp's included) we rely
+        // on the file not being truncated or rewritten while the model is loaded. Without a
+        // mapping (some filesystems), tensors are read instead.
+        let map = unsafe { Mmap::map(&file) }.ok().map(Arc::new);
         for (name, info) in &content.tensor_infos {
             let bytes = info.shape.elem_count() / info.ggml_dtype.block_size()
                 * info.ggml_dtype.type_size();
@@ -170,6 +186,7 @@ impl Weights {
             path: path.to_path_buf(),
             content,
             file,
+            map,
         })
     }
 
@@ -205,21 +222,55 @@ impl Weights {
         }
     }
 
-    /// A weight matrix of shape `(rows, cols)`, kept quantized when it is stored quantized.
+    /// A weight matrix of shape `(rows, cols)`, kept quantized when it is stored quantized; the
+    /// block types our kernels compute are used in place from the mapped file.
     pub fn matrix(
         &mut self,
         name: &TensorName,
         rows: usize,
         cols: usize,
         device: &Device,
-    ) -> Result<QMatMul> {
+    ) -> Result<Linear> {
         match self {
+            Self::Gguf {
+                content,
+                map: Some(map),
+                path,
+                ..
+            } if matches!(device, Device::Cpu) => {
+                if let Some(info) = content.tensor_infos.get(&name.gguf) {
+                    if info.shape.dims() != [rows, cols] {
+                        bail!(
+                            "tensor `{}` in {} has shape {:?} but the metadata implies {:?}",
+                            name.gguf,
+                            path.display(),
+                            info.shape.dims(),
+                            [rows, cols]
+                        );
+                    }
+                    let start = (content.tensor_data_offset + info.offset) as usize;
+                    let len =
+                        rows * cols / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+                    let bytes = BlockBytes::Mapped {
+                        map: map.clone(),
+                        start,
+                        len,
+                    };
+                    if let Some(g) = GgmlMatrix::new(info.ggml_dtype, rows, cols, bytes)
+                        .with_context(|| format!("tensor `{}` in {}", name.gguf, path.display()))?
+                    {
+                        return Ok(Linear::Ggml(g));
+                    }
+                }
+                let q = self.gguf_tensor(name, &[rows, cols], device)?;
+                Linear::new(QMatMul::from_arc(Arc::new(q))?)
+            }
             Self::Gguf { .. } => {
                 let q = self.gguf_tensor(name, &[rows, cols], device)?;
-                Ok(QMatMul::from_arc(Arc::new(q))?)
+                Linear::new(QMatMul::from_arc(Arc::new(q))?)
             }
             Self::Safetensors { .. } => {
-                Ok(QMatMul::Tensor(self.dense(name, &[rows, cols], device)?))
+                Linear::new(QMatMul::Tensor(self.dense(name, &[rows, cols], device)?))
             }
         }
     }
@@ -261,6 +312,7 @@ impl Weights {
             path,
             content,
             file,
+            ..
         } = self
         else {
             bail!("internal: GGUF tensor requested from a safetensors source");

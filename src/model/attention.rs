@@ -220,33 +220,27 @@ const SCORE_BLOCK: usize = 64;
 /// rows of a long cache come from memory, and the hardware prefetchers stop at each 4 KiB page.
 const PREFETCH_BYTES: usize = 4096;
 
-/// Asks the CPU to start loading every cache line of `row` into L1 (a hint: never faults, no
-/// effect on results).
+/// Asks the CPU to start loading every cache line of `row`, into L1, or into L2 only when
+/// `L2` (for more data than L1 holds). A hint: never faults, no effect on results.
 #[inline(always)]
-fn prefetch<T>(row: &[T]) {
+fn prefetch<const L2: bool, T>(row: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }, T>(row);
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
-}
-
-/// [`prefetch`] into L2 only, for more data than L1 holds.
-#[inline(always)]
-fn prefetch_l2<T>(row: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T1 }, T>(row);
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn prefetch_lines<const HINT: i32, T>(row: &[T]) {
-    let p = row.as_ptr() as *const i8;
-    for off in (0..std::mem::size_of_val(row)).step_by(64) {
-        // SAFETY: a prefetch hint reads nothing architecturally; `off` stays in `row`.
-        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(p.add(off)) };
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        let p = row.as_ptr() as *const i8;
+        for off in (0..std::mem::size_of_val(row)).step_by(64) {
+            // SAFETY: a prefetch hint reads nothing architecturally; `off` stays in `row`.
+            unsafe {
+                if L2 {
+                    _mm_prefetch::<_MM_HINT_T1>(p.add(off))
+                } else {
+                    _mm_prefetch::<_MM_HINT_T0>(p.add(off))
+                }
+            };
+        }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }
 
 /// Runs `f` on each `size`-long chunk of `data` with its index, on the thread pool when `work`
@@ -300,7 +294,7 @@ fn decode<T: KvElem>(
             while j + 8 <= end {
                 if j + ahead + 8 <= len {
                     for i in 0..8 {
-                        prefetch(kv.row(bi, g, j + ahead + i, hd));
+                        prefetch::<false, T>(kv.row(bi, g, j + ahead + i, hd));
                     }
                 }
                 let k: [&[T]; 8] = std::array::from_fn(|i| kv.row(bi, g, j + i, hd));
@@ -434,7 +428,7 @@ fn quarter_sums_avx2<'a, T: KvElem, const R: usize>(
     // 2,048-position f16 cache is 64 KiB), so that the reads overlap.
     for j in (quarter * 8..len).step_by(32) {
         for l in j..len.min(j + 8) {
-            prefetch_l2(value(l));
+            prefetch::<true, T>(value(l));
         }
     }
     for l in 0..8 {

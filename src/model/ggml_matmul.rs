@@ -598,15 +598,6 @@ mod avx2 {
         }
     }
 
-    /// `d * dy[r]` for the activation rows `r`, one multiply for all four (each lane is the
-    /// product ggml computes as a scalar), left in memory so that each is broadcast by a load.
-    #[inline(always)]
-    unsafe fn block_scales(d: f32, dy: __m128) -> [f32; 4] {
-        let mut out = [0f32; 4];
-        _mm_storeu_ps(out.as_mut_ptr(), _mm_mul_ps(_mm_set1_ps(d), dy));
-        out
-    }
-
     /// Dispatches a tile to the kernel instantiated for its exact size.
     #[inline(always)]
     unsafe fn dot_tile<const D: u8>(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
@@ -643,15 +634,12 @@ mod avx2 {
         for b in 0..nb {
             let mut qy = [_mm256_setzero_si256(); R];
             let mut sy = [0f32; 4];
-            let mut dy = [0f32; 4];
             for r in 0..R {
                 let y = a[r].get_unchecked(b);
                 qy[r] = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
                 sy[r] = y.s;
-                dy[r] = y.d;
             }
             let sy = _mm_loadu_ps(sy.as_ptr());
-            let dy = _mm_loadu_ps(dy.as_ptr());
             for i in 0..W {
                 let blk = ws[i].get_unchecked(b * 20..b * 20 + 20);
                 _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
@@ -661,10 +649,11 @@ mod avx2 {
                 // Low nibbles are elements 0..16, high nibbles 16..32.
                 let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
                 let qx = _mm256_and_si256(both, low);
-                let scales = block_scales(d, dy);
+                let dv = _mm256_set1_ps(d);
                 for r in 0..R {
+                    let y = a[r].get_unchecked(b);
                     let xy = mul_sum_us8::<D>(qx, qy[r]);
-                    let scale = _mm256_broadcast_ss(scales.get_unchecked(r));
+                    let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
                     acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
                 }
             }
@@ -693,24 +682,21 @@ mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); R]; W];
         for b in 0..nb {
             let mut qy = [_mm256_setzero_si256(); R];
-            let mut dy = [0f32; 4];
             for r in 0..R {
-                let y = a[r].get_unchecked(b);
-                qy[r] = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-                dy[r] = y.d;
+                qy[r] = _mm256_loadu_si256(a[r].get_unchecked(b).qs.as_ptr() as *const __m256i);
             }
-            let dy = _mm_loadu_ps(dy.as_ptr());
             for i in 0..W {
                 let blk = ws[i].get_unchecked(b * 34..b * 34 + 34);
                 _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
                 let d = f16_at(blk, 0);
                 let qx = _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i);
                 let ax = _mm256_sign_epi8(qx, qx);
-                let scales = block_scales(d, dy);
+                let dv = _mm256_set1_ps(d);
                 for r in 0..R {
+                    let y = a[r].get_unchecked(b);
                     let sy = _mm256_sign_epi8(qy[r], qx);
                     let xy = mul_sum_us8::<D>(ax, sy);
-                    let scale = _mm256_broadcast_ss(scales.get_unchecked(r));
+                    let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
                     acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
                 }
             }

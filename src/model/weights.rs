@@ -232,40 +232,10 @@ impl Weights {
         device: &Device,
     ) -> Result<Linear> {
         match self {
-            Self::Gguf {
-                content,
-                map: Some(map),
-                path,
-                ..
-            } if matches!(device, Device::Cpu) => {
-                if let Some(info) = content.tensor_infos.get(&name.gguf) {
-                    if info.shape.dims() != [rows, cols] {
-                        bail!(
-                            "tensor `{}` in {} has shape {:?} but the metadata implies {:?}",
-                            name.gguf,
-                            path.display(),
-                            info.shape.dims(),
-                            [rows, cols]
-                        );
-                    }
-                    let start = (content.tensor_data_offset + info.offset) as usize;
-                    let len =
-                        rows * cols / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
-                    let bytes = BlockBytes::Mapped {
-                        map: map.clone(),
-                        start,
-                        len,
-                    };
-                    if let Some(g) = GgmlMatrix::new(info.ggml_dtype, rows, cols, bytes)
-                        .with_context(|| format!("tensor `{}` in {}", name.gguf, path.display()))?
-                    {
-                        return Ok(Linear::Ggml(g));
-                    }
-                }
-                let q = self.gguf_tensor(name, &[rows, cols], device)?;
-                Linear::new(QMatMul::from_arc(Arc::new(q))?)
-            }
             Self::Gguf { .. } => {
+                if let Some(g) = self.mapped_matrix(name, rows, cols, device)? {
+                    return Ok(Linear::Ggml(g));
+                }
                 let q = self.gguf_tensor(name, &[rows, cols], device)?;
                 Linear::new(QMatMul::from_arc(Arc::new(q))?)
             }
@@ -273,6 +243,41 @@ impl Weights {
                 Linear::new(QMatMul::Tensor(self.dense(name, &[rows, cols], device)?))
             }
         }
+    }
+
+    /// A GGUF matrix our kernels compute, over the mapped file's bytes (no copy); `None` when
+    /// there is no mapping, the device is not the CPU, or the tensor is missing, has another
+    /// shape or another block type (those go through [`Weights::gguf_tensor`], which reports
+    /// the errors).
+    fn mapped_matrix(
+        &self,
+        name: &TensorName,
+        rows: usize,
+        cols: usize,
+        device: &Device,
+    ) -> Result<Option<GgmlMatrix>> {
+        let Self::Gguf {
+            path,
+            content,
+            map: Some(map),
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        let Some(info) = content.tensor_infos.get(&name.gguf) else {
+            return Ok(None);
+        };
+        if !matches!(device, Device::Cpu) || info.shape.dims() != [rows, cols] {
+            return Ok(None);
+        }
+        let bytes = BlockBytes::Mapped {
+            map: map.clone(),
+            start: (content.tensor_data_offset + info.offset) as usize,
+            len: rows * cols / info.ggml_dtype.block_size() * info.ggml_dtype.type_size(),
+        };
+        GgmlMatrix::new(info.ggml_dtype, rows, cols, bytes)
+            .with_context(|| format!("tensor `{}` in {}", name.gguf, path.display()))
     }
 
     /// A tensor as dense f32, of the given shape.

@@ -3,13 +3,16 @@
 //! for the tied output head), for one activation row (greedy, sampling) and four (`--beams 4`,
 //! `--compare` batches). The weights are random; the kernels' cost does not depend on values.
 //!
+//! The `dense` group runs the same shapes with dense weights (a safetensors folder).
+//!
 //! `cargo bench --bench matmul` (threads: RAYON_NUM_THREADS, e.g. 2). Per token the model runs
 //! 30 × (q, k, v, o, gate, up, down) + one head.
 
-use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gen::model::ggml_matmul::GgmlMatrix;
+use gen::model::weights::Linear;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -58,5 +61,45 @@ fn matmul(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul);
+/// One way to compute a product, for the dense benches.
+type Product = dyn Fn(&Tensor) -> Tensor + Sync;
+
+/// The same shapes with dense weights (a safetensors folder): gen's few-row kernel on f32 and
+/// bf16 weights, next to candle's product on the f32 weights (what gen used before).
+fn dense(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dense");
+    for (name, n, k, _) in SHAPES {
+        let w = Tensor::from_vec(values(n * k, 1), (n, k), &Device::Cpu).expect("weights");
+        let bf = w.to_dtype(DType::BF16).expect("bf16");
+        let ours = Linear::new(QMatMul::Tensor(w.clone())).expect("f32");
+        let ours_bf16 = Linear::new(QMatMul::Tensor(bf)).expect("bf16");
+        let candle = QMatMul::Tensor(w);
+        for m in [1usize, 4] {
+            let x = Tensor::from_vec(values(m * k, 7), (m, k), &Device::Cpu).expect("input");
+            let runs: [(&str, &Product); 3] = [
+                ("gen_f32", &|x| ours.forward(x).expect("f32")),
+                ("gen_bf16", &|x| ours_bf16.forward(x).expect("bf16")),
+                ("candle_f32", &|x| candle.forward(x).expect("candle")),
+            ];
+            for (what, run) in runs {
+                let shape = name.trim_end_matches("_q8_0");
+                let id = BenchmarkId::new(format!("{shape}/{what}"), format!("rows{m}"));
+                group.bench_with_input(id, &x, |b, x| {
+                    b.iter_custom(|iters| {
+                        rayon::scope(|_| {
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                black_box(run(black_box(x)));
+                            }
+                            start.elapsed()
+                        })
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul, dense);
 criterion_main!(benches);

@@ -222,10 +222,7 @@ impl GgmlMatrix {
         let n = self.rows;
         let row_bytes = self.cols / QK * self.kind.block_bytes();
         let mut out = vec![0f32; m * n];
-        let dst = Out {
-            ptr: out.as_mut_ptr(),
-            n,
-        };
+        let dst = Out::new(out.as_mut_ptr(), n);
         // Tasks of up to 16 weight rows, each inside one part: (part, first row in it, its
         // output column).
         const ROWS_PER_TASK: usize = 16;
@@ -252,7 +249,7 @@ impl GgmlMatrix {
 /// The product's output `(m, n)` row-major, written by several tasks at once, each to its own
 /// columns.
 #[derive(Clone, Copy)]
-struct Out {
+pub(super) struct Out {
     ptr: *mut f32,
     n: usize,
 }
@@ -262,12 +259,17 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Out {
+    /// The output `(m, n)` starting at `ptr`.
+    pub(super) fn new(ptr: *mut f32, n: usize) -> Self {
+        Self { ptr, n }
+    }
+
     /// Writes `v` at `(i, j)`.
     ///
     /// # Safety
     /// `(i, j)` lies inside the output and no other task writes column `j`.
     #[inline(always)]
-    unsafe fn write(self, i: usize, j: usize, v: f32) {
+    pub(super) unsafe fn write(self, i: usize, j: usize, v: f32) {
         unsafe { *self.ptr.add(i * self.n + j) = v };
     }
 }

@@ -179,7 +179,7 @@ fn load_hf_dir(dir: &Path, files: &[PathBuf], device: &Device) -> Result<LoadedM
         );
     }
     let tokenizer = Tokenizer::from_json_file(&tok_path)?;
-    let mut weights = Weights::open_safetensors(files, device)?;
+    let mut weights = Weights::open_safetensors(files)?;
     let model = Llama::load(&mut weights, cfg, device)
         .with_context(|| format!("loading {}", dir.display()))?;
     Ok(LoadedModel {

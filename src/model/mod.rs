@@ -3,6 +3,7 @@
 mod activation;
 pub mod attention;
 pub mod config;
+pub mod dense_matmul;
 pub mod ggml_matmul;
 pub mod hub;
 pub mod kv_cache;

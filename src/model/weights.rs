@@ -2,10 +2,11 @@
 //! safetensors files (dense, memory-mapped). The model asks for tensors by role; this module
 //! maps a role to each format's tensor name and checks its shape.
 
+use super::dense_matmul;
 use super::ggml_matmul::{BlockBytes, GgmlMatrix};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Storage, Tensor};
 use memmap2::Mmap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -35,6 +36,15 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Ggml(g) => g.forward(x),
+            Self::Candle(QMatMul::Tensor(w)) => {
+                if let Some(y) = dense_few_rows(x, w)? {
+                    return Ok(y);
+                }
+                // bf16/f16 weights (kept so on the CPU) widen for candle's product, whose
+                // operands share one type; at prefill sizes that is a small part of the work.
+                let w = QMatMul::Tensor(w.to_dtype(DType::F32)?);
+                Ok(candle_core::Module::forward(&w, x)?)
+            }
             Self::Candle(m) => Ok(candle_core::Module::forward(m, x)?),
         }
     }
@@ -43,7 +53,7 @@ impl Linear {
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
             Self::Ggml(g) => g.embedding(ids),
-            Self::Candle(m) => Ok(m.embedding(ids)?),
+            Self::Candle(m) => Ok(m.embedding(ids)?.to_dtype(DType::F32)?),
         }
     }
 
@@ -68,11 +78,48 @@ impl Linear {
                 _ => None,
             })
             .collect();
+        // One stored type for all parts (a file may mix them).
+        let dense = dense.filter(|d| d.iter().all(|t| t.dtype() == d[0].dtype()));
         Ok(match dense {
             Some(d) => Some(Self::Candle(QMatMul::Tensor(Tensor::cat(&d, 0)?))),
             None => None,
         })
     }
+}
+
+/// `x · wᵀ` through [`dense_matmul`] when `x` has at most [`dense_matmul::MAX_ROWS`] rows, `x`
+/// is f32 and `w` f32, bf16 or f16, both on the CPU (a decode step, beams); `None` otherwise.
+fn dense_few_rows(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let dims = x.dims();
+    let Some((&k, lead)) = dims.split_last() else {
+        return Ok(None);
+    };
+    let m: usize = lead.iter().product();
+    if m > dense_matmul::MAX_ROWS
+        || !x.device().is_cpu()
+        || x.dtype() != DType::F32
+        || w.rank() != 2
+        || w.dims()[1] != k
+    {
+        return Ok(None);
+    }
+    let (storage, layout) = w.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Ok(None);
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Ok(None);
+    };
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let y = match w.dtype() {
+        DType::F32 => dense_matmul::matmul(&xs, &cpu.as_slice::<f32>()?[start..end], k),
+        DType::BF16 => dense_matmul::matmul(&xs, &cpu.as_slice::<half::bf16>()?[start..end], k),
+        DType::F16 => dense_matmul::matmul(&xs, &cpu.as_slice::<half::f16>()?[start..end], k),
+        _ => return Ok(None),
+    };
+    let mut shape = lead.to_vec();
+    shape.push(w.dims()[0]);
+    Ok(Some(Tensor::from_vec(y, shape, x.device())?))
 }
 
 /// Projections of one input (attention's q, k and v; the MLP's gate and up): one product over
@@ -147,7 +194,7 @@ pub enum Weights {
     /// One or more memory-mapped safetensors files.
     Safetensors {
         paths: Vec<PathBuf>,
-        vb: candle_nn::VarBuilder<'static>,
+        files: candle_core::safetensors::MmapedSafetensors,
     },
 }
 
@@ -191,18 +238,17 @@ impl Weights {
     }
 
     /// Memory-maps safetensors files (all shards of one model).
-    pub fn open_safetensors(paths: &[PathBuf], device: &Device) -> Result<Self> {
+    pub fn open_safetensors(paths: &[PathBuf]) -> Result<Self> {
         for p in paths {
             check_safetensors_header(p)?;
         }
         // SAFETY: the files are mapped read-only; like every mmap-based loader we rely on them
         // not being modified while the model is loaded.
-        let vb =
-            unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(paths, DType::F32, device) }
-                .with_context(|| format!("memory-mapping {}", display_paths(paths)))?;
+        let files = unsafe { candle_core::safetensors::MmapedSafetensors::multi(paths) }
+            .with_context(|| format!("memory-mapping {}", display_paths(paths)))?;
         Ok(Self::Safetensors {
             paths: paths.to_vec(),
-            vb,
+            files,
         })
     }
 
@@ -218,7 +264,7 @@ impl Weights {
     pub fn contains(&self, name: &TensorName) -> bool {
         match self {
             Self::Gguf { content, .. } => content.tensor_infos.contains_key(&name.gguf),
-            Self::Safetensors { vb, .. } => vb.contains_tensor(&name.hf),
+            Self::Safetensors { files, .. } => files.get(&name.hf).is_ok(),
         }
     }
 
@@ -240,7 +286,16 @@ impl Weights {
                 Linear::new(QMatMul::from_arc(Arc::new(q))?)
             }
             Self::Safetensors { .. } => {
-                Linear::new(QMatMul::Tensor(self.dense(name, &[rows, cols], device)?))
+                let stored = self.safetensor(name, &[rows, cols], device)?;
+                // On the CPU, bf16 and f16 matrices stay as stored (half the memory, and half
+                // the bytes a decode step reads) and widen to f32 as the products read them.
+                let keep = device.is_cpu() && matches!(stored.dtype(), DType::BF16 | DType::F16);
+                let w = if keep {
+                    stored
+                } else {
+                    stored.to_dtype(DType::F32)?
+                };
+                Linear::new(QMatMul::Tensor(w))
             }
         }
     }
@@ -284,27 +339,36 @@ impl Weights {
     pub fn dense(&mut self, name: &TensorName, shape: &[usize], device: &Device) -> Result<Tensor> {
         match self {
             Self::Gguf { .. } => Ok(self.gguf_tensor(name, shape, device)?.dequantize(device)?),
-            Self::Safetensors { vb, paths } => {
-                let t = vb
-                    .get_unchecked_dtype(&name.hf, DType::F32)
-                    .with_context(|| {
-                        format!(
-                            "tensor `{}` is missing from {}",
-                            name.hf,
-                            display_paths(paths)
-                        )
-                    })?;
-                if t.dims() != shape {
-                    bail!(
-                        "tensor `{}` has shape {:?} but the config implies {:?}; config.json does not match the weights",
-                        name.hf,
-                        t.dims(),
-                        shape
-                    );
-                }
-                Ok(t)
+            Self::Safetensors { .. } => {
+                Ok(self.safetensor(name, shape, device)?.to_dtype(DType::F32)?)
             }
         }
+    }
+
+    /// A safetensors tensor as stored (its own dtype), of the given shape.
+    fn safetensor(&self, name: &TensorName, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let Self::Safetensors { files, paths } = self else {
+            bail!(
+                "`{}` asked of a GGUF source as a safetensors tensor",
+                name.hf
+            );
+        };
+        let t = files.load(&name.hf, device).with_context(|| {
+            format!(
+                "tensor `{}` is missing from {}",
+                name.hf,
+                display_paths(paths)
+            )
+        })?;
+        if t.dims() != shape {
+            bail!(
+                "tensor `{}` has shape {:?} but the config implies {:?}; config.json does not match the weights",
+                name.hf,
+                t.dims(),
+                shape
+            );
+        }
+        Ok(t)
     }
 
     fn gguf_tensor(

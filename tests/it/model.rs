@@ -3,14 +3,15 @@
 
 use crate::tiny::{random_weights, write_gguf, write_safetensors_dir, TinySpec};
 use candle_core::quantized::GgmlDType;
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
-use gen::model::weights::Weights;
+use gen::model::weights::{Linear, TensorName, Weights};
 use gen::model::{KvCache, Llama, LlamaConfig, Logits};
 use std::path::Path;
 
 pub fn load_dir(dir: &Path) -> Llama {
     let cfg = LlamaConfig::from_hf_dir(dir).unwrap();
-    let mut w = Weights::open_safetensors(&[dir.join("model.safetensors")], &Device::Cpu).unwrap();
+    let mut w = Weights::open_safetensors(&[dir.join("model.safetensors")]).unwrap();
     Llama::load(&mut w, cfg, &Device::Cpu).unwrap()
 }
 
@@ -198,6 +199,52 @@ fn gguf_f32_matches_safetensors() {
 }
 
 /// Every quantized type we claim loads, keeps matmuls quantized, and stays close to f32.
+/// bf16 and f16 safetensors stay in their own type on the CPU and widen as they are read, which
+/// is exact: logits equal, bit for bit, those of a folder holding the same values as f32, both
+/// for a whole-sequence pass (candle's product) and step by step (the few-row kernel).
+#[test]
+fn half_safetensors_equal_their_f32_widening() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, spec) in specs() {
+        let w = random_weights(&spec);
+        for dt in [DType::BF16, DType::F16] {
+            let cast = |to: DType| -> std::collections::HashMap<String, Tensor> {
+                w.iter()
+                    .map(|(k, t)| (k.clone(), t.to_dtype(dt).unwrap().to_dtype(to).unwrap()))
+                    .collect()
+            };
+            let half_dir = tmp.path().join(format!("{name}-{dt:?}"));
+            let wide_dir = tmp.path().join(format!("{name}-{dt:?}-widened"));
+            write_safetensors_dir(&half_dir, &spec, &cast(dt));
+            write_safetensors_dir(&wide_dir, &spec, &cast(DType::F32));
+            // The matrices are kept in the stored type (else this test would compare f32 with
+            // f32); norms become f32.
+            let mut weights =
+                Weights::open_safetensors(&[half_dir.join("model.safetensors")]).unwrap();
+            let embed = TensorName::new("model.embed_tokens.weight", "token_embd.weight");
+            match weights
+                .matrix(&embed, spec.vocab, spec.hidden, &Device::Cpu)
+                .unwrap()
+            {
+                Linear::Candle(QMatMul::Tensor(t)) => assert_eq!(t.dtype(), dt),
+                other => panic!("{name}: the embedding loaded as {other:?}"),
+            }
+            let (half, wide) = (load_dir(&half_dir), load_dir(&wide_dir));
+            assert_eq!(
+                full(&half, &SEQ),
+                full(&wide, &SEQ),
+                "{name} {dt:?}: whole sequence"
+            );
+            let (mut a, mut b) = (half.new_cache(), wide.new_cache());
+            assert_eq!(
+                step(&half, &mut a, &SEQ),
+                step(&wide, &mut b, &SEQ),
+                "{name} {dt:?}: step by step"
+            );
+        }
+    }
+}
+
 #[test]
 fn quantized_types_load_and_track_f32() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,0 +1,253 @@
+//! Products with dense weights (f32, or bf16/f16 widened to f32 as they are read, which is
+//! exact) for a few activation rows: a decode step, beams, a small batch. Such a product reads
+//! every weight once and does two flops per weight read, so it runs at the speed memory
+//! delivers the weights; candle's general matrix product (built for large blocks) leaves much
+//! of that bandwidth unused for one row. Here each task streams its own rows of the weight
+//! once, prefetched ahead, and every activation row is multiplied with a weight row while it is
+//! in L1; sums are in f32 and in the same order whatever the stored type, so bf16 weights give
+//! exactly the results of the same weights widened to f32. Larger inputs (prefill) go to
+//! candle's blocked product.
+
+use super::ggml_matmul::Out;
+use rayon::prelude::*;
+
+/// The most activation rows this kernel takes; larger products go to candle's blocked gemm,
+/// which reuses each weight from cache across many rows.
+pub const MAX_ROWS: usize = 8;
+
+/// Activation rows multiplied with each weight row at once (each keeps two accumulators).
+const TILE_R: usize = 4;
+
+/// Weight rows per parallel task: 16 rows of 576 floats are 36 KiB.
+const ROWS_PER_TASK: usize = 16;
+
+/// A stored weight type, read as f32.
+pub trait Elem: Copy + Send + Sync + 'static {
+    /// The value as f32 (exact for every type here).
+    fn to_f32(self) -> f32;
+
+    /// Eight consecutive values from `p`, as f32.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; `p` is valid for eight reads.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl Elem for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        // SAFETY: the caller's contract.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
+    }
+}
+
+impl Elem for half::bf16 {
+    fn to_f32(self) -> f32 {
+        half::bf16::to_f32(self)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // bf16 is the top half of an f32: widen each to 32 bits and shift it up.
+        // SAFETY: the caller's contract.
+        unsafe {
+            let h = _mm_loadu_si128(p as *const __m128i);
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+        }
+    }
+}
+
+impl Elem for half::f16 {
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract (F16C included).
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+}
+
+/// `x · wᵀ`: `x` is `m × k` (row-major), `w` is `n × k`; returns `m × n`. `m` at most
+/// [`MAX_ROWS`] (checked).
+pub fn matmul<W: Elem>(x: &[f32], w: &[W], k: usize) -> Vec<f32> {
+    assert!(k > 0 && x.len().is_multiple_of(k) && w.len().is_multiple_of(k));
+    let (m, n) = (x.len() / k, w.len() / k);
+    assert!(
+        m <= MAX_ROWS,
+        "dense matmul takes at most {MAX_ROWS} rows, got {m}"
+    );
+    let mut out = vec![0f32; m * n];
+    let dst = Out::new(out.as_mut_ptr(), n);
+    let rows: Vec<&[f32]> = x.chunks(k).collect();
+    (0..n.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .for_each(|t| {
+            let first = t * ROWS_PER_TASK;
+            let last = (first + ROWS_PER_TASK).min(n);
+            let ws = &w[first * k..last * k];
+            for (g, group) in rows.chunks(TILE_R).enumerate() {
+                // SAFETY: this task alone writes columns `first..last` (< n) of rows `< m`.
+                unsafe { fill(ws, k, group, dst, g * TILE_R, first) };
+            }
+        });
+    out
+}
+
+/// Writes `group[r] · ws[j]` at `(row0 + r, first + j)` for every weight row `j` of `ws`.
+///
+/// # Safety
+/// As [`Out::write`] for those cells.
+unsafe fn fill<W: Elem>(ws: &[W], k: usize, group: &[&[f32]], dst: Out, row0: usize, first: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::simd::avx2_fma_f16c() {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the caller's
+            // contract.
+            unsafe {
+                match group.len() {
+                    1 => avx2::fill::<W, 1>(ws, k, group, dst, row0, first),
+                    2 => avx2::fill::<W, 2>(ws, k, group, dst, row0, first),
+                    3 => avx2::fill::<W, 3>(ws, k, group, dst, row0, first),
+                    _ => avx2::fill::<W, 4>(ws, k, group, dst, row0, first),
+                }
+            }
+            return;
+        }
+    }
+    for (j, w) in ws.chunks(k).enumerate() {
+        for (r, a) in group.iter().enumerate() {
+            let v = w.iter().zip(a.iter()).map(|(w, a)| w.to_f32() * a).sum();
+            // SAFETY: the caller's contract.
+            unsafe { dst.write(row0 + r, first + j, v) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Elem, Out};
+    use std::arch::x86_64::*;
+
+    /// How far ahead of the floats being read the kernel asks for weight bytes: the hardware
+    /// prefetchers stop at each 4 KiB page (the same distance as the quantized kernels).
+    const PREFETCH_BYTES: usize = 4096;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// [`super::fill`] for `R` activation rows: 16 floats per step, two accumulators per row,
+    /// the tail (k not a multiple of 16) in scalar.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; as [`Out::write`] for the cells written.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn fill<W: Elem, const R: usize>(
+        ws: &[W],
+        k: usize,
+        group: &[&[f32]],
+        dst: Out,
+        row0: usize,
+        first: usize,
+    ) {
+        // The unchecked reads below stay inside these bounds.
+        assert!(group.len() == R && group.iter().all(|a| a.len() == k));
+        assert!(ws.len().is_multiple_of(k));
+        let body = k - k % 16;
+        let mut a = [std::ptr::null::<f32>(); R];
+        for r in 0..R {
+            a[r] = group[r].as_ptr();
+        }
+        for (j, w) in ws.chunks_exact(k).enumerate() {
+            let wp = w.as_ptr();
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            let mut c = 0;
+            while c < body {
+                _mm_prefetch::<_MM_HINT_T0>((wp.add(c) as *const i8).wrapping_add(PREFETCH_BYTES));
+                let w0 = W::load8(wp.add(c));
+                let w1 = W::load8(wp.add(c + 8));
+                for r in 0..R {
+                    acc[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a[r].add(c)), acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a[r].add(c + 8)), acc[r][1]);
+                }
+                c += 16;
+            }
+            for r in 0..R {
+                let mut v = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+                for i in body..k {
+                    v += w.get_unchecked(i).to_f32() * *a[r].add(i);
+                }
+                // SAFETY: the caller's contract.
+                unsafe { dst.write(row0 + r, first + j, v) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::test_values;
+
+    /// The kernel against a plain f64 product, for every row count it takes, widths with and
+    /// without a scalar tail, and weight counts that leave a partial task.
+    #[test]
+    fn matches_plain_product() {
+        for &k in &[16, 40, 576] {
+            for &n in &[1, 17, 50] {
+                let w = test_values(n * k, 3);
+                for m in 1..=MAX_ROWS {
+                    let x = test_values(m * k, 7 + m as u32);
+                    let got = matmul(&x, &w, k);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let want: f64 = (0..k)
+                                .map(|c| x[i * k + c] as f64 * w[j * k + c] as f64)
+                                .sum();
+                            let g = got[i * n + j] as f64;
+                            assert!(
+                                (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "k={k} n={n} m={m} ({i},{j}): {g} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// bf16 and f16 weights give exactly the results of the same values widened to f32.
+    #[test]
+    fn half_weights_equal_widened_weights() {
+        let (k, n) = (600, 33);
+        let w = test_values(n * k, 5);
+        let bf: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+        let hf: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let bf_wide: Vec<f32> = bf.iter().map(|v| v.to_f32()).collect();
+        let hf_wide: Vec<f32> = hf.iter().map(|v| v.to_f32()).collect();
+        for m in 1..=MAX_ROWS {
+            let x = test_values(m * k, 11 + m as u32);
+            assert_eq!(matmul(&x, &bf, k), matmul(&x, &bf_wide, k), "bf16, m={m}");
+            assert_eq!(matmul(&x, &hf, k), matmul(&x, &hf_wide, k), "f16, m={m}");
+        }
+    }
+}

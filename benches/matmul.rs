@@ -62,7 +62,7 @@ fn matmul(c: &mut Criterion) {
 }
 
 /// One way to compute a product, for the dense benches.
-type Product = dyn Fn(&Tensor) -> Tensor + Sync;
+type Product<'a> = dyn Fn(&Tensor) -> Tensor + Sync + 'a;
 
 /// The same shapes with dense weights (a safetensors folder): gen's few-row kernel on f32 and
 /// bf16 weights, next to candle's product on the f32 weights (what gen used before).
@@ -76,7 +76,7 @@ fn dense(c: &mut Criterion) {
         let candle = QMatMul::Tensor(w);
         for m in [1usize, 4] {
             let x = Tensor::from_vec(values(m * k, 7), (m, k), &Device::Cpu).expect("input");
-            let runs: [(&str, &Product); 3] = [
+            let runs: [(&str, &Product<'_>); 3] = [
                 ("gen_f32", &|x| ours.forward(x).expect("f32")),
                 ("gen_bf16", &|x| ours_bf16.forward(x).expect("bf16")),
                 ("candle_f32", &|x| candle.forward(x).expect("candle")),

@@ -3,7 +3,8 @@
 //! for the tied output head), for one activation row (greedy, sampling) and four (`--beams 4`,
 //! `--compare` batches). The weights are random; the kernels' cost does not depend on values.
 //!
-//! The `dense` group runs the same shapes with dense weights (a safetensors folder).
+//! The `dense` group runs the same shapes with dense weights (a safetensors folder); `stream`
+//! compares an f32 product as large as the whole f32 model with a plain pass over its bytes.
 //!
 //! `cargo bench --bench matmul` (threads: RAYON_NUM_THREADS, e.g. 2). Per token the model runs
 //! 30 × (q, k, v, o, gate, up, down) + one head.
@@ -13,6 +14,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gen::model::ggml_matmul::GgmlMatrix;
 use gen::model::weights::Linear;
+use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -101,5 +103,57 @@ fn dense(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, dense);
+/// What memory delivers here, against what the f32 decode step needs: one f32 product with a
+/// weight as large as the whole f32 model (538 MB, 233,532 rows of 576), next to a plain sum of
+/// the same bytes on the same threads (the most a pass over them can do). A decode step of the
+/// f32 folder reads all of its weights, so `1 / sum time` bounds its tokens per second.
+fn stream(c: &mut Criterion) {
+    const ROWS: usize = 233_532;
+    const K: usize = 576;
+    let mut group = c.benchmark_group("stream");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes((ROWS * K * 4) as u64));
+    let data = values(ROWS * K, 3);
+    group.bench_function("sum_538MB", |b| {
+        b.iter_custom(|iters| {
+            rayon::scope(|_| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let total: f32 = data
+                        .par_chunks(1 << 14)
+                        .map(|chunk| {
+                            // Sixteen independent lanes, so the sum vectorises.
+                            let mut lanes = [0f32; 16];
+                            for v in chunk.chunks_exact(16) {
+                                for (l, x) in lanes.iter_mut().zip(v) {
+                                    *l += x;
+                                }
+                            }
+                            lanes.iter().sum::<f32>()
+                        })
+                        .sum();
+                    black_box(total);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    let w = Tensor::from_vec(data, (ROWS, K), &Device::Cpu).expect("weights");
+    let product = Linear::new(QMatMul::Tensor(w)).expect("f32");
+    let x = Tensor::from_vec(values(K, 7), (1, K), &Device::Cpu).expect("input");
+    group.bench_function("gen_f32_538MB_rows1", |b| {
+        b.iter_custom(|iters| {
+            rayon::scope(|_| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(product.forward(black_box(&x)).expect("product"));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, matmul, dense, stream);
 criterion_main!(benches);

@@ -2,7 +2,7 @@
 //! the real model's shape (9 query heads, 3 KV heads, head dimension 64), for the f32 and the
 //! f16 cache. The keys and values are views of a larger buffer, as the cache hands them out.
 //!
-//! `cargo bench --bench attention` (threads: RAYON_NUM_THREADS, e.g. 2).
+//! `cargo bench --bench attention` (threads: RAYON_NUM_THREADS, e.g. 2; gen's pool reads it too).
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -48,17 +48,14 @@ fn decode_attention(c: &mut Criterion) {
         for (name, dtype) in [("f32", DType::F32), ("f16", DType::F16)] {
             let (k, v) = (cache_view(len, 2, dtype), cache_view(len, 3, dtype));
             group.bench_with_input(BenchmarkId::new(name, len), &len, |b, _| {
-                // The iterations run on a pool thread, as the forward pass runs its layers:
-                // the kernel's parallel parts then split with the other workers directly
-                // instead of being injected from outside each time.
+                // The kernel runs its parallel parts on gen's pool (`gen::pool`) from the
+                // calling thread, as the forward pass does.
                 b.iter_custom(|iters| {
-                    rayon::scope(|_| {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            black_box(attention(black_box(&q), &k, &v, scale).expect("attention"));
-                        }
-                        start.elapsed()
-                    })
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(attention(black_box(&q), &k, &v, scale).expect("attention"));
+                    }
+                    start.elapsed()
                 })
             });
         }

@@ -6,7 +6,7 @@
 //! The `dense` group runs the same shapes with dense weights (a safetensors folder); `stream`
 //! compares an f32 product as large as the whole f32 model with a plain pass over its bytes.
 //!
-//! `cargo bench --bench matmul` (threads: RAYON_NUM_THREADS, e.g. 2). Per token the model runs
+//! `cargo bench --bench matmul` (threads: RAYON_NUM_THREADS, e.g. 2; gen's pool reads it too). Per token the model runs
 //! 30 × (q, k, v, o, gate, up, down) + one head.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
@@ -47,15 +47,13 @@ fn matmul(c: &mut Criterion) {
             let x = Tensor::from_vec(values(m * k, 7), (m, k), &Device::Cpu).expect("input");
             group.throughput(Throughput::Bytes(q.storage_size_in_bytes() as u64));
             group.bench_with_input(BenchmarkId::new(name, format!("rows{m}")), &x, |b, x| {
-                // On a pool thread, as in the model's forward pass.
+                // From the calling thread, as in the model's forward pass (gen's pool).
                 b.iter_custom(|iters| {
-                    rayon::scope(|_| {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            black_box(mat.forward(black_box(x)).expect("matmul"));
-                        }
-                        start.elapsed()
-                    })
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(mat.forward(black_box(x)).expect("matmul"));
+                    }
+                    start.elapsed()
                 })
             });
         }
@@ -87,6 +85,8 @@ fn dense(c: &mut Criterion) {
                 let shape = name.trim_end_matches("_q8_0");
                 let id = BenchmarkId::new(format!("{shape}/{what}"), format!("rows{m}"));
                 group.bench_with_input(id, &x, |b, x| {
+                    // On a rayon thread, where the model calls candle's products (ours run on
+                    // gen's pool from any thread).
                     b.iter_custom(|iters| {
                         rayon::scope(|_| {
                             let start = Instant::now();

@@ -16,6 +16,7 @@ pub mod input;
 pub mod model;
 pub mod output;
 pub mod perplexity;
+pub mod pool;
 pub mod sampling;
 pub mod simd;
 pub mod stop;
@@ -93,8 +94,11 @@ pub fn run(config: Config) -> Result<()> {
     }
 }
 
-/// Sets the number of CPU threads for candle's kernels and rayon.
+/// Sets the number of CPU threads for our kernels ([`pool`]), candle's kernels and rayon.
 pub fn set_threads(n: usize) -> Result<()> {
+    if !pool::set_threads(n) {
+        anyhow::bail!("setting the number of threads: the thread pool was already started");
+    }
     // candle's gemm reads RAYON_NUM_THREADS; its quantized kernels use rayon's global pool.
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     rayon::ThreadPoolBuilder::new()

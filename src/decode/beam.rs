@@ -15,7 +15,6 @@ use crate::stop::{first_match, StopMatcher};
 use crate::tokenizer::{TokenStream, Tokenizer};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Tensor;
-use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
@@ -292,18 +291,17 @@ pub fn beam_search_from(
     for step in 0..max_tokens {
         // Score every continuation of every live beam.
         // One row per beam, the rows side by side on the pool's threads.
-        let per_row: Vec<Vec<Cand>> = beams
-            .par_iter()
-            .zip(rows.par_iter_mut())
-            .enumerate()
-            .map(|(b, (beam, logp))| {
-                log_softmax_in_place(logp);
-                let history = [prompt, beam.tokens.as_slice()].concat();
-                processors.apply(logp, &history);
-                top_of_row(b, beam.sum, logp, keep)
-            })
-            .collect();
-        let mut cands: Vec<Cand> = per_row.into_iter().flatten().collect();
+        let mut per_row: Vec<(&mut Vec<f32>, Vec<Cand>)> =
+            rows.iter_mut().map(|r| (r, Vec::new())).collect();
+        crate::pool::for_each_chunk_mut(&mut per_row, 1, &|b, row| {
+            let (logp, top) = &mut row[0];
+            let beam = &beams[b];
+            log_softmax_in_place(logp);
+            let history = [prompt, beam.tokens.as_slice()].concat();
+            processors.apply(logp, &history);
+            *top = top_of_row(b, beam.sum, logp, keep);
+        });
+        let mut cands: Vec<Cand> = per_row.into_iter().flat_map(|(_, top)| top).collect();
         ensure!(
             !cands.is_empty(),
             "every token is banned for every beam (--logit-bias / --no-repeat-ngram)"

@@ -21,7 +21,6 @@ use crate::vexp::exp8;
 use anyhow::{bail, Context, Result};
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 use half::f16;
-use rayon::prelude::*;
 
 /// Work (multiply-adds) below which one thread does it all: splitting costs more than it saves.
 const PARALLEL_MIN_WORK: usize = 1 << 17;
@@ -206,7 +205,7 @@ fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Re
     };
     let work = b * nh * s * (pos + s) * hd * 2;
     if work >= PARALLEL_MIN_WORK {
-        out.par_chunks_mut(hd).enumerate().for_each(head);
+        crate::pool::for_each_chunk_mut(&mut out, hd, &|i, y| head((i, y)));
     } else {
         out.chunks_mut(hd).enumerate().for_each(head);
     }
@@ -250,7 +249,7 @@ where
     F: Fn((usize, &mut [f32])) + Send + Sync,
 {
     if work >= PARALLEL_MIN_WORK {
-        data.par_chunks_mut(size).enumerate().for_each(f);
+        crate::pool::for_each_chunk_mut(data, size, &|i, c| f((i, c)));
     } else {
         data.chunks_mut(size).enumerate().for_each(f);
     }

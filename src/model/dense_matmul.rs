@@ -9,7 +9,6 @@
 //! candle's blocked product.
 
 use super::ggml_matmul::Out;
-use rayon::prelude::*;
 
 /// The most activation rows this kernel takes; larger products go to candle's blocked gemm,
 /// which reuses each weight from cache across many rows. Measured on the f32 SmolLM2 folder (2
@@ -93,17 +92,15 @@ pub fn matmul<W: Elem>(x: &[f32], w: &[W], k: usize) -> Vec<f32> {
     let mut out = vec![0f32; m * n];
     let dst = Out::new(out.as_mut_ptr(), n);
     let rows: Vec<&[f32]> = x.chunks(k).collect();
-    (0..n.div_ceil(ROWS_PER_TASK))
-        .into_par_iter()
-        .for_each(|t| {
-            let first = t * ROWS_PER_TASK;
-            let last = (first + ROWS_PER_TASK).min(n);
-            let ws = &w[first * k..last * k];
-            for (g, group) in rows.chunks(TILE_R).enumerate() {
-                // SAFETY: this task alone writes columns `first..last` (< n) of rows `< m`.
-                unsafe { fill(ws, k, group, dst, g * TILE_R, first) };
-            }
-        });
+    crate::pool::run(n.div_ceil(ROWS_PER_TASK), &|t| {
+        let first = t * ROWS_PER_TASK;
+        let last = (first + ROWS_PER_TASK).min(n);
+        let ws = &w[first * k..last * k];
+        for (g, group) in rows.chunks(TILE_R).enumerate() {
+            // SAFETY: this task alone writes columns `first..last` (< n) of rows `< m`.
+            unsafe { fill(ws, k, group, dst, g * TILE_R, first) };
+        }
+    });
     out
 }
 

@@ -10,7 +10,6 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use half::f16;
 use memmap2::Mmap;
-use rayon::prelude::*;
 use std::sync::Arc;
 
 const QK: usize = 32;
@@ -232,7 +231,8 @@ impl GgmlMatrix {
             tasks.extend((0..*rows).step_by(ROWS_PER_TASK).map(|r| (p, r, col + r)));
             col += rows;
         }
-        tasks.into_par_iter().for_each(|(p, r, first)| {
+        crate::pool::run(tasks.len(), &|t| {
+            let (p, r, first) = tasks[t];
             let (rows, bytes) = &self.parts[p];
             let last = (r + ROWS_PER_TASK).min(*rows);
             let w = &bytes.as_slice()[r * row_bytes..last * row_bytes];

@@ -224,6 +224,17 @@ impl Llama {
         Ok(())
     }
 
+    /// Whether any product over `rows` input rows runs on rayon's pool ([`Linear::on_rayon`]).
+    fn products_on_rayon(&self, rows: usize) -> bool {
+        self.lm_head.on_rayon(rows)
+            || self.layers.iter().any(|l| {
+                l.self_attn.qkv.on_rayon(rows)
+                    || l.self_attn.o_proj.on_rayon(rows)
+                    || l.mlp.gate_up.on_rayon(rows)
+                    || l.mlp.down_proj.on_rayon(rows)
+            })
+    }
+
     /// What new KV caches store keys and values as.
     pub fn cache_dtype(&self) -> DType {
         self.cache_dtype
@@ -232,16 +243,17 @@ impl Llama {
     /// Runs `tokens` `(batch, seq)` through the model after what `cache` already holds, appends
     /// their keys and values to it, and returns f32 logits for the positions asked for.
     pub fn forward(&self, tokens: &Tensor, cache: &mut KvCache, which: Logits) -> Result<Tensor> {
-        if rayon::current_thread_index().is_none() {
-            // Run the pass on one of the pool's threads: the ~300 parallel kernels per token then
-            // split work with the other workers directly, instead of each being handed to the
-            // pool from outside while this thread sleeps until it finishes (a futex round trip
-            // per op, a quarter of the decode time with 2 threads).
-            return rayon::scope(|_| self.forward(tokens, cache, which));
-        }
         let (b, s) = tokens
             .dims2()
             .context("forward: tokens must be (batch, seq)")?;
+        if rayon::current_thread_index().is_none() && self.products_on_rayon(b * s) {
+            // candle's products run on rayon's pool, in many parallel regions per product;
+            // from one of its threads they split work with the other workers directly instead
+            // of each region being handed over from outside while this thread sleeps (dense
+            // prefill of 481 tokens: 1.26-1.31 s from outside, 1.16 s from inside). Our own
+            // kernels use `crate::pool` and run from the calling thread.
+            return rayon::scope(|_| self.forward(tokens, cache, which));
+        }
         if s == 0 {
             bail!("forward: no tokens to process");
         }

@@ -43,9 +43,25 @@ impl Linear {
                 // bf16/f16 weights (kept so on the CPU) widen for candle's product, whose
                 // operands share one type; at prefill sizes that is a small part of the work.
                 let w = QMatMul::Tensor(w.to_dtype(DType::F32)?);
+                // candle's products run on rayon's threads: our spinning ones step aside.
+                crate::pool::quiet();
                 Ok(candle_core::Module::forward(&w, x)?)
             }
-            Self::Candle(m) => Ok(candle_core::Module::forward(m, x)?),
+            Self::Candle(m) => {
+                crate::pool::quiet();
+                Ok(candle_core::Module::forward(m, x)?)
+            }
+        }
+    }
+
+    /// Whether a product over `rows` input rows runs on rayon's pool (candle's kernels: dense
+    /// weights beyond [`dense_matmul::MAX_ROWS`] rows, quantized types we have no kernel for)
+    /// rather than on ours ([`crate::pool`]).
+    pub fn on_rayon(&self, rows: usize) -> bool {
+        match self {
+            Self::Ggml(_) => false,
+            Self::Candle(QMatMul::Tensor(_)) => rows > dense_matmul::MAX_ROWS,
+            Self::Candle(_) => true,
         }
     }
 
@@ -139,6 +155,14 @@ impl Projections {
             Some(w) => Self::Stacked { w, sizes },
             None => Self::Separate(parts),
         })
+    }
+
+    /// [`Linear::on_rayon`] for any of the projections.
+    pub fn on_rayon(&self, rows: usize) -> bool {
+        match self {
+            Self::Stacked { w, .. } => w.on_rayon(rows),
+            Self::Separate(parts) => parts.iter().any(|p| p.on_rayon(rows)),
+        }
     }
 
     /// Each projection of `x`, in the order given to [`Projections::new`].

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How long an idle helper spins before it parks: longer than the gaps inside a decode step and
-/// between steps (sampling), short enough that an idle process stops using the CPU at once.
-const SPIN: Duration = Duration::from_millis(3);
+/// How long an idle helper spins before it parks: longer than the gaps inside a decode step,
+/// short enough that an idle process stops using the CPU at once. 200 µs and 3 ms measured
+/// alike here (greedy, top-p sampling and 4 beams, 5 interleaved rounds each), so the shorter.
+const SPIN: Duration = Duration::from_micros(200);
 
 /// Runs `f(0)`, ..., `f(n - 1)` on the pool (each index once, in no particular order) and
 /// returns when all have finished. A panic in any task is raised again here.

@@ -72,3 +72,28 @@ fn detect_byte_dot() -> Option<ByteDot> {
         None
     }
 }
+
+/// How far ahead of the weights being read the matrix products ask for the next ones. A
+/// product reads its weights once, in order, from memory; the hardware prefetchers stop at
+/// every 4 KiB page, so without this each page starts with a stall. Quantized decode got ~30%
+/// faster on a Xeon with 2 cores (11.2 → 7.8 ms per token; 2–8 KiB all measured alike), the f32
+/// product 28.1 → 25.5 ms per token (1, 2, 8 and 16 KiB measured slower).
+pub const PREFETCH_BYTES: usize = 4096;
+
+/// The sum of the eight lanes of `v`, in ggml's order (`hsum_float_8`): high half plus low
+/// half, then pairs, then the last two.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}

@@ -137,22 +137,8 @@ unsafe fn fill<W: Elem>(ws: &[W], k: usize, group: &[&[f32]], dst: Out, row0: us
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Elem, Out};
+    use crate::simd::{hsum, PREFETCH_BYTES};
     use std::arch::x86_64::*;
-
-    /// How far ahead of the floats being read the kernel asks for weight bytes: the hardware
-    /// prefetchers stop at each 4 KiB page (the same distance as the quantized kernels).
-    const PREFETCH_BYTES: usize = 4096;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
 
     /// [`super::fill`] for `R` activation rows: 16 floats per step, two accumulators per row,
     /// the tail (k not a multiple of 16) in scalar.

@@ -442,25 +442,8 @@ fn dot_q8_0_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{f16_at, Kind, Out, Q8Block, Tile, QK};
-    use crate::simd::ByteDot;
+    use crate::simd::{hsum, ByteDot, PREFETCH_BYTES};
     use std::arch::x86_64::*;
-
-    /// How far ahead of the block being read the kernels ask for weight bytes. A product reads
-    /// its weights once, in order, from memory; the hardware prefetchers stop at every 4 KiB
-    /// page, so without this each page starts with a stall. Decode got ~30% faster on a
-    /// Xeon with 2 cores (11.2 → 7.8 ms per token); 2–8 KiB all measured alike.
-    const PREFETCH_BYTES: usize = 4096;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
 
     /// How [`mul_sum_us8`] sums byte products (a [`ByteDot`] as a const parameter, so that
     /// each kernel is compiled once per instruction choice).

@@ -215,10 +215,6 @@ fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Re
 /// Positions scored per task in [`decode`].
 const SCORE_BLOCK: usize = 64;
 
-/// How many bytes ahead of the cached rows being read attention asks for the next ones. The
-/// rows of a long cache come from memory, and the hardware prefetchers stop at each 4 KiB page.
-const PREFETCH_BYTES: usize = 4096;
-
 /// Asks the CPU to start loading every cache line of `row`, into L1, or into L2 only when
 /// `L2` (for more data than L1 holds). A hint: never faults, no effect on results.
 #[inline(always)]
@@ -289,7 +285,8 @@ fn decode<T: KvElem>(
         let mut j = start;
         #[cfg(target_arch = "x86_64")]
         if hd.is_multiple_of(32) && crate::simd::avx2_fma_f16c() {
-            let ahead = PREFETCH_BYTES / (hd * std::mem::size_of::<T>()).max(1);
+            // The rows of a long cache come from memory, read in order as the weights are.
+            let ahead = crate::simd::PREFETCH_BYTES / (hd * std::mem::size_of::<T>()).max(1);
             while j + 8 <= end {
                 if j + ahead + 8 <= len {
                     for i in 0..8 {

@@ -43,14 +43,9 @@ impl Linear {
                 // bf16/f16 weights (kept so on the CPU) widen for candle's product, whose
                 // operands share one type; at prefill sizes that is a small part of the work.
                 let w = QMatMul::Tensor(w.to_dtype(DType::F32)?);
-                // candle's products run on rayon's threads: our spinning ones step aside.
-                crate::pool::quiet();
                 Ok(candle_core::Module::forward(&w, x)?)
             }
-            Self::Candle(m) => {
-                crate::pool::quiet();
-                Ok(candle_core::Module::forward(m, x)?)
-            }
+            Self::Candle(m) => Ok(candle_core::Module::forward(m, x)?),
         }
     }
 

@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gen::model::attention::attention;
+use gen::kernels::attention::attention;
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -7,11 +7,13 @@
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
-use gen::model::{self, Logits, ModelSource};
+use gen::app::load::{self, LoadedModel};
+use gen::model::Logits;
+use gen::weights::ModelSource;
 use std::hint::black_box;
 
 /// The real model with a 64-token prompt prefilled, or `None` when it is not fetched.
-fn prefilled() -> Option<(model::LoadedModel, gen::model::KvCache)> {
+fn prefilled() -> Option<(LoadedModel, gen::model::KvCache)> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join(gen::config::DEFAULT_MODEL_FILE);
@@ -23,7 +25,7 @@ fn prefilled() -> Option<(model::LoadedModel, gen::model::KvCache)> {
         return None;
     }
     let source = ModelSource::parse(&path.display().to_string()).expect("model path");
-    let loaded = model::load(&source, &Device::Cpu).expect("loading the model");
+    let loaded = load::load(&source, &Device::Cpu).expect("loading the model");
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i * 37).collect();
     let mut cache = loaded.model.new_cache();
     let input = Tensor::new(prompt.as_slice(), &Device::Cpu)

@@ -12,8 +12,8 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gen::model::ggml_matmul::GgmlMatrix;
-use gen::model::weights::Linear;
+use gen::kernels::ggml::GgmlMatrix;
+use gen::model::Linear;
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Instant;
@@ -40,9 +40,12 @@ fn matmul(c: &mut Criterion) {
     for (name, n, k, dt) in SHAPES {
         let w = Tensor::from_vec(values(n * k, 1), (n, k), &Device::Cpu).expect("weights");
         let q = QTensor::quantize(&w, dt).expect("quantize");
-        let mat = GgmlMatrix::from_qtensor(&q)
-            .expect("supported type")
-            .expect("CPU block type");
+        // Through the model's linear layer, tensors in and out, as the forward pass calls it.
+        let mat = Linear::Ggml(
+            GgmlMatrix::from_qtensor(&q)
+                .expect("supported type")
+                .expect("CPU block type"),
+        );
         for m in [1usize, 4] {
             let x = Tensor::from_vec(values(m * k, 7), (m, k), &Device::Cpu).expect("input");
             group.throughput(Throughput::Bytes(q.storage_size_in_bytes() as u64));

@@ -6,7 +6,8 @@
 //! decode step.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gen::sampling::{build_chain, token_logprobs, SamplingConfig};
+use gen::config::SamplingConfig;
+use gen::sampling::{build_chain, token_logprobs};
 use rand::{RngExt, SeedableRng};
 use std::hint::black_box;
 

@@ -1,8 +1,11 @@
-//! Plain resolved settings, free of clap, so tests and benches can build them directly.
+//! Every plain resolved setting, free of clap and of the rest of the crate (it imports nothing
+//! from it), so tests and benches build settings directly. Settings flow one way: flags
+//! ([`crate::cli`]) → these → the engine's parameters, each built once.
 
-pub use crate::sampling::SamplingConfig;
 use candle_core::DType;
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 /// Everything one run of `gen` needs to know.
 #[derive(Debug, Clone)]
@@ -53,7 +56,7 @@ pub struct GenerateConfig {
     pub ctx_size: Option<usize>,
     pub batch_size: usize,
     /// `--cache-type`: what the KV cache stores; `None` is the model format's default.
-    pub cache_type: Option<candle_core::DType>,
+    pub cache_type: Option<DType>,
     pub format: OutputFormat,
     pub verbose: bool,
     pub quiet: bool,
@@ -70,7 +73,7 @@ pub struct GenerateConfig {
     /// Send the prompt as plain text, without the chat template (`--raw`).
     pub raw: bool,
     /// `--compare`: run these strategies on the same prompt instead of one.
-    pub compare: Option<Vec<crate::compare::Strategy>>,
+    pub compare: Option<Vec<Strategy>>,
     /// `--compare-sequential`: run the compared sampling strategies one after another instead
     /// of as one batch.
     pub compare_sequential: bool,
@@ -89,7 +92,7 @@ pub struct BeamConfig {
     pub num_beams: usize,
     pub num_return: usize,
     pub length_penalty: f32,
-    pub early_stopping: crate::decode::EarlyStopping,
+    pub early_stopping: EarlyStopping,
     pub no_repeat_ngram: Option<usize>,
 }
 
@@ -116,26 +119,173 @@ pub struct PerplexityConfig {
     pub file: PathBuf,
     pub context: usize,
     /// `--cache-type`: what the KV cache stores; `None` is the model format's default.
-    pub cache_type: Option<candle_core::DType>,
+    pub cache_type: Option<DType>,
     pub json: bool,
+}
+
+/// When beam search stops before `max_tokens` (transformers' `early_stopping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyStopping {
+    /// Stop as soon as N hypotheses are finished (`true`).
+    Eager,
+    /// Stop when the best running beam, length-normalised at the current length, cannot beat
+    /// the worst finished hypothesis (`false`, the default).
+    Heuristic,
+    /// As the heuristic, but normalising at the longest possible length (`never`): the search
+    /// only stops when no better hypothesis can exist.
+    Never,
+}
+
+/// One strategy of `--compare`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strategy {
+    /// As the user wrote it (or the preset's name for it).
+    pub label: String,
+    pub kind: StrategyKind,
+}
+
+/// Sampling with a chain, or beam search.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StrategyKind {
+    Sample(SamplingConfig),
+    Beam(BeamConfig),
+}
+
+/// How many candidates every filter keeps at least (llama.cpp's and transformers' `min_keep`).
+pub const DEFAULT_MIN_KEEP: usize = 1;
+
+/// Which part of the history the penalties look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last n tokens (n ≥ 1).
+    Last(usize),
+    /// Everything, prompt included.
+    All,
+}
+
+/// The stages a user can order with `--samplers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageKind {
+    Penalties,
+    LogitBias,
+    Temperature,
+    TopK,
+    TopP,
+    MinP,
+    Typical,
+}
+
+impl StageKind {
+    /// The default order (docs/SAMPLING.md; the seed documents and transformers): penalties → logit
+    /// bias → temperature → top-k → top-p → min-p → typical.
+    pub const DEFAULT_ORDER: [StageKind; 7] = [
+        StageKind::Penalties,
+        StageKind::LogitBias,
+        StageKind::Temperature,
+        StageKind::TopK,
+        StageKind::TopP,
+        StageKind::MinP,
+        StageKind::Typical,
+    ];
+
+    /// The name used by `--samplers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Penalties => "penalties",
+            StageKind::LogitBias => "logit-bias",
+            StageKind::Temperature => "temperature",
+            StageKind::TopK => "top-k",
+            StageKind::TopP => "top-p",
+            StageKind::MinP => "min-p",
+            StageKind::Typical => "typical",
+        }
+    }
+}
+
+impl fmt::Display for StageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StageKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let norm = s.trim().to_ascii_lowercase().replace('_', "-");
+        let alias = match norm.as_str() {
+            "temp" => "temperature",
+            "typical-p" => "typical",
+            "penalty" | "repeat-penalty" => "penalties",
+            other => other,
+        };
+        StageKind::DEFAULT_ORDER
+            .into_iter()
+            .find(|k| k.name() == alias)
+            .ok_or_else(|| {
+                let names: Vec<&str> = StageKind::DEFAULT_ORDER.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown sampler '{s}'; valid samplers: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Resolved sampling settings (what the flags mean, before building stages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingConfig {
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// `None` = top-k off.
+    pub top_k: Option<usize>,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub typical_p: f32,
+    pub repeat_penalty: f32,
+    /// `None` (`--repeat-last-n 0`) turns the penalties off.
+    pub repeat_window: Option<Window>,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    pub logit_bias: Vec<(u32, f32)>,
+    /// `None`: a random seed, chosen at build time and reported.
+    pub seed: Option<u64>,
+    /// Stage order; stages not listed are not built.
+    pub order: Vec<StageKind>,
+    pub min_keep: usize,
+}
+
+impl Default for SamplingConfig {
+    /// llama.cpp's defaults (what `llama-cli` and ollama users get): T 0.8, top-k 40, top-p
+    /// 0.95, min-p 0.05, typical off, penalties off with a 64-token window.
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: Some(40),
+            top_p: 0.95,
+            min_p: 0.05,
+            typical_p: 1.0,
+            repeat_penalty: 1.0,
+            repeat_window: Some(Window::Last(64)),
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            logit_bias: Vec::new(),
+            seed: None,
+            order: StageKind::DEFAULT_ORDER.to_vec(),
+            min_keep: DEFAULT_MIN_KEEP,
+        }
+    }
+}
+
+impl SamplingConfig {
+    /// Greedy decoding (`--greedy`): temperature 0 with the default filters, which greedy makes
+    /// no-ops.
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
+    }
 }
 
 /// The default model's file name, as fetched by `models/fetch.sh`.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// Resolves `--model`: the given value, else `models/<default>` under the working directory,
-/// else under the source tree `gen` was built from.
-pub fn resolve_model_spec(model: Option<&str>) -> String {
-    if let Some(m) = model {
-        return m.to_string();
-    }
-    let local = PathBuf::from("models").join(DEFAULT_MODEL_FILE);
-    if local.exists() {
-        return local.display().to_string();
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(DEFAULT_MODEL_FILE)
-        .display()
-        .to_string()
-}

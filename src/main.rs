@@ -12,11 +12,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match gen::run(config) {
+    match gen::app::run(config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if gen::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if gen::app::is_broken_pipe(&e) => ExitCode::SUCCESS,
         // Ctrl-C: what was generated is already flushed and the stats printed.
-        Err(e) if e.is::<gen::Interrupted>() => ExitCode::from(130),
+        Err(e) if e.is::<gen::app::Interrupted>() => ExitCode::from(130),
         Err(e) => {
             gen::output::error(&e);
             ExitCode::from(1)

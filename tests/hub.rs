@@ -1,4 +1,4 @@
-//! `gen::model::hub` against a stand-in Hub on loopback (`support/http_hub.rs`): downloads land in
+//! `gen::weights::hub` against a stand-in Hub on loopback (`support/http_hub.rs`): downloads land in
 //! the `hf-hub` cache layout with the served bytes, cached models need no request at all,
 //! offline mode and failures give clear one-line errors, GGUF-only repos give the `.gguf` path.
 //!
@@ -9,7 +9,7 @@
 #[path = "support/http_hub.rs"]
 mod http_hub;
 
-use gen::model::hub::{fetch_with, HubSettings};
+use gen::weights::hub::{fetch_with, HubSettings};
 use http_hub::{etag_of, noise, FakeHub, FakeRepo, Request};
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
@@ -518,7 +518,7 @@ fn child_fetch_from_env() {
         return;
     };
     let (repo, revision) = spec.split_once('@').unwrap_or((spec.as_str(), "main"));
-    match gen::model::hub::fetch(repo, revision) {
+    match gen::weights::hub::fetch(repo, revision) {
         Ok(path) => println!("FETCHED={}", path.display()),
         Err(e) => println!("FAILED={e:#}"),
     }

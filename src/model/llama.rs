@@ -2,11 +2,12 @@
 //! writing a caller-owned [`KvCache`]. Follows Hugging Face's `modeling_llama.py`; where GGUF
 //! differs (interleaved RoPE rows, llama3 scaling baked into `rope_freqs`) the config says so.
 
-use super::activation::swiglu;
-use super::attention::attention;
 use super::config::{LlamaConfig, RopeLayout};
 use super::kv_cache::KvCache;
-use super::weights::{Linear, Projections, TensorName, Weights};
+use super::linear::{Linear, Projections};
+use crate::kernels::activation::swiglu;
+use crate::kernels::attention::attention;
+use crate::weights::{TensorName, Weights};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 
@@ -81,6 +82,78 @@ struct Block {
     mlp: Mlp,
 }
 
+/// One layer's tensor names in both layouts: `model.layers.{i}.{hf}.weight` and
+/// `blk.{i}.{gguf}.weight`.
+fn layer_tensor(i: usize, hf: &str, gguf: &str) -> TensorName {
+    TensorName::new(
+        format!("model.layers.{i}.{hf}.weight"),
+        format!("blk.{i}.{gguf}.weight"),
+    )
+}
+
+impl RmsNorm {
+    fn load(
+        weights: &mut Weights,
+        name: &TensorName,
+        cfg: &LlamaConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let weight = weights.dense(name, &[cfg.hidden_size], device)?;
+        Self::new(weight, cfg.rms_norm_eps as f32)
+    }
+}
+
+impl Attention {
+    fn load(weights: &mut Weights, cfg: &LlamaConfig, i: usize, device: &Device) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let q_out = cfg.num_attention_heads * cfg.head_dim;
+        let kv_out = cfg.num_key_value_heads * cfg.head_dim;
+        let mut m = |hf: &str, gguf: &str, rows: usize, cols: usize| -> Result<Linear> {
+            Ok(weights
+                .matrix(&layer_tensor(i, hf, gguf), rows, cols, device)?
+                .into())
+        };
+        let qkv = Projections::new(vec![
+            (m("self_attn.q_proj", "attn_q", q_out, h)?, q_out),
+            (m("self_attn.k_proj", "attn_k", kv_out, h)?, kv_out),
+            (m("self_attn.v_proj", "attn_v", kv_out, h)?, kv_out),
+        ])?;
+        let o_proj = m("self_attn.o_proj", "attn_output", h, q_out)?;
+        Ok(Self { qkv, o_proj })
+    }
+}
+
+impl Mlp {
+    fn load(weights: &mut Weights, cfg: &LlamaConfig, i: usize, device: &Device) -> Result<Self> {
+        let (h, ffn) = (cfg.hidden_size, cfg.intermediate_size);
+        let mut m = |hf: &str, gguf: &str, rows: usize, cols: usize| -> Result<Linear> {
+            Ok(weights
+                .matrix(&layer_tensor(i, hf, gguf), rows, cols, device)?
+                .into())
+        };
+        let gate_up = Projections::new(vec![
+            (m("mlp.gate_proj", "ffn_gate", ffn, h)?, ffn),
+            (m("mlp.up_proj", "ffn_up", ffn, h)?, ffn),
+        ])?;
+        let down_proj = m("mlp.down_proj", "ffn_down", h, ffn)?;
+        Ok(Self { gate_up, down_proj })
+    }
+}
+
+impl Block {
+    fn load(weights: &mut Weights, cfg: &LlamaConfig, i: usize, device: &Device) -> Result<Self> {
+        let norm = |weights: &mut Weights, hf: &str, gguf: &str| {
+            RmsNorm::load(weights, &layer_tensor(i, hf, gguf), cfg, device)
+        };
+        Ok(Self {
+            input_layernorm: norm(weights, "input_layernorm", "attn_norm")?,
+            self_attn: Attention::load(weights, cfg, i, device)?,
+            post_attention_layernorm: norm(weights, "post_attention_layernorm", "ffn_norm")?,
+            mlp: Mlp::load(weights, cfg, i, device)?,
+        })
+    }
+}
+
 /// Rotary tables for every position of the context.
 struct Rope {
     cos: Tensor, // (max_position_embeddings, head_dim / 2)
@@ -106,58 +179,27 @@ impl Llama {
     pub fn load(weights: &mut Weights, cfg: LlamaConfig, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let h = cfg.hidden_size;
-        let q_out = cfg.num_attention_heads * cfg.head_dim;
-        let kv_out = cfg.num_key_value_heads * cfg.head_dim;
-        let ffn = cfg.intermediate_size;
-        let eps = cfg.rms_norm_eps as f32;
         let embed_name = TensorName::new("model.embed_tokens.weight", "token_embd.weight");
-        let embed_tokens = weights.matrix(&embed_name, cfg.vocab_size, h, device)?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        let embed_tokens: Linear = weights
+            .matrix(&embed_name, cfg.vocab_size, h, device)?
+            .into();
+        // Grown one layer at a time: a hostile layer count fails at its first missing tensor
+        // instead of reserving memory for every layer up front.
+        let mut layers = Vec::new();
         for i in 0..cfg.num_hidden_layers {
-            let hf = |s: &str| format!("model.layers.{i}.{s}.weight");
-            let gg = |s: &str| format!("blk.{i}.{s}.weight");
-            let name = |a: &str, b: &str| TensorName::new(hf(a), gg(b));
-            let mut norm = |a: &str, b: &str| -> Result<RmsNorm> {
-                RmsNorm::new(weights.dense(&name(a, b), &[h], device)?, eps)
-            };
-            let input_layernorm = norm("input_layernorm", "attn_norm")?;
-            let post_attention_layernorm = norm("post_attention_layernorm", "ffn_norm")?;
-            let mut m = |a: &str, b: &str, r: usize, c: usize| -> Result<Linear> {
-                weights.matrix(&name(a, b), r, c, device)
-            };
-            let qkv = Projections::new(vec![
-                (m("self_attn.q_proj", "attn_q", q_out, h)?, q_out),
-                (m("self_attn.k_proj", "attn_k", kv_out, h)?, kv_out),
-                (m("self_attn.v_proj", "attn_v", kv_out, h)?, kv_out),
-            ])?;
-            let gate_up = Projections::new(vec![
-                (m("mlp.gate_proj", "ffn_gate", ffn, h)?, ffn),
-                (m("mlp.up_proj", "ffn_up", ffn, h)?, ffn),
-            ])?;
-            layers.push(Block {
-                input_layernorm,
-                self_attn: Attention {
-                    qkv,
-                    o_proj: m("self_attn.o_proj", "attn_output", h, q_out)?,
-                },
-                post_attention_layernorm,
-                mlp: Mlp {
-                    gate_up,
-                    down_proj: m("mlp.down_proj", "ffn_down", h, ffn)?,
-                },
-            });
+            layers.push(Block::load(weights, &cfg, i, device)?);
         }
-        let norm = RmsNorm::new(
-            weights.dense(
-                &TensorName::new("model.norm.weight", "output_norm.weight"),
-                &[h],
-                device,
-            )?,
-            eps,
+        let norm = RmsNorm::load(
+            weights,
+            &TensorName::new("model.norm.weight", "output_norm.weight"),
+            &cfg,
+            device,
         )?;
         let head_name = TensorName::new("lm_head.weight", "output.weight");
         let lm_head = if !cfg.tie_word_embeddings && weights.contains(&head_name) {
-            weights.matrix(&head_name, cfg.vocab_size, h, device)?
+            weights
+                .matrix(&head_name, cfg.vocab_size, h, device)?
+                .into()
         } else if cfg.tie_word_embeddings {
             embed_tokens.clone()
         } else {
@@ -251,7 +293,7 @@ impl Llama {
             // from one of its threads they split work with the other workers directly instead
             // of each region being handed over from outside while this thread sleeps (dense
             // prefill of 481 tokens: 1.26-1.31 s from outside, 1.16 s from inside). Our own
-            // kernels use `crate::pool` and run from the calling thread.
+            // kernels use `crate::kernels::pool` and run from the calling thread.
             return rayon::scope(|_| self.forward(tokens, cache, which));
         }
         if s == 0 {

@@ -5,159 +5,35 @@
 
 use super::{
     Candidates, Dist, Greedy, LogitBias, MinP, Penalties, Sampler, SamplerRng, StepContext,
-    Temperature, TopK, TopP, Typical, Window,
+    Temperature, TopK, TopP, Typical,
 };
+use crate::config::{SamplingConfig, StageKind, Window};
 use anyhow::{Context, Result};
 use rand::{RngExt, SeedableRng};
 use std::fmt;
-use std::str::FromStr;
 
-/// The stages a user can order with `--samplers`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StageKind {
-    Penalties,
-    LogitBias,
-    Temperature,
-    TopK,
-    TopP,
-    MinP,
-    Typical,
-}
-
-impl StageKind {
-    /// The default order (SAMPLING.md; the seed documents and transformers): penalties → logit
-    /// bias → temperature → top-k → top-p → min-p → typical.
-    pub const DEFAULT_ORDER: [StageKind; 7] = [
-        StageKind::Penalties,
-        StageKind::LogitBias,
-        StageKind::Temperature,
-        StageKind::TopK,
-        StageKind::TopP,
-        StageKind::MinP,
-        StageKind::Typical,
-    ];
-
-    /// The name used by `--samplers`.
-    pub fn name(self) -> &'static str {
-        match self {
-            StageKind::Penalties => "penalties",
-            StageKind::LogitBias => "logit-bias",
-            StageKind::Temperature => "temperature",
-            StageKind::TopK => "top-k",
-            StageKind::TopP => "top-p",
-            StageKind::MinP => "min-p",
-            StageKind::Typical => "typical",
-        }
+/// Checks every value of `cfg` against the range its sampler's constructor accepts (settings
+/// that come from JSON lines or `--compare` specs rather than from checked flags).
+pub fn validate(cfg: &SamplingConfig) -> Result<()> {
+    anyhow::ensure!(
+        cfg.temperature.is_finite() && cfg.temperature >= 0.0,
+        "temperature must be ≥ 0, got {}",
+        cfg.temperature
+    );
+    if let Some(k) = cfg.top_k {
+        TopK::new(k, cfg.min_keep)?;
     }
-}
-
-impl fmt::Display for StageKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for StageKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let norm = s.trim().to_ascii_lowercase().replace('_', "-");
-        let alias = match norm.as_str() {
-            "temp" => "temperature",
-            "typical-p" => "typical",
-            "penalty" | "repeat-penalty" => "penalties",
-            other => other,
-        };
-        StageKind::DEFAULT_ORDER
-            .into_iter()
-            .find(|k| k.name() == alias)
-            .ok_or_else(|| {
-                let names: Vec<&str> = StageKind::DEFAULT_ORDER.iter().map(|k| k.name()).collect();
-                format!(
-                    "unknown sampler '{s}'; valid samplers: {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-/// Resolved sampling settings (what the flags mean, before building stages).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SamplingConfig {
-    /// 0 = greedy.
-    pub temperature: f32,
-    /// `None` = top-k off.
-    pub top_k: Option<usize>,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub typical_p: f32,
-    pub repeat_penalty: f32,
-    /// `None` (`--repeat-last-n 0`) turns the penalties off.
-    pub repeat_window: Option<Window>,
-    pub frequency_penalty: f32,
-    pub presence_penalty: f32,
-    pub logit_bias: Vec<(u32, f32)>,
-    /// `None`: a random seed, chosen at build time and reported.
-    pub seed: Option<u64>,
-    /// Stage order; stages not listed are not built.
-    pub order: Vec<StageKind>,
-    pub min_keep: usize,
-}
-
-impl Default for SamplingConfig {
-    /// llama.cpp's defaults (what `llama-cli` and ollama users get): T 0.8, top-k 40, top-p
-    /// 0.95, min-p 0.05, typical off, penalties off with a 64-token window.
-    fn default() -> Self {
-        Self {
-            temperature: 0.8,
-            top_k: Some(40),
-            top_p: 0.95,
-            min_p: 0.05,
-            typical_p: 1.0,
-            repeat_penalty: 1.0,
-            repeat_window: Some(Window::Last(64)),
-            frequency_penalty: 0.0,
-            presence_penalty: 0.0,
-            logit_bias: Vec::new(),
-            seed: None,
-            order: StageKind::DEFAULT_ORDER.to_vec(),
-            min_keep: super::DEFAULT_MIN_KEEP,
-        }
-    }
-}
-
-impl SamplingConfig {
-    /// Greedy decoding (`--greedy`): temperature 0 with the default filters, which greedy makes
-    /// no-ops.
-    pub fn greedy() -> Self {
-        Self {
-            temperature: 0.0,
-            ..Self::default()
-        }
-    }
-
-    /// Checks every value's range, as the samplers' constructors define them (settings that
-    /// come from JSON lines or `--compare` specs rather than from checked flags).
-    pub fn validate(&self) -> Result<()> {
-        anyhow::ensure!(
-            self.temperature.is_finite() && self.temperature >= 0.0,
-            "temperature must be ≥ 0, got {}",
-            self.temperature
-        );
-        if let Some(k) = self.top_k {
-            TopK::new(k, self.min_keep)?;
-        }
-        TopP::new(self.top_p, self.min_keep)?;
-        MinP::new(self.min_p, self.min_keep)?;
-        Typical::new(self.typical_p, self.min_keep)?;
-        Penalties::new(
-            self.repeat_penalty,
-            self.frequency_penalty,
-            self.presence_penalty,
-            self.repeat_window.unwrap_or(Window::All),
-        )?;
-        LogitBias::new(&self.logit_bias)?;
-        Ok(())
-    }
+    TopP::new(cfg.top_p, cfg.min_keep)?;
+    MinP::new(cfg.min_p, cfg.min_keep)?;
+    Typical::new(cfg.typical_p, cfg.min_keep)?;
+    Penalties::new(
+        cfg.repeat_penalty,
+        cfg.frequency_penalty,
+        cfg.presence_penalty,
+        cfg.repeat_window.unwrap_or(Window::All),
+    )?;
+    LogitBias::new(&cfg.logit_bias)?;
+    Ok(())
 }
 
 /// An ordered list of stages, the last of which picks the token, plus the RNG for the draw.

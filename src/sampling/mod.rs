@@ -1,7 +1,7 @@
 //! Turning one row of logits into one token: a chain of small samplers, each editing a list of
 //! candidates `(id, logit, prob)` on the CPU, ending in a pick (greedy or a multinomial draw).
 //!
-//! The semantics of every sampler are fixed in `SAMPLING.md` (shared with the team); each file
+//! The semantics of every sampler are fixed in `docs/SAMPLING.md`; each file
 //! here documents its parameters, when it is a no-op and whose definition it follows. Sampling
 //! code never sees a tensor: the generation loop hands it a `&[f32]`.
 
@@ -19,15 +19,13 @@ mod top_p;
 mod typical;
 
 pub use candidates::{Candidate, Candidates};
-pub use chain::{
-    build_chain, BuiltChain, SamplerChain, SamplingConfig, StageKind, StepTrace, TraceRow,
-};
+pub use chain::{build_chain, validate, BuiltChain, SamplerChain, StepTrace, TraceRow};
 pub use dist::Dist;
 pub use greedy::Greedy;
 pub use logit_bias::LogitBias;
 pub use logprobs::{token_logprobs, TokenLogprobs};
 pub use min_p::MinP;
-pub use penalties::{Penalties, Window};
+pub use penalties::Penalties;
 pub use temperature::Temperature;
 pub use top_k::TopK;
 pub use top_p::TopP;
@@ -61,8 +59,7 @@ pub trait Sampler: Send {
     fn apply(&mut self, candidates: &mut Candidates, ctx: &StepContext) -> Result<()>;
 }
 
-/// How many candidates every filter keeps at least (llama.cpp's and transformers' `min_keep`).
-pub const DEFAULT_MIN_KEEP: usize = 1;
+pub use crate::config::DEFAULT_MIN_KEEP;
 
 /// `ln Σ exp(row)`: exp in f32 (it vectorises), sums in f64 over chunks of 64 to keep
 /// rounding small; −inf when every entry is −inf.
@@ -80,7 +77,7 @@ pub fn log_sum_exp(row: &[f32]) -> f64 {
                 .map(|e| {
                     let x =
                         std::array::from_fn(|i| e.get(i).map_or(f32::NEG_INFINITY, |&l| l - max));
-                    crate::vexp::exp8(x).iter().sum::<f32>()
+                    crate::kernels::vexp::exp8(x).iter().sum::<f32>()
                 })
                 .sum::<f32>() as f64
         })

@@ -12,17 +12,9 @@
 //! The stage is built only when at least one penalty is active.
 
 use super::{Candidates, Sampler, StepContext};
+use crate::config::Window;
 use anyhow::{ensure, Result};
 use std::collections::HashMap;
-
-/// Which part of the history the penalties look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    /// The last n tokens (n ≥ 1).
-    Last(usize),
-    /// Everything, prompt included.
-    All,
-}
 
 /// The three penalties, sharing one window.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +51,11 @@ impl Penalties {
     /// Whether these settings change nothing.
     pub fn is_noop(&self) -> bool {
         self.repeat == 1.0 && self.frequency == 0.0 && self.presence == 0.0
+    }
+
+    /// The part of the history the penalties look at.
+    pub fn window(&self) -> Window {
+        self.window
     }
 
     /// Counts of each distinct token in the window.

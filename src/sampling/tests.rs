@@ -2,6 +2,7 @@
 //! final draw follows the filtered distribution (chi-square over seeded draws).
 
 use super::*;
+use crate::config::{SamplingConfig, Window};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 

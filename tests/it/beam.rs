@@ -4,7 +4,8 @@
 use crate::cli::{fails_with, gen, gen_json, tiny_gguf};
 use crate::model::{full, load_gguf};
 use candle_core::quantized::gguf_file;
-use gen::decode::{beam_search, BeamParams, EarlyStopping, Processors};
+use gen::config::EarlyStopping;
+use gen::engine::{beam_search, BeamParams, DecodeParams, Prefilled, Processors};
 use gen::tokenizer::Tokenizer;
 
 fn tokenizer(path: &std::path::Path) -> Tokenizer {
@@ -84,19 +85,29 @@ fn exhaustive_search_confirms_the_best_hypothesis() {
             num_return: 3,
             length_penalty,
             early_stopping: EarlyStopping::Never,
-            max_tokens: 3,
-            eos: vec![eos],
-            batch_size: 64,
-            ctx_size: 256,
-            stop: Vec::new(),
-            keep_stop: false,
+            decode: DecodeParams {
+                max_tokens: 3,
+                eos: vec![eos],
+                batch_size: 64,
+                ctx_size: Some(256),
+                ..DecodeParams::default()
+            },
         };
         let processors = Processors {
             logit_bias: bias.clone(),
             ..Processors::default()
         };
-        let got =
-            beam_search(&model, &tok, &prompt, &params, &processors, &mut |_| Ok(())).unwrap();
+        let pre = Prefilled::run(&model, &prompt, 64, 256).unwrap();
+        let got = beam_search(
+            &model,
+            &tok,
+            &prompt,
+            pre,
+            &params,
+            &processors,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
 
         // Brute force: every sequence over `allowed`, EOS only last, length 1..=3.
         let mut best: Vec<(f64, Vec<u32>)> = Vec::new();

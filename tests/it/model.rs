@@ -5,8 +5,8 @@ use crate::tiny::{random_weights, write_gguf, write_safetensors_dir, TinySpec};
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
-use gen::model::weights::{Linear, TensorName, Weights};
 use gen::model::{KvCache, Llama, LlamaConfig, Logits};
+use gen::weights::{Matrix, TensorName, Weights};
 use std::path::Path;
 
 pub fn load_dir(dir: &Path) -> Llama {
@@ -226,7 +226,7 @@ fn half_safetensors_equal_their_f32_widening() {
                 .matrix(&embed, spec.vocab, spec.hidden, &Device::Cpu)
                 .unwrap()
             {
-                Linear::Candle(QMatMul::Tensor(t)) => assert_eq!(t.dtype(), dt),
+                Matrix::Candle(QMatMul::Tensor(t)) => assert_eq!(t.dtype(), dt),
                 other => panic!("{name}: the embedding loaded as {other:?}"),
             }
             let (half, wide) = (load_dir(&half_dir), load_dir(&wide_dir));
@@ -430,7 +430,7 @@ fn sharded_and_half_precision_folders_load() {
         index.to_string(),
     )
     .unwrap();
-    let m = gen::model::load::load_path(&sharded, &Device::Cpu).unwrap();
+    let m = gen::app::load::load_path(&sharded, &Device::Cpu).unwrap();
     assert!(
         max_diff(&reference, &full(&m.model, &SEQ)) <= 1e-5,
         "sharded folder computes a different function"
@@ -443,7 +443,7 @@ fn sharded_and_half_precision_folders_load() {
         .map(|(k, t)| (k.clone(), t.to_dtype(candle_core::DType::F16).unwrap()))
         .collect();
     candle_core::safetensors::save(&w16, half.join("model.safetensors")).unwrap();
-    let m = gen::model::load::load_path(&half, &Device::Cpu).unwrap();
+    let m = gen::app::load::load_path(&half, &Device::Cpu).unwrap();
     let d = max_diff(&reference, &full(&m.model, &SEQ));
     assert!(
         d > 0.0 && d <= 0.05,

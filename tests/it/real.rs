@@ -5,9 +5,12 @@
 
 use crate::model::max_diff;
 use candle_core::{DType, Device, Tensor};
-use gen::generate::{generate, GenerateParams};
-use gen::model::{load, LoadedModel, Logits, ModelSource};
-use gen::sampling::{build_chain, SamplingConfig};
+use gen::app::load::{load, LoadedModel};
+use gen::config::SamplingConfig;
+use gen::engine::{generate, DecodeParams, GenerateParams};
+use gen::model::Logits;
+use gen::sampling::build_chain;
+use gen::weights::ModelSource;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -67,7 +70,7 @@ fn real_f32_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smollm2-f32");
         let _ = std::fs::remove_dir_all(&dir);
-        gen::convert::convert(&real_gguf(), &dir, candle_core::DType::F32).unwrap();
+        gen::app::convert::convert(&real_gguf(), &dir, candle_core::DType::F32).unwrap();
         dir
     })
 }
@@ -252,7 +255,7 @@ fn perplexity_matches_llama_cpp() {
     );
     for r in golden["results"].as_array().unwrap() {
         let ctx = r["context"].as_u64().unwrap() as usize;
-        let ours = gen::perplexity::perplexity(&m.model, &tokens, ctx).unwrap();
+        let ours = gen::engine::perplexity::perplexity(&m.model, &tokens, ctx).unwrap();
         let theirs = r["ppl"].as_f64().unwrap();
         let rel = (ours.ppl() - theirs).abs() / theirs;
         eprintln!(
@@ -277,17 +280,16 @@ fn perplexity_matches_llama_cpp() {
 fn f32_greedy_matches_transformers() {
     let golden = oracle("hf_f32.json");
     let m = load_path(real_f32_dir());
+    // No end-of-generation tokens: transformers' loop runs all 32 steps (`--ignore-eos`).
     let params = GenerateParams {
-        max_tokens: 32,
-        ignore_eos: true,
-        batch_size: 512,
-        ctx_size: 8192,
-        logprobs: None,
-        explain: None,
-        stop: Vec::new(),
-        keep_stop: false,
-        interrupt: None,
-        extra_eos: Vec::new(),
+        decode: DecodeParams {
+            max_tokens: 32,
+            eos: Vec::new(),
+            batch_size: 512,
+            ctx_size: Some(8192),
+            ..DecodeParams::default()
+        },
+        ..GenerateParams::default()
     };
     for case in golden["cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
@@ -397,7 +399,8 @@ fn real_model_kv_cache_equals_recomputation() {
 /// variants on the ChatML prompt, whose beams end in EOS.
 #[test]
 fn f32_beam_search_matches_transformers() {
-    use gen::decode::{beam_search, BeamParams, EarlyStopping, Processors};
+    use gen::config::EarlyStopping;
+    use gen::engine::{beam_search, BeamParams, Prefilled, Processors};
     let golden = oracle("hf_beam.json");
     let m = load_path(real_f32_dir());
     let eos = vec![0u32, 2];
@@ -407,17 +410,20 @@ fn f32_beam_search_matches_transformers() {
             num_return: 4,
             length_penalty: lp,
             early_stopping: es,
-            max_tokens: 32,
-            eos: eos.clone(),
-            batch_size: 512,
-            ctx_size: 8192,
-            stop: Vec::new(),
-            keep_stop: false,
+            decode: DecodeParams {
+                max_tokens: 32,
+                eos: eos.clone(),
+                batch_size: 512,
+                ctx_size: Some(8192),
+                ..DecodeParams::default()
+            },
         };
+        let pre = Prefilled::run(&m.model, prompt_ids, 512, 8192).unwrap();
         let got = beam_search(
             &m.model,
             &m.tokenizer,
             prompt_ids,
+            pre,
             &params,
             &Processors::default(),
             &mut |_| Ok(()),

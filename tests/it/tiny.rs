@@ -3,7 +3,7 @@
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use gen::convert::permute_rows;
+use gen::app::convert::permute_rows;
 use std::collections::HashMap;
 use std::path::Path;
 

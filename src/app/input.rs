@@ -120,7 +120,7 @@ impl Overrides {
         s.min_p = self.min_p.unwrap_or(s.min_p);
         s.typical_p = self.typical_p.unwrap_or(s.typical_p);
         s.repeat_penalty = self.repeat_penalty.unwrap_or(s.repeat_penalty);
-        s.validate()?;
+        crate::sampling::validate(s)?;
         match &self.stop {
             Some(StopList::One(x)) => g.stop = vec![x.clone()],
             Some(StopList::Many(v)) => g.stop = v.clone(),

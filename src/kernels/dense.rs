@@ -8,7 +8,7 @@
 //! exactly the results of the same weights widened to f32. Larger inputs (prefill) go to
 //! candle's blocked product.
 
-use super::ggml_matmul::Out;
+use super::{Elem, Out};
 
 /// The most activation rows this kernel takes; larger products go to candle's blocked gemm,
 /// which reuses each weight from cache across many rows. Measured on the f32 SmolLM2 folder (2
@@ -22,64 +22,6 @@ const TILE_R: usize = 4;
 /// Weight rows per parallel task: 16 rows of 576 floats are 36 KiB.
 const ROWS_PER_TASK: usize = 16;
 
-/// A stored weight type, read as f32.
-pub trait Elem: Copy + Send + Sync + 'static {
-    /// The value as f32 (exact for every type here).
-    fn to_f32(self) -> f32;
-
-    /// Eight consecutive values from `p`, as f32.
-    ///
-    /// # Safety
-    /// AVX2, FMA and F16C; `p` is valid for eight reads.
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
-}
-
-impl Elem for f32 {
-    fn to_f32(self) -> f32 {
-        self
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
-        // SAFETY: the caller's contract.
-        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
-    }
-}
-
-impl Elem for half::bf16 {
-    fn to_f32(self) -> f32 {
-        half::bf16::to_f32(self)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
-        use std::arch::x86_64::*;
-        // bf16 is the top half of an f32: widen each to 32 bits and shift it up.
-        // SAFETY: the caller's contract.
-        unsafe {
-            let h = _mm_loadu_si128(p as *const __m128i);
-            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
-        }
-    }
-}
-
-impl Elem for half::f16 {
-    fn to_f32(self) -> f32 {
-        half::f16::to_f32(self)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
-        use std::arch::x86_64::*;
-        // SAFETY: the caller's contract (F16C included).
-        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
-    }
-}
-
 /// `x · wᵀ`: `x` is `m × k` (row-major), `w` is `n × k`; returns `m × n`. `m` at most
 /// [`MAX_ROWS`] (checked).
 pub fn matmul<W: Elem>(x: &[f32], w: &[W], k: usize) -> Vec<f32> {
@@ -92,7 +34,7 @@ pub fn matmul<W: Elem>(x: &[f32], w: &[W], k: usize) -> Vec<f32> {
     let mut out = vec![0f32; m * n];
     let dst = Out::new(out.as_mut_ptr(), n);
     let rows: Vec<&[f32]> = x.chunks(k).collect();
-    crate::pool::run(n.div_ceil(ROWS_PER_TASK), &|t| {
+    crate::kernels::pool::run(n.div_ceil(ROWS_PER_TASK), &|t| {
         let first = t * ROWS_PER_TASK;
         let last = (first + ROWS_PER_TASK).min(n);
         let ws = &w[first * k..last * k];
@@ -111,7 +53,7 @@ pub fn matmul<W: Elem>(x: &[f32], w: &[W], k: usize) -> Vec<f32> {
 unsafe fn fill<W: Elem>(ws: &[W], k: usize, group: &[&[f32]], dst: Out, row0: usize, first: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::simd::avx2_fma_f16c() {
+        if crate::kernels::simd::avx2_fma_f16c() {
             // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the caller's
             // contract.
             unsafe {
@@ -137,7 +79,7 @@ unsafe fn fill<W: Elem>(ws: &[W], k: usize, group: &[&[f32]], dst: Out, row0: us
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Elem, Out};
-    use crate::simd::{hsum, PREFETCH_BYTES};
+    use crate::kernels::simd::{hsum, PREFETCH_BYTES};
     use std::arch::x86_64::*;
 
     /// [`super::fill`] for `R` activation rows: 16 floats per step, two accumulators per row,
@@ -157,32 +99,38 @@ mod avx2 {
         // The unchecked reads below stay inside these bounds.
         assert!(group.len() == R && group.iter().all(|a| a.len() == k));
         assert!(ws.len().is_multiple_of(k));
-        let body = k - k % 16;
-        let mut a = [std::ptr::null::<f32>(); R];
-        for r in 0..R {
-            a[r] = group[r].as_ptr();
-        }
-        for (j, w) in ws.chunks_exact(k).enumerate() {
-            let wp = w.as_ptr();
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            let mut c = 0;
-            while c < body {
-                _mm_prefetch::<_MM_HINT_T0>((wp.add(c) as *const i8).wrapping_add(PREFETCH_BYTES));
-                let w0 = W::load8(wp.add(c));
-                let w1 = W::load8(wp.add(c + 8));
-                for r in 0..R {
-                    acc[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a[r].add(c)), acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a[r].add(c + 8)), acc[r][1]);
-                }
-                c += 16;
-            }
+        // SAFETY: the CPU features and the writes are the caller's contract; every read is of
+        // `w` or a row of `group` at an index below `k` (`c + 16 <= body <= k`, `i < k`).
+        unsafe {
+            let body = k - k % 16;
+            let mut a = [std::ptr::null::<f32>(); R];
             for r in 0..R {
-                let mut v = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
-                for i in body..k {
-                    v += w.get_unchecked(i).to_f32() * *a[r].add(i);
+                a[r] = group[r].as_ptr();
+            }
+            for (j, w) in ws.chunks_exact(k).enumerate() {
+                let wp = w.as_ptr();
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                let mut c = 0;
+                while c < body {
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        (wp.add(c) as *const i8).wrapping_add(PREFETCH_BYTES),
+                    );
+                    let w0 = W::load8(wp.add(c));
+                    let w1 = W::load8(wp.add(c + 8));
+                    for r in 0..R {
+                        acc[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a[r].add(c)), acc[r][0]);
+                        acc[r][1] =
+                            _mm256_fmadd_ps(w1, _mm256_loadu_ps(a[r].add(c + 8)), acc[r][1]);
+                    }
+                    c += 16;
                 }
-                // SAFETY: the caller's contract.
-                unsafe { dst.write(row0 + r, first + j, v) };
+                for r in 0..R {
+                    let mut v = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+                    for i in body..k {
+                        v += w.get_unchecked(i).to_f32() * *a[r].add(i);
+                    }
+                    dst.write(row0 + r, first + j, v);
+                }
             }
         }
     }
@@ -191,7 +139,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::test_values;
+    use crate::kernels::test_values;
 
     /// The kernel against a plain f64 product, for every row count it takes, widths with and
     /// without a scalar tail, and weight counts that leave a partial task.

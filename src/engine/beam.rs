@@ -1,4 +1,4 @@
-//! Beam search with the semantics of Hugging Face `generate(num_beams=N)` (SAMPLING.md): the
+//! Beam search with the semantics of Hugging Face `generate(num_beams=N)` (docs/SAMPLING.md): the
 //! live beams run as one batch, each step takes log-softmax of every beam's logits, applies the
 //! processors (penalties, logit bias, no-repeat n-grams), adds the beam's running sum, and keeps
 //! the best candidates over N × vocab; the KV cache is reordered by parent beam.
@@ -6,50 +6,32 @@
 //! A candidate that ends (an EOS token) becomes a finished hypothesis only if it ranks within
 //! the top N, scored `sum_logprobs / gen_len ^ length_penalty` with `gen_len` counting generated
 //! tokens, the EOS included; running beams are ranked by raw sums. When `max_tokens` is reached
-//! the top N candidates of the last step all finish, ended or not.
+//! the top N candidates of the last step all finish, ended or not. Ctrl-C ends the search after
+//! the current step as if it were the last, so the best hypothesis so far is returned.
 
-use crate::generate::{Event, Prefilled, StopReason, Timings};
+use super::metrics::common_prefix;
+use super::stop::{first_match, StopMatcher};
+use super::{DecodeParams, Event, Prefilled, StopReason, Timings};
+use crate::config::{EarlyStopping, Window};
 use crate::model::{Llama, Logits};
 use crate::sampling::{log_sum_exp, top_n, Penalties};
-use crate::stop::{first_match, StopMatcher};
 use crate::tokenizer::{TokenStream, Tokenizer};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Tensor;
 use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
-/// When beam search stops before `max_tokens` (transformers' `early_stopping`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EarlyStopping {
-    /// Stop as soon as N hypotheses are finished (`true`).
-    Eager,
-    /// Stop when the best running beam, length-normalised at the current length, cannot beat
-    /// the worst finished hypothesis (`false`, the default).
-    Heuristic,
-    /// As the heuristic, but normalising at the longest possible length (`never`): the search
-    /// only stops when no better hypothesis can exist.
-    Never,
-}
-
 /// Everything beam search needs besides the model and prompt.
 #[derive(Debug, Clone)]
 pub struct BeamParams {
+    /// Length, end-of-generation set (tokens that finish a hypothesis), context, stop strings
+    /// (a hypothesis whose text contains one is finished, like one that emits EOS) and Ctrl-C.
+    pub decode: DecodeParams,
     pub num_beams: usize,
     /// How many finished hypotheses to return (≤ `num_beams`).
     pub num_return: usize,
     pub length_penalty: f32,
     pub early_stopping: EarlyStopping,
-    pub max_tokens: usize,
-    /// Tokens that end a hypothesis (the model's EOS ids and the vocabulary's EOG tokens).
-    pub eos: Vec<u32>,
-    /// Prompt tokens per prefill forward pass.
-    pub batch_size: usize,
-    /// Context size in tokens; at most the model's.
-    pub ctx_size: usize,
-    /// Stop strings: a hypothesis whose text contains one is finished, like one that emits EOS.
-    pub stop: Vec<String>,
-    /// Keep the matched stop string in the hypothesis' text.
-    pub keep_stop: bool,
 }
 
 /// What is applied to each beam's log-probabilities before selection.
@@ -63,7 +45,23 @@ pub struct Processors {
 }
 
 impl Processors {
-    /// Applies every processor to one beam's row of log-probabilities.
+    /// How many of the latest tokens the processors look at (`usize::MAX`: all of them).
+    fn history_needed(&self) -> usize {
+        let penalties = match self.penalties.as_ref().map(Penalties::window) {
+            None => 0,
+            Some(Window::Last(n)) => n,
+            Some(Window::All) => usize::MAX,
+        };
+        let ngram = if self.no_repeat_ngram.is_some() {
+            usize::MAX
+        } else {
+            0
+        };
+        penalties.max(ngram)
+    }
+
+    /// Applies every processor to one beam's row of log-probabilities; `history` holds at
+    /// least the [`Self::history_needed`] latest tokens.
     pub fn apply(&self, row: &mut [f32], history: &[u32]) {
         if let Some(p) = &self.penalties {
             p.apply_to_logits(row, history);
@@ -121,6 +119,8 @@ pub struct BeamResult {
     pub timings: Timings,
     /// Time spent reordering the KV cache (part of `timings.decode`).
     pub reorder: Duration,
+    /// Whether Ctrl-C ended the search early.
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +145,20 @@ struct Finished {
     end: End,
 }
 
+/// The latest `n` tokens of `prompt` followed by `generated` (every token for `usize::MAX`):
+/// what the processors look at, built only as far as they look.
+fn history_tail(prompt: &[u32], generated: &[u32], n: usize) -> Vec<u32> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let from_prompt = n.saturating_sub(generated.len()).min(prompt.len());
+    let from_generated = n.min(generated.len());
+    let mut h = Vec::with_capacity(from_prompt + from_generated);
+    h.extend_from_slice(&prompt[prompt.len() - from_prompt..]);
+    h.extend_from_slice(&generated[generated.len() - from_generated..]);
+    h
+}
+
 /// A scored continuation: parent beam, token, new running sum.
 #[derive(Debug, Clone, Copy)]
 struct Cand {
@@ -161,7 +175,6 @@ fn by_sum(a: &Cand, b: &Cand) -> Ordering {
         .then(a.token.cmp(&b.token))
 }
 
-/// Log-softmax of one row, in f64.
 /// Log-softmax of one row in place.
 fn log_softmax_in_place(row: &mut [f32]) {
     let log_z = log_sum_exp(row) as f32;
@@ -215,27 +228,117 @@ fn normalise(sum: f64, len: usize, length_penalty: f32) -> f64 {
     sum / (len.max(1) as f64).powf(length_penalty as f64)
 }
 
-/// Runs beam search on `prompt`. Streams (as [`Event::Text`]) only the prefix that every live
-/// beam and every kept hypothesis already share, since it can no longer change, and the rest of
-/// the best hypothesis at the end.
+/// Streams the text that can no longer change: the tokens every live beam and every kept
+/// hypothesis share (only when one hypothesis is returned), held back while it could be the
+/// start of a stop string.
+struct Streamer<'a> {
+    stream: TokenStream<'a>,
+    guard: StopMatcher,
+    /// Tokens of the shared prefix already fed to `stream`.
+    streamed: usize,
+    /// Text already sent.
+    emitted: String,
+}
+
+impl Streamer<'_> {
+    /// Feeds the shared prefix of `seqs` (the live beams, `seqs[0]` among them, and the kept
+    /// hypotheses) that has not been streamed yet.
+    fn advance(
+        &mut self,
+        seqs: &[&[u32]],
+        on_event: &mut dyn FnMut(Event) -> Result<()>,
+    ) -> Result<()> {
+        let common = common_prefix(seqs);
+        let Some(first) = seqs.first() else {
+            return Ok(());
+        };
+        for &id in &first[self.streamed.min(common)..common] {
+            if let Some(piece) = self.stream.next(id)? {
+                let check = self.guard.push(&piece);
+                on_event(Event::Text(&check.emit))?;
+                self.emitted.push_str(&check.emit);
+            }
+        }
+        self.streamed = self.streamed.max(common);
+        Ok(())
+    }
+
+    /// Sends the rest of the best hypothesis' text.
+    fn finish(&self, best: &str, on_event: &mut dyn FnMut(Event) -> Result<()>) -> Result<()> {
+        let rest = best.strip_prefix(self.emitted.as_str()).with_context(|| {
+            format!(
+                "internal: streamed text {:?} is not a prefix of the best hypothesis",
+                self.emitted
+            )
+        })?;
+        if !rest.is_empty() {
+            on_event(Event::Text(rest))?;
+        }
+        Ok(())
+    }
+}
+
+/// Scores every continuation of every live beam: log-softmax of its row, the processors, its
+/// running sum; the best `keep` of all, best first. The rows are scored side by side on the
+/// pool's threads.
+fn score_candidates(
+    rows: &mut [Vec<f32>],
+    beams: &[Beam],
+    prompt: &[u32],
+    processors: &Processors,
+    keep: usize,
+) -> Result<Vec<Cand>> {
+    let needed = processors.history_needed();
+    let mut per_row: Vec<(&mut Vec<f32>, Vec<Cand>)> =
+        rows.iter_mut().map(|r| (r, Vec::new())).collect();
+    crate::kernels::pool::for_each_chunk_mut(&mut per_row, 1, &|b, row| {
+        let (logp, top) = &mut row[0];
+        let beam = &beams[b];
+        log_softmax_in_place(logp);
+        processors.apply(logp, &history_tail(prompt, &beam.tokens, needed));
+        *top = top_of_row(b, beam.sum, logp, keep);
+    });
+    let mut cands: Vec<Cand> = per_row.into_iter().flat_map(|(_, top)| top).collect();
+    ensure!(
+        !cands.is_empty(),
+        "every token is banned for every beam (--logit-bias / --no-repeat-ngram)"
+    );
+    cands.sort_unstable_by(by_sum);
+    cands.truncate(keep);
+    Ok(cands)
+}
+
+/// How a candidate of rank `rank` ends its hypothesis, if it does: an EOS token, a stop string
+/// in its text (checked for the top N only, as only they can finish), or the last step.
+fn candidate_end(
+    c: &Cand,
+    rank: usize,
+    beams: &[Beam],
+    params: &BeamParams,
+    tokenizer: &Tokenizer,
+    last_step: bool,
+) -> Result<Option<End>> {
+    let stop = &params.decode.stop;
+    let end = if params.decode.eos.contains(&c.token) {
+        Some(End::Eos(c.token))
+    } else if rank < params.num_beams && !stop.is_empty() {
+        let mut t = beams[c.parent].tokens.clone();
+        t.push(c.token);
+        first_match(&tokenizer.decode(&t)?, stop).map(|(_, s)| End::Stop(s.into()))
+    } else {
+        None
+    };
+    Ok(end.or(last_step.then_some(End::Length)))
+}
+
+/// Runs beam search continuing `prompt`, already prefilled into `prefilled`. Streams (as
+/// [`Event::Text`]) only the prefix that every live beam and every kept hypothesis already
+/// share, since it can no longer change, and the rest of the best hypothesis at the end.
 pub fn beam_search(
     model: &Llama,
     tokenizer: &Tokenizer,
     prompt: &[u32],
-    params: &BeamParams,
-    processors: &Processors,
-    on_event: &mut dyn FnMut(Event) -> Result<()>,
-) -> Result<BeamResult> {
-    beam_search_from(model, tokenizer, prompt, None, params, processors, on_event)
-}
-
-/// As [`beam_search`], continuing from `prefilled` (the same `prompt` already in a cache) when
-/// given.
-pub fn beam_search_from(
-    model: &Llama,
-    tokenizer: &Tokenizer,
-    prompt: &[u32],
-    prefilled: Option<Prefilled>,
+    prefilled: Prefilled,
     params: &BeamParams,
     processors: &Processors,
     on_event: &mut dyn FnMut(Event) -> Result<()>,
@@ -246,32 +349,25 @@ pub fn beam_search_from(
         (1..=n).contains(&params.num_return),
         "--num-return must be between 1 and --beams ({n})"
     );
-    let ctx = params.ctx_size.min(model.config().max_position_embeddings);
-    if prompt.len() >= ctx {
-        bail!(
-            "the prompt has {} tokens but the context holds {ctx}; shorten the prompt or raise --ctx-size",
-            prompt.len()
-        );
-    }
-    let max_tokens = params.max_tokens.min(ctx - prompt.len());
-    // Candidates kept per step: enough that N survive even when every EOS id ranks on top.
-    let keep = 2.max(1 + params.eos.len()) * n;
-    let lp = params.length_penalty;
-
-    let mut timings = Timings {
-        prompt_tokens: prompt.len(),
-        ..Default::default()
-    };
     let Prefilled {
         mut cache,
         logits: first,
         time,
-    } = match prefilled {
-        Some(p) => p,
-        None => Prefilled::run(model, prompt, params.batch_size, ctx)?,
-    };
-    timings.prefill = time;
+    } = prefilled;
+    let ctx = cache.max_len();
+    let max_tokens = params
+        .decode
+        .max_tokens
+        .min(ctx.saturating_sub(prompt.len()));
+    // Candidates kept per step: enough that N survive even when every EOS id ranks on top.
+    let keep = 2.max(1 + params.decode.eos.len()) * n;
+    let lp = params.length_penalty;
 
+    let mut timings = Timings {
+        prompt_tokens: prompt.len(),
+        prefill: time,
+        ..Default::default()
+    };
     let decode_start = Instant::now();
     let mut reorder = Duration::ZERO;
     let mut beams = vec![Beam {
@@ -283,46 +379,22 @@ pub fn beam_search_from(
         items: Vec::new(),
         capacity: n,
     };
-    let mut stream = TokenStream::new(tokenizer);
-    let mut guard = StopMatcher::new(&params.stop, false);
-    let mut streamed = 0usize;
-    let mut emitted = String::new();
+    let mut streamer = Streamer {
+        stream: TokenStream::new(tokenizer),
+        guard: StopMatcher::new(&params.decode.stop, false),
+        streamed: 0,
+        emitted: String::new(),
+    };
+    let mut interrupted = false;
 
     for step in 0..max_tokens {
-        // Score every continuation of every live beam.
-        // One row per beam, the rows side by side on the pool's threads.
-        let mut per_row: Vec<(&mut Vec<f32>, Vec<Cand>)> =
-            rows.iter_mut().map(|r| (r, Vec::new())).collect();
-        crate::pool::for_each_chunk_mut(&mut per_row, 1, &|b, row| {
-            let (logp, top) = &mut row[0];
-            let beam = &beams[b];
-            log_softmax_in_place(logp);
-            let history = [prompt, beam.tokens.as_slice()].concat();
-            processors.apply(logp, &history);
-            *top = top_of_row(b, beam.sum, logp, keep);
-        });
-        let mut cands: Vec<Cand> = per_row.into_iter().flat_map(|(_, top)| top).collect();
-        ensure!(
-            !cands.is_empty(),
-            "every token is banned for every beam (--logit-bias / --no-repeat-ngram)"
-        );
-        cands.sort_unstable_by(by_sum);
-        cands.truncate(keep);
-
-        let last_step = step + 1 == max_tokens;
+        let cands = score_candidates(&mut rows, &beams, prompt, processors, keep)?;
+        // Ctrl-C: this step is the last, so the best beams so far finish.
+        interrupted = params.decode.interrupted();
+        let last_step = step + 1 == max_tokens || interrupted;
         let mut next: Vec<Cand> = Vec::with_capacity(n);
         for (rank, c) in cands.iter().enumerate() {
-            let end = if params.eos.contains(&c.token) {
-                Some(End::Eos(c.token))
-            } else if rank < n && !params.stop.is_empty() {
-                let mut t = beams[c.parent].tokens.clone();
-                t.push(c.token);
-                first_match(&tokenizer.decode(&t)?, &params.stop).map(|(_, s)| End::Stop(s.into()))
-            } else {
-                None
-            };
-            let end = end.or(last_step.then_some(End::Length));
-            match end {
+            match candidate_end(c, rank, &beams, params, tokenizer, last_step)? {
                 Some(end) if rank < n => {
                     let mut tokens = beams[c.parent].tokens.clone();
                     tokens.push(c.token);
@@ -351,28 +423,16 @@ pub fn beam_search_from(
                 Beam { tokens, sum: c.sum }
             })
             .collect();
-        let gen_len = step + 1;
-        if done(&finished, &new_beams, gen_len, max_tokens, params) {
+        if done(&finished, &new_beams, step + 1, max_tokens, params) {
             break;
         }
-
-        // Stream what every live beam and every kept hypothesis already agree on.
-        let seqs: Vec<&[u32]> = new_beams
-            .iter()
-            .map(|b| b.tokens.as_slice())
-            .chain(finished.items.iter().map(|f| f.tokens.as_slice()))
-            .collect();
-        let common = crate::compare::common_prefix(&seqs);
         if params.num_return == 1 {
-            for &id in &new_beams[0].tokens[streamed..common] {
-                if let Some(piece) = stream.next(id)? {
-                    // Held back while it could be the start of a stop string.
-                    let check = guard.push(&piece);
-                    on_event(Event::Text(&check.emit))?;
-                    emitted.push_str(&check.emit);
-                }
-            }
-            streamed = streamed.max(common);
+            let seqs: Vec<&[u32]> = new_beams
+                .iter()
+                .map(|b| b.tokens.as_slice())
+                .chain(finished.items.iter().map(|f| f.tokens.as_slice()))
+                .collect();
+            streamer.advance(&seqs, on_event)?;
         }
 
         // Reorder the cache by parent and run the survivors as one batch.
@@ -391,52 +451,15 @@ pub fn beam_search_from(
 
     // Fewer finished than asked (every step's top N kept running): nothing more to add, since
     // the last step finishes its top N. An empty set can only mean max_tokens = 0.
-    let mut hypotheses = Vec::new();
-    for f in finished.items.iter().take(params.num_return) {
-        let (text, stop) = match &f.end {
-            End::Eos(id) => (
-                tokenizer.decode(&f.tokens[..f.tokens.len() - 1])?,
-                StopReason::Eos { id: *id },
-            ),
-            End::Stop(string) => {
-                let full = tokenizer.decode(&f.tokens)?;
-                let cut = full.find(string.as_str()).map_or(full.len(), |at| {
-                    if params.keep_stop {
-                        at + string.len()
-                    } else {
-                        at
-                    }
-                });
-                (
-                    full[..cut].to_string(),
-                    StopReason::Stop {
-                        string: string.clone(),
-                    },
-                )
-            }
-            End::Length if f.tokens.len() >= params.max_tokens => {
-                (tokenizer.decode(&f.tokens)?, StopReason::MaxTokens)
-            }
-            End::Length => (tokenizer.decode(&f.tokens)?, StopReason::ContextFull),
-        };
-        hypotheses.push(Hypothesis {
-            text,
-            tokens: f.tokens.clone(),
-            sum_logprobs: f.sum,
-            score: f.score,
-            stop,
-        });
-    }
+    let hypotheses = finished
+        .items
+        .iter()
+        .take(params.num_return)
+        .map(|f| hypothesis(f, params, tokenizer, interrupted))
+        .collect::<Result<Vec<_>>>()?;
     if params.num_return == 1 {
         if let Some(best) = hypotheses.first() {
-            let rest = best.text.strip_prefix(emitted.as_str()).with_context(|| {
-                format!(
-                    "internal: streamed text {emitted:?} is not a prefix of the best hypothesis"
-                )
-            })?;
-            if !rest.is_empty() {
-                on_event(Event::Text(rest))?;
-            }
+            streamer.finish(&best.text, on_event)?;
         }
     }
     if hypotheses.is_empty() && max_tokens > 0 {
@@ -446,10 +469,53 @@ pub fn beam_search_from(
         hypotheses,
         timings,
         reorder,
+        interrupted,
     })
 }
 
-/// transformers' stopping rule, checked after each step with `gen_len` generated tokens.
+/// A finished hypothesis as returned: its text (cut at a stop string) and why it ended.
+fn hypothesis(
+    f: &Finished,
+    params: &BeamParams,
+    tokenizer: &Tokenizer,
+    interrupted: bool,
+) -> Result<Hypothesis> {
+    let (text, stop) = match &f.end {
+        End::Eos(id) => (
+            tokenizer.decode(&f.tokens[..f.tokens.len() - 1])?,
+            StopReason::Eos { id: *id },
+        ),
+        End::Stop(string) => {
+            let full = tokenizer.decode(&f.tokens)?;
+            let cut = full.find(string.as_str()).map_or(full.len(), |at| {
+                if params.decode.keep_stop {
+                    at + string.len()
+                } else {
+                    at
+                }
+            });
+            (
+                full[..cut].to_string(),
+                StopReason::Stop {
+                    string: string.clone(),
+                },
+            )
+        }
+        End::Length if interrupted => (tokenizer.decode(&f.tokens)?, StopReason::Interrupted),
+        End::Length if f.tokens.len() >= params.decode.max_tokens => {
+            (tokenizer.decode(&f.tokens)?, StopReason::MaxTokens)
+        }
+        End::Length => (tokenizer.decode(&f.tokens)?, StopReason::ContextFull),
+    };
+    Ok(Hypothesis {
+        text,
+        tokens: f.tokens.clone(),
+        sum_logprobs: f.sum,
+        score: f.score,
+        stop,
+    })
+}
+
 /// Orders the surviving candidates so that as many as possible stay in their parent's row of
 /// the KV cache: the first child of each parent takes the parent's row, and only the other
 /// children are copied, into the rows of parents that left none. The order of beams does not
@@ -472,6 +538,7 @@ fn rows_in_place(next: Vec<Cand>, rows: usize) -> Vec<Cand> {
         .collect()
 }
 
+/// transformers' stopping rule, checked after each step with `gen_len` generated tokens.
 fn done(
     finished: &FinishedSet,
     running: &[Beam],

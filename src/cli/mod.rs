@@ -1,14 +1,15 @@
-//! Command-line flags (clap), their help text and range checks, turned into a resolved
-//! [`Config`](crate::config::Config) in one step. No I/O here beyond what clap itself does.
+//! Command-line flags (clap) and their help text. [`resolve`] turns them, range-checked, into a
+//! resolved [`Config`](crate::config::Config) in one step. No I/O here beyond what clap does.
 
-use crate::config::{
-    BeamConfig, Command, Config, ConvertConfig, GenerateConfig, OutputFormat, PerplexityConfig,
-    PromptSource, TokenizeConfig,
-};
-use crate::decode::EarlyStopping;
-use crate::sampling::{SamplingConfig, StageKind, Window};
+mod resolve;
+mod values;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use values::{
+    closed_unit, finite, logit_bias, non_negative, open_unit, positive, sampler_list, seed, top_k,
+    SamplerList, SeedArg, TopKArg,
+};
 
 /// Generate text from a local Llama-style model (GGUF or safetensors) on candle.
 #[derive(Debug, Parser)]
@@ -120,7 +121,7 @@ struct GenerateArgs {
     beam: BeamArgs,
 }
 
-/// Beam search (transformers' `num_beams` semantics; see SAMPLING.md).
+/// Beam search (transformers' `num_beams` semantics; see docs/SAMPLING.md).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Beam search")]
 struct BeamArgs {
@@ -154,33 +155,8 @@ enum EarlyStoppingArg {
     Never,
 }
 
-impl BeamArgs {
-    fn into_config(self) -> Result<Option<BeamConfig>, String> {
-        let Some(beams) = self.beams else {
-            return Ok(None);
-        };
-        if self.num_return > beams {
-            return Err(format!(
-                "--num-return {} is more than --beams {beams}: beam search keeps only {beams} hypotheses",
-                self.num_return
-            ));
-        }
-        Ok(Some(BeamConfig {
-            num_beams: beams as usize,
-            num_return: self.num_return as usize,
-            length_penalty: self.length_penalty,
-            early_stopping: match self.early_stopping {
-                EarlyStoppingArg::True => EarlyStopping::Eager,
-                EarlyStoppingArg::False => EarlyStopping::Heuristic,
-                EarlyStoppingArg::Never => EarlyStopping::Never,
-            },
-            no_repeat_ngram: self.no_repeat_ngram.map(|n| n as usize),
-        }))
-    }
-}
-
 /// The sampler chain's flags. Defaults are llama.cpp's (what llama-cli and ollama users get);
-/// see SAMPLING.md for what each sampler means.
+/// see docs/SAMPLING.md for what each sampler means.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Sampling")]
 struct SamplingArgs {
@@ -238,146 +214,6 @@ struct SamplingArgs {
     explain: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum TopKArg {
-    Off,
-    K(usize),
-}
-
-#[derive(Debug, Clone)]
-struct SamplerList(Vec<StageKind>);
-
-fn parse_f32(s: &str) -> Result<f32, String> {
-    s.trim()
-        .parse::<f32>()
-        .map_err(|_| format!("'{s}' is not a number"))
-}
-
-fn finite(s: &str) -> Result<f32, String> {
-    let v = parse_f32(s)?;
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err("must be a finite number".into())
-    }
-}
-
-fn non_negative(s: &str) -> Result<f32, String> {
-    let v = finite(s)?;
-    if v >= 0.0 {
-        Ok(v)
-    } else {
-        Err("must be ≥ 0 (0 = greedy)".into())
-    }
-}
-
-fn positive(s: &str) -> Result<f32, String> {
-    let v = finite(s)?;
-    if v > 0.0 {
-        Ok(v)
-    } else {
-        Err("must be > 0 (1 = off)".into())
-    }
-}
-
-fn open_unit(s: &str) -> Result<f32, String> {
-    let v = finite(s)?;
-    if v > 0.0 && v <= 1.0 {
-        Ok(v)
-    } else {
-        Err("must be in (0, 1] (1 = off)".into())
-    }
-}
-
-fn closed_unit(s: &str) -> Result<f32, String> {
-    let v = finite(s)?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("must be in [0, 1] (0 = off)".into())
-    }
-}
-
-fn top_k(s: &str) -> Result<TopKArg, String> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(TopKArg::Off);
-    }
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1 (use `off` to turn top-k off)".into()),
-        Ok(k) => Ok(TopKArg::K(k)),
-        Err(_) => Err("must be a whole number ≥ 1, or `off`".into()),
-    }
-}
-
-/// `--seed`: a number, or -1 for a random one.
-#[derive(Debug, Clone, Copy)]
-struct SeedArg(Option<u64>);
-
-fn seed(s: &str) -> Result<SeedArg, String> {
-    match s.trim() {
-        "-1" | "random" => Ok(SeedArg(None)),
-        t => t.parse::<u64>().map(|n| SeedArg(Some(n))).map_err(|_| {
-            "must be a whole number in 0..=18446744073709551615, or -1 for a random seed".into()
-        }),
-    }
-}
-
-fn logit_bias(s: &str) -> Result<(u32, f32), String> {
-    let (id, bias) = s
-        .split_once('=')
-        .ok_or_else(|| "expected ID=BIAS, e.g. 42=-inf or 42=2.5".to_string())?;
-    let id = id
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| format!("'{id}' is not a token id (a whole number ≥ 0)"))?;
-    let bias = parse_f32(bias)?;
-    if bias.is_nan() || bias == f32::INFINITY {
-        return Err("BIAS must be a number or -inf".into());
-    }
-    Ok((id, bias))
-}
-
-fn sampler_list(s: &str) -> Result<SamplerList, String> {
-    let mut out: Vec<StageKind> = Vec::new();
-    for name in s.split([',', ';']).filter(|n| !n.trim().is_empty()) {
-        let kind: StageKind = name.parse()?;
-        if out.contains(&kind) {
-            return Err(format!("'{kind}' is listed twice"));
-        }
-        out.push(kind);
-    }
-    Ok(SamplerList(out))
-}
-
-impl SamplingArgs {
-    fn into_config(self) -> SamplingConfig {
-        SamplingConfig {
-            temperature: if self.greedy { 0.0 } else { self.temperature },
-            top_k: match self.top_k {
-                TopKArg::Off => None,
-                TopKArg::K(k) => Some(k),
-            },
-            top_p: self.top_p,
-            min_p: self.min_p,
-            typical_p: self.typical_p,
-            repeat_penalty: self.repeat_penalty,
-            repeat_window: match self.repeat_last_n {
-                0 => None,
-                n if n < 0 => Some(Window::All),
-                n => Some(Window::Last(n as usize)),
-            },
-            frequency_penalty: self.frequency_penalty,
-            presence_penalty: self.presence_penalty,
-            logit_bias: self.logit_bias,
-            seed: self.seed.and_then(|s| s.0),
-            order: self
-                .samplers
-                .map_or_else(|| StageKind::DEFAULT_ORDER.to_vec(), |l| l.0),
-            min_keep: self.min_keep as usize,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FormatArg {
     /// Only the generated text, streamed.
@@ -392,15 +228,6 @@ enum FormatArg {
 enum CacheTypeArg {
     F32,
     F16,
-}
-
-impl CacheTypeArg {
-    fn dtype(self) -> candle_core::DType {
-        match self {
-            CacheTypeArg::F32 => candle_core::DType::F32,
-            CacheTypeArg::F16 => candle_core::DType::F16,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -449,93 +276,4 @@ struct PerplexityArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-}
-
-impl Cli {
-    /// Validates the flags and resolves them into a [`Config`].
-    pub fn into_config(self) -> Result<Config, String> {
-        Ok(match self.command {
-            Some(SubCommand::Convert(a)) => Config {
-                threads: None,
-                command: Command::Convert(ConvertConfig {
-                    input: a.input,
-                    output: a.output,
-                    dtype: match a.dtype {
-                        DtypeArg::F32 => candle_core::DType::F32,
-                        DtypeArg::F16 => candle_core::DType::F16,
-                        DtypeArg::Bf16 => candle_core::DType::BF16,
-                    },
-                }),
-            },
-            Some(SubCommand::Tokenize(a)) => Config {
-                threads: a.model.threads.map(usize::from),
-                command: Command::Tokenize(TokenizeConfig {
-                    model: a.model.model,
-                    text: a.text,
-                    json: a.json,
-                }),
-            },
-            Some(SubCommand::Perplexity(a)) => Config {
-                threads: a.model.threads.map(usize::from),
-                command: Command::Perplexity(PerplexityConfig {
-                    model: a.model.model,
-                    file: a.file,
-                    context: a.context as usize,
-                    cache_type: a.cache_type.map(CacheTypeArg::dtype),
-                    json: a.json,
-                }),
-            },
-            None => {
-                let g = self.generate;
-                if g.positional.is_some() && g.prompt.is_some() {
-                    return Err(
-                        "give the prompt once: as an argument or with --prompt (piped stdin or --file may come with either)"
-                            .into(),
-                    );
-                }
-                let prompt = PromptSource {
-                    text: g.positional.or(g.prompt),
-                    file: g.file,
-                };
-                let logprobs = g.sampling.logprobs.map(|n| n as usize);
-                let explain = g.sampling.explain.map(|n| n as usize);
-                let sampling = g.sampling.into_config();
-                let compare = if g.compare.is_empty() {
-                    None
-                } else {
-                    Some(crate::compare::parse_strategies(&g.compare, &sampling)?)
-                };
-                Config {
-                    threads: g.model.threads.map(usize::from),
-                    command: Command::Generate(Box::new(GenerateConfig {
-                        model: g.model.model,
-                        prompt,
-                        max_tokens: g.max_tokens,
-                        ignore_eos: g.ignore_eos,
-                        ctx_size: g.ctx_size.map(|c| c as usize),
-                        batch_size: g.batch_size as usize,
-                        cache_type: g.cache_type.map(CacheTypeArg::dtype),
-                        format: match g.format {
-                            FormatArg::Text => OutputFormat::Text,
-                            FormatArg::Json => OutputFormat::Json,
-                            FormatArg::Jsonl => OutputFormat::Jsonl,
-                        },
-                        verbose: g.verbose,
-                        quiet: g.quiet,
-                        logprobs,
-                        explain,
-                        sampling,
-                        beam: g.beam.into_config()?,
-                        stop: g.stop,
-                        keep_stop: g.keep_stop,
-                        each_line: g.each_line,
-                        compare,
-                        compare_sequential: g.compare_sequential,
-                        system: g.system,
-                        raw: g.raw,
-                    })),
-                }
-            }
-        })
-    }
 }

@@ -1,7 +1,7 @@
 //! The MLP's activation, SwiGLU: `silu(gate) * up` with `silu(x) = x / (1 + exp(-x))`.
 //!
 //! On the CPU with AVX2 and FMA, eight lanes at a time with ggml's vector `expf`
-//! ([`crate::vexp`]), so the activations that the next quantized product rounds are
+//! ([`crate::kernels::vexp`]), so the activations that the next quantized product rounds are
 //! the ones llama.cpp computes; elsewhere, and for a tail shorter than eight, with the C
 //! library's `expf`, as ggml's scalar path. Other devices use candle's ops.
 
@@ -31,7 +31,7 @@ fn swiglu_slices(g: &[f32], u: &[f32], out: &mut [f32]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::simd::avx2_fma() {
+        if crate::kernels::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             done = unsafe { avx2::swiglu(g, u, out) };
         }
@@ -43,7 +43,7 @@ fn swiglu_slices(g: &[f32], u: &[f32], out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use crate::vexp::avx2::exp;
+    use crate::kernels::vexp::avx2::exp;
     use std::arch::x86_64::*;
 
     /// `silu(g) * u` for the first multiple of eight elements; returns how many it did.
@@ -80,11 +80,11 @@ mod tests {
     #[test]
     fn swiglu_matches_silu_times_up() {
         let n = 3 * 37; // not a multiple of eight
-        let g: Vec<f32> = crate::model::test_values(n, 3)
+        let g: Vec<f32> = crate::kernels::test_values(n, 3)
             .iter()
             .map(|v| v * 12.0)
             .collect();
-        let u = crate::model::test_values(n, 9);
+        let u = crate::kernels::test_values(n, 9);
         let gt = Tensor::from_vec(g, (3, 37), &Device::Cpu).unwrap();
         let ut = Tensor::from_vec(u, (3, 37), &Device::Cpu).unwrap();
         let got = swiglu(&gt, &ut).unwrap().flatten_all().unwrap();

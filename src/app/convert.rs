@@ -3,8 +3,8 @@
 //! GGUF stores the Q and K projection rows permuted for interleaved RoPE; they are permuted back
 //! to Hugging Face's half-split layout here.
 
+use super::load::{open_gguf, GgufParts};
 use crate::model::config::to_hf_config_json;
-use crate::model::load::{open_gguf, GgufParts};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -43,7 +43,7 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
                 input.display()
             )
         })?;
-        let name = crate::model::weights::TensorName::new(hf_name.clone(), gguf_name.clone());
+        let name = crate::weights::TensorName::new(hf_name.clone(), gguf_name.clone());
         let mut t = weights.dense(&name, &shape, &device)?;
         if gguf_name.ends_with("attn_q.weight") {
             t = unpermute_rows(&t, cfg.num_attention_heads)?;

@@ -9,7 +9,7 @@
 pub fn exp8(x: [f32; 8]) -> [f32; 8] {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::simd::avx2_fma() {
+        if crate::kernels::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             return unsafe { avx2::exp_array(x) };
         }
@@ -161,7 +161,7 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn lane_and_vector_exp_agree_exactly() {
-        if !crate::simd::avx2_fma() {
+        if !crate::kernels::simd::avx2_fma() {
             return;
         }
         let mut x = -300.0f32;

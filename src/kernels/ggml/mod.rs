@@ -5,9 +5,12 @@
 //! float-summation noise of llama.cpp on the same file; candle's own kernels quantize
 //! activations differently (and have no SIMD path for Q4_1).
 
+use super::Out;
 use anyhow::{bail, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
+#[cfg(test)]
+use candle_core::Tensor;
 use half::f16;
 use memmap2::Mmap;
 use std::sync::Arc;
@@ -146,10 +149,9 @@ impl GgmlMatrix {
         })
     }
 
-    /// The rows `ids` dequantized to f32, shaped `ids.dims() + [cols]` (an embedding lookup),
-    /// with ggml's `dequantize_row` arithmetic (`q·d` for Q8_0, `q·d + m` for Q4_1).
-    pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
-        let flat = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+    /// The rows `ids` dequantized to f32, one after another (an embedding lookup), with ggml's
+    /// `dequantize_row` arithmetic (`q·d` for Q8_0, `q·d + m` for Q4_1).
+    pub fn embedding(&self, flat: &[u32]) -> Result<Vec<f32>> {
         let row_bytes = self.cols / QK * self.kind.block_bytes();
         let mut out = vec![0f32; flat.len() * self.cols];
         for (&id, y) in flat.iter().zip(out.chunks_exact_mut(self.cols)) {
@@ -181,9 +183,17 @@ impl GgmlMatrix {
                 }
             }
         }
-        let mut shape = ids.dims().to_vec();
-        shape.push(self.cols);
-        Ok(Tensor::from_vec(out, shape, ids.device())?)
+        Ok(out)
+    }
+
+    /// Output features (weight rows).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features (weight columns).
+    pub fn cols(&self) -> usize {
+        self.cols
     }
 
     /// Row `i`'s bytes, wherever its part lies.
@@ -197,20 +207,17 @@ impl GgmlMatrix {
         None
     }
 
-    /// `x @ selfᵀ` for `x` of shape `(..., cols)`: returns `(..., rows)` in f32.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let Some((&k, lead)) = dims.split_last() else {
-            bail!("matmul input must have at least one dimension");
-        };
-        if k != self.cols {
+    /// The product `x · selfᵀ` for `x` holding `m` rows of `cols` values, row-major:
+    /// returns `m` rows of `rows` values.
+    pub fn matmul(&self, xs: &[f32]) -> Result<Vec<f32>> {
+        let k = self.cols;
+        if !xs.len().is_multiple_of(k) {
             bail!(
-                "matmul input has {k} features, the weight expects {}",
-                self.cols
+                "matmul input has {} values, not whole rows of the {k} features the weight expects",
+                xs.len()
             );
         }
-        let m: usize = lead.iter().product();
-        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let m = xs.len() / k;
         let blocks = k / QK;
         let mut acts = vec![Q8Block::ZERO; m * blocks];
         for (row, out) in xs.chunks(k).zip(acts.chunks_mut(blocks)) {
@@ -231,7 +238,7 @@ impl GgmlMatrix {
             tasks.extend((0..*rows).step_by(ROWS_PER_TASK).map(|r| (p, r, col + r)));
             col += rows;
         }
-        crate::pool::run(tasks.len(), &|t| {
+        crate::kernels::pool::run(tasks.len(), &|t| {
             let (p, r, first) = tasks[t];
             let (rows, bytes) = &self.parts[p];
             let last = (r + ROWS_PER_TASK).min(*rows);
@@ -240,37 +247,7 @@ impl GgmlMatrix {
             // `first..first + last - r`, within `n`, of rows within `m`.
             unsafe { fill_task(self.kind, w, row_bytes, &groups, dst, first) };
         });
-        let mut shape = lead.to_vec();
-        shape.push(n);
-        Ok(Tensor::from_vec(out, shape, x.device())?)
-    }
-}
-
-/// The product's output `(m, n)` row-major, written by several tasks at once, each to its own
-/// columns.
-#[derive(Clone, Copy)]
-pub(super) struct Out {
-    ptr: *mut f32,
-    n: usize,
-}
-
-// SAFETY: tasks write disjoint columns (see `Out::write`'s contract).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The output `(m, n)` starting at `ptr`.
-    pub(super) fn new(ptr: *mut f32, n: usize) -> Self {
-        Self { ptr, n }
-    }
-
-    /// Writes `v` at `(i, j)`.
-    ///
-    /// # Safety
-    /// `(i, j)` lies inside the output and no other task writes column `j`.
-    #[inline(always)]
-    pub(super) unsafe fn write(self, i: usize, j: usize, v: f32) {
-        unsafe { *self.ptr.add(i * self.n + j) = v };
+        Ok(out)
     }
 }
 
@@ -279,7 +256,7 @@ impl Out {
 fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::simd::avx2_fma() {
+        if crate::kernels::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 (checked just above, with FMA).
             unsafe { avx2::quantize_into(x, kind, out) };
             return;
@@ -349,7 +326,7 @@ unsafe fn fill_task(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if let Some(dot) = crate::simd::byte_dot() {
+        if let Some(dot) = crate::kernels::simd::byte_dot() {
             // SAFETY: the CPU supports AVX2, FMA and `dot`'s instructions (detected by
             // `byte_dot`); the caller's contract covers the writes.
             unsafe { avx2::fill_task(dot, kind, w, row_bytes, groups, out, first) };
@@ -440,265 +417,22 @@ fn dot_q8_0_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{f16_at, Kind, Out, Q8Block, Tile, QK};
-    use crate::simd::{hsum, ByteDot, PREFETCH_BYTES};
-    use std::arch::x86_64::*;
-
-    /// How [`mul_sum_us8`] sums byte products (a [`ByteDot`] as a const parameter, so that
-    /// each kernel is compiled once per instruction choice).
-    const MADD: u8 = 0;
-    const AVX512_VNNI: u8 = 1;
-    const AVX_VNNI: u8 = 2;
-
-    /// Unsigned bytes times signed bytes, summed in fours, as floats (8 lanes). The products
-    /// of u8 nibbles or |i8| by i8 never saturate `maddubs`' 16-bit pair sums, so every `D`
-    /// gives the same integers. Inlined into a kernel compiled with `D`'s CPU features.
-    #[inline(always)]
-    unsafe fn mul_sum_us8<const D: u8>(ux: __m256i, sy: __m256i) -> __m256 {
-        let sums = match D {
-            AVX512_VNNI => _mm256_dpbusd_epi32(_mm256_setzero_si256(), ux, sy),
-            AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ux, sy),
-            _ => _mm256_madd_epi16(_mm256_maddubs_epi16(ux, sy), _mm256_set1_epi16(1)),
-        };
-        _mm256_cvtepi32_ps(sums)
-    }
-
-    /// [`super::fill_task`] with the tile kernels inlined, compiled for `dot`'s instructions.
-    ///
-    /// # Safety
-    /// The CPU has AVX2, FMA and `dot`'s instructions; [`super::fill_task`]'s contract.
-    pub unsafe fn fill_task(
-        dot: ByteDot,
-        kind: Kind,
-        w: &[u8],
-        row_bytes: usize,
-        groups: &[&[&[Q8Block]]],
-        out: Out,
-        first: usize,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe {
-            match dot {
-                ByteDot::Madd => fill_madd(kind, w, row_bytes, groups, out, first),
-                ByteDot::Avx512Vnni => fill_avx512_vnni(kind, w, row_bytes, groups, out, first),
-                ByteDot::AvxVnni => fill_avx_vnni(kind, w, row_bytes, groups, out, first),
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn fill_madd(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
-        // SAFETY: as `fill_task`.
-        unsafe { fill_with::<MADD>(k, w, rb, g, o, f) }
-    }
-
-    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    unsafe fn fill_avx512_vnni(
-        k: Kind,
-        w: &[u8],
-        rb: usize,
-        g: &[&[&[Q8Block]]],
-        o: Out,
-        f: usize,
-    ) {
-        // SAFETY: as `fill_task`.
-        unsafe { fill_with::<AVX512_VNNI>(k, w, rb, g, o, f) }
-    }
-
-    #[target_feature(enable = "avx2,fma,avxvnni")]
-    unsafe fn fill_avx_vnni(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
-        // SAFETY: as `fill_task`.
-        unsafe { fill_with::<AVX_VNNI>(k, w, rb, g, o, f) }
-    }
-
-    #[inline(always)]
-    unsafe fn fill_with<const D: u8>(
-        kind: Kind,
-        w: &[u8],
-        row_bytes: usize,
-        groups: &[&[&[Q8Block]]],
-        out: Out,
-        first: usize,
-    ) {
-        // SAFETY: the callers' contract.
-        unsafe {
-            super::fill_tiles(
-                kind.tile_rows(),
-                w,
-                row_bytes,
-                groups,
-                out,
-                first,
-                |ws, a, out| dot_tile::<D>(kind, ws, a, out),
-            )
-        };
-    }
-
-    /// [`super::quantize_block`] eight lanes at a time, as ggml's AVX2 `quantize_row_q8_1`:
-    /// the same maximum, products and round-half-to-even, so the same blocks.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
-        let sign = _mm256_set1_ps(-0.0);
-        for (b, o) in x.chunks_exact(QK).zip(out.iter_mut()) {
-            let p = b.as_ptr();
-            let v = [0, 8, 16, 24].map(|i| _mm256_loadu_ps(p.add(i)));
-            let mut amax = _mm256_andnot_ps(sign, v[0]);
-            for vi in &v[1..] {
-                amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, *vi));
-            }
-            let m4 = _mm_max_ps(_mm256_extractf128_ps(amax, 1), _mm256_castps256_ps128(amax));
-            let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-            let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-            let amax = _mm_cvtss_f32(m4);
-            let d = amax / 127.0;
-            let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
-            let q = v.map(|vi| {
-                _mm256_cvtps_epi32(_mm256_round_ps(
-                    _mm256_mul_ps(vi, id),
-                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-                ))
-            });
-            // The packs interleave 128-bit lanes; the permute puts the 32 values back in order.
-            let q16a = _mm256_packs_epi32(q[0], q[1]);
-            let q16b = _mm256_packs_epi32(q[2], q[3]);
-            let q8 = _mm256_packs_epi16(q16a, q16b);
-            let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            _mm256_storeu_si256(o.qs.as_mut_ptr() as *mut __m256i, q8);
-            o.d = half::f16::from_f32(d).to_f32();
-            o.s = match kind {
-                Kind::Q4_1 => {
-                    let s = _mm256_add_epi32(
-                        _mm256_add_epi32(q[0], q[1]),
-                        _mm256_add_epi32(q[2], q[3]),
-                    );
-                    let s4 =
-                        _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-                    let s4 = _mm_hadd_epi32(s4, s4);
-                    let s4 = _mm_hadd_epi32(s4, s4);
-                    half::f16::from_f32(d * _mm_cvtsi128_si32(s4) as f32).to_f32()
-                }
-                Kind::Q8_0 => 0.0,
-            };
-        }
-    }
-
-    /// Dispatches a tile to the kernel instantiated for its exact size.
-    #[inline(always)]
-    unsafe fn dot_tile<const D: u8>(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
-        macro_rules! sized {
-            ($($w:literal, $r:literal);*) => {
-                match (ws.len(), a.len()) {
-                    $(($w, $r) => match kind {
-                        Kind::Q4_1 => q4_1::<D, $w, $r>(ws, a, out),
-                        Kind::Q8_0 => q8_0::<D, $w, $r>(ws, a, out),
-                    },)*
-                    _ => {}
-                }
-            };
-        }
-        sized!(1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4);
-    }
-
-    /// ggml's AVX2 `ggml_vec_dot_q4_1_q8_1`, for a `W × R` tile: per pair, `summs += m * s`
-    /// and `acc = fma(d * d_y, xy, acc)` block by block, then `hsum(acc) + summs`.
-    #[inline(always)]
-    unsafe fn q4_1<const D: u8, const W: usize, const R: usize>(
-        ws: &[&[u8]],
-        a: &[&[Q8Block]],
-        out: &mut Tile,
-    ) {
-        // The unchecked reads below stay inside these bounds.
-        let nb = a[0].len();
-        assert!(a.len() == R && ws.len() == W);
-        assert!(a.iter().all(|r| r.len() == nb) && ws.iter().all(|w| w.len() == nb * 20));
-        let mut acc = [[_mm256_setzero_ps(); R]; W];
-        // `summs` of every activation row side by side: lane r is row r's scalar sum.
-        let mut summs = [_mm_setzero_ps(); W];
-        let low = _mm256_set1_epi8(0x0F);
-        for b in 0..nb {
-            let mut qy = [_mm256_setzero_si256(); R];
-            let mut sy = [0f32; 4];
-            for r in 0..R {
-                let y = a[r].get_unchecked(b);
-                qy[r] = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-                sy[r] = y.s;
-            }
-            let sy = _mm_loadu_ps(sy.as_ptr());
-            for i in 0..W {
-                let blk = ws[i].get_unchecked(b * 20..b * 20 + 20);
-                _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
-                let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
-                summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_set1_ps(m), sy));
-                let raw = _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i);
-                // Low nibbles are elements 0..16, high nibbles 16..32.
-                let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-                let qx = _mm256_and_si256(both, low);
-                let dv = _mm256_set1_ps(d);
-                for r in 0..R {
-                    let y = a[r].get_unchecked(b);
-                    let xy = mul_sum_us8::<D>(qx, qy[r]);
-                    let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
-                    acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
-                }
-            }
-        }
-        for i in 0..W {
-            let mut s = [0f32; 4];
-            _mm_storeu_ps(s.as_mut_ptr(), summs[i]);
-            for r in 0..R {
-                out[i][r] = hsum(acc[i][r]) + s[r];
-            }
-        }
-    }
-
-    /// ggml's AVX2 `ggml_vec_dot_q8_0_q8_0` for a `W × R` tile (signed × signed through
-    /// `|x|` and the sign moved onto `y`).
-    #[inline(always)]
-    unsafe fn q8_0<const D: u8, const W: usize, const R: usize>(
-        ws: &[&[u8]],
-        a: &[&[Q8Block]],
-        out: &mut Tile,
-    ) {
-        // The unchecked reads below stay inside these bounds.
-        let nb = a[0].len();
-        assert!(a.len() == R && ws.len() == W);
-        assert!(a.iter().all(|r| r.len() == nb) && ws.iter().all(|w| w.len() == nb * 34));
-        let mut acc = [[_mm256_setzero_ps(); R]; W];
-        for b in 0..nb {
-            let mut qy = [_mm256_setzero_si256(); R];
-            for r in 0..R {
-                qy[r] = _mm256_loadu_si256(a[r].get_unchecked(b).qs.as_ptr() as *const __m256i);
-            }
-            for i in 0..W {
-                let blk = ws[i].get_unchecked(b * 34..b * 34 + 34);
-                _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
-                let d = f16_at(blk, 0);
-                let qx = _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i);
-                let ax = _mm256_sign_epi8(qx, qx);
-                let dv = _mm256_set1_ps(d);
-                for r in 0..R {
-                    let y = a[r].get_unchecked(b);
-                    let sy = _mm256_sign_epi8(qy[r], qx);
-                    let xy = mul_sum_us8::<D>(ax, sy);
-                    let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
-                    acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
-                }
-            }
-        }
-        for i in 0..W {
-            for r in 0..R {
-                out[i][r] = hsum(acc[i][r]);
-            }
-        }
-    }
-}
+mod avx2;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::model::test_values as row;
+    use crate::kernels::test_values as row;
+
+    impl GgmlMatrix {
+        /// The product of a 2-d tensor, as a tensor.
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            let m = x.dims()[0];
+            let y = self.matmul(&x.flatten_all()?.to_vec1::<f32>()?)?;
+            Ok(Tensor::from_vec(y, (m, self.rows), x.device())?)
+        }
+    }
 
     /// Rows computed together (beams, prompt batches) give bit-for-bit the single-row result.
     #[test]
@@ -816,15 +550,13 @@ mod tests {
                         .unwrap()
                 })
                 .collect();
-            let ids = Tensor::new(&[[7u32, 0, 4], [5, 2, 7]], &Device::Cpu).unwrap();
+            let ids = [7u32, 0, 4, 5, 2, 7];
             let got = stacked.embedding(&ids).unwrap();
-            assert_eq!(got.dims(), &[2, 3, k]);
-            let got = got.flatten_to(1).unwrap().to_vec2::<f32>().unwrap();
-            for (g, id) in got.iter().zip([7, 0, 4, 5, 2, 7]) {
-                assert_eq!(g, &want[id], "{dt:?} row {id}");
+            assert_eq!(got.len(), ids.len() * k);
+            for (g, &id) in got.chunks(k).zip(&ids) {
+                assert_eq!(g, &want[id as usize], "{dt:?} row {id}");
             }
-            let bad = Tensor::new(&[8u32], &Device::Cpu).unwrap();
-            let err = stacked.embedding(&bad).unwrap_err().to_string();
+            let err = stacked.embedding(&[8]).unwrap_err().to_string();
             assert!(err.contains("token id 8"), "{err}");
         }
     }
@@ -895,8 +627,8 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn byte_dot_instructions_agree_bit_for_bit() {
-        use crate::simd::ByteDot;
-        if crate::simd::byte_dot().is_none() {
+        use crate::kernels::simd::ByteDot;
+        if crate::kernels::simd::byte_dot().is_none() {
             return; // no SIMD kernels on this CPU: nothing to compare
         }
         let has = |f: &str| match f {

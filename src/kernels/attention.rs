@@ -17,73 +17,18 @@
 //! next product: a difference in the last bit can flip a rounding and grow from there. The
 //! general path (batched matmuls, a softmax op) also costs a dozen small ops per layer.
 
-use crate::vexp::exp8;
+use super::vexp::exp8;
+use super::Elem;
 use anyhow::{bail, Context, Result};
-use candle_core::{CpuStorage, Device, Storage, Tensor};
+use candle_core::{Device, Storage, Tensor};
 use half::f16;
 
 /// Work (multiply-adds) below which one thread does it all: splitting costs more than it saves.
 const PARALLEL_MIN_WORK: usize = 1 << 17;
 
-/// What the KV cache may hold: f32, or f16 as llama.cpp's default cache does. With an f16
-/// cache llama.cpp rounds the other operand of each product to f16 as well (the queries for the
-/// scores, the probabilities for the weighted sum) and multiplies in f32.
-pub(crate) trait KvElem: Copy + Send + Sync + 'static {
-    /// True for f16: the other operand is rounded to f16 first.
-    const HALF: bool;
-    fn to_f32(self) -> f32;
-    /// The values of a tensor's storage, if it holds this type.
-    fn of(storage: &CpuStorage) -> Option<&[Self]>;
-    /// Eight values from `p` as f32 lanes.
-    ///
-    /// # Safety
-    /// `p..p + 8` must be readable and the CPU must have AVX2, FMA and F16C.
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
-}
-
-impl KvElem for f32 {
-    const HALF: bool = false;
-    fn to_f32(self) -> f32 {
-        self
-    }
-    fn of(storage: &CpuStorage) -> Option<&[Self]> {
-        match storage {
-            CpuStorage::F32(d) => Some(d),
-            _ => None,
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
-        // SAFETY: the caller guarantees eight readable values.
-        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
-    }
-}
-
-impl KvElem for f16 {
-    const HALF: bool = true;
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
-    }
-    fn of(storage: &CpuStorage) -> Option<&[Self]> {
-        match storage {
-            CpuStorage::F16(d) => Some(d),
-            _ => None,
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
-        use std::arch::x86_64::*;
-        // SAFETY: the caller guarantees eight readable values and F16C.
-        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
-    }
-}
-
 /// `x` as the product sees it: rounded through f16 when the other side is f16.
-fn operand<T: KvElem>(x: &[f32]) -> std::borrow::Cow<'_, [f32]> {
-    if T::HALF {
+fn operand<T: Elem>(x: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+    if T::IS_F16 {
         x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
     } else {
         x.into()
@@ -104,14 +49,14 @@ impl<'a, T> View<'a, T> {
     }
 }
 
-fn view<'a, T: KvElem>(storage: &'a Storage, t: &Tensor, what: &str) -> Result<View<'a, T>> {
+fn view<'a, T: Elem>(storage: &'a Storage, t: &Tensor, what: &str) -> Result<View<'a, T>> {
     let Some(data) = (match storage {
         Storage::Cpu(s) => T::of(s),
         _ => None,
     }) else {
         bail!(
             "attention: {what} must be {} on the CPU, not {:?}",
-            if T::HALF { "f16" } else { "f32" },
+            if T::IS_F16 { "f16" } else { "f32" },
             t.dtype()
         );
     };
@@ -154,7 +99,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tenso
     }
 }
 
-fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+fn attention_of<T: Elem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
     let (b, nh, s, hd) = q.dims4()?;
     let (kb, nkv, len, khd) = k.dims4()?;
     if s == 0 || len < s || kb != b || khd != hd || v.dims4()? != (b, nkv, len, hd) || nh % nkv != 0
@@ -178,7 +123,7 @@ fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Re
     let n_rep = nh / nkv;
     // Scores: with an f32 cache the queries are a strided view, so llama.cpp takes vec_dot
     // even for several of them; converted to f16 they become contiguous and go to tinyBLAS.
-    let scores = if s > 1 && T::HALF && hd.is_multiple_of(8) {
+    let scores = if s > 1 && T::IS_F16 && hd.is_multiple_of(8) {
         Reduce::Gemm
     } else {
         Reduce::VecDot
@@ -196,7 +141,7 @@ fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Re
         let seen = pos + i + 1;
         let q = operand::<T>(qv.row(bi, h, i, hd));
         let mut probs = softmax_scores(&q, |j| kv.row(bi, g, j, hd), seen, scale, scores);
-        if T::HALF {
+        if T::IS_F16 {
             probs
                 .iter_mut()
                 .for_each(|p| *p = f16::from_f32(*p).to_f32());
@@ -205,7 +150,7 @@ fn attention_of<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Re
     };
     let work = b * nh * s * (pos + s) * hd * 2;
     if work >= PARALLEL_MIN_WORK {
-        crate::pool::for_each_chunk_mut(&mut out, hd, &|i, y| head((i, y)));
+        crate::kernels::pool::for_each_chunk_mut(&mut out, hd, &|i, y| head((i, y)));
     } else {
         out.chunks_mut(hd).enumerate().for_each(head);
     }
@@ -245,7 +190,7 @@ where
     F: Fn((usize, &mut [f32])) + Send + Sync,
 {
     if work >= PARALLEL_MIN_WORK {
-        crate::pool::for_each_chunk_mut(data, size, &|i, c| f((i, c)));
+        crate::kernels::pool::for_each_chunk_mut(data, size, &|i, c| f((i, c)));
     } else {
         data.chunks_mut(size).enumerate().for_each(f);
     }
@@ -261,7 +206,7 @@ where
 ///    final reduction, so accumulator `r` (positions `j` with `(j / 8) % 4 == r`) is one task
 ///    per KV group, reading a quarter of the value rows once for all its query heads.
 /// 4. Each head's 32 lanes folded in `vec_dot`'s order.
-fn decode<T: KvElem>(
+fn decode<T: Elem>(
     qv: &View<f32>,
     kv: &View<T>,
     vv: &View<T>,
@@ -284,9 +229,10 @@ fn decode<T: KvElem>(
         let end = len.min(start + SCORE_BLOCK);
         let mut j = start;
         #[cfg(target_arch = "x86_64")]
-        if hd.is_multiple_of(32) && crate::simd::avx2_fma_f16c() {
+        if hd.is_multiple_of(32) && crate::kernels::simd::avx2_fma_f16c() {
             // The rows of a long cache come from memory, read in order as the weights are.
-            let ahead = crate::simd::PREFETCH_BYTES / (hd * std::mem::size_of::<T>()).max(1);
+            let ahead =
+                crate::kernels::simd::PREFETCH_BYTES / (hd * std::mem::size_of::<T>()).max(1);
             while j + 8 <= end {
                 if j + ahead + 8 <= len {
                     for i in 0..8 {
@@ -334,7 +280,7 @@ fn decode<T: KvElem>(
         let inv = (1.0 / sum) as f32;
         for p in &mut row[..len] {
             *p *= inv;
-            if T::HALF {
+            if T::IS_F16 {
                 *p = f16::from_f32(*p).to_f32();
             }
         }
@@ -369,7 +315,7 @@ fn decode<T: KvElem>(
 /// Step 3 of [`decode`] for one KV group and one of `vec_dot`'s four accumulators:
 /// `acc[r][l][d] = Σ p[r][j] · v_j[d]` over the positions `j ≡ 8·quarter + l (mod 32)`, in
 /// increasing order, for the group's query heads `r`.
-fn quarter_sums<'a, T: KvElem>(
+fn quarter_sums<'a, T: Elem>(
     acc: &mut [f32],
     p: &[&[f32]],
     value: impl Fn(usize) -> &'a [T],
@@ -378,7 +324,7 @@ fn quarter_sums<'a, T: KvElem>(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if hd.is_multiple_of(32) && crate::simd::avx2_fma_f16c() {
+        if hd.is_multiple_of(32) && crate::kernels::simd::avx2_fma_f16c() {
             for (i, reps) in p.chunks(3).enumerate() {
                 let acc = &mut acc[i * 3 * 8 * hd..];
                 // SAFETY: the CPU has the features (checked just above); `hd` is a multiple
@@ -410,7 +356,7 @@ fn quarter_sums<'a, T: KvElem>(
 /// time, each value row read once for all of them.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn quarter_sums_avx2<'a, T: KvElem, const R: usize>(
+fn quarter_sums_avx2<'a, T: Elem, const R: usize>(
     acc: &mut [f32],
     p: [&[f32]; R],
     value: &impl Fn(usize) -> &'a [T],
@@ -454,7 +400,7 @@ fn quarter_sums_avx2<'a, T: KvElem, const R: usize>(
 }
 
 /// Steps 1 and 2: the probabilities of positions `0..seen`.
-fn softmax_scores<'a, T: KvElem>(
+fn softmax_scores<'a, T: Elem>(
     q: &[f32],
     key: impl Fn(usize) -> &'a [T],
     seen: usize,
@@ -487,7 +433,7 @@ fn softmax_scores<'a, T: KvElem>(
 /// Step 3 for one query head: `y[d] = Σ_j p_j v_j[d]`, rounded as `reduce` says. The
 /// accumulators are laid out lane-major (`acc[lane][d]`) so each position is one contiguous
 /// multiply-add over `d`, and each reduction step one contiguous add.
-fn weighted_sum<'a, T: KvElem>(
+fn weighted_sum<'a, T: Elem>(
     p: &[f32],
     value: impl Fn(usize) -> &'a [T],
     reduce: Reduce,
@@ -538,10 +484,13 @@ fn fold_lanes(acc: &mut [f32], hd: usize, reduce: Reduce) {
 }
 
 /// `acc[d] = fma(x[d], a, acc[d])`.
-fn axpy<T: KvElem>(acc: &mut [f32], x: &[T], a: f32) {
+fn axpy<T: Elem>(acc: &mut [f32], x: &[T], a: f32) {
     #[cfg(target_arch = "x86_64")]
     {
-        if acc.len().is_multiple_of(8) && x.len() >= acc.len() && crate::simd::avx2_fma_f16c() {
+        if acc.len().is_multiple_of(8)
+            && x.len() >= acc.len()
+            && crate::kernels::simd::avx2_fma_f16c()
+        {
             // SAFETY: the CPU has the features (checked just above); lengths checked too.
             return unsafe { axpy_avx2(acc, x, a) };
         }
@@ -553,7 +502,7 @@ fn axpy<T: KvElem>(acc: &mut [f32], x: &[T], a: f32) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn axpy_avx2<T: KvElem>(acc: &mut [f32], x: &[T], a: f32) {
+fn axpy_avx2<T: Elem>(acc: &mut [f32], x: &[T], a: f32) {
     use std::arch::x86_64::*;
     let av = _mm256_set1_ps(a);
     for (i, s) in acc.chunks_exact_mut(8).enumerate() {
@@ -577,10 +526,10 @@ fn fold_lane(acc: &mut [f32], hd: usize, dst: usize, src: usize) {
 /// ggml's `vec_dot_f32` / `vec_dot_f16` on AVX2: four 8-lane fused multiply-add accumulators
 /// over steps of 32, reduced by [`reduce4x8`], and any leftover past the last whole step added
 /// one by one (in f64 for f16, as `vec_dot_f16` does).
-fn vec_dot<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
+fn vec_dot<T: Elem>(x: &[T], y: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::simd::avx2_fma_f16c() {
+        if crate::kernels::simd::avx2_fma_f16c() {
             // SAFETY: the CPU supports AVX2, FMA and F16C (checked just above).
             return unsafe { vec_dot_avx2(x, y) };
         }
@@ -591,7 +540,7 @@ fn vec_dot<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
 /// [`vec_dot`] with the intrinsics ggml's own build uses.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn vec_dot_avx2<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
+fn vec_dot_avx2<T: Elem>(x: &[T], y: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let n = x.len().min(y.len());
     let whole = n / 32 * 32;
@@ -622,7 +571,7 @@ fn vec_dot_avx2<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
 /// row's length are a multiple of 32.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn vec_dot8_avx2<T: KvElem>(k: [&[T]; 8], q: &[f32], scale: f32, out: &mut [f32]) {
+fn vec_dot8_avx2<T: Elem>(k: [&[T]; 8], q: &[f32], scale: f32, out: &mut [f32]) {
     use std::arch::x86_64::*;
     let n = q.len();
     let a: [__m256; 8] = std::array::from_fn(|p| {
@@ -655,7 +604,7 @@ fn vec_dot8_avx2<T: KvElem>(k: [&[T]; 8], q: &[f32], scale: f32, out: &mut [f32]
     unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sums) };
 }
 
-fn vec_dot_portable<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
+fn vec_dot_portable<T: Elem>(x: &[T], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
     let whole = n / 32 * 32;
     let mut acc = [[0f32; 8]; 4];
@@ -670,8 +619,8 @@ fn vec_dot_portable<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
 }
 
 /// The products past the last whole step of 32, added one by one to `sum`.
-fn leftovers<T: KvElem>(sum: f32, x: &[T], y: &[f32]) -> f32 {
-    if T::HALF {
+fn leftovers<T: Elem>(sum: f32, x: &[T], y: &[f32]) -> f32 {
+    if T::IS_F16 {
         let mut s = sum as f64;
         for (a, b) in x.iter().zip(y) {
             s += (a.to_f32() * b) as f64;
@@ -688,10 +637,10 @@ fn leftovers<T: KvElem>(sum: f32, x: &[T], y: &[f32]) -> f32 {
 
 /// `tinyBLAS`'s dot product: one 8-lane fused multiply-add accumulator, then [`hsum8`].
 /// `x.len()` is a multiple of 8 (the caller checks).
-fn dot_gemm<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
+fn dot_gemm<T: Elem>(x: &[T], y: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::simd::avx2_fma_f16c() {
+        if crate::kernels::simd::avx2_fma_f16c() {
             // SAFETY: the CPU supports AVX2, FMA and F16C (checked just above).
             return unsafe { dot_gemm_avx2(x, y) };
         }
@@ -701,7 +650,7 @@ fn dot_gemm<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_gemm_avx2<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
+fn dot_gemm_avx2<T: Elem>(x: &[T], y: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let mut acc = _mm256_setzero_ps();
     for (xs, ys) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
@@ -716,7 +665,7 @@ fn dot_gemm_avx2<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
     hsum8(&lanes)
 }
 
-fn dot_gemm_portable<T: KvElem>(x: &[T], y: &[f32]) -> f32 {
+fn dot_gemm_portable<T: Elem>(x: &[T], y: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     for (xs, ys) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
         for l in 0..8 {
@@ -744,7 +693,7 @@ fn hsum8(x: &[f32; 8]) -> f32 {
 mod tests {
     use super::*;
 
-    use crate::model::test_values as values;
+    use crate::kernels::test_values as values;
 
     /// `(b, nkv, len, hd)` with each KV head repeated for its `nh / nkv` query heads.
     fn repeat_kv(t: &Tensor, nh: usize) -> Tensor {
@@ -906,7 +855,7 @@ mod tests {
 
     /// One head at a time: [`softmax_scores`] and [`weighted_sum`] with `vec_dot`'s order.
     fn per_head(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Vec<f32> {
-        fn run<T: KvElem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Vec<f32> {
+        fn run<T: Elem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Vec<f32> {
             let (b, nh, _, hd) = q.dims4().unwrap();
             let (nkv, len) = (k.dim(1).unwrap(), k.dim(2).unwrap());
             let (qs, ks, vs) = (
@@ -926,7 +875,7 @@ mod tests {
                 let q = operand::<T>(qv.row(bi, h, 0, hd));
                 let mut p =
                     softmax_scores(&q, |j| kv.row(bi, g, j, hd), len, scale, Reduce::VecDot);
-                if T::HALF {
+                if T::IS_F16 {
                     p.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
                 }
                 weighted_sum(&p, |j| vv.row(bi, g, j, hd), Reduce::VecDot, y);

@@ -25,11 +25,10 @@
 //! that cached commit without asking the server whether the branch has moved. Pass the new commit
 //! as `org/name@<sha>`, or delete `refs/<branch>` in the cache, to pick up a newer one.
 
+use crate::output::{self, DownloadBar};
 use anyhow::{anyhow, bail, Context, Result};
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
-use hf_hub::api::Progress;
 use hf_hub::{Cache, Repo, RepoType};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 
 /// The public Hugging Face Hub, used when `HF_ENDPOINT` is not set.
@@ -522,17 +521,18 @@ struct Fetcher<'a> {
 
 impl Fetcher<'_> {
     /// Says on stderr, once, that files are being downloaded.
-    fn announce(&mut self) {
+    fn announce(&mut self) -> Result<()> {
         if self.settings.show_progress && !self.announced {
             self.announced = true;
-            eprintln!(
+            output::note(&format!(
                 "downloading {}@{} from {} into {}",
                 self.hub_repo.url(),
                 self.hub_repo.revision(),
                 self.settings.endpoint,
                 self.settings.cache_dir.display()
-            );
+            ))?;
         }
+        Ok(())
     }
 
     /// The local path of `name`, downloaded unless the snapshot has it.
@@ -549,7 +549,7 @@ impl Fetcher<'_> {
         if local.is_file() {
             return Ok(local);
         }
-        self.announce();
+        self.announce()?;
         let bar = DownloadBar::new(self.settings.show_progress, name.to_string());
         let path = self
             .api_repo
@@ -562,45 +562,6 @@ impl Fetcher<'_> {
             );
         }
         Ok(path)
-    }
-}
-
-/// A progress bar on stderr for one file (hidden when stderr is not a terminal).
-struct DownloadBar {
-    bar: ProgressBar,
-}
-
-impl DownloadBar {
-    fn new(visible: bool, label: String) -> Self {
-        let target = if visible {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let bar = ProgressBar::with_draw_target(Some(0), target);
-        let style = ProgressStyle::with_template(
-            "{msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar.set_message(label);
-        Self { bar }
-    }
-}
-
-impl Progress for DownloadBar {
-    fn init(&mut self, size: usize, _filename: &str) {
-        self.bar.set_length(size as u64);
-        self.bar.set_position(0);
-    }
-
-    fn update(&mut self, size: usize) {
-        self.bar.inc(size as u64);
-    }
-
-    fn finish(&mut self) {
-        self.bar.finish();
     }
 }
 

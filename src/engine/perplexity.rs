@@ -23,30 +23,6 @@ impl PerplexityReport {
     pub fn ppl(&self) -> f64 {
         self.mean_nll.exp()
     }
-
-    /// One-line human summary.
-    pub fn summary(&self) -> String {
-        format!(
-            "perplexity {:.4} over {} windows of {} tokens ({} tokens scored, mean NLL {:.5})",
-            self.ppl(),
-            self.windows,
-            self.context,
-            self.scored_tokens,
-            self.mean_nll
-        )
-    }
-
-    /// The report as JSON.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "context": self.context,
-            "windows": self.windows,
-            "scored_tokens": self.scored_tokens,
-            "mean_nll": self.mean_nll,
-            "ppl": self.ppl(),
-            "running_ppl": self.running,
-        })
-    }
 }
 
 /// Scores `tokens` in windows of `context` tokens.

@@ -1,14 +1,9 @@
-//! Turns what the user passed to `--model` into a loaded model and tokenizer: a local folder, a
-//! `.gguf` or `.safetensors` file, or a Hub id `org/name[@revision]`. The format is detected from
-//! the file's first bytes, never from its name.
+//! Turns what the user passed to `--model` into files: a local folder, a `.gguf` or
+//! `.safetensors` file, or a Hub id `org/name[@revision]` (downloaded by [`super::hub`]). The
+//! format is detected from the file's first bytes, never from its name.
 
-use super::config::LlamaConfig;
 use super::hub;
-use super::llama::Llama;
-use super::weights::Weights;
-use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -62,15 +57,60 @@ impl ModelSource {
              run `models/fetch.sh` for the default model or pass --model PATH"
         )
     }
+
+    /// The local file or folder: the path itself, or the Hub download (cached).
+    pub fn local_path(&self) -> Result<PathBuf> {
+        match self {
+            Self::Local(p) => Ok(p.clone()),
+            Self::Hub { repo, revision } => hub::fetch(repo, revision),
+        }
+    }
 }
 
-/// A model ready to run, with the tokenizer and metadata that came with it.
-pub struct LoadedModel {
-    pub model: Llama,
-    pub tokenizer: Tokenizer,
-    pub format: Format,
-    /// The file or folder the weights were read from.
-    pub path: PathBuf,
+/// The files of one model, by format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelFiles {
+    /// One GGUF file: weights, settings and tokenizer.
+    Gguf(PathBuf),
+    /// A Hugging Face folder (`config.json`, `tokenizer.json`) and its safetensors files.
+    HfDir { dir: PathBuf, weights: Vec<PathBuf> },
+}
+
+impl ModelFiles {
+    /// What a local file or folder holds: a folder with `config.json` is a Hugging Face model,
+    /// a folder with one `.gguf` file is that file; a file is told by its first bytes.
+    pub fn find(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            if path.join("config.json").exists() {
+                return Ok(Self::HfDir {
+                    dir: path.to_path_buf(),
+                    weights: safetensors_files(path)?,
+                });
+            }
+            let ggufs = files_with_extension(path, "gguf")?;
+            return match ggufs.as_slice() {
+                [one] => Ok(Self::Gguf(one.clone())),
+                [] => bail!(
+                    "folder {} has no config.json and no .gguf file: a safetensors model folder needs config.json, tokenizer.json and model.safetensors",
+                    path.display()
+                ),
+                _ => bail!("folder {} holds several .gguf files; pass the one you want with --model FILE", path.display()),
+            };
+        }
+        Ok(match detect_format(path)? {
+            Format::Gguf => Self::Gguf(path.to_path_buf()),
+            Format::Safetensors => {
+                let dir = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                Self::HfDir {
+                    dir: dir.to_path_buf(),
+                    weights: vec![path.to_path_buf()],
+                }
+            }
+        })
+    }
 }
 
 /// Reads the first bytes of `path` and says which weight format it holds.
@@ -90,104 +130,6 @@ pub fn detect_format(path: &Path) -> Result<Format> {
         "{} is neither a GGUF file nor a safetensors file (unrecognised first bytes)",
         path.display()
     )
-}
-
-/// Loads a model from any source on the CPU or the given device.
-pub fn load(source: &ModelSource, device: &Device) -> Result<LoadedModel> {
-    let path = match source {
-        ModelSource::Local(p) => p.clone(),
-        ModelSource::Hub { repo, revision } => hub::fetch(repo, revision)?,
-    };
-    load_path(&path, device)
-}
-
-/// Loads from a local file or folder.
-pub fn load_path(path: &Path, device: &Device) -> Result<LoadedModel> {
-    if path.is_dir() {
-        if path.join("config.json").exists() {
-            return load_hf_dir(path, &safetensors_files(path)?, device);
-        }
-        let ggufs = files_with_extension(path, "gguf")?;
-        return match ggufs.as_slice() {
-            [one] => load_gguf(one, device),
-            [] => bail!(
-                "folder {} has no config.json and no .gguf file: a safetensors model folder needs config.json, tokenizer.json and model.safetensors",
-                path.display()
-            ),
-            _ => bail!("folder {} holds several .gguf files; pass the one you want with --model FILE", path.display()),
-        };
-    }
-    match detect_format(path)? {
-        Format::Gguf => load_gguf(path, device),
-        Format::Safetensors => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            load_hf_dir(dir, &[path.to_path_buf()], device)
-        }
-    }
-}
-
-/// A GGUF file opened for reading: its weights (not yet loaded), settings and tokenizer.
-pub struct GgufParts {
-    pub weights: Weights,
-    pub cfg: LlamaConfig,
-    pub tokenizer: Tokenizer,
-}
-
-/// Opens a GGUF file and reads its model settings and tokenizer (for loading or converting).
-pub fn open_gguf(path: &Path) -> Result<GgufParts> {
-    let weights = Weights::open_gguf(path)?;
-    let content = weights
-        .gguf_content()
-        .context("internal: GGUF source without metadata")?;
-    let cfg = LlamaConfig::from_gguf(content)
-        .with_context(|| format!("reading model settings from {}", path.display()))?;
-    let tokenizer = Tokenizer::from_gguf(content)
-        .with_context(|| format!("building the tokenizer from {}", path.display()))?;
-    Ok(GgufParts {
-        weights,
-        cfg,
-        tokenizer,
-    })
-}
-
-fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
-    let GgufParts {
-        mut weights,
-        cfg,
-        tokenizer,
-    } = open_gguf(path)?;
-    let model = Llama::load(&mut weights, cfg, device)
-        .with_context(|| format!("loading {}", path.display()))?;
-    Ok(LoadedModel {
-        model,
-        tokenizer,
-        format: Format::Gguf,
-        path: path.to_path_buf(),
-    })
-}
-
-fn load_hf_dir(dir: &Path, files: &[PathBuf], device: &Device) -> Result<LoadedModel> {
-    let cfg = LlamaConfig::from_hf_dir(dir)?;
-    let tok_path = dir.join("tokenizer.json");
-    if !tok_path.exists() {
-        bail!(
-            "{} is missing: a safetensors model folder needs its tokenizer.json",
-            tok_path.display()
-        );
-    }
-    let tokenizer = Tokenizer::from_json_file(&tok_path)?;
-    let mut weights = Weights::open_safetensors(files)?;
-    let model = Llama::load(&mut weights, cfg, device)
-        .with_context(|| format!("loading {}", dir.display()))?;
-    Ok(LoadedModel {
-        model,
-        tokenizer,
-        format: Format::Safetensors,
-        path: dir.to_path_buf(),
-    })
 }
 
 /// The safetensors files of a folder: the shards listed in `model.safetensors.index.json`, or

@@ -1,0 +1,180 @@
+//! `gen --compare STRATEGY...`: several decoding strategies on one prompt, prefilled once; each
+//! strategy continues from a fork of that KV cache with its own RNG from the same seed.
+
+use super::generate::Ctx;
+use crate::config::{
+    BeamConfig, GenerateConfig, OutputFormat, SamplingConfig, Strategy, StrategyKind,
+};
+use crate::engine::{self, Event, GenerateParams, OnEvent, Prefilled};
+use crate::output::{self, CompareReport, CompareRow};
+use crate::sampling::{self, SamplerChain};
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::time::Instant;
+
+/// Prefills once, then runs every strategy from a fork of that cache. The sampling strategies
+/// (greedy included) run as one batch, a forward pass per step for all of them, unless
+/// `--compare-sequential`; beam searches run one after another (each is a batch). Strategies
+/// that Ctrl-C kept from running have no row.
+pub(super) fn run(
+    g: &GenerateConfig,
+    ctx: &Ctx,
+    ids: &[u32],
+    strategies: &[Strategy],
+) -> Result<Option<Value>> {
+    let model = &ctx.loaded.model;
+    let ctx_size = engine::context_size(model, g.ctx_size);
+    let pre = Prefilled::run(model, ids, g.batch_size, ctx_size)?;
+    let seed = g.sampling.seed.unwrap_or_else(rand::random::<u64>);
+    let mut rows: Vec<Option<CompareRow>> = vec![None; strategies.len()];
+    run_sampled(g, ctx, ids, &pre, strategies, seed, &mut rows)?;
+    for (i, s) in strategies.iter().enumerate() {
+        if let StrategyKind::Beam(b) = &s.kind {
+            if ctx.interrupt.as_ref().is_some_and(|f| f.is_set()) {
+                break;
+            }
+            rows[i] = Some(run_beam(g, ctx, ids, &pre, s, b)?);
+        }
+    }
+    let report = CompareReport {
+        prompt_tokens: ids.len(),
+        prefill: pre.time,
+        seed,
+        rows: rows.into_iter().flatten().collect(),
+    };
+    let text = |ids: &[u32]| ctx.text(ids);
+    match g.format {
+        OutputFormat::Text => {
+            output::compare_view(&report, &text)?;
+            Ok(None)
+        }
+        OutputFormat::Json => Ok(Some(output::compare_json(&report, &text)?)),
+        OutputFormat::Jsonl => {
+            for v in output::compare_records(&report, &text)? {
+                output::json(&v)?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The sampling strategies, as one batch (or one at a time with `--compare-sequential`),
+/// each with its own RNG seeded from `seed`; their rows go to `rows` at their index.
+fn run_sampled(
+    g: &GenerateConfig,
+    ctx: &Ctx,
+    ids: &[u32],
+    pre: &Prefilled,
+    strategies: &[Strategy],
+    seed: u64,
+    rows: &mut [Option<CompareRow>],
+) -> Result<()> {
+    let (model, tok) = (&ctx.loaded.model, &ctx.loaded.tokenizer);
+    let params = GenerateParams {
+        decode: ctx.decode_params(g),
+        logprobs: Some(0),
+        explain: None,
+    };
+    let mut sampled: Vec<(usize, SamplerChain)> = Vec::new();
+    for (i, s) in strategies.iter().enumerate() {
+        if let StrategyKind::Sample(cfg) = &s.kind {
+            let cfg = SamplingConfig {
+                seed: Some(seed),
+                ..cfg.clone()
+            };
+            let chain = sampling::build_chain(&cfg, model.config().vocab_size)?.chain;
+            sampled.push((i, chain));
+        }
+    }
+    let groups: Vec<&mut [(usize, SamplerChain)]> = if g.compare_sequential {
+        sampled.chunks_mut(1).collect()
+    } else {
+        vec![sampled.as_mut_slice()]
+    };
+    for group in groups.into_iter().filter(|g| !g.is_empty()) {
+        if ctx.interrupt.as_ref().is_some_and(|f| f.is_set()) {
+            break;
+        }
+        let quiet = |_: Event| Ok(());
+        let mut sinks: Vec<_> = group.iter().map(|_| quiet).collect();
+        let t0 = Instant::now();
+        let sequences = group
+            .iter_mut()
+            .zip(sinks.iter_mut())
+            .map(|((_, chain), sink)| (chain, sink as &mut OnEvent))
+            .collect();
+        let outs = engine::generate_batch(model, tok, ids, pre.fork()?, sequences, &params)?;
+        let alone = group.len() == 1;
+        for ((i, chain), r) in group.iter().zip(outs) {
+            let lps: Vec<f64> = r
+                .records
+                .iter()
+                .filter_map(|x| x.logprobs.as_ref())
+                .map(|l| l.logprob as f64)
+                .collect();
+            rows[*i] = Some(CompareRow {
+                label: strategies[*i].label.clone(),
+                sampler: chain.stage_descriptions(),
+                mean_logprob: mean(&lps),
+                tokens: r.tokens,
+                text: r.text,
+                stop: r.stop,
+                decode_tok_s: r.timings.decode_tok_s(),
+                elapsed: if alone {
+                    t0.elapsed()
+                } else {
+                    r.timings.decode
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One beam-search strategy from a fork of the prefilled cache: its best hypothesis.
+fn run_beam(
+    g: &GenerateConfig,
+    ctx: &Ctx,
+    ids: &[u32],
+    pre: &Prefilled,
+    s: &Strategy,
+    b: &BeamConfig,
+) -> Result<CompareRow> {
+    let t0 = Instant::now();
+    let params = super::beam::params(g, b, ctx);
+    let processors = super::beam::processors(g, b, ctx)?;
+    let (model, tok) = (&ctx.loaded.model, &ctx.loaded.tokenizer);
+    let r = engine::beam_search(
+        model,
+        tok,
+        ids,
+        pre.fork()?,
+        &params,
+        &processors,
+        &mut |_| Ok(()),
+    )?;
+    let best = r
+        .hypotheses
+        .into_iter()
+        .next()
+        .context("beam search returned no hypothesis")?;
+    Ok(CompareRow {
+        label: s.label.clone(),
+        sampler: vec![format!(
+            "beams(n={}, length_penalty={})",
+            b.num_beams, b.length_penalty
+        )],
+        mean_logprob: (!best.tokens.is_empty())
+            .then(|| best.sum_logprobs / best.tokens.len() as f64),
+        decode_tok_s: best.tokens.len() as f64 / r.timings.decode.as_secs_f64().max(1e-9),
+        tokens: best.tokens,
+        text: best.text,
+        stop: best.stop,
+        elapsed: t0.elapsed(),
+    })
+}
+
+fn mean(xs: &[f64]) -> Option<f64> {
+    let finite: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
+}

@@ -1,0 +1,282 @@
+//! `gen [PROMPT]`: reads the prompt (or, with `--each-line`, every prompt), loads the model
+//! once, renders the chat template, and runs each prompt with its strategy: the sampled loop
+//! here, beam search ([`super::beam`]) or `--compare` ([`super::compare`]). Every result goes
+//! to [`crate::output`], the only printer.
+
+use super::input;
+use super::load::{load_model, LoadedModel};
+use super::{interrupt_on_ctrl_c, is_broken_pipe, Interrupted};
+use crate::chat::{ChatTemplate, Message};
+use crate::config::{GenerateConfig, OutputFormat};
+use crate::engine::{self, DecodeParams, Event, GenerateParams, Interrupt};
+use crate::{output, sampling};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// What one run needs besides its settings.
+pub(super) struct Ctx<'a> {
+    pub loaded: &'a LoadedModel,
+    pub load: Duration,
+    pub interrupt: Option<Interrupt>,
+    /// The model's chat template, unless `--raw` or the model has none.
+    chat: Option<ChatTemplate>,
+    /// The chat template's end-of-turn token, which also ends generation.
+    end_of_turn: Option<u32>,
+}
+
+impl Ctx<'_> {
+    fn is_interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(Interrupt::is_set)
+    }
+
+    /// The settings every strategy shares, from `g` (the one translation of them).
+    pub fn decode_params(&self, g: &GenerateConfig) -> DecodeParams {
+        let (model, tok) = (&self.loaded.model, &self.loaded.tokenizer);
+        DecodeParams {
+            max_tokens: g.max_tokens,
+            eos: if g.ignore_eos {
+                Vec::new()
+            } else {
+                engine::end_of_generation(model, tok, self.end_of_turn.as_slice())
+            },
+            batch_size: g.batch_size,
+            ctx_size: g.ctx_size,
+            stop: g.stop.clone(),
+            keep_stop: g.keep_stop,
+            interrupt: self.interrupt.clone(),
+        }
+    }
+
+    /// One token's text, for tables and JSON; a token the tokenizer cannot decode is an error
+    /// that names it.
+    pub fn piece(&self, id: u32) -> Result<String> {
+        self.loaded
+            .tokenizer
+            .decode(&[id])
+            .with_context(|| format!("decoding token {id}"))
+    }
+
+    /// The text of several tokens, as [`Ctx::piece`].
+    pub fn text(&self, ids: &[u32]) -> Result<String> {
+        self.loaded
+            .tokenizer
+            .decode(ids)
+            .with_context(|| format!("decoding tokens {ids:?}"))
+    }
+}
+
+/// The model's chat template (`None` with `--raw` or when the model has none).
+fn chat_template(g: &GenerateConfig, loaded: &LoadedModel) -> Result<Option<ChatTemplate>> {
+    let tok = &loaded.tokenizer;
+    let source = match (g.raw, tok.chat_template()) {
+        (true, _) => return Ok(None),
+        (false, Some(s)) => s,
+        (false, None) if g.system.is_some() => bail!(
+            "--system needs a chat template, and {} has none; put the instructions in the prompt instead",
+            loaded.path.display()
+        ),
+        (false, None) => return Ok(None),
+    };
+    let piece = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
+    let t = ChatTemplate::new(source, piece(tok.bos_id()), piece(tok.eos_id()))
+        .context("the model's chat template (use --raw to send the prompt as plain text)")?;
+    Ok(Some(t))
+}
+
+/// The text the model sees: the prompt wrapped as a user message (after `--system`) by the
+/// chat template, or the prompt itself.
+fn model_input(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<String> {
+    let Some(t) = &ctx.chat else {
+        if g.system.is_some() {
+            bail!("--system needs the chat template; drop --raw or put the instructions in the prompt");
+        }
+        return Ok(prompt.to_string());
+    };
+    let mut messages = Vec::new();
+    if let Some(sys) = &g.system {
+        messages.push(Message::new("system", sys.as_str()));
+    }
+    messages.push(Message::new("user", prompt));
+    t.render(&messages, true)
+        .context("rendering the chat template (use --raw to send the prompt as plain text)")
+}
+
+/// `gen [PROMPT]`: one prompt, or one per line with `--each-line`.
+pub fn run(g: GenerateConfig) -> Result<()> {
+    let text = input::read_input(&g.prompt)?;
+    // Before the model loads, so that an early Ctrl-C still ends the run cleanly.
+    let interrupt = interrupt_on_ctrl_c();
+    let start = Instant::now();
+    let loaded = load_model(g.model.as_deref(), g.cache_type)?;
+    let chat = chat_template(&g, &loaded)?;
+    let end_of_turn = chat
+        .as_ref()
+        .and_then(|t| t.end_of_turn_token())
+        .and_then(|t| loaded.tokenizer.token_to_id(t));
+    let ctx = Ctx {
+        loaded: &loaded,
+        load: start.elapsed(),
+        interrupt,
+        chat,
+        end_of_turn,
+    };
+    if g.verbose {
+        let c = loaded.model.config();
+        output::note(&format!(
+            "gen: model {} ({:?}), {} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}",
+            loaded.path.display(),
+            loaded.format,
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.vocab_size,
+            c.max_position_embeddings
+        ))?;
+    }
+    if !g.each_line {
+        if let Some(record) = run_one(&g, &ctx, &text)? {
+            output::json(&record)?;
+        }
+        return interrupted(&ctx);
+    }
+    run_each_line(&g, &ctx, &text)
+}
+
+/// `--each-line`: every line of `text` is a prompt (a JSON object may override settings); a
+/// failing line is reported and the others still run.
+fn run_each_line(g: &GenerateConfig, ctx: &Ctx, text: &str) -> Result<()> {
+    let jobs = input::parse_lines(text);
+    if jobs.is_empty() {
+        bail!("--each-line found no prompt: the input has no non-empty line");
+    }
+    let (total, mut failed) = (jobs.len(), 0usize);
+    let mut records = Vec::new();
+    for (line, job) in jobs {
+        let result = job.and_then(|job| {
+            let cfg = job
+                .overrides
+                .apply(g)
+                .map_err(|e| e.context(format!("line {}", job.line)))?;
+            run_one(&cfg, ctx, &job.prompt)
+                .map(|r| (job.line, r))
+                .map_err(|e| e.context(format!("line {}", job.line)))
+        });
+        match result {
+            Ok((line, Some(mut record))) => {
+                record["line"] = line.into();
+                match g.format {
+                    OutputFormat::Jsonl => output::json(&record)?,
+                    _ => records.push(record),
+                }
+            }
+            Ok((_, None)) => output::text_separator()?,
+            Err(e) if is_broken_pipe(&e) => return Err(e),
+            Err(e) => {
+                failed += 1;
+                output::error(&e);
+                let record = serde_json::json!({"line": line, "error": format!("{e:#}")});
+                match g.format {
+                    OutputFormat::Jsonl => output::json(&record)?,
+                    OutputFormat::Json => records.push(record),
+                    OutputFormat::Text => {}
+                }
+            }
+        }
+        if ctx.is_interrupted() {
+            break;
+        }
+    }
+    if g.format == OutputFormat::Json {
+        output::json(&Value::Array(records))?;
+    }
+    interrupted(ctx)?;
+    if failed > 0 {
+        bail!("{failed} of {total} prompts failed (see the errors above)");
+    }
+    Ok(())
+}
+
+fn interrupted(ctx: &Ctx) -> Result<()> {
+    if ctx.is_interrupted() {
+        return Err(Interrupted.into());
+    }
+    Ok(())
+}
+
+/// Runs one prompt. In text mode it prints as it goes and returns `None`; in JSON modes it
+/// returns the record to print.
+fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>> {
+    if prompt.is_empty() {
+        bail!("the prompt is empty: give some text with --prompt, a file or stdin");
+    }
+    let loaded = ctx.loaded;
+    let text = model_input(g, ctx, prompt)?;
+    if g.verbose {
+        // JSON-quoted, so that scripts can read it back.
+        output::note(&format!("gen: model input: {}", Value::from(text.as_str())))?;
+    }
+    let ids = loaded.tokenizer.encode(&text)?;
+    if let Some(strategies) = &g.compare {
+        return super::compare::run(g, ctx, &ids, strategies);
+    }
+    if let Some(beam) = &g.beam {
+        return super::beam::run(g, beam, ctx, &ids);
+    }
+    let built = sampling::build_chain(&g.sampling, loaded.model.config().vocab_size)?;
+    let mut chain = built.chain;
+    if g.verbose {
+        output::note(&format!(
+            "gen: sampler chain: {} (seed {})",
+            chain.stage_descriptions().join(" → "),
+            chain.seed()
+        ))?;
+        for n in &built.noops {
+            output::note(&format!("gen: no-op: {n}"))?;
+        }
+    }
+    let params = GenerateParams {
+        decode: ctx.decode_params(g),
+        logprobs: g.logprobs,
+        explain: g.explain,
+    };
+    let mut text_out = (g.format == OutputFormat::Text).then(output::TextOut::new);
+    let result = engine::generate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &ids,
+        &mut chain,
+        &params,
+        &mut |event| match (event, text_out.as_mut()) {
+            (Event::Text(t), Some(out)) => out.write(t),
+            _ => Ok(()),
+        },
+    )?;
+    let piece = |id: u32| ctx.piece(id);
+    let record = match text_out {
+        Some(out) => {
+            out.finish()?;
+            if g.explain.is_some() {
+                output::explain_tables(&result, &piece)?;
+            }
+            if g.logprobs.is_some() {
+                output::logprobs_table(&result, &piece)?;
+            }
+            None
+        }
+        None => {
+            let run = output::RunInfo {
+                model: loaded.path.display().to_string(),
+                load: ctx.load,
+                seed: chain.seed(),
+                sampler: chain.stage_descriptions(),
+            };
+            Some(output::generation_json(&result, &run, &piece)?)
+        }
+    };
+    if !g.quiet {
+        output::note(&output::stats_line(&result, ctx.load))?;
+    }
+    Ok(record)
+}

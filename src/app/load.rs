@@ -1,0 +1,121 @@
+//! Loading: a `--model` value → its files ([`crate::weights`]) → the model and its tokenizer,
+//! on the CPU.
+
+use crate::config::DEFAULT_MODEL_FILE;
+use crate::model::{Llama, LlamaConfig};
+use crate::tokenizer::Tokenizer;
+use crate::weights::{Format, ModelFiles, ModelSource, Weights};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use std::path::{Path, PathBuf};
+
+/// A model ready to run, with the tokenizer and metadata that came with it.
+pub struct LoadedModel {
+    pub model: Llama,
+    pub tokenizer: Tokenizer,
+    pub format: Format,
+    /// The file or folder the weights were read from.
+    pub path: PathBuf,
+}
+
+/// Resolves `--model`: the given value, else `models/<default>` under the working directory,
+/// else under the source tree `gen` was built from.
+pub fn resolve_model_spec(model: Option<&str>) -> String {
+    if let Some(m) = model {
+        return m.to_string();
+    }
+    let local = PathBuf::from("models").join(DEFAULT_MODEL_FILE);
+    if local.exists() {
+        return local.display().to_string();
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(DEFAULT_MODEL_FILE)
+        .display()
+        .to_string()
+}
+
+/// Loads `--model` (or the default model) on the CPU, with the KV cache type `--cache-type`
+/// asked for (`None`: the format's default).
+pub fn load_model(model: Option<&str>, cache_type: Option<DType>) -> Result<LoadedModel> {
+    let source = ModelSource::parse(&resolve_model_spec(model))?;
+    let mut loaded = load(&source, &Device::Cpu)?;
+    if let Some(dtype) = cache_type {
+        loaded.model.set_cache_dtype(dtype)?;
+    }
+    Ok(loaded)
+}
+
+/// Loads a model from any source on the given device.
+pub fn load(source: &ModelSource, device: &Device) -> Result<LoadedModel> {
+    load_path(&source.local_path()?, device)
+}
+
+/// Loads from a local file or folder.
+pub fn load_path(path: &Path, device: &Device) -> Result<LoadedModel> {
+    match ModelFiles::find(path)? {
+        ModelFiles::Gguf(file) => load_gguf(&file, device),
+        ModelFiles::HfDir { dir, weights } => load_hf_dir(&dir, &weights, device),
+    }
+}
+
+/// A GGUF file opened for reading: its weights (not yet loaded), settings and tokenizer.
+pub struct GgufParts {
+    pub weights: Weights,
+    pub cfg: LlamaConfig,
+    pub tokenizer: Tokenizer,
+}
+
+/// Opens a GGUF file and reads its model settings and tokenizer (for loading or converting).
+pub fn open_gguf(path: &Path) -> Result<GgufParts> {
+    let weights = Weights::open_gguf(path)?;
+    let content = weights
+        .gguf_content()
+        .context("internal: GGUF source without metadata")?;
+    let cfg = LlamaConfig::from_gguf(content)
+        .with_context(|| format!("reading model settings from {}", path.display()))?;
+    let tokenizer = Tokenizer::from_gguf(content)
+        .with_context(|| format!("building the tokenizer from {}", path.display()))?;
+    Ok(GgufParts {
+        weights,
+        cfg,
+        tokenizer,
+    })
+}
+
+fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let GgufParts {
+        mut weights,
+        cfg,
+        tokenizer,
+    } = open_gguf(path)?;
+    let model = Llama::load(&mut weights, cfg, device)
+        .with_context(|| format!("loading {}", path.display()))?;
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        format: Format::Gguf,
+        path: path.to_path_buf(),
+    })
+}
+
+fn load_hf_dir(dir: &Path, files: &[PathBuf], device: &Device) -> Result<LoadedModel> {
+    let cfg = LlamaConfig::from_hf_dir(dir)?;
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.exists() {
+        bail!(
+            "{} is missing: a safetensors model folder needs its tokenizer.json",
+            tok_path.display()
+        );
+    }
+    let tokenizer = Tokenizer::from_json_file(&tok_path)?;
+    let mut weights = Weights::open_safetensors(files)?;
+    let model = Llama::load(&mut weights, cfg, device)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        format: Format::Safetensors,
+        path: dir.to_path_buf(),
+    })
+}

@@ -1,0 +1,77 @@
+//! The commands: each file wires a loaded model, the engine and [`crate::output`] for one
+//! command. [`run`] dispatches a resolved [`Config`].
+
+pub mod beam;
+pub mod compare;
+pub mod convert;
+pub mod generate;
+pub mod input;
+pub mod load;
+pub mod perplexity;
+pub mod tokenize;
+
+use crate::config::{Command, Config};
+use crate::engine::Interrupt;
+use crate::kernels::pool;
+use anyhow::{Context, Result};
+
+/// The error [`run`] returns after Ctrl-C stopped generation (exit status 130); the output so
+/// far has been written.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Whether `e` comes from a reader that went away (`gen ... | head`): not an error, exit 0.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Runs one command of `gen`.
+pub fn run(config: Config) -> Result<()> {
+    if let Some(n) = config.threads {
+        set_threads(n)?;
+    }
+    match config.command {
+        Command::Generate(g) => generate::run(*g),
+        Command::Convert(c) => convert::convert(&c.input, &c.output, c.dtype),
+        Command::Tokenize(t) => tokenize::run(&t),
+        Command::Perplexity(p) => perplexity::run(&p),
+    }
+}
+
+/// Sets the number of CPU threads for our kernels ([`pool`]), candle's kernels and rayon.
+pub fn set_threads(n: usize) -> Result<()> {
+    if !pool::set_threads(n) {
+        anyhow::bail!("setting the number of threads: the thread pool was already started");
+    }
+    // candle's gemm reads RAYON_NUM_THREADS; its quantized kernels use rayon's global pool.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("setting the number of threads (the thread pool was already started)")
+}
+
+/// Installs the Ctrl-C handler: the first Ctrl-C sets the returned flag (decoding then stops
+/// after the current token or beam step and the output is flushed); a second exits at once.
+fn interrupt_on_ctrl_c() -> Option<Interrupt> {
+    let flag = Interrupt::new();
+    let f = flag.clone();
+    ctrlc::set_handler(move || {
+        if f.set() {
+            std::process::exit(130);
+        }
+    })
+    .ok()?;
+    Some(flag)
+}

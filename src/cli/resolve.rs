@@ -1,0 +1,306 @@
+//! Flags → a resolved [`Config`]: the value parsers (range checks that reject, never clamp),
+//! the `--compare` strategy specs, and the one step from parsed arguments to settings.
+
+use super::values::TopKArg;
+use super::*;
+use crate::config::{
+    BeamConfig, Command, Config, ConvertConfig, EarlyStopping, GenerateConfig, OutputFormat,
+    PerplexityConfig, PromptSource, SamplingConfig, StageKind, Strategy, StrategyKind,
+    TokenizeConfig, Window,
+};
+
+impl BeamArgs {
+    fn into_config(self) -> Result<Option<BeamConfig>, String> {
+        let Some(beams) = self.beams else {
+            return Ok(None);
+        };
+        if self.num_return > beams {
+            return Err(format!(
+                "--num-return {} is more than --beams {beams}: beam search keeps only {beams} hypotheses",
+                self.num_return
+            ));
+        }
+        Ok(Some(BeamConfig {
+            num_beams: beams as usize,
+            num_return: self.num_return as usize,
+            length_penalty: self.length_penalty,
+            early_stopping: match self.early_stopping {
+                EarlyStoppingArg::True => EarlyStopping::Eager,
+                EarlyStoppingArg::False => EarlyStopping::Heuristic,
+                EarlyStoppingArg::Never => EarlyStopping::Never,
+            },
+            no_repeat_ngram: self.no_repeat_ngram.map(|n| n as usize),
+        }))
+    }
+}
+
+impl SamplingArgs {
+    fn into_config(self) -> SamplingConfig {
+        SamplingConfig {
+            temperature: if self.greedy { 0.0 } else { self.temperature },
+            top_k: match self.top_k {
+                TopKArg::Off => None,
+                TopKArg::K(k) => Some(k),
+            },
+            top_p: self.top_p,
+            min_p: self.min_p,
+            typical_p: self.typical_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_window: match self.repeat_last_n {
+                0 => None,
+                n if n < 0 => Some(Window::All),
+                n => Some(Window::Last(n as usize)),
+            },
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            logit_bias: self.logit_bias,
+            seed: self.seed.and_then(|s| s.0),
+            order: self
+                .samplers
+                .map_or_else(|| StageKind::DEFAULT_ORDER.to_vec(), |l| l.0),
+            min_keep: self.min_keep as usize,
+        }
+    }
+}
+
+impl CacheTypeArg {
+    fn dtype(self) -> candle_core::DType {
+        match self {
+            CacheTypeArg::F32 => candle_core::DType::F32,
+            CacheTypeArg::F16 => candle_core::DType::F16,
+        }
+    }
+}
+
+impl Cli {
+    /// Validates the flags and resolves them into a [`Config`].
+    pub fn into_config(self) -> Result<Config, String> {
+        Ok(match self.command {
+            Some(SubCommand::Convert(a)) => Config {
+                threads: None,
+                command: Command::Convert(ConvertConfig {
+                    input: a.input,
+                    output: a.output,
+                    dtype: match a.dtype {
+                        DtypeArg::F32 => candle_core::DType::F32,
+                        DtypeArg::F16 => candle_core::DType::F16,
+                        DtypeArg::Bf16 => candle_core::DType::BF16,
+                    },
+                }),
+            },
+            Some(SubCommand::Tokenize(a)) => Config {
+                threads: a.model.threads.map(usize::from),
+                command: Command::Tokenize(TokenizeConfig {
+                    model: a.model.model,
+                    text: a.text,
+                    json: a.json,
+                }),
+            },
+            Some(SubCommand::Perplexity(a)) => Config {
+                threads: a.model.threads.map(usize::from),
+                command: Command::Perplexity(PerplexityConfig {
+                    model: a.model.model,
+                    file: a.file,
+                    context: a.context as usize,
+                    cache_type: a.cache_type.map(CacheTypeArg::dtype),
+                    json: a.json,
+                }),
+            },
+            None => {
+                let g = self.generate;
+                if g.positional.is_some() && g.prompt.is_some() {
+                    return Err(
+                        "give the prompt once: as an argument or with --prompt (piped stdin or --file may come with either)"
+                            .into(),
+                    );
+                }
+                let prompt = PromptSource {
+                    text: g.positional.or(g.prompt),
+                    file: g.file,
+                };
+                let logprobs = g.sampling.logprobs.map(|n| n as usize);
+                let explain = g.sampling.explain.map(|n| n as usize);
+                let sampling = g.sampling.into_config();
+                let compare = if g.compare.is_empty() {
+                    None
+                } else {
+                    Some(parse_strategies(&g.compare, &sampling)?)
+                };
+                Config {
+                    threads: g.model.threads.map(usize::from),
+                    command: Command::Generate(Box::new(GenerateConfig {
+                        model: g.model.model,
+                        prompt,
+                        max_tokens: g.max_tokens,
+                        ignore_eos: g.ignore_eos,
+                        ctx_size: g.ctx_size.map(|c| c as usize),
+                        batch_size: g.batch_size as usize,
+                        cache_type: g.cache_type.map(CacheTypeArg::dtype),
+                        format: match g.format {
+                            FormatArg::Text => OutputFormat::Text,
+                            FormatArg::Json => OutputFormat::Json,
+                            FormatArg::Jsonl => OutputFormat::Jsonl,
+                        },
+                        verbose: g.verbose,
+                        quiet: g.quiet,
+                        logprobs,
+                        explain,
+                        sampling,
+                        beam: g.beam.into_config()?,
+                        stop: g.stop,
+                        keep_stop: g.keep_stop,
+                        each_line: g.each_line,
+                        compare,
+                        compare_sequential: g.compare_sequential,
+                        system: g.system,
+                        raw: g.raw,
+                    })),
+                }
+            }
+        })
+    }
+}
+
+/// The strategies of `--compare all`: greedy, pure sampling, top-k, top-p, min-p, beam search.
+pub const PRESET_ALL: [&str; 6] = [
+    "greedy",
+    "temperature=1",
+    "top_k=40",
+    "top_p=0.95",
+    "min_p=0.1",
+    "beams=4",
+];
+
+const KEYS: &str = "temperature, top_k, top_p, min_p, typical_p, beams, length_penalty";
+
+/// Parses the `--compare` arguments. A sampling spec starts from pure sampling (temperature 1,
+/// no filters) and sets only what it names; penalties, logit bias and the seed come from `base`.
+pub fn parse_strategies(specs: &[String], base: &SamplingConfig) -> Result<Vec<Strategy>, String> {
+    let mut expanded: Vec<String> = Vec::new();
+    for s in specs {
+        if s.trim() == "all" {
+            expanded.extend(PRESET_ALL.iter().map(|p| p.to_string()));
+        } else {
+            expanded.push(s.trim().to_string());
+        }
+    }
+    if expanded.is_empty() {
+        return Err("--compare needs at least one strategy (or `all`)".into());
+    }
+    expanded.iter().map(|s| parse_one(s, base)).collect()
+}
+
+fn parse_one(spec: &str, base: &SamplingConfig) -> Result<Strategy, String> {
+    let bad = |why: String| format!("--compare strategy '{spec}': {why}");
+    let mut cfg = SamplingConfig {
+        temperature: 1.0,
+        top_k: None,
+        top_p: 1.0,
+        min_p: 0.0,
+        typical_p: 1.0,
+        ..base.clone()
+    };
+    if spec == "greedy" {
+        cfg.temperature = 0.0;
+        return Ok(Strategy {
+            label: spec.into(),
+            kind: StrategyKind::Sample(cfg),
+        });
+    }
+    let mut beams: Option<usize> = None;
+    let mut length_penalty = 1.0f32;
+    for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("expected key=value or `greedy`; keys: {KEYS}")))?;
+        let k = k.trim().replace('-', "_");
+        let num = |v: &str| -> Result<f32, String> {
+            v.trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| bad(format!("'{v}' is not a number")))
+        };
+        match k.as_str() {
+            "temperature" | "temp" => cfg.temperature = num(v)?,
+            "top_k" => {
+                cfg.top_k = Some(
+                    v.trim()
+                        .parse::<usize>()
+                        .map_err(|_| bad("top_k must be a whole number ≥ 1".into()))?,
+                )
+            }
+            "top_p" => cfg.top_p = num(v)?,
+            "typical_p" => cfg.typical_p = num(v)?,
+            "min_p" => cfg.min_p = num(v)?,
+            "beams" => match v.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => beams = Some(n),
+                _ => return Err(bad("beams must be a whole number ≥ 1".into())),
+            },
+            "length_penalty" => length_penalty = num(v)?,
+            other => return Err(bad(format!("unknown key '{other}'; keys: {KEYS}"))),
+        }
+    }
+    crate::sampling::validate(&cfg).map_err(|e| bad(format!("{e:#}")))?;
+    let kind = match beams {
+        Some(n) => {
+            if cfg.temperature != 1.0 || cfg.top_k.is_some() || cfg.top_p != 1.0 || cfg.min_p != 0.0
+            {
+                return Err(bad(
+                    "beam search cannot be combined with sampling keys".into()
+                ));
+            }
+            StrategyKind::Beam(BeamConfig {
+                num_beams: n,
+                num_return: 1,
+                length_penalty,
+                early_stopping: EarlyStopping::Heuristic,
+                no_repeat_ngram: None,
+            })
+        }
+        None => StrategyKind::Sample(cfg),
+    };
+    Ok(Strategy {
+        label: spec.into(),
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_and_presets() {
+        let base = SamplingConfig::default();
+        let all = parse_strategies(&["all".into()], &base).unwrap();
+        assert_eq!(all.len(), 6);
+        let StrategyKind::Sample(c) = &all[3].kind else {
+            panic!()
+        };
+        assert_eq!(
+            (c.temperature, c.top_k, c.top_p, c.min_p),
+            (1.0, None, 0.95, 0.0)
+        );
+        let s = parse_strategies(
+            &["temperature=0.7,top_p=0.9".into(), "beams=3".into()],
+            &base,
+        )
+        .unwrap();
+        let StrategyKind::Sample(c) = &s[0].kind else {
+            panic!()
+        };
+        assert_eq!((c.temperature, c.top_p), (0.7, 0.9));
+        assert!(matches!(&s[1].kind, StrategyKind::Beam(b) if b.num_beams == 3));
+        for bad in [
+            "nucleus",
+            "top_p=2",
+            "colour=1",
+            "beams=0",
+            "beams=2,top_k=3",
+        ] {
+            let e = parse_strategies(&[bad.into()], &base).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+}

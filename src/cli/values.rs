@@ -1,0 +1,115 @@
+//! The value parsers of the flags: each checks a range and rejects what is outside it, with a
+//! message that says what is allowed (never clamps).
+
+use crate::config::StageKind;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TopKArg {
+    Off,
+    K(usize),
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct SamplerList(pub(super) Vec<StageKind>);
+
+pub(super) fn parse_f32(s: &str) -> Result<f32, String> {
+    s.trim()
+        .parse::<f32>()
+        .map_err(|_| format!("'{s}' is not a number"))
+}
+
+pub(super) fn finite(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err("must be a finite number".into())
+    }
+}
+
+pub(super) fn non_negative(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err("must be ≥ 0 (0 = greedy)".into())
+    }
+}
+
+pub(super) fn positive(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be > 0 (1 = off)".into())
+    }
+}
+
+pub(super) fn open_unit(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err("must be in (0, 1] (1 = off)".into())
+    }
+}
+
+pub(super) fn closed_unit(s: &str) -> Result<f32, String> {
+    let v = finite(s)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be in [0, 1] (0 = off)".into())
+    }
+}
+
+pub(super) fn top_k(s: &str) -> Result<TopKArg, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(TopKArg::Off);
+    }
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (use `off` to turn top-k off)".into()),
+        Ok(k) => Ok(TopKArg::K(k)),
+        Err(_) => Err("must be a whole number ≥ 1, or `off`".into()),
+    }
+}
+
+/// `--seed`: a number, or -1 for a random one.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SeedArg(pub(super) Option<u64>);
+
+pub(super) fn seed(s: &str) -> Result<SeedArg, String> {
+    match s.trim() {
+        "-1" | "random" => Ok(SeedArg(None)),
+        t => t.parse::<u64>().map(|n| SeedArg(Some(n))).map_err(|_| {
+            "must be a whole number in 0..=18446744073709551615, or -1 for a random seed".into()
+        }),
+    }
+}
+
+pub(super) fn logit_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, bias) = s
+        .split_once('=')
+        .ok_or_else(|| "expected ID=BIAS, e.g. 42=-inf or 42=2.5".to_string())?;
+    let id = id
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("'{id}' is not a token id (a whole number ≥ 0)"))?;
+    let bias = parse_f32(bias)?;
+    if bias.is_nan() || bias == f32::INFINITY {
+        return Err("BIAS must be a number or -inf".into());
+    }
+    Ok((id, bias))
+}
+
+pub(super) fn sampler_list(s: &str) -> Result<SamplerList, String> {
+    let mut out: Vec<StageKind> = Vec::new();
+    for name in s.split([',', ';']).filter(|n| !n.trim().is_empty()) {
+        let kind: StageKind = name.parse()?;
+        if out.contains(&kind) {
+            return Err(format!("'{kind}' is listed twice"));
+        }
+        out.push(kind);
+    }
+    Ok(SamplerList(out))
+}

@@ -1,0 +1,197 @@
+//! Decoding over a model and a KV cache the caller owns: prefill, the sampled loop
+//! ([`sample`]), beam search ([`beam`]), stop strings, text metrics and perplexity. The engine
+//! never prints; it reports text and tokens through callbacks and returns typed results that
+//! [`crate::output`] renders. The types every strategy shares live here, once each: events, stop
+//! reasons, timings, the end-of-generation set, the context clamp and the interrupt flag.
+
+pub mod beam;
+pub mod metrics;
+pub mod perplexity;
+pub mod prefill;
+pub mod sample;
+pub mod stop;
+
+pub use beam::{beam_search, BeamParams, BeamResult, Hypothesis, Processors};
+pub use prefill::{prefill, Prefilled};
+pub use sample::{generate, generate_batch, GenerateParams, OnEvent};
+pub use stop::StopMatcher;
+
+use crate::model::Llama;
+use crate::sampling::{StepTrace, TokenLogprobs};
+use crate::tokenizer::Tokenizer;
+use anyhow::{bail, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Set from outside (the Ctrl-C handler) to end decoding after the current token or step.
+/// Cloning shares the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// A flag that is not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the flag; returns whether it was already set.
+    pub fn set(&self) -> bool {
+        self.0.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What every decoding strategy is told besides its own settings.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeParams {
+    /// Stop after this many generated tokens.
+    pub max_tokens: usize,
+    /// Tokens that end generation ([`end_of_generation`]; empty with `--ignore-eos`).
+    pub eos: Vec<u32>,
+    /// Prompt tokens per prefill forward pass.
+    pub batch_size: usize,
+    /// `--ctx-size`: context size in tokens (prompt + generated); `None` is the model's. Read
+    /// through [`context_size`].
+    pub ctx_size: Option<usize>,
+    /// Stop strings (`--stop`), matched on the decoded text.
+    pub stop: Vec<String>,
+    /// Keep the matched stop string in the text (`--keep-stop`).
+    pub keep_stop: bool,
+    /// Set from outside (Ctrl-C) to end decoding after the current token or step.
+    pub interrupt: Option<Interrupt>,
+}
+
+impl DecodeParams {
+    /// Whether the interrupt flag is set.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(Interrupt::is_set)
+    }
+}
+
+/// The context size in tokens (prompt + generated) for a requested `--ctx-size`: at most the
+/// model's, which is also the default.
+pub fn context_size(model: &Llama, requested: Option<usize>) -> usize {
+    let max = model.config().max_position_embeddings;
+    requested.map_or(max, |c| c.min(max))
+}
+
+/// Fails unless `prompt` is non-empty and leaves room for at least one generated token in a
+/// context of `ctx` tokens.
+pub fn check_prompt(model: &Llama, prompt: &[u32], ctx: usize) -> Result<()> {
+    if prompt.is_empty() {
+        bail!("the prompt is empty: give some text with --prompt, a file or stdin");
+    }
+    if prompt.len() >= ctx {
+        bail!(
+            "the prompt has {} tokens but the context holds {ctx}; shorten the prompt or raise --ctx-size (the model allows {})",
+            prompt.len(),
+            model.config().max_position_embeddings
+        );
+    }
+    Ok(())
+}
+
+/// The tokens that end generation: the model's EOS ids, every end-of-generation token the
+/// vocabulary marks (llama.cpp's EOG set: for SmolLM2 both `<|im_end|>` and `<|endoftext|>`),
+/// and `extra` (the chat template's end of turn).
+pub fn end_of_generation(model: &Llama, tokenizer: &Tokenizer, extra: &[u32]) -> Vec<u32> {
+    let mut eos = model.config().eos_token_ids.clone();
+    for &id in tokenizer.eog_ids().iter().chain(extra) {
+        if !eos.contains(&id) {
+            eos.push(id);
+        }
+    }
+    eos
+}
+
+/// What one generated token carries besides its id, when asked for.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub id: u32,
+    pub logprobs: Option<TokenLogprobs>,
+    pub trace: Option<StepTrace>,
+}
+
+/// What the loop reports while it runs.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Newly completed text (never a partial UTF-8 character).
+    Text(&'a str),
+    /// A token was chosen (sent only when logprobs or a trace were asked for).
+    Token(&'a TokenRecord),
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced one of its end-of-sequence tokens.
+    Eos { id: u32 },
+    /// `max_tokens` tokens were generated.
+    MaxTokens,
+    /// The context window filled up.
+    ContextFull,
+    /// A stop string appeared in the text.
+    Stop { string: String },
+    /// Generation was interrupted (Ctrl-C).
+    Interrupted,
+}
+
+impl StopReason {
+    /// The stable name used in JSON and the stats line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StopReason::Eos { .. } => "eos",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::ContextFull => "context_full",
+            StopReason::Stop { .. } => "stop",
+            StopReason::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    pub prefill: Duration,
+    /// Tokens that went through a decode step (the first generated token comes from prefill).
+    pub decode_steps: usize,
+    pub decode: Duration,
+}
+
+impl Timings {
+    /// Prompt tokens per second.
+    pub fn prefill_tok_s(&self) -> f64 {
+        rate(self.prompt_tokens, self.prefill)
+    }
+    /// Decode steps per second.
+    pub fn decode_tok_s(&self) -> f64 {
+        rate(self.decode_steps, self.decode)
+    }
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    if d.is_zero() {
+        0.0
+    } else {
+        n as f64 / d.as_secs_f64()
+    }
+}
+
+/// The outcome of one generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Generated token ids (an EOS that ended generation included).
+    pub tokens: Vec<u32>,
+    /// Generated text (EOS excluded).
+    pub text: String,
+    /// Per-token logprobs and traces, when asked for (empty otherwise).
+    pub records: Vec<TokenRecord>,
+    pub stop: StopReason,
+    pub timings: Timings,
+}

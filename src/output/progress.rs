@@ -1,0 +1,44 @@
+//! The download progress bar of Hub fetches (indicatif, on stderr).
+
+use hf_hub::api::Progress;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A progress bar on stderr for one file (hidden when stderr is not a terminal).
+pub struct DownloadBar {
+    bar: ProgressBar,
+}
+
+impl DownloadBar {
+    /// A bar for the file `label`, drawn only when `visible`.
+    pub fn new(visible: bool, label: String) -> Self {
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(0), target);
+        let style = ProgressStyle::with_template(
+            "{msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(label);
+        Self { bar }
+    }
+}
+
+impl Progress for DownloadBar {
+    fn init(&mut self, size: usize, _filename: &str) {
+        self.bar.set_length(size as u64);
+        self.bar.set_position(0);
+    }
+
+    fn update(&mut self, size: usize) {
+        self.bar.inc(size as u64);
+    }
+
+    fn finish(&mut self) {
+        self.bar.finish();
+    }
+}

@@ -30,11 +30,6 @@ impl StopMatcher {
         }
     }
 
-    /// Whether any stop string is set.
-    pub fn is_active(&self) -> bool {
-        !self.stops.is_empty()
-    }
-
     /// Feeds the next piece of generated text.
     pub fn push(&mut self, piece: &str) -> StopCheck {
         if self.stops.is_empty() {

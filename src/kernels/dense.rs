@@ -11,9 +11,8 @@
 use super::{Elem, Out};
 
 /// The most activation rows this kernel takes; larger products go to candle's blocked gemm,
-/// which reuses each weight from cache across many rows. Measured on the f32 SmolLM2 folder (2
-/// threads): prefill of 13 tokens 74–81 ms here against 104–111 ms through gemm, 17 and 33
-/// tokens alike, 65 tokens ~10% and 129 tokens ~20% slower here.
+/// which reuses each weight from cache across many rows. The crossover was measured on the f32
+/// SmolLM2 folder (docs/PERFORMANCE.md): gemm wins from a few dozen rows.
 pub const MAX_ROWS: usize = 16;
 
 /// Activation rows multiplied with each weight row at once (each keeps two accumulators).

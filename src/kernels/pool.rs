@@ -1,9 +1,9 @@
 //! The threads that run the model's kernels: the calling thread plus `threads - 1` helpers that
 //! spin between jobs. A decode step is ~300 short parallel kernels with a few microseconds of
 //! sequential work between them; rayon's workers went to sleep between them and were woken
-//! through the kernel ~28 times per token (7,130 context switches over 256 tokens, 76 with this
-//! pool; decode 8.38 → 7.73 ms per token). Like llama.cpp's pool, ours keeps spinning for a
-//! while ([`SPIN`]) after a job and only then parks.
+//! through the kernel many times per token, each wake a context switch (figures in
+//! docs/PERFORMANCE.md). Like llama.cpp's pool, ours keeps spinning for a while ([`SPIN`])
+//! after a job and only then parks.
 //!
 //! One job at a time: a second thread that asks while a job runs does its work alone (tests run
 //! in parallel threads; the model never nests jobs).
@@ -14,8 +14,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long an idle helper spins before it parks: longer than the gaps inside a decode step,
-/// short enough that an idle process stops using the CPU at once. 200 µs and 3 ms measured
-/// alike here (greedy, top-p sampling and 4 beams, 5 interleaved rounds each), so the shorter.
+/// short enough that an idle process stops using the CPU at once (longer spins measured no
+/// faster; docs/PERFORMANCE.md).
 const SPIN: Duration = Duration::from_micros(200);
 
 /// Runs `f(0)`, ..., `f(n - 1)` on the pool (each index once, in no particular order) and

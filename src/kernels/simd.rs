@@ -76,9 +76,8 @@ fn detect_byte_dot() -> Option<ByteDot> {
 /// How far ahead of the weights (and decode attention of the cached rows) being read the
 /// kernels ask for the next ones. A
 /// product reads its weights once, in order, from memory; the hardware prefetchers stop at
-/// every 4 KiB page, so without this each page starts with a stall. Quantized decode got ~30%
-/// faster on a Xeon with 2 cores (11.2 → 7.8 ms per token; 2–8 KiB all measured alike), the f32
-/// product 28.1 → 25.5 ms per token (1, 2, 8 and 16 KiB measured slower).
+/// every 4 KiB page, so without this each page starts with a stall. The distance is the one
+/// that measured fastest for both the quantized and the f32 products (docs/PERFORMANCE.md).
 pub const PREFETCH_BYTES: usize = 4096;
 
 /// The sum of the eight lanes of `v`, in ggml's order (`hsum_float_8`): the two halves added

@@ -291,9 +291,9 @@ impl Llama {
         if rayon::current_thread_index().is_none() && self.products_on_rayon(b * s) {
             // candle's products run on rayon's pool, in many parallel regions per product;
             // from one of its threads they split work with the other workers directly instead
-            // of each region being handed over from outside while this thread sleeps (dense
-            // prefill of 481 tokens: 1.26-1.31 s from outside, 1.16 s from inside). Our own
-            // kernels use `crate::kernels::pool` and run from the calling thread.
+            // of each region being handed over from outside while this thread sleeps (measured
+            // in docs/PERFORMANCE.md). Our own kernels use `crate::kernels::pool` and run from
+            // the calling thread.
             return rayon::scope(|_| self.forward(tokens, cache, which));
         }
         if s == 0 {

@@ -82,11 +82,6 @@ impl Candidates {
         self.by_id
     }
 
-    /// Whether the items are in [`rank`] order.
-    pub fn is_sorted(&self) -> bool {
-        self.sorted
-    }
-
     /// Changes logits in place. Order and probabilities are no longer known afterwards.
     pub fn edit_logits(&mut self, mut f: impl FnMut(&mut Candidate)) {
         self.items.iter_mut().for_each(&mut f);

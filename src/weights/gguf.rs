@@ -140,8 +140,8 @@ impl Weights {
 }
 
 /// A GGUF tensor for the CPU, read from `file` at `start` straight into its blocks: one copy
-/// of the bytes instead of candle's two (a byte buffer, then the typed blocks), which is a
-/// tenth of the load time for a small model. Types without a case here go through candle.
+/// of the bytes instead of candle's two (a byte buffer, then the typed blocks), which matters
+/// to the load time of a small model. Types without a case here go through candle.
 fn read_cpu_tensor(file: &mut File, start: u64, info: &gguf_file::TensorInfo) -> Result<QTensor> {
     use candle_core::quantized::{k_quants as k, GgmlDType as G};
     let dims = info.shape.dims().to_vec();

@@ -446,3 +446,46 @@ fn ctrl_c_flushes_and_exits_130() {
     assert!(generated < 4000);
     assert_eq!(out.stdout.is_empty(), generated == 0, "{err}");
 }
+
+/// Ctrl-C during beam search ends it after the current step: the best hypothesis so far is on
+/// stdout, the stats line says `interrupted`, and the exit status is 130.
+#[test]
+fn ctrl_c_during_beam_search_prints_the_best_so_far_and_exits_130() {
+    use std::process::{Command as Std, Stdio};
+    let model = crate::real::real_gguf();
+    let child = Std::new(assert_cmd::cargo::cargo_bin("gen"))
+        .args(["-m", model.to_str().unwrap(), "-p", "Once upon a time"])
+        .args([
+            "--raw",
+            "--beams",
+            "4",
+            "-n",
+            "3000",
+            "--ignore-eos",
+            "-t",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let kill = Std::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {err}");
+    assert!(err.contains("stop: interrupted"), "{err}");
+    let steps: usize = err
+        .split(" tok/s | ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no beam step count in {err}"));
+    assert!(steps > 0 && steps < 3000, "{err}");
+    // What was decided is printed: the best hypothesis, as long as the steps taken.
+    assert!(!out.stdout.is_empty(), "{err}");
+}

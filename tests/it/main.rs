@@ -4,6 +4,7 @@ mod beam;
 mod chat;
 mod cli;
 mod compare;
+mod crosscheck;
 mod input;
 mod model;
 mod real;

@@ -1,6 +1,6 @@
 //! The output formats pinned with insta snapshots (timings, paths and floats that depend on
 //! the machine's arithmetic masked): a sampled generation with --logprobs, beam search with
-//! --num-return, --compare, and --each-line as JSONL. The schema is documented in the README;
+//! --num-return, --compare, and --each-line as JSONL. The schema is documented in docs/OUTPUT.md;
 //! a change to it shows up here as a snapshot diff.
 
 use crate::cli::{gen, json_of, tiny_gguf};

@@ -14,7 +14,7 @@ llama.cpp settings: f32 KV cache, flash attention disabled, CPU only, n_threads 
 With --cache f16: llama.cpp's default f16 KV cache instead, written to
 llamacpp_decode_logprobs_f16cache.json.
 
-Run (from the repo root, oracle venv as in README.md):
+Run (from the repo root, oracle venv as in docs/TESTING.md):
     /root/oracle-venv/bin/python tests/oracle/llamacpp_decode_logprobs.py [path/to/model.gguf]
 """
 

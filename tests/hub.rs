@@ -26,6 +26,7 @@ fn settings(hub_endpoint: &str, home: &Path) -> HubSettings {
         offline: false,
         token: None,
         show_progress: false,
+        reporter: None,
     }
 }
 
@@ -518,7 +519,9 @@ fn child_fetch_from_env() {
         return;
     };
     let (repo, revision) = spec.split_once('@').unwrap_or((spec.as_str(), "main"));
-    match gen::weights::hub::fetch(repo, revision) {
+    // As `gen` itself fetches: the download shown on stderr.
+    let reporter = std::sync::Arc::new(gen::output::HubReporter);
+    match gen::weights::hub::fetch_reporting(repo, revision, Some(reporter)) {
         Ok(path) => println!("FETCHED={}", path.display()),
         Err(e) => println!("FAILED={e:#}"),
     }

@@ -1,7 +1,7 @@
 //! `gen --beams N`: beam search on one prompt, streamed while the beams agree, and the best
 //! hypotheses printed (or as JSON).
 
-use super::generate::Ctx;
+use super::session::Ctx;
 use crate::config::{BeamConfig, GenerateConfig, OutputFormat};
 use crate::engine::{self, BeamParams, Event, Prefilled, Processors};
 use crate::{output, sampling};

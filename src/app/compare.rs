@@ -1,7 +1,7 @@
 //! `gen --compare STRATEGY...`: several decoding strategies on one prompt, prefilled once; each
 //! strategy continues from a fork of that KV cache with its own RNG from the same seed.
 
-use super::generate::Ctx;
+use super::session::Ctx;
 use crate::config::{
     BeamConfig, GenerateConfig, OutputFormat, SamplingConfig, Strategy, StrategyKind,
 };
@@ -30,7 +30,7 @@ pub(super) fn run(
     run_sampled(g, ctx, ids, &pre, strategies, seed, &mut rows)?;
     for (i, s) in strategies.iter().enumerate() {
         if let StrategyKind::Beam(b) = &s.kind {
-            if ctx.interrupt.as_ref().is_some_and(|f| f.is_set()) {
+            if ctx.is_interrupted() {
                 break;
             }
             rows[i] = Some(run_beam(g, ctx, ids, &pre, s, b)?);
@@ -92,7 +92,7 @@ fn run_sampled(
         vec![sampled.as_mut_slice()]
     };
     for group in groups.into_iter().filter(|g| !g.is_empty()) {
-        if ctx.interrupt.as_ref().is_some_and(|f| f.is_set()) {
+        if ctx.is_interrupted() {
             break;
         }
         let quiet = |_: Event| Ok(());

@@ -3,11 +3,13 @@
 
 use crate::config::DEFAULT_MODEL_FILE;
 use crate::model::{Llama, LlamaConfig};
+use crate::output::HubReporter;
 use crate::tokenizer::Tokenizer;
 use crate::weights::{Format, ModelFiles, ModelSource, Weights};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A model ready to run, with the tokenizer and metadata that came with it.
 pub struct LoadedModel {
@@ -46,9 +48,9 @@ pub fn load_model(model: Option<&str>, cache_type: Option<DType>) -> Result<Load
     Ok(loaded)
 }
 
-/// Loads a model from any source on the given device.
+/// Loads a model from any source on the given device (a Hub download shown on stderr).
 pub fn load(source: &ModelSource, device: &Device) -> Result<LoadedModel> {
-    load_path(&source.local_path()?, device)
+    load_path(&source.local_path(Some(Arc::new(HubReporter)))?, device)
 }
 
 /// Loads from a local file or folder.

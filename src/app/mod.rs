@@ -8,6 +8,7 @@ pub mod generate;
 pub mod input;
 pub mod load;
 pub mod perplexity;
+pub mod session;
 pub mod tokenize;
 
 use crate::config::{Command, Config};

@@ -103,15 +103,26 @@ impl RmsNorm {
     }
 }
 
+/// Layer `i`'s matrix `(rows, cols)` as a linear layer.
+fn layer_linear(
+    weights: &mut Weights,
+    i: usize,
+    (hf, gguf): (&str, &str),
+    (rows, cols): (usize, usize),
+    device: &Device,
+) -> Result<Linear> {
+    Ok(weights
+        .matrix(&layer_tensor(i, hf, gguf), rows, cols, device)?
+        .into())
+}
+
 impl Attention {
     fn load(weights: &mut Weights, cfg: &LlamaConfig, i: usize, device: &Device) -> Result<Self> {
         let h = cfg.hidden_size;
         let q_out = cfg.num_attention_heads * cfg.head_dim;
         let kv_out = cfg.num_key_value_heads * cfg.head_dim;
-        let mut m = |hf: &str, gguf: &str, rows: usize, cols: usize| -> Result<Linear> {
-            Ok(weights
-                .matrix(&layer_tensor(i, hf, gguf), rows, cols, device)?
-                .into())
+        let mut m = |hf: &str, gguf: &str, rows: usize, cols: usize| {
+            layer_linear(weights, i, (hf, gguf), (rows, cols), device)
         };
         let qkv = Projections::new(vec![
             (m("self_attn.q_proj", "attn_q", q_out, h)?, q_out),
@@ -126,10 +137,8 @@ impl Attention {
 impl Mlp {
     fn load(weights: &mut Weights, cfg: &LlamaConfig, i: usize, device: &Device) -> Result<Self> {
         let (h, ffn) = (cfg.hidden_size, cfg.intermediate_size);
-        let mut m = |hf: &str, gguf: &str, rows: usize, cols: usize| -> Result<Linear> {
-            Ok(weights
-                .matrix(&layer_tensor(i, hf, gguf), rows, cols, device)?
-                .into())
+        let mut m = |hf: &str, gguf: &str, rows: usize, cols: usize| {
+            layer_linear(weights, i, (hf, gguf), (rows, cols), device)
         };
         let gate_up = Projections::new(vec![
             (m("mlp.gate_proj", "ffn_gate", ffn, h)?, ffn),

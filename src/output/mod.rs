@@ -10,7 +10,7 @@ mod tables;
 
 pub use compare::{compare_json, compare_records, compare_view, CompareReport, CompareRow};
 pub use json::{beam_json, generation_json, stop_json, RunInfo};
-pub use progress::DownloadBar;
+pub use progress::{DownloadBar, HubReporter};
 pub use tables::{beam_blocks, explain_table, explain_tables, logprobs_table};
 
 use crate::engine::perplexity::PerplexityReport;

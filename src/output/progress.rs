@@ -1,7 +1,24 @@
-//! The download progress bar of Hub fetches (indicatif, on stderr).
+//! What a Hub download shows on stderr: a line when it starts and a progress bar (indicatif)
+//! per file.
 
+use crate::weights::hub::Reporter;
+use anyhow::Result;
 use hf_hub::api::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Shows Hub downloads on stderr.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HubReporter;
+
+impl Reporter for HubReporter {
+    fn note(&self, msg: &str) -> Result<()> {
+        super::note(msg)
+    }
+
+    fn progress(&self, file: &str) -> Box<dyn Progress> {
+        Box::new(DownloadBar::new(true, file.to_string()))
+    }
+}
 
 /// A progress bar on stderr for one file (hidden when stderr is not a terminal).
 pub struct DownloadBar {

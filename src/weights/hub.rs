@@ -25,11 +25,12 @@
 //! that cached commit without asking the server whether the branch has moved. Pass the new commit
 //! as `org/name@<sha>`, or delete `refs/<branch>` in the cache, to pick up a newer one.
 
-use crate::output::{self, DownloadBar};
 use anyhow::{anyhow, bail, Context, Result};
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
+use hf_hub::api::Progress;
 use hf_hub::{Cache, Repo, RepoType};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The public Hugging Face Hub, used when `HF_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -59,6 +60,42 @@ pub struct HubSettings {
     pub token: Option<String>,
     /// Whether to show download progress on stderr.
     pub show_progress: bool,
+    /// Who shows it (`None`: nobody). This module never writes to the terminal itself.
+    pub reporter: Option<Arc<dyn Reporter>>,
+}
+
+/// Where a download says what it does: a line when it starts and a progress display per file.
+pub trait Reporter: Send + Sync {
+    /// Says, once per fetch, what is being downloaded from where.
+    fn note(&self, msg: &str) -> Result<()>;
+    /// The progress display of one file.
+    fn progress(&self, file: &str) -> Box<dyn Progress>;
+}
+
+/// A boxed [`Progress`], as `hf-hub` takes a value of a concrete type.
+struct Boxed(Box<dyn Progress>);
+
+impl Progress for Boxed {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.0.init(size, filename);
+    }
+
+    fn update(&mut self, size: usize) {
+        self.0.update(size);
+    }
+
+    fn finish(&mut self) {
+        self.0.finish();
+    }
+}
+
+/// No progress display.
+struct Quiet;
+
+impl Progress for Quiet {
+    fn init(&mut self, _size: usize, _filename: &str) {}
+    fn update(&mut self, _size: usize) {}
+    fn finish(&mut self) {}
 }
 
 impl std::fmt::Debug for HubSettings {
@@ -121,6 +158,7 @@ impl HubSettings {
             offline: var("HF_HUB_OFFLINE").is_some_and(|v| is_true(&v)),
             token,
             show_progress: !var("HF_HUB_DISABLE_PROGRESS_BARS").is_some_and(|v| is_true(&v)),
+            reporter: None,
         })
     }
 }
@@ -141,7 +179,19 @@ fn is_true(value: &str) -> bool {
 /// the index and all shards it lists) for safetensors repos, or the path of the `.gguf` file for
 /// repos that only hold GGUF weights (picked by [`pick_gguf`] when there are several).
 pub fn fetch(repo: &str, revision: &str) -> Result<PathBuf> {
-    let settings = HubSettings::from_env()?;
+    fetch_reporting(repo, revision, None)
+}
+
+/// [`fetch`], with `reporter` showing what is downloaded.
+pub fn fetch_reporting(
+    repo: &str,
+    revision: &str,
+    reporter: Option<Arc<dyn Reporter>>,
+) -> Result<PathBuf> {
+    let settings = HubSettings {
+        reporter,
+        ..HubSettings::from_env()?
+    };
     fetch_with(&settings, repo, revision)
 }
 
@@ -522,9 +572,12 @@ struct Fetcher<'a> {
 impl Fetcher<'_> {
     /// Says on stderr, once, that files are being downloaded.
     fn announce(&mut self) -> Result<()> {
+        let Some(reporter) = self.settings.reporter.as_ref() else {
+            return Ok(());
+        };
         if self.settings.show_progress && !self.announced {
             self.announced = true;
-            output::note(&format!(
+            reporter.note(&format!(
                 "downloading {}@{} from {} into {}",
                 self.hub_repo.url(),
                 self.hub_repo.revision(),
@@ -550,7 +603,10 @@ impl Fetcher<'_> {
             return Ok(local);
         }
         self.announce()?;
-        let bar = DownloadBar::new(self.settings.show_progress, name.to_string());
+        let bar = match &self.settings.reporter {
+            Some(r) if self.settings.show_progress => Boxed(r.progress(name)),
+            _ => Boxed(Box::new(Quiet)),
+        };
         let path = self
             .api_repo
             .download_with_progress(name, bar)

@@ -6,6 +6,7 @@ use super::hub;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The weight format, as told by the file's magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +59,12 @@ impl ModelSource {
         )
     }
 
-    /// The local file or folder: the path itself, or the Hub download (cached).
-    pub fn local_path(&self) -> Result<PathBuf> {
+    /// The local file or folder: the path itself, or the Hub download (cached), shown by
+    /// `reporter`.
+    pub fn local_path(&self, reporter: Option<Arc<dyn hub::Reporter>>) -> Result<PathBuf> {
         match self {
             Self::Local(p) => Ok(p.clone()),
-            Self::Hub { repo, revision } => hub::fetch(repo, revision),
+            Self::Hub { repo, revision } => hub::fetch_reporting(repo, revision, reporter),
         }
     }
 }

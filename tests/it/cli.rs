@@ -405,34 +405,45 @@ fn closed_pipe_exits_quietly() {
     assert!(err.is_empty(), "a closed pipe must end quietly: {err}");
 }
 
-/// Ctrl-C (SIGINT) ends generation after the current token: what was generated is on stdout,
-/// the stats line says `interrupted`, and the exit status is 130.
-#[test]
-fn ctrl_c_flushes_and_exits_130() {
+/// Runs `gen` with `args` on the real model, sends it SIGINT (Ctrl-C) after `ms`
+/// milliseconds, and returns its output.
+fn interrupted_run(args: &[&str], ms: u64) -> std::process::Output {
     use std::process::{Command as Std, Stdio};
     let model = crate::real::real_gguf();
     let child = Std::new(assert_cmd::cargo::cargo_bin("gen"))
-        .args([
-            "-m",
-            model.to_str().unwrap(),
-            "-p",
-            "Once upon a time",
-            "--raw",
-            "-n",
-            "4000",
-        ])
-        .args(["--ignore-eos", "--greedy", "-t", "2"])
+        .args(["-m", model.to_str().unwrap()])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep(std::time::Duration::from_millis(ms));
     let kill = Std::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Ctrl-C (SIGINT) ends generation after the current token: what was generated is on stdout,
+/// the stats line says `interrupted`, and the exit status is 130.
+#[test]
+fn ctrl_c_flushes_and_exits_130() {
+    let out = interrupted_run(
+        &[
+            "-p",
+            "Once upon a time",
+            "--raw",
+            "-n",
+            "4000",
+            "--ignore-eos",
+            "--greedy",
+            "-t",
+            "2",
+        ],
+        2500,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "stderr: {err}");
     assert!(err.contains("stop: interrupted"), "{err}");
@@ -451,11 +462,10 @@ fn ctrl_c_flushes_and_exits_130() {
 /// stdout, the stats line says `interrupted`, and the exit status is 130.
 #[test]
 fn ctrl_c_during_beam_search_prints_the_best_so_far_and_exits_130() {
-    use std::process::{Command as Std, Stdio};
-    let model = crate::real::real_gguf();
-    let child = Std::new(assert_cmd::cargo::cargo_bin("gen"))
-        .args(["-m", model.to_str().unwrap(), "-p", "Once upon a time"])
-        .args([
+    let out = interrupted_run(
+        &[
+            "-p",
+            "Once upon a time",
             "--raw",
             "--beams",
             "4",
@@ -464,18 +474,9 @@ fn ctrl_c_during_beam_search_prints_the_best_so_far_and_exits_130() {
             "--ignore-eos",
             "-t",
             "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let kill = Std::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
+        ],
+        2500,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "stderr: {err}");
     assert!(err.contains("stop: interrupted"), "{err}");

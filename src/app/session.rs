@@ -1,0 +1,120 @@
+//! What every generate-family command shares for one loaded model: the chat template (and
+//! its end-of-turn token), the Ctrl-C flag, the one translation of the settings into the
+//! engine's [`DecodeParams`], and token texts for the printers.
+
+use super::load::LoadedModel;
+use crate::chat::{ChatTemplate, Message};
+use crate::config::GenerateConfig;
+use crate::engine::{self, DecodeParams, Interrupt};
+use anyhow::{bail, Context, Result};
+use std::time::Duration;
+
+/// What one run needs besides its settings.
+pub struct Ctx<'a> {
+    pub loaded: &'a LoadedModel,
+    pub load: Duration,
+    pub interrupt: Option<Interrupt>,
+    /// The model's chat template, unless `--raw` or the model has none.
+    chat: Option<ChatTemplate>,
+    /// The chat template's end-of-turn token, which also ends generation.
+    end_of_turn: Option<u32>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The context of runs on `loaded`, with its chat template (`None`: plain text) and its
+    /// end-of-turn token.
+    pub fn new(
+        loaded: &'a LoadedModel,
+        load: Duration,
+        interrupt: Option<Interrupt>,
+        chat: Option<ChatTemplate>,
+    ) -> Self {
+        let end_of_turn = chat
+            .as_ref()
+            .and_then(|t| t.end_of_turn_token())
+            .and_then(|t| loaded.tokenizer.token_to_id(t));
+        Self {
+            loaded,
+            load,
+            interrupt,
+            chat,
+            end_of_turn,
+        }
+    }
+
+    /// Whether Ctrl-C was pressed.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(Interrupt::is_set)
+    }
+
+    /// The settings every strategy shares, from `g` (the one translation of them).
+    pub fn decode_params(&self, g: &GenerateConfig) -> DecodeParams {
+        let (model, tok) = (&self.loaded.model, &self.loaded.tokenizer);
+        DecodeParams {
+            max_tokens: g.max_tokens,
+            eos: if g.ignore_eos {
+                Vec::new()
+            } else {
+                engine::end_of_generation(model, tok, self.end_of_turn.as_slice())
+            },
+            batch_size: g.batch_size,
+            ctx_size: g.ctx_size,
+            stop: g.stop.clone(),
+            keep_stop: g.keep_stop,
+            interrupt: self.interrupt.clone(),
+        }
+    }
+
+    /// One token's text, for tables and JSON; a token the tokenizer cannot decode is an error
+    /// that names it.
+    pub fn piece(&self, id: u32) -> Result<String> {
+        self.loaded
+            .tokenizer
+            .decode(&[id])
+            .with_context(|| format!("decoding token {id}"))
+    }
+
+    /// The text of several tokens, as [`Ctx::piece`].
+    pub fn text(&self, ids: &[u32]) -> Result<String> {
+        self.loaded
+            .tokenizer
+            .decode(ids)
+            .with_context(|| format!("decoding tokens {ids:?}"))
+    }
+}
+
+/// The model's chat template (`None` with `--raw` or when the model has none).
+pub fn chat_template(g: &GenerateConfig, loaded: &LoadedModel) -> Result<Option<ChatTemplate>> {
+    let tok = &loaded.tokenizer;
+    let source = match (g.raw, tok.chat_template()) {
+        (true, _) => return Ok(None),
+        (false, Some(s)) => s,
+        (false, None) if g.system.is_some() => bail!(
+            "--system needs a chat template, and {} has none; put the instructions in the prompt instead",
+            loaded.path.display()
+        ),
+        (false, None) => return Ok(None),
+    };
+    let piece = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
+    let t = ChatTemplate::new(source, piece(tok.bos_id()), piece(tok.eos_id()))
+        .context("the model's chat template (use --raw to send the prompt as plain text)")?;
+    Ok(Some(t))
+}
+
+/// The text the model sees: the prompt wrapped as a user message (after `--system`) by the
+/// chat template, or the prompt itself.
+pub fn model_input(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<String> {
+    let Some(t) = &ctx.chat else {
+        if g.system.is_some() {
+            bail!("--system needs the chat template; drop --raw or put the instructions in the prompt");
+        }
+        return Ok(prompt.to_string());
+    };
+    let mut messages = Vec::new();
+    if let Some(sys) = &g.system {
+        messages.push(Message::new("system", sys.as_str()));
+    }
+    messages.push(Message::new("user", prompt));
+    t.render(&messages, true)
+        .context("rendering the chat template (use --raw to send the prompt as plain text)")
+}

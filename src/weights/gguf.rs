@@ -71,7 +71,7 @@ impl Weights {
     /// there is no mapping, the device is not the CPU, or the tensor is missing, has another
     /// shape or another block type (those go through [`Weights::gguf_tensor`], which reports
     /// the errors).
-    pub(super) fn mapped_matrix(
+    fn mapped_matrix(
         &self,
         name: &TensorName,
         rows: usize,

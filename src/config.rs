@@ -51,8 +51,11 @@ pub struct GenerateConfig {
     /// `--model` as given; `None` means the default model.
     pub model: Option<String>,
     pub prompt: PromptSource,
+    /// `usize::MAX` for no limit (`-n -1`).
     pub max_tokens: usize,
     pub ignore_eos: bool,
+    /// Show control tokens in the text (`--special`).
+    pub special: bool,
     pub ctx_size: Option<usize>,
     pub batch_size: usize,
     /// `--cache-type`: what the KV cache stores; `None` is the model format's default.
@@ -102,13 +105,16 @@ pub struct ConvertConfig {
     pub input: PathBuf,
     pub output: PathBuf,
     pub dtype: DType,
+    /// Write into `output` even when it already holds files (`--force`).
+    pub force: bool,
 }
 
 /// Settings for `gen tokenize`.
 #[derive(Debug, Clone)]
 pub struct TokenizeConfig {
     pub model: Option<String>,
-    pub text: String,
+    /// The text, a file or stdin (the prompt's rules).
+    pub text: PromptSource,
     pub json: bool,
 }
 

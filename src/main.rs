@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let config = match cli.into_config() {
         Ok(c) => c,
         Err(msg) => {
-            eprintln!("error: {msg}");
+            gen::output::error(&anyhow::anyhow!(msg));
             return ExitCode::from(2);
         }
     };
@@ -17,6 +17,10 @@ fn main() -> ExitCode {
         Err(e) if gen::app::is_broken_pipe(&e) => ExitCode::SUCCESS,
         // Ctrl-C: what was generated is already flushed and the stats printed.
         Err(e) if e.is::<gen::app::Interrupted>() => ExitCode::from(130),
+        Err(e) if gen::app::is_usage_error(&e) => {
+            gen::output::error(&e);
+            ExitCode::from(2)
+        }
         Err(e) => {
             gen::output::error(&e);
             ExitCode::from(1)

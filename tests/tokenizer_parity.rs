@@ -277,6 +277,47 @@ fn streaming_flushes_an_incomplete_character_at_finish() {
     assert_eq!(s.finish().unwrap(), "");
 }
 
+/// `finish_complete` leaves out the bytes of a character the last ids began but did not
+/// finish (generation cut by --max-tokens), and says how many ids that was; complete text
+/// still held by the stream comes out.
+#[test]
+fn streaming_finish_complete_drops_an_unfinished_character() {
+    let t = tokenizer();
+    let ids = t.encode("ok 🚀").unwrap();
+    let partial = &ids[..ids.len() - 1];
+    let mut s = t.stream();
+    let mut text = String::new();
+    for &id in partial {
+        text.extend(s.next(id).unwrap());
+    }
+    let (rest, cut) = s.finish_complete().unwrap();
+    assert_eq!(format!("{text}{rest}"), "ok");
+    assert!(cut >= 1 && cut < partial.len(), "{cut}");
+    // Nothing unfinished: nothing cut.
+    let mut s = t.stream();
+    for &id in &ids {
+        s.next(id).unwrap();
+    }
+    assert_eq!(s.finish_complete().unwrap(), (String::new(), 0));
+}
+
+/// Control tokens are left out of a stream that hides them, and `decode_text` agrees.
+#[test]
+fn control_tokens_can_be_left_out_of_the_text() {
+    let t = tokenizer();
+    let ids = t.encode("<|im_start|>user\nhi<|im_end|>\n").unwrap();
+    assert!(ids.iter().any(|&i| t.is_control(i)));
+    let mut s = t.stream().show_control(false);
+    let mut text = String::new();
+    for &id in &ids {
+        text.extend(s.next(id).unwrap());
+    }
+    text.push_str(&s.finish().unwrap());
+    assert_eq!(text, "user\nhi\n");
+    assert_eq!(t.decode_text(&ids, false).unwrap(), text);
+    assert_eq!(t.decode_text(&ids, true).unwrap(), t.decode(&ids).unwrap());
+}
+
 #[test]
 fn tokenizer_json_round_trip() {
     let t = tokenizer();

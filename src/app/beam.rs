@@ -90,7 +90,7 @@ pub(super) fn run(
         )),
     };
     if !g.quiet {
-        output::note(&output::beam_stats_line(&result, ctx.load))?;
+        output::note(&output::beam_stats_line(&result, ctx.load, ctx.is_chat()))?;
     }
     Ok(record)
 }

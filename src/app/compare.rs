@@ -25,7 +25,7 @@ pub(super) fn run(
     let model = &ctx.loaded.model;
     let ctx_size = engine::context_size(model, g.ctx_size);
     let pre = Prefilled::run(model, ids, g.batch_size, ctx_size)?;
-    let seed = g.sampling.seed.unwrap_or_else(rand::random::<u64>);
+    let seed = g.sampling.seed.unwrap_or_else(crate::sampling::random_seed);
     let mut rows: Vec<Option<CompareRow>> = vec![None; strategies.len()];
     run_sampled(g, ctx, ids, &pre, strategies, seed, &mut rows)?;
     for (i, s) in strategies.iter().enumerate() {

@@ -4,14 +4,41 @@
 //! to Hugging Face's half-split layout here.
 
 use super::load::{open_gguf, GgufParts};
+use super::UsageError;
+use crate::config::ConvertConfig;
 use crate::model::config::to_hf_config_json;
+use crate::output;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Converts `input` (GGUF) into a Hugging Face folder at `output`, weights stored as `dtype`.
-pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
+/// `gen convert`: refuses to write into a folder that already holds files unless `--force`,
+/// converts with a progress bar on a terminal, and says what it wrote.
+pub fn run(c: &ConvertConfig) -> Result<()> {
+    if !c.force && c.output.exists() {
+        let has_files = std::fs::read_dir(&c.output)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true);
+        if has_files {
+            return Err(UsageError(format!(
+                "{} already exists and is not an empty folder; choose another folder, or pass --force to overwrite the files gen convert writes",
+                c.output.display()
+            ))
+            .into());
+        }
+    }
+    let n = convert(&c.input, &c.output, c.dtype)?;
+    output::note(&format!(
+        "gen: wrote {} ({n} tensors as {:?}, config, tokenizer)",
+        c.output.display(),
+        c.dtype
+    ))
+}
+
+/// Converts `input` (GGUF) into a Hugging Face folder at `output`, weights stored as `dtype`;
+/// returns the number of tensors written.
+pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<usize> {
     let device = Device::Cpu;
     let GgufParts {
         mut weights,
@@ -36,7 +63,9 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
 
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let bar = output::StepBar::new("convert", names.len());
     for (gguf_name, shape) in names {
+        bar.step("tensors".into());
         let hf_name = hf_tensor_name(&gguf_name).with_context(|| {
             format!(
                 "tensor `{gguf_name}` in {} has no Hugging Face counterpart",
@@ -52,6 +81,7 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
         }
         tensors.insert(hf_name, t.to_dtype(dtype)?);
     }
+    bar.finish();
     let st_path = output.join("model.safetensors");
     candle_core::safetensors::save(&tensors, &st_path)
         .with_context(|| format!("writing {}", st_path.display()))?;
@@ -78,7 +108,14 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     let mut tok_cfg: serde_json::Value = serde_json::from_str(&tokenizer.to_config_json_string()?)?;
     tok_cfg["model_max_length"] = cfg.max_position_embeddings.into();
     write_json(&output.join("tokenizer_config.json"), &tok_cfg)?;
-    Ok(())
+    // The safetensors writer goes through a private temporary file (mode 0600); the weights
+    // get the mode every other file got from the umask.
+    let mode = std::fs::metadata(&tok_path)
+        .with_context(|| format!("reading {}", tok_path.display()))?
+        .permissions();
+    std::fs::set_permissions(&st_path, mode)
+        .with_context(|| format!("setting the permissions of {}", st_path.display()))?;
+    Ok(tensors.len())
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {

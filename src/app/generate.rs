@@ -6,7 +6,7 @@
 use super::input;
 use super::load::load_model;
 use super::session::{chat_template, model_input, Ctx};
-use super::{interrupt_on_ctrl_c, is_broken_pipe, Interrupted};
+use super::{interrupt_on_ctrl_c, is_broken_pipe, Interrupted, UsageError};
 use crate::config::{GenerateConfig, OutputFormat};
 use crate::engine::{self, Event, GenerateParams};
 use crate::{output, sampling};
@@ -51,11 +51,15 @@ pub fn run(g: GenerateConfig) -> Result<()> {
 fn run_each_line(g: &GenerateConfig, ctx: &Ctx, text: &str) -> Result<()> {
     let jobs = input::parse_lines(text);
     if jobs.is_empty() {
-        bail!("--each-line found no prompt: the input has no non-empty line");
+        return Err(UsageError(
+            "--each-line found no prompt: the input has no non-empty line".into(),
+        )
+        .into());
     }
     let (total, mut failed) = (jobs.len(), 0usize);
     let mut records = Vec::new();
-    for (line, job) in jobs {
+    for (index, (line, job)) in jobs.into_iter().enumerate() {
+        let last = index + 1 == total;
         let result = job.and_then(|job| {
             let cfg = job
                 .overrides
@@ -73,7 +77,7 @@ fn run_each_line(g: &GenerateConfig, ctx: &Ctx, text: &str) -> Result<()> {
                     _ => records.push(record),
                 }
             }
-            Ok((_, None)) => output::text_separator()?,
+            Ok((_, None)) => output::answer_end(last || ctx.is_interrupted())?,
             Err(e) if is_broken_pipe(&e) => return Err(e),
             Err(e) => {
                 failed += 1;
@@ -82,7 +86,8 @@ fn run_each_line(g: &GenerateConfig, ctx: &Ctx, text: &str) -> Result<()> {
                 match g.format {
                     OutputFormat::Jsonl => output::json(&record)?,
                     OutputFormat::Json => records.push(record),
-                    OutputFormat::Text => {}
+                    // An empty answer, so that answers stay in step with the prompts.
+                    OutputFormat::Text => output::answer_end(last)?,
                 }
             }
         }
@@ -111,7 +116,10 @@ fn interrupted(ctx: &Ctx) -> Result<()> {
 /// returns the record to print.
 fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>> {
     if prompt.is_empty() {
-        bail!("the prompt is empty: give some text with --prompt, a file or stdin");
+        return Err(UsageError(
+            "the prompt is empty: give some text with --prompt, a file or stdin".into(),
+        )
+        .into());
     }
     let loaded = ctx.loaded;
     let text = model_input(g, ctx, prompt)?;
@@ -155,6 +163,20 @@ fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>>
             _ => Ok(()),
         },
     )?;
+    if result.stop == engine::StopReason::OutputClosed {
+        // Nobody reads the text any more: the stats still say how far it got.
+        if !g.quiet {
+            output::note(&output::stats_line(&result, ctx.load, ctx.is_chat()))?;
+        }
+        return Err(engine::OutputClosed.into());
+    }
+    if result.unfinished > 0 && !g.quiet {
+        let n = result.unfinished;
+        output::note(&format!(
+            "gen: not printed: the last {n} token{} began a character that generation stopped before completing",
+            if n == 1 { "" } else { "s" }
+        ))?;
+    }
     let piece = |id: u32| ctx.piece(id);
     let record = match text_out {
         Some(out) => {
@@ -178,7 +200,7 @@ fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>>
         }
     };
     if !g.quiet {
-        output::note(&output::stats_line(&result, ctx.load))?;
+        output::note(&output::stats_line(&result, ctx.load, ctx.is_chat()))?;
     }
     Ok(record)
 }

@@ -2,24 +2,36 @@
 //! then the argument, as `llm` does); and `--each-line`, where every input line is a prompt of
 //! its own and a JSON object line may override settings for that prompt.
 
+use super::UsageError;
 use crate::config::{GenerateConfig, PromptSource};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::io::{IsTerminal, Read};
 
 /// Reads the prompt text `src` describes. Piped stdin is read when no file is given (and when
-/// the file is `-`); a terminal is never waited on.
+/// the file is `-`); a terminal is never waited on. One final newline of a file or of stdin
+/// is dropped.
 pub fn read_input(src: &PromptSource) -> Result<String> {
+    read_text(
+        src,
+        "no prompt: pass one as an argument, with --prompt, with --file, or on stdin",
+    )
+}
+
+/// Reads the text `src` describes, as [`read_input`]; `missing` is the usage error when there
+/// is none.
+pub fn read_text(src: &PromptSource, missing: &str) -> Result<String> {
     let mut parts: Vec<String> = Vec::new();
     match &src.file {
-        Some(p) if p.as_os_str() == "-" => parts.push(read_stdin()?),
+        Some(p) if p.as_os_str() == "-" => parts.push(without_final_newline(read_stdin()?)),
         Some(p) => {
             let bytes = std::fs::read(p)
                 .with_context(|| format!("reading the prompt file {}", p.display()))?;
-            parts.push(utf8(bytes, &format!("the prompt file {}", p.display()))?);
+            let text = utf8(bytes, &format!("the prompt file {}", p.display()))?;
+            parts.push(without_final_newline(text));
         }
         None if !std::io::stdin().is_terminal() => {
-            let s = read_stdin()?;
+            let s = without_final_newline(read_stdin()?);
             if !s.is_empty() {
                 parts.push(s);
             }
@@ -30,7 +42,7 @@ pub fn read_input(src: &PromptSource) -> Result<String> {
         parts.push(t.clone());
     }
     if parts.is_empty() {
-        bail!("no prompt: pass one as an argument, with --prompt, with --file, or on stdin");
+        return Err(UsageError(missing.into()).into());
     }
     // Joined by a newline, unless the first part already ends with one.
     let mut out = String::new();
@@ -41,6 +53,18 @@ pub fn read_input(src: &PromptSource) -> Result<String> {
         out.push_str(&p);
     }
     Ok(out)
+}
+
+/// A file or stdin ends with a newline that is not part of the prompt (`echo hi | gen`, an
+/// editor's last line); as llama.cpp does for `-f`, one final `\n` (or `\r\n`) is dropped.
+fn without_final_newline(mut s: String) -> String {
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    s
 }
 
 fn read_stdin() -> Result<String> {

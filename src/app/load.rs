@@ -48,6 +48,29 @@ pub fn load_model(model: Option<&str>, cache_type: Option<DType>) -> Result<Load
     Ok(loaded)
 }
 
+/// Loads only the tokenizer of `--model` (or the default model): from a GGUF file's
+/// metadata, or a folder's tokenizer.json; no weights are read.
+pub fn load_tokenizer(model: Option<&str>) -> Result<Tokenizer> {
+    let source = ModelSource::parse(&resolve_model_spec(model))?;
+    let path = source.local_path(Some(Arc::new(HubReporter)))?;
+    match ModelFiles::find(&path)? {
+        ModelFiles::Gguf(file) => Tokenizer::from_gguf_file(&file),
+        ModelFiles::HfDir { dir, .. } => hf_tokenizer(&dir),
+    }
+}
+
+/// A folder's tokenizer.json, which must be there.
+fn hf_tokenizer(dir: &Path) -> Result<Tokenizer> {
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.exists() {
+        bail!(
+            "{} is missing: a safetensors model folder needs its tokenizer.json",
+            tok_path.display()
+        );
+    }
+    Tokenizer::from_json_file(&tok_path)
+}
+
 /// Loads a model from any source on the given device (a Hub download shown on stderr).
 pub fn load(source: &ModelSource, device: &Device) -> Result<LoadedModel> {
     load_path(&source.local_path(Some(Arc::new(HubReporter)))?, device)
@@ -103,14 +126,7 @@ fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
 
 fn load_hf_dir(dir: &Path, files: &[PathBuf], device: &Device) -> Result<LoadedModel> {
     let cfg = LlamaConfig::from_hf_dir(dir)?;
-    let tok_path = dir.join("tokenizer.json");
-    if !tok_path.exists() {
-        bail!(
-            "{} is missing: a safetensors model folder needs its tokenizer.json",
-            tok_path.display()
-        );
-    }
-    let tokenizer = Tokenizer::from_json_file(&tok_path)?;
+    let tokenizer = hf_tokenizer(dir)?;
     let mut weights = Weights::open_safetensors(files)?;
     let model = Llama::load(&mut weights, cfg, device)
         .with_context(|| format!("loading {}", dir.display()))?;

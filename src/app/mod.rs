@@ -12,7 +12,7 @@ pub mod session;
 pub mod tokenize;
 
 use crate::config::{Command, Config};
-use crate::engine::Interrupt;
+use crate::engine::{Interrupt, OutputClosed};
 use crate::kernels::pool;
 use anyhow::{Context, Result};
 
@@ -29,11 +29,30 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// A mistake in how `gen` was called that the flag parser cannot see (no prompt, an empty
+/// one): reported as an error, with exit status 2 as for a bad flag.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Whether `e` is (or is caused by) a [`UsageError`].
+pub fn is_usage_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<UsageError>())
+}
+
 /// Whether `e` comes from a reader that went away (`gen ... | head`): not an error, exit 0.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.is::<OutputClosed>()
+            || c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -44,7 +63,7 @@ pub fn run(config: Config) -> Result<()> {
     }
     match config.command {
         Command::Generate(g) => generate::run(*g),
-        Command::Convert(c) => convert::convert(&c.input, &c.output, c.dtype),
+        Command::Convert(c) => convert::run(&c),
         Command::Tokenize(t) => tokenize::run(&t),
         Command::Perplexity(p) => perplexity::run(&p),
     }

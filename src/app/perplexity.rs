@@ -15,6 +15,11 @@ pub fn run(p: &PerplexityConfig) -> Result<()> {
     let ids = loaded
         .tokenizer
         .encode(text.strip_suffix('\n').unwrap_or(&text))?;
-    let report = engine::perplexity::perplexity(&loaded.model, &ids, p.context)?;
-    output::perplexity(&report, p.json)
+    let bar = output::StepBar::new("perplexity", ids.len() / p.context.max(1));
+    let report =
+        engine::perplexity::perplexity(&loaded.model, &ids, p.context, &mut |_, _, ppl| {
+            bar.step(format!("windows, ppl {ppl:.4}"))
+        });
+    bar.finish();
+    output::perplexity(&report?, p.json)
 }

@@ -42,6 +42,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Whether prompts go through the model's chat template.
+    pub fn is_chat(&self) -> bool {
+        self.chat.is_some()
+    }
+
     /// Whether Ctrl-C was pressed.
     pub fn is_interrupted(&self) -> bool {
         self.interrupt.as_ref().is_some_and(Interrupt::is_set)
@@ -62,6 +67,7 @@ impl<'a> Ctx<'a> {
             stop: g.stop.clone(),
             keep_stop: g.keep_stop,
             interrupt: self.interrupt.clone(),
+            special: g.special,
         }
     }
 

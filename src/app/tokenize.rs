@@ -1,19 +1,26 @@
-//! `gen tokenize`: the token ids of a text and each id's piece.
+//! `gen tokenize`: the token ids of a text and each id's piece. Only the tokenizer is loaded,
+//! never the weights.
 
-use super::load::load_model;
+use super::input::read_text;
+use super::load::load_tokenizer;
 use crate::config::TokenizeConfig;
 use crate::output;
 use anyhow::Result;
 
-/// Tokenizes `t.text` with the model's tokenizer and prints ids and pieces.
+/// Tokenizes the text (argument, `--file` or stdin) with the model's tokenizer and prints ids
+/// and pieces.
 pub fn run(t: &TokenizeConfig) -> Result<()> {
-    let loaded = load_model(t.model.as_deref(), None)?;
-    let ids = loaded.tokenizer.encode(&t.text)?;
+    let text = read_text(
+        &t.text,
+        "no text to tokenize: pass it as an argument, with --file, or on stdin",
+    )?;
+    let tokenizer = load_tokenizer(t.model.as_deref())?;
+    let ids = tokenizer.encode(&text)?;
     // Each id decoded on its own, as llama.cpp's llama-tokenize shows pieces; a piece that is
     // part of a multi-byte character shows as U+FFFD.
     let pieces: Vec<String> = ids
         .iter()
-        .map(|&id| loaded.tokenizer.decode(&[id]))
+        .map(|&id| tokenizer.decode(&[id]))
         .collect::<Result<_>>()?;
     output::tokens(&ids, &pieces, t.json)
 }

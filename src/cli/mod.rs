@@ -7,8 +7,8 @@ mod values;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use values::{
-    closed_unit, finite, logit_bias, non_negative, open_unit, positive, sampler_list, seed, top_k,
-    SamplerList, SeedArg, TopKArg,
+    closed_unit, finite, logit_bias, max_tokens, non_empty, non_negative, open_unit, positive,
+    sampler_list, seed, top_k, SamplerList, SeedArg, TopKArg,
 };
 
 /// Generate text from a local Llama-style model (GGUF or safetensors) on candle.
@@ -49,9 +49,16 @@ struct GenerateArgs {
     /// The prompt (alternatively --prompt, --file or stdin).
     #[arg(value_name = "PROMPT")]
     positional: Option<String>,
-    /// The prompt text.
+    /// The prompt text. Escapes \n \r \t \' \" \\ and \xHH are processed (as llama.cpp
+    /// does), also in --stop and --system; --no-escape turns that off.
     #[arg(short = 'p', long)]
     prompt: Option<String>,
+    /// Process escapes in the prompt, --stop and --system (the default; as llama.cpp's -e).
+    #[arg(short = 'e', long, overrides_with = "no_escape")]
+    escape: bool,
+    /// Take the prompt, --stop and --system literally: a backslash is a backslash.
+    #[arg(long)]
+    no_escape: bool,
     /// Every input line (stdin or --file) is a prompt of its own; a line holding a JSON object
     /// `{"prompt": ..., "seed": ..., "max_tokens": ..., "temperature": ..., "stop": ...}`
     /// overrides settings for that prompt. The model loads once; outputs keep input order.
@@ -61,7 +68,9 @@ struct GenerateArgs {
     /// `beams=N`, or comma-separated settings from pure sampling (temperature 1, no filters):
     /// `temperature=0.7,top_p=0.95`, `min_p=0.1`, `top_k=40`, `typical_p=0.9`; or `all`
     /// (greedy, pure sampling, top-k, top-p, min-p, beams=4). The prompt is prefilled once and
-    /// every strategy continues from a copy of its KV cache with its own RNG from --seed.
+    /// every strategy continues from a copy of its KV cache with its own RNG from --seed. The
+    /// list ends at the first value that is not a strategy, which is then the prompt
+    /// (`--compare all "Once upon a time"`).
     #[arg(long, value_name = "STRATEGY", num_args = 1..,
           conflicts_with_all = ["beams", "each_line", "explain", "logprobs", "samplers", "greedy"])]
     compare: Vec<String>,
@@ -81,12 +90,16 @@ struct GenerateArgs {
     file: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
-    /// Maximum number of tokens to generate.
-    #[arg(short = 'n', long = "max-tokens", default_value_t = 256)]
+    /// Maximum number of tokens to generate; -1 = no limit (until the end of the sequence or
+    /// a full context, as llama.cpp).
+    #[arg(short = 'n', long = "max-tokens", visible_alias = "n-predict", value_name = "N",
+          default_value = "256", value_parser = max_tokens, allow_negative_numbers = true)]
     max_tokens: usize,
-    /// Stop when the generated text contains STR (repeatable). The match is not printed; text
-    /// that could be the start of a match is held back until it is known not to be.
-    #[arg(long, value_name = "STR", allow_hyphen_values = true)]
+    /// Stop when the generated text contains STR (repeatable; llama.cpp's -r/--reverse-prompt).
+    /// The match is not printed; text that could be the start of a match is held back until it
+    /// is known not to be.
+    #[arg(long, short = 'r', visible_alias = "reverse-prompt", value_name = "STR",
+          allow_hyphen_values = true, value_parser = non_empty)]
     stop: Vec<String>,
     /// Print the stop string that ended generation.
     #[arg(long, requires = "stop")]
@@ -94,6 +107,10 @@ struct GenerateArgs {
     /// Keep generating past the end-of-sequence token (for benchmarks).
     #[arg(long)]
     ignore_eos: bool,
+    /// Show control tokens (`<|im_end|>`, ...) in the text; by default they are left out of
+    /// it, as in llama.cpp (their ids are always in the JSON).
+    #[arg(long)]
+    special: bool,
     /// Context size in tokens (prompt + generated); default: the model's.
     #[arg(short = 'c', long = "ctx-size", value_parser = clap::value_parser!(u32).range(1..))]
     ctx_size: Option<u32>,
@@ -161,7 +178,7 @@ enum EarlyStoppingArg {
 #[command(next_help_heading = "Sampling")]
 struct SamplingArgs {
     /// Temperature: logits are divided by T. 0 = greedy (argmax). Must be ≥ 0.
-    #[arg(long, default_value_t = 0.8, value_parser = non_negative, allow_negative_numbers = true)]
+    #[arg(long, visible_alias = "temp", default_value_t = 0.8, value_parser = non_negative, allow_negative_numbers = true)]
     temperature: f32,
     /// Greedy decoding: shorthand for --temperature 0.
     #[arg(long, conflicts_with = "temperature")]
@@ -241,8 +258,12 @@ enum DtypeArg {
 struct ConvertArgs {
     /// The GGUF file to convert.
     input: PathBuf,
-    /// The folder to write (created if missing).
+    /// The folder to write (created if missing; an existing folder that is not empty needs
+    /// --force).
     output: PathBuf,
+    /// Write into an existing folder that already holds files, replacing those gen writes.
+    #[arg(long)]
+    force: bool,
     /// Data type of the written weights.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
@@ -250,8 +271,11 @@ struct ConvertArgs {
 
 #[derive(Debug, Args)]
 struct TokenizeArgs {
-    /// The text to tokenize.
-    text: String,
+    /// The text to tokenize (else --file or piped stdin; no escapes are processed).
+    text: Option<String>,
+    /// Read the text from a file (`-` for stdin); one final newline is not part of it.
+    #[arg(short = 'f', long, value_name = "PATH", conflicts_with = "text")]
+    file: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
     /// Print JSON ({"ids": [...], "pieces": [...]}) instead of one `id<TAB>piece` per line.
@@ -266,7 +290,8 @@ struct PerplexityArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Window size in tokens; each window scores the tokens of its second half.
-    #[arg(short = 'c', long = "context", default_value_t = 512, value_parser = clap::value_parser!(u32).range(4..))]
+    #[arg(short = 'c', long = "ctx-size", visible_alias = "context", value_name = "N",
+          default_value_t = 512, value_parser = clap::value_parser!(u32).range(4..))]
     context: u32,
     /// What the KV cache stores keys and values as: f16 (half the memory and half the reading
     /// per token; llama.cpp's default) or f32 (transformers'). Default: f16 for GGUF weights,

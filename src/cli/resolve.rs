@@ -1,7 +1,7 @@
 //! Flags → a resolved [`Config`]: the value parsers (range checks that reject, never clamp),
 //! the `--compare` strategy specs, and the one step from parsed arguments to settings.
 
-use super::values::TopKArg;
+use super::values::{unescape, TopKArg};
 use super::*;
 use crate::config::{
     BeamConfig, Command, Config, ConvertConfig, EarlyStopping, GenerateConfig, OutputFormat,
@@ -81,6 +81,7 @@ impl Cli {
                 command: Command::Convert(ConvertConfig {
                     input: a.input,
                     output: a.output,
+                    force: a.force,
                     dtype: match a.dtype {
                         DtypeArg::F32 => candle_core::DType::F32,
                         DtypeArg::F16 => candle_core::DType::F16,
@@ -92,7 +93,10 @@ impl Cli {
                 threads: a.model.threads.map(usize::from),
                 command: Command::Tokenize(TokenizeConfig {
                     model: a.model.model,
-                    text: a.text,
+                    text: PromptSource {
+                        text: a.text,
+                        file: a.file,
+                    },
                     json: a.json,
                 }),
             },
@@ -107,17 +111,32 @@ impl Cli {
                 }),
             },
             None => {
-                let g = self.generate;
+                let mut g = self.generate;
+                // `--compare all "Once upon a time"`: the strategy list ends at the first value
+                // that is not a strategy, and what follows is the prompt.
+                if let Some(at) = g.compare.iter().position(|v| !is_strategy(v)) {
+                    let rest = g.compare.split_off(at);
+                    if rest.len() > 1 || g.positional.is_some() || g.prompt.is_some() {
+                        return Err(format!(
+                            "--compare: '{}' is not a strategy: give greedy, all, beams=N or key=value settings such as temperature=0.7,top_p=0.95 (keys: {KEYS})",
+                            rest[0]
+                        ));
+                    }
+                    g.positional = rest.into_iter().next();
+                }
                 if g.positional.is_some() && g.prompt.is_some() {
                     return Err(
                         "give the prompt once: as an argument or with --prompt (piped stdin or --file may come with either)"
                             .into(),
                     );
                 }
+                let escape = |s: String| if g.no_escape { s } else { unescape(&s) };
                 let prompt = PromptSource {
-                    text: g.positional.or(g.prompt),
+                    text: g.positional.or(g.prompt).map(escape),
                     file: g.file,
                 };
+                let stop: Vec<String> = g.stop.into_iter().map(escape).collect();
+                let system = g.system.map(escape);
                 let logprobs = g.sampling.logprobs.map(|n| n as usize);
                 let explain = g.sampling.explain.map(|n| n as usize);
                 let sampling = g.sampling.into_config();
@@ -133,6 +152,7 @@ impl Cli {
                         prompt,
                         max_tokens: g.max_tokens,
                         ignore_eos: g.ignore_eos,
+                        special: g.special,
                         ctx_size: g.ctx_size.map(|c| c as usize),
                         batch_size: g.batch_size as usize,
                         cache_type: g.cache_type.map(CacheTypeArg::dtype),
@@ -147,12 +167,12 @@ impl Cli {
                         explain,
                         sampling,
                         beam: g.beam.into_config()?,
-                        stop: g.stop,
+                        stop,
                         keep_stop: g.keep_stop,
                         each_line: g.each_line,
                         compare,
                         compare_sequential: g.compare_sequential,
-                        system: g.system,
+                        system,
                         raw: g.raw,
                     })),
                 }
@@ -173,11 +193,25 @@ pub const PRESET_ALL: [&str; 6] = [
 
 const KEYS: &str = "temperature, top_k, top_p, min_p, typical_p, beams, length_penalty";
 
+/// Whether a `--compare` value is meant as a strategy (`all`, `greedy`, or `key=value`
+/// settings without spaces) rather than the prompt that follows the list. A value that looks
+/// like settings but has a mistake stays a strategy, so that it is reported.
+fn is_strategy(v: &str) -> bool {
+    let v = v.trim();
+    v == "all" || v == "greedy" || (v.contains('=') && !v.contains(char::is_whitespace))
+}
+
 /// Parses the `--compare` arguments. A sampling spec starts from pure sampling (temperature 1,
 /// no filters) and sets only what it names; penalties, logit bias and the seed come from `base`.
 pub fn parse_strategies(specs: &[String], base: &SamplingConfig) -> Result<Vec<Strategy>, String> {
     let mut expanded: Vec<String> = Vec::new();
     for s in specs {
+        if s.trim().is_empty() {
+            return Err(
+                "--compare: a strategy is empty; give greedy, all, beams=N or key=value settings"
+                    .into(),
+            );
+        }
         if s.trim() == "all" {
             expanded.extend(PRESET_ALL.iter().map(|p| p.to_string()));
         } else {

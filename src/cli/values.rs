@@ -113,3 +113,91 @@ pub(super) fn sampler_list(s: &str) -> Result<SamplerList, String> {
     }
     Ok(SamplerList(out))
 }
+
+/// `--max-tokens`: a count, or -1 for no limit (`usize::MAX`).
+pub(super) fn max_tokens(s: &str) -> Result<usize, String> {
+    match s.trim() {
+        "-1" => Ok(usize::MAX),
+        t => t
+            .parse::<usize>()
+            .map_err(|_| "must be a whole number ≥ 0, or -1 for no limit".into()),
+    }
+}
+
+/// A string flag that cannot be empty (`--stop ''` would match everywhere).
+pub(super) fn non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// Processes the escapes llama.cpp processes in prompts (`string_process_escapes`): `\n`,
+/// `\r`, `\t`, `\'`, `\"`, `\\` and `\xHH` (ASCII only, so the text stays UTF-8). Any other
+/// backslash is kept as written.
+pub(super) fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek().copied() {
+            Some(e @ ('n' | 'r' | 't' | '\'' | '"' | '\\')) => {
+                chars.next();
+                out.push(match e {
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    other => other,
+                });
+            }
+            Some('x') => {
+                let hex: String = chars.clone().skip(1).take(2).collect();
+                match u8::from_str_radix(&hex, 16) {
+                    Ok(b)
+                        if hex.len() == 2
+                            && hex.chars().all(|h| h.is_ascii_hexdigit())
+                            && b.is_ascii() =>
+                    {
+                        chars.nth(2);
+                        out.push(char::from(b));
+                    }
+                    _ => out.push('\\'),
+                }
+            }
+            _ => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_as_llama_cpp() {
+        assert_eq!(unescape(r"Q: 2+2?\nA:"), "Q: 2+2?\nA:");
+        assert_eq!(unescape(r#"\t\r\'\"\\"#), "\t\r'\"\\");
+        assert_eq!(unescape(r"\x41\x7e"), "A~");
+        // Not escapes: kept as written.
+        assert_eq!(
+            unescape(r"C:\dir \q \x4 \xff \x+1 \"),
+            r"C:\dir \q \x4 \xff \x+1 \"
+        );
+        assert_eq!(unescape(r"\\n"), r"\n");
+        assert_eq!(unescape("héllo ✓"), "héllo ✓");
+    }
+
+    #[test]
+    fn max_tokens_and_seeds() {
+        assert_eq!(max_tokens("-1"), Ok(usize::MAX));
+        assert_eq!(max_tokens("12"), Ok(12));
+        assert!(max_tokens("-2").is_err());
+        assert!(non_empty("").is_err());
+        assert_eq!(seed("18446744073709551615").unwrap().0, Some(u64::MAX));
+    }
+}

@@ -324,7 +324,8 @@ fn candidate_end(
     } else if rank < params.num_beams && !stop.is_empty() {
         let mut t = beams[c.parent].tokens.clone();
         t.push(c.token);
-        first_match(&tokenizer.decode(&t)?, stop).map(|(_, s)| End::Stop(s.into()))
+        first_match(&tokenizer.decode_text(&t, params.decode.special)?, stop)
+            .map(|(_, s)| End::Stop(s.into()))
     } else {
         None
     };
@@ -380,7 +381,7 @@ pub fn beam_search(
         capacity: n,
     };
     let mut streamer = Streamer {
-        stream: TokenStream::new(tokenizer),
+        stream: TokenStream::new(tokenizer).show_control(params.decode.special),
         guard: StopMatcher::new(&params.decode.stop, false),
         streamed: 0,
         emitted: String::new(),
@@ -480,13 +481,14 @@ fn hypothesis(
     tokenizer: &Tokenizer,
     interrupted: bool,
 ) -> Result<Hypothesis> {
+    let text_of = |ids: &[u32]| tokenizer.decode_text(ids, params.decode.special);
     let (text, stop) = match &f.end {
         End::Eos(id) => (
-            tokenizer.decode(&f.tokens[..f.tokens.len() - 1])?,
+            text_of(&f.tokens[..f.tokens.len() - 1])?,
             StopReason::Eos { id: *id },
         ),
         End::Stop(string) => {
-            let full = tokenizer.decode(&f.tokens)?;
+            let full = text_of(&f.tokens)?;
             let cut = full.find(string.as_str()).map_or(full.len(), |at| {
                 if params.decode.keep_stop {
                     at + string.len()
@@ -501,11 +503,11 @@ fn hypothesis(
                 },
             )
         }
-        End::Length if interrupted => (tokenizer.decode(&f.tokens)?, StopReason::Interrupted),
+        End::Length if interrupted => (text_of(&f.tokens)?, StopReason::Interrupted),
         End::Length if f.tokens.len() >= params.decode.max_tokens => {
-            (tokenizer.decode(&f.tokens)?, StopReason::MaxTokens)
+            (text_of(&f.tokens)?, StopReason::MaxTokens)
         }
-        End::Length => (tokenizer.decode(&f.tokens)?, StopReason::ContextFull),
+        End::Length => (text_of(&f.tokens)?, StopReason::ContextFull),
     };
     Ok(Hypothesis {
         text,

@@ -64,6 +64,9 @@ pub struct DecodeParams {
     pub keep_stop: bool,
     /// Set from outside (Ctrl-C) to end decoding after the current token or step.
     pub interrupt: Option<Interrupt>,
+    /// Show control tokens (`<|im_end|>`, ...) in the text (`--special`); by default they are
+    /// left out of it, as llama.cpp does. Their ids are always in the token lists.
+    pub special: bool,
 }
 
 impl DecodeParams {
@@ -139,7 +142,23 @@ pub enum StopReason {
     Stop { string: String },
     /// Generation was interrupted (Ctrl-C).
     Interrupted,
+    /// The text's reader went away (`gen ... | head`): an event callback returned
+    /// [`OutputClosed`].
+    OutputClosed,
 }
+
+/// The error an event callback returns when nobody reads its text any more (a closed pipe):
+/// the sequence ends at once with [`StopReason::OutputClosed`] and reports nothing more.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputClosed;
+
+impl std::fmt::Display for OutputClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the reader of the output went away")
+    }
+}
+
+impl std::error::Error for OutputClosed {}
 
 impl StopReason {
     /// The stable name used in JSON and the stats line.
@@ -150,6 +169,7 @@ impl StopReason {
             StopReason::ContextFull => "context_full",
             StopReason::Stop { .. } => "stop",
             StopReason::Interrupted => "interrupted",
+            StopReason::OutputClosed => "output_closed",
         }
     }
 }
@@ -194,4 +214,7 @@ pub struct Generation {
     pub records: Vec<TokenRecord>,
     pub stop: StopReason,
     pub timings: Timings,
+    /// Generated tokens at the end whose bytes began a character that generation stopped
+    /// before completing (a multi-token emoji cut by `max_tokens`): in `tokens`, not in `text`.
+    pub unfinished: usize,
 }

@@ -25,21 +25,27 @@ impl PerplexityReport {
     }
 }
 
-/// Scores `tokens` in windows of `context` tokens.
-pub fn perplexity(model: &Llama, tokens: &[u32], context: usize) -> Result<PerplexityReport> {
+/// Scores `tokens` in windows of `context` tokens; `on_window(done, total, running ppl)` after
+/// each window.
+pub fn perplexity(
+    model: &Llama,
+    tokens: &[u32],
+    context: usize,
+    on_window: &mut dyn FnMut(usize, usize, f64),
+) -> Result<PerplexityReport> {
     if context < 4 {
-        bail!("--context must be at least 4 tokens");
+        bail!("--ctx-size must be at least 4 tokens");
     }
     if context > model.config().max_position_embeddings {
         bail!(
-            "--context {context} exceeds the model's context of {} tokens",
+            "--ctx-size {context} exceeds the model's context of {} tokens",
             model.config().max_position_embeddings
         );
     }
     let windows = tokens.len() / context;
     if windows == 0 {
         bail!(
-            "the text has {} tokens, fewer than one window of {context}; use a longer text or a smaller --context",
+            "the text has {} tokens, fewer than one window of {context}; use a longer text or a smaller --ctx-size",
             tokens.len()
         );
     }
@@ -59,7 +65,9 @@ pub fn perplexity(model: &Llama, tokens: &[u32], context: usize) -> Result<Perpl
         let picked: Vec<f32> = logp.gather(&targets, 1)?.squeeze(1)?.to_vec1()?;
         total_nll -= picked.iter().map(|&x| x as f64).sum::<f64>();
         scored += picked.len();
-        running.push((total_nll / scored as f64).exp());
+        let ppl = (total_nll / scored as f64).exp();
+        running.push(ppl);
+        on_window(w + 1, windows, ppl);
     }
     Ok(PerplexityReport {
         context,

@@ -3,7 +3,8 @@
 
 use super::stop::StopMatcher;
 use super::{
-    context_size, DecodeParams, Event, Generation, Prefilled, StopReason, Timings, TokenRecord,
+    context_size, DecodeParams, Event, Generation, OutputClosed, Prefilled, StopReason, Timings,
+    TokenRecord,
 };
 use crate::model::{Llama, Logits};
 use crate::sampling::{token_logprobs, SamplerChain};
@@ -92,7 +93,9 @@ impl Sequence<'_> {
                     .transpose()?,
                 trace,
             };
-            (self.on_event)(Event::Token(&record))?;
+            if let Some(closed) = closed((self.on_event)(Event::Token(&record)))? {
+                return Ok(Some(closed));
+            }
             self.records.push(record);
         }
         self.tokens.push(id);
@@ -103,7 +106,9 @@ impl Sequence<'_> {
         if let Some(piece) = self.stream.next(id)? {
             let check = self.stops.push(&piece);
             if !check.emit.is_empty() {
-                (self.on_event)(Event::Text(&check.emit))?;
+                if let Some(closed) = closed((self.on_event)(Event::Text(&check.emit)))? {
+                    return Ok(Some(closed));
+                }
                 self.text.push_str(&check.emit);
             }
             if let Some(string) = check.matched {
@@ -123,17 +128,23 @@ impl Sequence<'_> {
 
     /// Releases held-back text and returns the outcome.
     fn finish(mut self, mut stop: StopReason, timings: Timings) -> Result<Generation> {
-        if !matches!(stop, StopReason::Stop { .. }) {
-            // Bytes of an unfinished character, then text held back for a stop string that
-            // never completed (the last bytes may still complete one).
-            let check = self.stops.push(&self.stream.finish()?);
+        let mut unfinished = 0;
+        if !matches!(stop, StopReason::Stop { .. } | StopReason::OutputClosed) {
+            // Text the stream still holds (without the bytes of a character the last tokens
+            // left unfinished), then text held back for a stop string that never completed
+            // (the last bytes may still complete one).
+            let (tail, cut) = self.stream.finish_complete()?;
+            unfinished = cut;
+            let check = self.stops.push(&tail);
             let rest = check.emit + &self.stops.finish();
             if let Some(string) = check.matched {
                 stop = StopReason::Stop { string };
             }
             if !rest.is_empty() {
-                (self.on_event)(Event::Text(&rest))?;
-                self.text.push_str(&rest);
+                match closed((self.on_event)(Event::Text(&rest)))? {
+                    Some(closed) => stop = closed,
+                    None => self.text.push_str(&rest),
+                }
             }
         }
         Ok(Generation {
@@ -145,7 +156,18 @@ impl Sequence<'_> {
                 decode_steps: self.decode_steps,
                 ..timings
             },
+            unfinished,
         })
+    }
+}
+
+/// What a callback's result means for its sequence: `Some(OutputClosed)` when its reader went
+/// away (the sequence ends there), `None` to go on; any other error is returned.
+fn closed(result: Result<()>) -> Result<Option<StopReason>> {
+    match result {
+        Ok(()) => Ok(None),
+        Err(e) if e.is::<OutputClosed>() => Ok(Some(StopReason::OutputClosed)),
+        Err(e) => Err(e),
     }
 }
 
@@ -181,7 +203,7 @@ pub fn generate_batch<'a>(
             tokens: Vec::new(),
             records: Vec::new(),
             text: String::new(),
-            stream: TokenStream::new(tokenizer),
+            stream: TokenStream::new(tokenizer).show_control(params.decode.special),
             stops: StopMatcher::new(&params.decode.stop, params.decode.keep_stop),
             decode_steps: 0,
         })

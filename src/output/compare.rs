@@ -123,9 +123,13 @@ fn block(
     let m = Metrics::of(r, decode)?;
     let metrics = vec![
         format!(
-            "{} tok, {:.1} tok/s, stop: {}",
+            "{} tok{}, stop: {}",
             r.tokens.len(),
-            r.decode_tok_s,
+            if r.tokens.len() > 1 {
+                format!(", {:.1} tok/s", r.decode_tok_s)
+            } else {
+                String::new()
+            },
             r.stop.name()
         ),
         match r.mean_logprob {
@@ -136,11 +140,13 @@ fn block(
             "distinct-1 {:.2}, distinct-2 {:.2}",
             m.distinct_1, m.distinct_2
         ),
-        format!(
-            "longest repeat {} tok {:?}",
-            m.repeat_tokens,
-            m.repeat_text.chars().take(24).collect::<String>()
-        ),
+        match m.repeat_tokens {
+            0 => "no repeated tokens".to_string(),
+            n => format!(
+                "longest repeat {n} tok {:?}",
+                m.repeat_text.chars().take(24).collect::<String>()
+            ),
+        },
     ];
     let shared = decode(&r.tokens[..k.min(r.tokens.len())])?;
     let text = match r.text.strip_prefix(shared.as_str()) {
@@ -176,16 +182,27 @@ pub fn compare_view(rep: &CompareReport, decode: Decode) -> Result<()> {
         ("", "", "")
     };
     if terminal && col >= 28 {
+        // Labels and metrics wrap to the column width; each section is padded to the
+        // tallest column's, so that the rules and the texts stay in line.
+        let heads: Vec<Vec<String>> = blocks.iter().map(|(l, _, _)| wrap(l, col)).collect();
+        let metric_lines: Vec<Vec<String>> = blocks
+            .iter()
+            .map(|(_, m, _)| m.iter().flat_map(|m| wrap(m, col)).collect())
+            .collect();
+        let tallest = |v: &[Vec<String>]| v.iter().map(Vec::len).max().unwrap_or(0);
+        let (head_h, metric_h) = (tallest(&heads), tallest(&metric_lines));
         let cols: Vec<Vec<(String, bool)>> = blocks
             .iter()
-            .map(|(label, metrics, text)| {
-                let mut lines = vec![(label.clone(), true)];
-                lines.extend(
-                    metrics
-                        .iter()
-                        .flat_map(|m| wrap(m, col))
-                        .map(|l| (l, false)),
-                );
+            .enumerate()
+            .map(|(j, (_, _, text))| {
+                let mut lines: Vec<(String, bool)> = Vec::new();
+                let mut section = |src: &[String], height: usize, head: bool| {
+                    for i in 0..height {
+                        lines.push((src.get(i).cloned().unwrap_or_default(), head));
+                    }
+                };
+                section(&heads[j], head_h, true);
+                section(&metric_lines[j], metric_h, false);
                 lines.push(("─".repeat(col), false));
                 lines.extend(wrap(text, col).into_iter().map(|l| (l, false)));
                 lines
@@ -223,9 +240,20 @@ pub fn compare_view(rep: &CompareReport, decode: Decode) -> Result<()> {
         }
     }
     writeln!(out)?;
+    let shared = match k {
+        0 => format!(
+            "the strategies differ from the first token ({DIVERGE_MARK} marks where they diverge)"
+        ),
+        1 => format!(
+            "the strategies share the first token ({DIVERGE_MARK} marks where they diverge)"
+        ),
+        k => format!(
+            "the strategies share the first {k} tokens ({DIVERGE_MARK} marks where they diverge)"
+        ),
+    };
     writeln!(
         out,
-        "{dim}prompt {} tok prefilled once in {:.0} ms; seed {}; the strategies share the first {k} tokens ({DIVERGE_MARK} marks where they diverge){reset}",
+        "{dim}prompt {} tok prefilled once in {:.0} ms; seed {}; {shared}{reset}",
         rep.prompt_tokens,
         ms(rep.prefill),
         rep.seed

@@ -10,14 +10,18 @@ mod tables;
 
 pub use compare::{compare_json, compare_records, compare_view, CompareReport, CompareRow};
 pub use json::{beam_json, generation_json, stop_json, RunInfo};
-pub use progress::{DownloadBar, HubReporter};
+pub use progress::{DownloadBar, HubReporter, StepBar};
 pub use tables::{beam_blocks, explain_table, explain_tables, logprobs_table};
 
 use crate::engine::perplexity::PerplexityReport;
-use crate::engine::{BeamResult, Generation};
-use anyhow::Result;
+use crate::engine::{BeamResult, Generation, OutputClosed};
+use anyhow::{Context, Result};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// One token's text (for tables and JSON); fails for a token the tokenizer cannot decode.
@@ -25,39 +29,44 @@ pub type Piece<'a> = &'a dyn Fn(u32) -> Result<String>;
 /// The text of several tokens, as [`Piece`].
 pub type Decode<'a> = &'a dyn Fn(&[u32]) -> Result<String>;
 
-/// Streams generated text to stdout: flushed per piece on a terminal, block-buffered in a pipe.
+/// Streams generated text to stdout, each piece written and flushed as it is decided (so a
+/// pipe's reader sees every token as it comes, as llama.cpp and `llm` do). A write that fails
+/// because the reader went away returns [`OutputClosed`], which ends generation.
 pub struct TextOut {
-    out: std::io::BufWriter<std::io::Stdout>,
-    flush_each: bool,
+    out: std::io::Stdout,
+    terminal: bool,
 }
 
 impl TextOut {
     /// Wraps stdout, checking once whether it is a terminal.
     pub fn new() -> Self {
-        let stdout = std::io::stdout();
-        let flush_each = stdout.is_terminal();
-        Self {
-            out: std::io::BufWriter::new(stdout),
-            flush_each,
-        }
+        let out = std::io::stdout();
+        let terminal = out.is_terminal();
+        Self { out, terminal }
     }
 
     /// Writes one piece of text.
     pub fn write(&mut self, text: &str) -> Result<()> {
-        self.out.write_all(text.as_bytes())?;
-        if self.flush_each {
-            self.out.flush()?;
+        if text.is_empty() {
+            return Ok(());
         }
+        let mut out = self.out.lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(closed_or)?;
+        STDOUT_MID_LINE.store(!text.ends_with('\n'), Ordering::Relaxed);
         Ok(())
     }
 
-    /// Ends the text with a newline on a terminal (so the shell prompt starts on its own line)
-    /// and flushes.
-    pub fn finish(mut self) -> Result<()> {
-        if self.flush_each {
-            self.out.write_all(b"\n")?;
+    /// Ends the text with a newline on a terminal (so the shell prompt starts on its own
+    /// line); in a pipe the text stays exactly as generated.
+    pub fn finish(self) -> Result<()> {
+        if self.terminal && STDOUT_MID_LINE.swap(false, Ordering::Relaxed) {
+            let mut out = self.out.lock();
+            out.write_all(b"\n")
+                .and_then(|()| out.flush())
+                .map_err(closed_or)?;
         }
-        self.out.flush()?;
         Ok(())
     }
 }
@@ -68,34 +77,83 @@ impl Default for TextOut {
     }
 }
 
-/// Writes one JSON value and a newline to stdout.
-pub fn json(value: &serde_json::Value) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    out.write_all(b"\n")?;
-    out.flush()?;
-    Ok(())
+/// A failed write to stdout: [`OutputClosed`] when its reader went away, else the error.
+fn closed_or(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        OutputClosed.into()
+    } else {
+        anyhow::Error::new(e).context("writing to stdout")
+    }
 }
 
-/// Ends one prompt's text in an `--each-line` batch: a newline, so outputs stay one per line
-/// (on a terminal `TextOut::finish` already wrote it).
-pub fn text_separator() -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    if !out.is_terminal() {
-        out.write_all(b"\n")?;
+/// Whether the text on stdout last ended without a newline; a stderr line written into the
+/// same file (`2>&1`, or both on one terminal) then starts on a fresh line.
+static STDOUT_MID_LINE: AtomicBool = AtomicBool::new(false);
+
+/// Whether stdout and stderr are the same file (one terminal, `2>&1`, one pipe).
+fn same_file() -> bool {
+    static SAME: OnceLock<bool> = OnceLock::new();
+    *SAME.get_or_init(|| {
+        let id = |fd: std::os::fd::BorrowedFd<'_>| {
+            let f = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+            f.metadata().ok().map(|m| (m.dev(), m.ino()))
+        };
+        let (out, err) = (id(std::io::stdout().as_fd()), id(std::io::stderr().as_fd()));
+        out.is_some() && out == err
+    })
+}
+
+/// Writes `msg` and a newline on stderr, starting on a fresh line when unfinished text on
+/// stdout would otherwise run into it.
+fn stderr_line(msg: &str) -> std::io::Result<()> {
+    let mut err = std::io::stderr().lock();
+    if STDOUT_MID_LINE.load(Ordering::Relaxed) && same_file() {
+        STDOUT_MID_LINE.store(false, Ordering::Relaxed);
+        err.write_all(b"\n")?;
     }
-    out.flush()?;
-    Ok(())
+    writeln!(err, "{msg}")
+}
+
+/// Writes one JSON value and a newline to stdout.
+pub fn json(value: &serde_json::Value) -> Result<()> {
+    // Serialised first, so that a closed pipe is an I/O error we see (serde_json's writer
+    // error would hide it).
+    let mut bytes = serde_json::to_vec(value).context("serialising the JSON output")?;
+    bytes.push(b'\n');
+    stdout_bytes(&bytes)
+}
+
+fn stdout_bytes(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(closed_or)
+}
+
+/// Ends the text of one prompt of an `--each-line` batch in text mode and separates it from
+/// the next one's: the answer ends with a newline, then an empty line follows (`last`: no
+/// empty line). An answer that failed is an empty one, so the k-th answer stays the k-th
+/// prompt's.
+pub fn answer_end(last: bool) -> Result<()> {
+    let mut sep: &[u8] = if STDOUT_MID_LINE.swap(false, Ordering::Relaxed) {
+        b"\n\n"
+    } else {
+        b"\n"
+    };
+    if last {
+        sep = &sep[..sep.len() - 1];
+    }
+    stdout_bytes(sep)
 }
 
 /// Writes plain lines to stdout.
 pub fn lines(lines: &[String]) -> Result<()> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut text = String::new();
     for l in lines {
-        writeln!(out, "{l}")?;
+        text.push_str(l);
+        text.push('\n');
     }
-    out.flush()?;
-    Ok(())
+    stdout_bytes(text.as_bytes())
 }
 
 /// `gen tokenize`: one `id<TAB>piece` line per token, or `{"ids": [...], "pieces": [...]}`.
@@ -135,34 +193,46 @@ pub fn perplexity(r: &PerplexityReport, as_json: bool) -> Result<()> {
 
 /// A diagnostic line on stderr.
 pub fn note(msg: &str) -> Result<()> {
-    writeln!(std::io::stderr().lock(), "{msg}")?;
-    Ok(())
+    stderr_line(msg).context("writing to stderr")
 }
 
-/// The one-line summary printed on stderr after a generation.
-pub fn stats_line(g: &Generation, load: Duration) -> String {
+/// How the prompt reached the model, for the stats line: ` (chat template)` when it was
+/// wrapped as a user message, nothing when sent as plain text.
+fn prompt_kind(chat: bool) -> &'static str {
+    if chat {
+        " (chat template)"
+    } else {
+        ""
+    }
+}
+
+/// The one-line summary printed on stderr after a generation (`chat`: the prompt went through
+/// the chat template).
+pub fn stats_line(g: &Generation, load: Duration, chat: bool) -> String {
     let t = &g.timings;
     format!(
-        "gen: load {:.2} s | prompt {} tok, {:.1} tok/s | generated {} tok, {:.1} tok/s | stop: {}",
+        "gen: load {:.2} s | prompt {} tok{}, {:.1} tok/s | generated {} tok{} | stop: {}",
         load.as_secs_f64(),
         t.prompt_tokens,
+        prompt_kind(chat),
         t.prefill_tok_s(),
         g.tokens.len(),
-        t.decode_tok_s(),
+        rate(t.decode_steps, t.decode_tok_s(), "tok/s"),
         g.stop.name()
     )
 }
 
 /// The stats line after a beam search.
-pub fn beam_stats_line(r: &BeamResult, load: Duration) -> String {
+pub fn beam_stats_line(r: &BeamResult, load: Duration, chat: bool) -> String {
     let t = &r.timings;
     format!(
-        "gen: load {:.2} s | prompt {} tok, {:.1} tok/s | {} beam steps, {:.1} steps/s (KV reorder {:.1} ms) | stop: {}",
+        "gen: load {:.2} s | prompt {} tok{}, {:.1} tok/s | {} beam steps{} (KV reorder {:.1} ms) | stop: {}",
         load.as_secs_f64(),
         t.prompt_tokens,
+        prompt_kind(chat),
         t.prefill_tok_s(),
         t.decode_steps,
-        t.decode_tok_s(),
+        rate(t.decode_steps, t.decode_tok_s(), "steps/s"),
         ms(r.reorder),
         if r.interrupted {
             "interrupted"
@@ -170,6 +240,16 @@ pub fn beam_stats_line(r: &BeamResult, load: Duration) -> String {
             r.hypotheses.first().map_or("none", |h| h.stop.name())
         }
     )
+}
+
+/// `, 52.9 tok/s`, or nothing when no decode step ran (the first token comes from prefill, so
+/// one generated token has no decode rate).
+fn rate(steps: usize, per_s: f64, unit: &str) -> String {
+    if steps == 0 {
+        String::new()
+    } else {
+        format!(", {per_s:.1} {unit}")
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -192,5 +272,5 @@ pub fn error(err: &anyhow::Error) {
         .collect();
     // Nowhere is left to report a failure to write the error itself (stderr closed or full);
     // the exit status still says that the run failed.
-    let _ = writeln!(std::io::stderr().lock(), "error: {}", causes.join(": "));
+    let _ = stderr_line(&format!("error: {}", causes.join(": ")));
 }

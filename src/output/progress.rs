@@ -1,10 +1,11 @@
-//! What a Hub download shows on stderr: a line when it starts and a progress bar (indicatif)
-//! per file.
+//! Progress on stderr (indicatif), drawn only on a terminal: a Hub download's line and bar per
+//! file, and the steps of a long command (`gen perplexity`'s windows, `gen convert`'s tensors).
 
 use crate::weights::hub::Reporter;
 use anyhow::Result;
 use hf_hub::api::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
 
 /// Shows Hub downloads on stderr.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,6 +43,42 @@ impl DownloadBar {
         bar.set_style(style);
         bar.set_message(label);
         Self { bar }
+    }
+}
+
+/// A bar over the steps of a long command, drawn on stderr only when it is a terminal (in a
+/// pipe or a log it shows nothing).
+pub struct StepBar {
+    bar: ProgressBar,
+}
+
+impl StepBar {
+    /// A bar of `total` steps named `label` (`perplexity`, `convert`).
+    pub fn new(label: &str, total: usize) -> Self {
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total as u64), target);
+        let style =
+            ProgressStyle::with_template("gen: {prefix} [{wide_bar}] {pos}/{len} {msg} eta {eta}")
+                .map(|s| s.progress_chars("=> "))
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(label.to_string());
+        Self { bar }
+    }
+
+    /// One more step done; `msg` follows the count (e.g. the running perplexity).
+    pub fn step(&self, msg: String) {
+        self.bar.set_message(msg);
+        self.bar.inc(1);
+    }
+
+    /// Removes the bar, so that the next line is printed where it was.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 

@@ -23,9 +23,11 @@ fn shown(text: &str, max: usize) -> String {
 pub fn explain_table(step: usize, tr: &StepTrace, piece: Piece) -> Result<Vec<String>> {
     const TOKEN_W: usize = 16;
     let widths: Vec<usize> = tr.stages.iter().map(|s| s.chars().count().max(8)).collect();
+    let coin = tr
+        .coin
+        .map_or_else(String::new, |c| format!(" · coin {c:.4}"));
     let mut lines = vec![format!(
-        "step {step} · coin {:.4} · picked {} (id {})",
-        tr.coin,
+        "step {step}{coin} · picked {} (id {})",
         shown(&piece(tr.chosen)?, 24),
         tr.chosen
     )];

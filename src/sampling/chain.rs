@@ -54,8 +54,9 @@ impl fmt::Debug for SamplerChain {
 /// What each stage did to one step's most likely candidates (`--explain`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepTrace {
-    /// The step's uniform number.
-    pub coin: f64,
+    /// The step's uniform number, when the final pick used it (`None` for greedy, which draws
+    /// one too, to keep the RNG in step, but never looks at it).
+    pub coin: Option<f64>,
     /// The token the chain picked.
     pub chosen: u32,
     /// Column names: `model` (the raw softmax), then each stage except the final pick.
@@ -140,9 +141,11 @@ impl SamplerChain {
         let mut columns = vec![snapshot(&mut c)?];
         let mut names = vec!["model".to_string()];
         let mut kept = vec![c.len()];
+        let mut used_coin = true;
         for stage in &mut self.stages {
             stage.apply(&mut c, &ctx)?;
             if c.selected().is_some() {
+                used_coin = stage.name() != Greedy.name();
                 break;
             }
             columns.push(snapshot(&mut c)?);
@@ -169,7 +172,7 @@ impl SamplerChain {
         Ok((
             chosen,
             StepTrace {
-                coin,
+                coin: used_coin.then_some(coin),
                 chosen,
                 stages: names,
                 kept,
@@ -311,7 +314,7 @@ pub fn build_chain(cfg: &SamplingConfig, vocab_size: usize) -> Result<BuiltChain
     } else {
         stages.push(Box::new(Dist));
     }
-    let seed = cfg.seed.unwrap_or_else(rand::random::<u64>);
+    let seed = cfg.seed.unwrap_or_else(crate::sampling::random_seed);
     Ok(BuiltChain {
         chain: SamplerChain::new(stages, seed),
         noops,

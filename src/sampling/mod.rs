@@ -37,6 +37,13 @@ use anyhow::Result;
 /// tokens on every machine (rand's `StdRng` may change algorithm between releases).
 pub type SamplerRng = rand_chacha::ChaCha8Rng;
 
+/// A seed for a run that was not given one: 32 bits, as llama.cpp draws its default seed, so
+/// that it survives every JSON reader (jq and JavaScript read numbers as doubles, exact only
+/// below 2^53) and is short to type back with `--seed`. Any u64 given explicitly is accepted.
+pub fn random_seed() -> u64 {
+    u64::from(rand::random::<u32>())
+}
+
 /// What a sampler may look at besides the candidates.
 #[derive(Debug, Clone, Copy)]
 pub struct StepContext<'a> {

@@ -60,6 +60,9 @@ pub struct Tokenizer {
     add_eos: bool,
     vocab_size: usize,
     eog_ids: Vec<u32>,
+    /// Ids of the control tokens (special added tokens: `<|im_start|>`, `<|im_end|>`, ...),
+    /// sorted; generated text leaves them out unless asked to show them.
+    control_ids: Vec<u32>,
     chat_template: Option<String>,
 }
 
@@ -275,6 +278,13 @@ impl Tokenizer {
                 }
             }
         }
+        let mut control_ids: Vec<u32> = inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| id)
+            .collect();
+        control_ids.sort_unstable();
         Ok(Self {
             inner,
             bos_id,
@@ -283,6 +293,7 @@ impl Tokenizer {
             add_eos,
             vocab_size,
             eog_ids,
+            control_ids,
             chat_template,
         })
     }
@@ -309,6 +320,25 @@ impl Tokenizer {
         self.inner
             .decode(ids, false)
             .map_err(|e| anyhow!("decoding {} token ids: {e}", ids.len()))
+    }
+
+    /// Whether `id` is a control token (a special added token such as `<|im_end|>`).
+    pub fn is_control(&self, id: u32) -> bool {
+        self.control_ids.binary_search(&id).is_ok()
+    }
+
+    /// The text of generated ids: as [`Tokenizer::decode`], leaving control tokens out unless
+    /// `special` (llama.cpp prints them only with `--special`).
+    pub fn decode_text(&self, ids: &[u32], special: bool) -> Result<String> {
+        if special {
+            return self.decode(ids);
+        }
+        let kept: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|&id| !self.is_control(id))
+            .collect();
+        self.decode(&kept)
     }
 
     /// Starts a streaming decode (see [`TokenStream`]).

@@ -68,7 +68,7 @@ fn prompt_sources_combine() {
         tok("hello there\ntt hi")
     );
     // Empty stdin and no argument: an error, not a wait.
-    fails_with(&["-m", m], 1, &["no prompt"]);
+    fails_with(&["-m", m], 2, &["no prompt"]);
     fails_with(&["-m", m, "a", "-p", "b"], 2, &["give the prompt once"]);
 }
 
@@ -174,18 +174,19 @@ fn each_line_runs_every_prompt_in_order() {
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
+    // Text mode: each answer ends with a newline and an empty line separates answers.
     assert_eq!(
         text,
         format!(
-            "{}\n{}\n",
+            "{}\n\n{}\n",
             arr[0]["text"].as_str().unwrap(),
             arr[1]["text"].as_str().unwrap()
         )
     );
     fails_with(
         &["-m", m, "--each-line", "-f", "/dev/null"],
-        1,
+        2,
         &["no prompt"],
     );
-    fails_with(&["-m", m, "--each-line"], 1, &["no prompt"]);
+    fails_with(&["-m", m, "--each-line"], 2, &["no prompt"]);
 }

@@ -12,3 +12,4 @@ mod sampling;
 mod snapshots;
 mod stop;
 mod tiny;
+mod usage;

@@ -255,7 +255,8 @@ fn perplexity_matches_llama_cpp() {
     );
     for r in golden["results"].as_array().unwrap() {
         let ctx = r["context"].as_u64().unwrap() as usize;
-        let ours = gen::engine::perplexity::perplexity(&m.model, &tokens, ctx).unwrap();
+        let ours =
+            gen::engine::perplexity::perplexity(&m.model, &tokens, ctx, &mut |_, _, _| {}).unwrap();
         let theirs = r["ppl"].as_f64().unwrap();
         let rel = (ours.ppl() - theirs).abs() / theirs;
         eprintln!(

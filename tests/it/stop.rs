@@ -40,7 +40,11 @@ fn stop_strings_cut_hold_back_and_release() {
             .map(|t| t.as_u64().unwrap() as u32)
             .collect();
         // A stop string made of the last character of one token and the first of the next.
-        let pieces: Vec<String> = ids.iter().map(|&i| tok.decode(&[i]).unwrap()).collect();
+        // (As the text shows them: control tokens are not part of it.)
+        let pieces: Vec<String> = ids
+            .iter()
+            .map(|&i| tok.decode_text(&[i], false).unwrap())
+            .collect();
         let clean = |p: &String| !p.is_empty() && !p.contains('\u{FFFD}');
         let i = (4..pieces.len() - 1)
             .find(|&i| clean(&pieces[i]) && clean(&pieces[i + 1]))

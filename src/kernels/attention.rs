@@ -18,7 +18,7 @@
 //! general path (batched matmuls, a softmax op) also costs a dozen small ops per layer.
 
 use super::vexp::exp8;
-use super::Elem;
+use super::{simd, Elem};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Storage, Tensor};
 use half::f16;
@@ -29,7 +29,9 @@ const PARALLEL_MIN_WORK: usize = 1 << 17;
 /// `x` as the product sees it: rounded through f16 when the other side is f16.
 fn operand<T: Elem>(x: &[f32]) -> std::borrow::Cow<'_, [f32]> {
     if T::IS_F16 {
-        x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
+        let mut r = x.to_vec();
+        simd::round_through_f16(&mut r);
+        r.into()
     } else {
         x.into()
     }
@@ -142,9 +144,7 @@ fn attention_of<T: Elem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Resu
         let q = operand::<T>(qv.row(bi, h, i, hd));
         let mut probs = softmax_scores(&q, |j| kv.row(bi, g, j, hd), seen, scale, scores);
         if T::IS_F16 {
-            probs
-                .iter_mut()
-                .for_each(|p| *p = f16::from_f32(*p).to_f32());
+            simd::round_through_f16(&mut probs);
         }
         weighted_sum(&probs, |j| vv.row(bi, g, j, hd), values, y);
     };
@@ -280,9 +280,9 @@ fn decode<T: Elem>(
         let inv = (1.0 / sum) as f32;
         for p in &mut row[..len] {
             *p *= inv;
-            if T::IS_F16 {
-                *p = f16::from_f32(*p).to_f32();
-            }
+        }
+        if T::IS_F16 {
+            simd::round_through_f16(&mut row[..len]);
         }
     });
     // 3. lanes[(bi, g)][quarter][r][lane][d].
@@ -876,7 +876,7 @@ mod tests {
                 let mut p =
                     softmax_scores(&q, |j| kv.row(bi, g, j, hd), len, scale, Reduce::VecDot);
                 if T::IS_F16 {
-                    p.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
+                    simd::round_through_f16(&mut p);
                 }
                 weighted_sum(&p, |j| vv.row(bi, g, j, hd), Reduce::VecDot, y);
             }

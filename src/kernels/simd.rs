@@ -41,7 +41,8 @@ pub enum ByteDot {
     AvxVnni,
 }
 
-/// The best [`ByteDot`] this CPU has, or `None` without AVX2 and FMA. Setting `GEN_NO_VNNI`
+/// The best [`ByteDot`] this CPU has, or `None` without AVX2, FMA and F16C (the quantized
+/// kernels convert the blocks' f16 scales with it). Setting `GEN_NO_VNNI`
 /// in the environment picks [`ByteDot::Madd`] (to compare the two in a benchmark; the results
 /// are the same). Detected once per process.
 pub fn byte_dot() -> Option<ByteDot> {
@@ -52,7 +53,7 @@ pub fn byte_dot() -> Option<ByteDot> {
 fn detect_byte_dot() -> Option<ByteDot> {
     #[cfg(target_arch = "x86_64")]
     {
-        if !avx2_fma() {
+        if !avx2_fma_f16c() {
             return None;
         }
         if std::env::var_os("GEN_NO_VNNI").is_some() {
@@ -70,6 +71,73 @@ fn detect_byte_dot() -> Option<ByteDot> {
     #[cfg(not(target_arch = "x86_64"))]
     {
         None
+    }
+}
+
+/// An f16 (its bits) as f32, with F16C. `half`'s conversion checks the CPU on every call
+/// unless the whole build enables F16C, so a kernel compiled with its own features (the
+/// portable build) converts with this instead, inlined.
+///
+/// # Safety
+/// The CPU has F16C; the caller is compiled with it.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn f16_bits_to_f32(bits: u16) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: this function's `# Safety` contract, which the caller upholds.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits)))) }
+}
+
+/// `x` rounded to the nearest f16 (ties to even, as `half::f16::from_f32`) and back, with F16C.
+///
+/// # Safety
+/// As [`f16_bits_to_f32`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn round_to_f16(x: f32) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(
+            _mm_set_ss(x),
+        )))
+    }
+}
+
+/// Rounds every value of `x` through f16 (as `half::f16::from_f32(v).to_f32()`), eight at a
+/// time with F16C where the CPU has it.
+pub fn round_through_f16(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2_fma_f16c() {
+            // SAFETY: the CPU has AVX2 and F16C (checked above).
+            unsafe { round_through_f16_f16c(x) };
+            return;
+        }
+    }
+    for v in x {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
+}
+
+/// # Safety
+/// The CPU has AVX2 and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn round_through_f16_f16c(x: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: `c` holds eight values; the CPU has AVX2 and F16C.
+        unsafe {
+            let v = _mm256_loadu_ps(c.as_ptr());
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+    }
+    for v in chunks.into_remainder() {
+        // SAFETY: the CPU has F16C.
+        *v = unsafe { round_to_f16(*v) };
     }
 }
 

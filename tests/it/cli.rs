@@ -33,6 +33,19 @@ pub fn gen_json(args: &[&str]) -> serde_json::Value {
     json_of(&out.stdout)
 }
 
+/// All of a child's piped stderr.
+pub fn stderr_of(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
 pub fn json_of(out: &[u8]) -> serde_json::Value {
     serde_json::from_slice(out)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(out)))
@@ -372,7 +385,6 @@ fn bad_input_gets_clear_errors() {
 
 #[test]
 fn closed_pipe_exits_quietly() {
-    use std::io::Read;
     use std::process::{Command as Std, Stdio};
     let tmp = tempfile::tempdir().unwrap();
     let path = tiny_gguf(tmp.path());
@@ -394,13 +406,7 @@ fn closed_pipe_exits_quietly() {
     // The reader goes away before gen writes anything, so every write meets a closed pipe.
     drop(child.stdout.take());
     let status = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert!(err.is_empty(), "a closed pipe must end quietly: {err}");
 }

@@ -219,6 +219,43 @@ fn terminal_view_columns_and_colour() {
     );
 }
 
+/// In columns narrow enough that some metric lines wrap and others do not, every column's
+/// rule sits on the same line, so the texts start side by side.
+#[test]
+fn terminal_columns_stay_in_line_when_metrics_wrap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tiny_gguf(tmp.path());
+    let bin = assert_cmd::cargo::cargo_bin("gen");
+    let cmd = format!(
+        "stty cols 100 rows 60; {} -m {} -p hello -n 40 --ignore-eos --seed 1 -q --compare greedy temperature=1 beams=2",
+        bin.display(),
+        m.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("GEN_MODEL")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("util-linux `script` runs gen under a pseudo-terminal");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let rules: Vec<&str> = text.lines().filter(|l| l.contains('─')).collect();
+    assert_eq!(rules.len(), 1, "{text}");
+    let runs = rules[0]
+        .split_whitespace()
+        .filter(|w| w.starts_with('─'))
+        .count();
+    assert_eq!(runs, 3, "{text}");
+    // One column's metric lines wrapped onto more lines than the others' (greedy's longest
+    // repeat here), else the test would show nothing.
+    let heights: Vec<usize> = text
+        .lines()
+        .take_while(|l| !l.contains('─'))
+        .map(|l| l.split("   ").filter(|c| !c.trim().is_empty()).count())
+        .collect();
+    assert!(heights.iter().any(|&n| n < 3), "{text}");
+}
+
 /// On the real model, where strategies end at different steps (at their first full stop) and
 /// leave the batch, down to the last one running alone: the batched report equals the
 /// sequential one token for token.

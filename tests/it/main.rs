@@ -7,6 +7,7 @@ mod compare;
 mod crosscheck;
 mod input;
 mod model;
+mod readme;
 mod real;
 mod sampling;
 mod snapshots;

@@ -4,7 +4,7 @@
 //! newline rule, the stats line under `2>&1`, `gen convert` that will not overwrite, `gen
 //! tokenize` without the weights, control tokens, and greedy `--explain` without a coin.
 
-use crate::cli::{fails_with, gen, gen_json, json_of, tiny_gguf};
+use crate::cli::{fails_with, gen, gen_json, json_of, stderr_of, tiny_gguf};
 use crate::real::real_gguf;
 use crate::tiny::{random_weights, write_safetensors_dir, TinySpec};
 use std::io::Read;
@@ -20,17 +20,6 @@ fn spawn_real(args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn stderr_of(child: &mut Child) -> String {
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    err
 }
 
 /// The number after `generated ` in a stats line.
@@ -245,37 +234,12 @@ fn compare_list_ends_at_the_prompt() {
     let tmp = tempfile::tempdir().unwrap();
     let m = tiny_gguf(tmp.path());
     let m = m.to_str().unwrap();
-    let before = gen_json(&[
-        "-m",
-        m,
-        "--raw",
-        "-n",
-        "3",
-        "--format",
-        "json",
-        "--seed",
-        "1",
-        "--compare",
-        "greedy",
-        "top_k=5",
-        "Once upon a time",
-    ]);
-    let after = gen_json(&[
-        "-m",
-        m,
-        "--raw",
-        "-n",
-        "3",
-        "--format",
-        "json",
-        "--seed",
-        "1",
-        "-p",
-        "Once upon a time",
-        "--compare",
-        "greedy",
-        "top_k=5",
-    ]);
+    let base = [
+        "-m", m, "--raw", "-n", "3", "--format", "json", "--seed", "1",
+    ];
+    let strategies = ["--compare", "greedy", "top_k=5"];
+    let before = gen_json(&[&base[..], &strategies, &["Once upon a time"]].concat());
+    let after = gen_json(&[&base[..], &["-p", "Once upon a time"], &strategies].concat());
     assert_eq!(before["strategies"].as_array().unwrap().len(), 2);
     assert_eq!(before["prompt_tokens"], after["prompt_tokens"]);
     let tokens = |v: &serde_json::Value| -> Vec<serde_json::Value> {

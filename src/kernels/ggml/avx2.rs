@@ -1,9 +1,19 @@
 //! The AVX2 kernels of the ggml products (with AVX512-VNNI / AVX-VNNI byte dots where the CPU
 //! has them), chosen at run time by the caller.
 
-use super::{f16_at, Kind, Out, Q8Block, Tile, QK};
-use crate::kernels::simd::{hsum, ByteDot, PREFETCH_BYTES};
+use super::{Kind, Out, Q8Block, Tile, QK};
+use crate::kernels::simd::{f16_bits_to_f32, hsum, round_to_f16, ByteDot, PREFETCH_BYTES};
 use std::arch::x86_64::*;
+
+/// The f16 at byte `i` of a block, as f32 (F16C, inlined: see [`f16_bits_to_f32`]).
+///
+/// # Safety
+/// The CPU has F16C; the caller is compiled with it.
+#[inline(always)]
+unsafe fn f16_at_f16c(b: &[u8], i: usize) -> f32 {
+    // SAFETY: this function's `# Safety` contract, which the caller upholds.
+    unsafe { f16_bits_to_f32(u16::from_le_bytes([b[i], b[i + 1]])) }
+}
 
 /// How [`mul_sum_us8`] sums byte products (a [`ByteDot`] as a const parameter, so that
 /// each kernel is compiled once per instruction choice).
@@ -57,7 +67,7 @@ pub unsafe fn fill_task(
 ///
 /// # Safety
 /// As [`fill_task`], for AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn fill_madd(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
     // SAFETY: as `fill_task`.
     unsafe { fill_with::<MADD>(k, w, rb, g, o, f) }
@@ -67,7 +77,7 @@ unsafe fn fill_madd(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f
 ///
 /// # Safety
 /// As [`fill_task`], for AVX2, FMA, AVX512-VNNI and AVX512VL.
-#[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 unsafe fn fill_avx512_vnni(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
     // SAFETY: as `fill_task`.
     unsafe { fill_with::<AVX512_VNNI>(k, w, rb, g, o, f) }
@@ -77,7 +87,7 @@ unsafe fn fill_avx512_vnni(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o:
 ///
 /// # Safety
 /// As [`fill_task`], for AVX2, FMA and AVX-VNNI.
-#[target_feature(enable = "avx2,fma,avxvnni")]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 unsafe fn fill_avx_vnni(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
     // SAFETY: as `fill_task`.
     unsafe { fill_with::<AVX_VNNI>(k, w, rb, g, o, f) }
@@ -105,9 +115,46 @@ unsafe fn fill_with<const D: u8>(
             groups,
             out,
             first,
-            |ws, a, out| dot_tile::<D>(kind, ws, a, out),
+            // A closure has no target features of its own, so the intrinsics of a kernel
+            // inlined into it would become calls unless the whole build enables AVX2: the
+            // closure calls a kernel entry compiled with `D`'s features instead.
+            |ws, a, out| match D {
+                AVX512_VNNI => tile_avx512_vnni(kind, ws, a, out),
+                AVX_VNNI => tile_avx_vnni(kind, ws, a, out),
+                _ => tile_madd(kind, ws, a, out),
+            },
         )
     };
+}
+
+/// [`dot_tile`] with `maddubs` + `madd` byte dots.
+///
+/// # Safety
+/// As [`dot_tile`], for AVX2 and FMA.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_madd(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
+    // SAFETY: as `dot_tile`.
+    unsafe { dot_tile::<MADD>(kind, ws, a, out) }
+}
+
+/// [`dot_tile`] with AVX512-VNNI's `dpbusd` on 256-bit vectors.
+///
+/// # Safety
+/// As [`dot_tile`], for AVX2, FMA, AVX512-VNNI and AVX512VL.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+unsafe fn tile_avx512_vnni(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
+    // SAFETY: as `dot_tile`.
+    unsafe { dot_tile::<AVX512_VNNI>(kind, ws, a, out) }
+}
+
+/// [`dot_tile`] with AVX-VNNI's `dpbusd`.
+///
+/// # Safety
+/// As [`dot_tile`], for AVX2, FMA and AVX-VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn tile_avx_vnni(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
+    // SAFETY: as `dot_tile`.
+    unsafe { dot_tile::<AVX_VNNI>(kind, ws, a, out) }
 }
 
 /// [`super::quantize_block`] eight lanes at a time, as ggml's AVX2 `quantize_row_q8_1`:
@@ -115,7 +162,7 @@ unsafe fn fill_with<const D: u8>(
 ///
 /// # Safety
 /// The CPU has AVX2. (Reads stay inside `x`: whole blocks of 32 from `chunks_exact`.)
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 pub unsafe fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
     // SAFETY: this function's `# Safety` contract, which the caller upholds.
     unsafe {
@@ -145,7 +192,7 @@ pub unsafe fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
             let q8 = _mm256_packs_epi16(q16a, q16b);
             let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256(o.qs.as_mut_ptr() as *mut __m256i, q8);
-            o.d = half::f16::from_f32(d).to_f32();
+            o.d = round_to_f16(d);
             o.s = match kind {
                 Kind::Q4_1 => {
                     let s = _mm256_add_epi32(
@@ -156,7 +203,7 @@ pub unsafe fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
                         _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
                     let s4 = _mm_hadd_epi32(s4, s4);
                     let s4 = _mm_hadd_epi32(s4, s4);
-                    half::f16::from_f32(d * _mm_cvtsi128_si32(s4) as f32).to_f32()
+                    round_to_f16(d * _mm_cvtsi128_si32(s4) as f32)
                 }
                 Kind::Q8_0 => 0.0,
             };
@@ -221,7 +268,7 @@ unsafe fn q4_1<const D: u8, const W: usize, const R: usize>(
             for i in 0..W {
                 let blk = ws[i].get_unchecked(b * 20..b * 20 + 20);
                 _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
-                let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
+                let (d, m) = (f16_at_f16c(blk, 0), f16_at_f16c(blk, 2));
                 summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_set1_ps(m), sy));
                 let raw = _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i);
                 // Low nibbles are elements 0..16, high nibbles 16..32.
@@ -272,7 +319,7 @@ unsafe fn q8_0<const D: u8, const W: usize, const R: usize>(
             for i in 0..W {
                 let blk = ws[i].get_unchecked(b * 34..b * 34 + 34);
                 _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
-                let d = f16_at(blk, 0);
+                let d = f16_at_f16c(blk, 0);
                 let qx = _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i);
                 let ax = _mm256_sign_epi8(qx, qx);
                 let dv = _mm256_set1_ps(d);

@@ -256,8 +256,8 @@ impl GgmlMatrix {
 fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::kernels::simd::avx2_fma() {
-            // SAFETY: the CPU supports AVX2 (checked just above, with FMA).
+        if crate::kernels::simd::avx2_fma_f16c() {
+            // SAFETY: the CPU supports AVX2 and F16C (checked just above).
             unsafe { avx2::quantize_into(x, kind, out) };
             return;
         }

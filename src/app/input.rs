@@ -150,6 +150,9 @@ impl Overrides {
             Some(StopList::Many(v)) => g.stop = v.clone(),
             None => {}
         }
+        if g.stop.iter().any(String::is_empty) {
+            anyhow::bail!("\"stop\": a stop string must not be empty (it would match at once)");
+        }
         if let Some(v) = &self.system {
             g.system = Some(v.clone());
         }

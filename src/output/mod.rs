@@ -33,16 +33,15 @@ pub type Decode<'a> = &'a dyn Fn(&[u32]) -> Result<String>;
 /// pipe's reader sees every token as it comes, as llama.cpp and `llm` do). A write that fails
 /// because the reader went away returns [`OutputClosed`], which ends generation.
 pub struct TextOut {
-    out: std::io::Stdout,
     terminal: bool,
 }
 
 impl TextOut {
     /// Wraps stdout, checking once whether it is a terminal.
     pub fn new() -> Self {
-        let out = std::io::stdout();
-        let terminal = out.is_terminal();
-        Self { out, terminal }
+        Self {
+            terminal: std::io::stdout().is_terminal(),
+        }
     }
 
     /// Writes one piece of text.
@@ -50,10 +49,7 @@ impl TextOut {
         if text.is_empty() {
             return Ok(());
         }
-        let mut out = self.out.lock();
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(closed_or)?;
+        stdout_bytes(text.as_bytes())?;
         STDOUT_MID_LINE.store(!text.ends_with('\n'), Ordering::Relaxed);
         Ok(())
     }
@@ -62,10 +58,7 @@ impl TextOut {
     /// line); in a pipe the text stays exactly as generated.
     pub fn finish(self) -> Result<()> {
         if self.terminal && STDOUT_MID_LINE.swap(false, Ordering::Relaxed) {
-            let mut out = self.out.lock();
-            out.write_all(b"\n")
-                .and_then(|()| out.flush())
-                .map_err(closed_or)?;
+            stdout_bytes(b"\n")?;
         }
         Ok(())
     }
@@ -123,6 +116,7 @@ pub fn json(value: &serde_json::Value) -> Result<()> {
     stdout_bytes(&bytes)
 }
 
+/// Writes and flushes `bytes` on stdout ([`OutputClosed`] when the reader went away).
 fn stdout_bytes(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)

@@ -203,6 +203,14 @@ fn flags_llama_cpp_users_know() {
     fails_with(&["-m", m, "-p", "x", "-n", "-2"], 2, &["-1 for no limit"]);
     fails_with(&["-m", m, "-p", "x", "--stop", ""], 2, &["--stop", "empty"]);
     fails_with(&["-m", m, "-p", "x", "--compare", ""], 2, &["--compare"]);
+    // The same for a stop string given in an --each-line object.
+    let out = gen()
+        .args(["-m", m, "--each-line", "-n", "2", "--format", "jsonl"])
+        .write_stdin("{\"prompt\": \"x\", \"stop\": \"\"}\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop string must not be empty"));
 
     let text_file = tmp.path().join("t.txt");
     std::fs::write(

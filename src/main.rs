@@ -16,7 +16,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if gen::app::is_broken_pipe(&e) => ExitCode::SUCCESS,
         // Ctrl-C: what was generated is already flushed and the stats printed.
-        Err(e) if e.is::<gen::app::Interrupted>() => ExitCode::from(130),
+        Err(e) if e.is::<gen::app::Interrupted>() => {
+            ExitCode::from(if gen::app::terminated() { 143 } else { 130 })
+        }
         Err(e) if gen::app::is_usage_error(&e) => {
             gen::output::error(&e);
             ExitCode::from(2)

@@ -62,6 +62,7 @@ pub fn load_tokenizer(model: Option<&str>) -> Result<Tokenizer> {
 /// A folder's tokenizer.json, which must be there.
 fn hf_tokenizer(dir: &Path) -> Result<Tokenizer> {
     let tok_path = dir.join("tokenizer.json");
+    crate::weights::source::check_regular_file(&tok_path)?;
     if !tok_path.exists() {
         bail!(
             "{} is missing: a safetensors model folder needs its tokenizer.json",

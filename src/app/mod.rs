@@ -9,10 +9,14 @@ pub mod input;
 pub mod load;
 pub mod perplexity;
 pub mod session;
+mod signals;
 pub mod tokenize;
 
+use signals::interrupt_on_ctrl_c;
+pub use signals::terminated;
+
 use crate::config::{Command, Config};
-use crate::engine::{Interrupt, OutputClosed};
+use crate::engine::OutputClosed;
 use crate::kernels::pool;
 use anyhow::{Context, Result};
 
@@ -80,18 +84,4 @@ pub fn set_threads(n: usize) -> Result<()> {
         .num_threads(n)
         .build_global()
         .context("setting the number of threads (the thread pool was already started)")
-}
-
-/// Installs the Ctrl-C handler: the first Ctrl-C sets the returned flag (decoding then stops
-/// after the current token or beam step and the output is flushed); a second exits at once.
-fn interrupt_on_ctrl_c() -> Option<Interrupt> {
-    let flag = Interrupt::new();
-    let f = flag.clone();
-    ctrlc::set_handler(move || {
-        if f.set() {
-            std::process::exit(130);
-        }
-    })
-    .ok()?;
-    Some(flag)
 }

@@ -29,8 +29,10 @@ pub(super) fn finite(s: &str) -> Result<f32, String> {
 
 pub(super) fn non_negative(s: &str) -> Result<f32, String> {
     let v = finite(s)?;
-    if v >= 0.0 {
+    if v == 0.0 || (v > 0.0 && (1.0 / v).is_finite()) {
         Ok(v)
+    } else if v > 0.0 {
+        Err("is too small: its inverse overflows (0 = greedy)".into())
     } else {
         Err("must be ≥ 0 (0 = greedy)".into())
     }
@@ -38,8 +40,10 @@ pub(super) fn non_negative(s: &str) -> Result<f32, String> {
 
 pub(super) fn positive(s: &str) -> Result<f32, String> {
     let v = finite(s)?;
-    if v > 0.0 {
+    if v > 0.0 && (1.0 / v).is_finite() {
         Ok(v)
+    } else if v > 0.0 {
+        Err("is too small: its inverse overflows (1 = off)".into())
     } else {
         Err("must be > 0 (1 = off)".into())
     }

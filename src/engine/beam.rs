@@ -289,6 +289,11 @@ fn score_candidates(
     keep: usize,
 ) -> Result<Vec<Cand>> {
     let needed = processors.history_needed();
+    // The model's own numbers, before any processor: NaN there is a broken model (or
+    // weights), not a ban, and must not be reported as one.
+    if let Some(b) = rows.iter().position(|r| r.iter().any(|x| x.is_nan())) {
+        bail!("the model's logits for beam {b} are NaN: the weights are corrupt or overflowed");
+    }
     let mut per_row: Vec<(&mut Vec<f32>, Vec<Cand>)> =
         rows.iter_mut().map(|r| (r, Vec::new())).collect();
     crate::kernels::pool::for_each_chunk_mut(&mut per_row, 1, &|b, row| {

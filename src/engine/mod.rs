@@ -46,6 +46,13 @@ impl Interrupt {
     }
 }
 
+impl From<Arc<AtomicBool>> for Interrupt {
+    /// A flag shared with whoever else holds `flag` (a signal handler).
+    fn from(flag: Arc<AtomicBool>) -> Self {
+        Self(flag)
+    }
+}
+
 /// What every decoding strategy is told besides its own settings.
 #[derive(Debug, Clone, Default)]
 pub struct DecodeParams {

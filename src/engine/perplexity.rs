@@ -63,6 +63,14 @@ pub fn perplexity(
         let targets: Vec<u32> = window[first + 1..].to_vec();
         let targets = Tensor::new(targets.as_slice(), model.device())?.unsqueeze(1)?;
         let picked: Vec<f32> = logp.gather(&targets, 1)?.squeeze(1)?.to_vec1()?;
+        if let Some(i) = picked.iter().position(|x| !x.is_finite()) {
+            bail!(
+                "the log-probability of token {} in window {} is {} (NaN or infinite logits): the weights are corrupt or overflowed",
+                first + 1 + i,
+                w + 1,
+                picked[i]
+            );
+        }
         total_nll -= picked.iter().map(|&x| x as f64).sum::<f64>();
         scored += picked.len();
         let ppl = (total_nll / scored as f64).exp();

@@ -108,6 +108,7 @@ impl LlamaConfig {
     /// added to the config's).
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
+        crate::weights::source::check_regular_file(&path)?;
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "reading {}: a safetensors model folder needs its config.json",
@@ -121,6 +122,7 @@ impl LlamaConfig {
             .with_context(|| format!("in {}", path.display()))?;
         let gen_path = dir.join("generation_config.json");
         if gen_path.exists() {
+            crate::weights::source::check_regular_file(&gen_path)?;
             let text = std::fs::read_to_string(&gen_path)
                 .with_context(|| format!("reading {}", gen_path.display()))?;
             let gen: HfGenerationConfig = serde_json::from_str(&text)
@@ -186,7 +188,9 @@ impl LlamaConfig {
             .context("GGUF tensor `token_embd.weight` is missing")?;
         let vocab_size = match md.get("llama.vocab_size") {
             Some(_) => get_usize("llama.vocab_size")?,
-            None => token_embd.shape.dims()[0],
+            None => token_embd.shape.dims().first().copied().context(
+                "GGUF tensor `token_embd.weight` has no dimensions (and there is no `llama.vocab_size`)",
+            )?,
         };
         let opt_u32 = |key: &str| {
             md.get(key)

@@ -163,10 +163,16 @@ impl Block {
     }
 }
 
-/// Rotary tables for every position of the context.
+/// Rotary embeddings: the per-pair frequencies, from which each forward call computes the
+/// angles of its own positions (a table for the model's whole context would be allocated
+/// whatever `--ctx-size` says, and a hostile `context_length` would exhaust memory).
 struct Rope {
-    cos: Tensor, // (max_position_embeddings, head_dim / 2)
-    sin: Tensor, // (max_position_embeddings, head_dim / 2)
+    /// transformers' `inv_freq` (llama3 scaling applied), for the half-split layout.
+    inv_freq: Vec<f32>,
+    /// ggml's `base^(-2/d)`, for the interleaved layout.
+    theta_scale: f32,
+    /// GGUF `rope_freqs.weight` (llama3 scaling baked into the file), interleaved layout.
+    freq_factors: Option<Vec<f32>>,
     layout: RopeLayout,
 }
 
@@ -224,7 +230,7 @@ impl Llama {
         } else {
             None
         };
-        let rope = Rope::new(&cfg, freq_factors.as_deref(), device)?;
+        let rope = Rope::new(&cfg, freq_factors.as_deref())?;
         // Each format's home default: llama.cpp caches f16, transformers the model's dtype
         // (f32 here). The CPU attention reads f16 directly; other devices keep f32.
         let cache_dtype = if weights.gguf_content().is_some() && device.is_cpu() {
@@ -317,8 +323,7 @@ impl Llama {
             );
         }
         let mut x = self.embed_tokens.embedding(tokens)?; // (b, s, hidden)
-        let cos = self.rope.cos.narrow(0, pos, s)?;
-        let sin = self.rope.sin.narrow(0, pos, s)?;
+        let (cos, sin) = self.rope.angles(pos, s, &self.device)?;
         // The CPU attention applies the causal limit itself.
         let mask = if s > 1 && !self.device.is_cpu() {
             Some(causal_mask(s, pos, &self.device)?)
@@ -405,7 +410,7 @@ impl Llama {
 }
 
 impl Rope {
-    fn new(cfg: &LlamaConfig, freq_factors: Option<&[f32]>, device: &Device) -> Result<Self> {
+    fn new(cfg: &LlamaConfig, freq_factors: Option<&[f32]>) -> Result<Self> {
         let half = cfg.head_dim / 2;
         let mut inv_freq: Vec<f32> = (0..half)
             .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f32 / cfg.head_dim as f32))
@@ -426,45 +431,51 @@ impl Rope {
                 }
             }
         }
-        let n = cfg.max_position_embeddings;
-        let (cos, sin) = match cfg.rope_layout {
+        Ok(Self {
+            inv_freq,
+            theta_scale: cfg.rope_theta.powf(-2.0 / cfg.head_dim as f32),
+            freq_factors: freq_factors.map(<[f32]>::to_vec),
+            layout: cfg.rope_layout,
+        })
+    }
+
+    /// The cos and sin tables `(s, head_dim / 2)` of positions `pos..pos + s`, each row
+    /// computed as for a table of every position.
+    fn angles(&self, pos: usize, s: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let end = u32::try_from(pos + s).context("rope: position beyond u32")?;
+        Ok(match self.layout {
             // transformers: inv_freq in f32, angles = position * inv_freq, then cos/sin.
             RopeLayout::HalfSplit => {
-                let inv = Tensor::from_vec(inv_freq, (1, half), device)?;
-                let t = Tensor::arange(0u32, n as u32, device)?
+                let inv = Tensor::from_slice(&self.inv_freq, (1, half), device)?;
+                let t = Tensor::arange(pos as u32, end, device)?
                     .to_dtype(DType::F32)?
-                    .reshape((n, 1))?;
-                let freqs = t.broadcast_mul(&inv)?; // (n, half)
+                    .reshape((s, 1))?;
+                let freqs = t.broadcast_mul(&inv)?; // (s, half)
                 (freqs.cos()?, freqs.sin()?)
             }
             // ggml (`rope_yarn` with no extrapolation): theta starts at the position and is
             // multiplied by base^(-2/d) per pair, so angles round exactly as llama.cpp's do.
             RopeLayout::Interleaved => {
-                let theta_scale = cfg.rope_theta.powf(-2.0 / cfg.head_dim as f32);
-                let mut cos = Vec::with_capacity(n * half);
-                let mut sin = Vec::with_capacity(n * half);
-                for p in 0..n {
+                let mut cos = Vec::with_capacity(s * half);
+                let mut sin = Vec::with_capacity(s * half);
+                for p in pos..pos + s {
                     let mut theta = p as f32;
                     for i in 0..half {
-                        let t = match freq_factors {
+                        let t = match &self.freq_factors {
                             Some(f) => theta / f[i],
                             None => theta,
                         };
                         cos.push(t.cos());
                         sin.push(t.sin());
-                        theta *= theta_scale;
+                        theta *= self.theta_scale;
                     }
                 }
                 (
-                    Tensor::from_vec(cos, (n, half), device)?,
-                    Tensor::from_vec(sin, (n, half), device)?,
+                    Tensor::from_vec(cos, (s, half), device)?,
+                    Tensor::from_vec(sin, (s, half), device)?,
                 )
             }
-        };
-        Ok(Self {
-            cos,
-            sin,
-            layout: cfg.rope_layout,
         })
     }
 

@@ -95,6 +95,13 @@ impl Candidates {
         self.probs_fresh = false;
     }
 
+    /// The first candidate whose logit is NaN or ±inf (−inf, a ban, is allowed), if any.
+    pub fn first_overflow(&self) -> Option<&Candidate> {
+        self.items
+            .iter()
+            .find(|c| c.logit.is_nan() || c.logit == f32::INFINITY)
+    }
+
     /// Mutable access to the candidate of `id` when the list is still indexed by id.
     pub fn by_id_mut(&mut self, id: u32) -> Option<&mut Candidate> {
         if !self.by_id {

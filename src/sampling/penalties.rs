@@ -112,18 +112,34 @@ impl Sampler for Penalties {
         if counts.is_empty() {
             return Ok(());
         }
+        // Only penalised tokens change; their logits must still be numbers.
+        let mut overflow: Option<(u32, f32)> = None;
+        let mut penalise = |x: &mut super::Candidate, n: u32| {
+            x.logit = self.penalise(x.logit, n);
+            if x.logit.is_nan() || x.logit == f32::INFINITY {
+                overflow.get_or_insert((x.id, x.logit));
+            }
+        };
         if c.is_by_id() {
             for (&t, &n) in &counts {
                 if let Some(x) = c.by_id_mut(t) {
-                    x.logit = self.penalise(x.logit, n);
+                    penalise(x, n);
                 }
             }
         } else {
             c.edit_logits(|x| {
                 if let Some(&n) = counts.get(&x.id) {
-                    x.logit = self.penalise(x.logit, n);
+                    penalise(x, n);
                 }
             });
+        }
+        if let Some((id, logit)) = overflow {
+            anyhow::bail!(
+                "the penalties (--repeat-penalty {:?}, --frequency-penalty {:?}, --presence-penalty {:?}) make the logit of token {id} overflow ({logit}); use smaller penalties",
+                self.repeat,
+                self.frequency,
+                self.presence
+            );
         }
         Ok(())
     }

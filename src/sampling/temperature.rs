@@ -19,8 +19,8 @@ impl Temperature {
     /// A temperature stage; `t` must be finite and > 0 (T = 0 is greedy, built elsewhere).
     pub fn new(t: f32) -> Result<Self> {
         ensure!(
-            t.is_finite() && t > 0.0,
-            "temperature must be a finite number > 0 here (0 means greedy), got {t}"
+            t.is_finite() && t > 0.0 && (1.0 / t).is_finite(),
+            "--temperature must be a finite number > 0 whose inverse is finite here (0 means greedy), got {t}"
         );
         Ok(Self { t })
     }
@@ -37,6 +37,14 @@ impl Sampler for Temperature {
 
     fn apply(&mut self, c: &mut Candidates, _ctx: &StepContext) -> Result<()> {
         c.scale_logits(1.0 / self.t);
+        if let Some(x) = c.first_overflow() {
+            anyhow::bail!(
+                "--temperature {:?} makes the logit of token {} overflow ({}); use a larger temperature, or 0 for greedy",
+                self.t,
+                x.id,
+                x.logit
+            );
+        }
         Ok(())
     }
 }

@@ -139,7 +139,7 @@ impl Tokenizer {
         let file = std::fs::File::open(path)
             .with_context(|| format!("opening the GGUF file {}", path.display()))?;
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let content = gguf_file::Content::read(&mut reader).with_context(|| {
+        let content = crate::weights::read_gguf_header(&mut reader).with_context(|| {
             format!(
                 "reading the GGUF header of {} (is it a GGUF file?)",
                 path.display()

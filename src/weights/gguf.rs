@@ -18,7 +18,7 @@ impl Weights {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         // Buffered: the header is tens of thousands of small reads (the vocabulary's strings).
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let content = gguf_file::Content::read(&mut reader)
+        let content = read_header(&mut reader)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
@@ -33,9 +33,24 @@ impl Weights {
         // mapping (some filesystems), tensors are read instead.
         let map = unsafe { Mmap::map(&file) }.ok().map(Arc::new);
         for (name, info) in &content.tensor_infos {
-            let bytes = info.shape.elem_count() / info.ggml_dtype.block_size()
-                * info.ggml_dtype.type_size();
-            let end = content.tensor_data_offset + info.offset + bytes as u64;
+            // Checked: a hostile header's dimensions or offset must not wrap around.
+            let bytes = info
+                .shape
+                .dims()
+                .iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+                .map(|n| n / info.ggml_dtype.block_size() as u64)
+                .and_then(|blocks| blocks.checked_mul(info.ggml_dtype.type_size() as u64));
+            let end = bytes
+                .and_then(|b| b.checked_add(info.offset))
+                .and_then(|e| e.checked_add(content.tensor_data_offset));
+            let Some(end) = end else {
+                bail!(
+                    "{}: tensor `{name}` has a size or offset ({}) that no file can hold; the header is corrupt",
+                    path.display(),
+                    info.offset
+                );
+            };
             if end > file_len {
                 bail!(
                     "{} is truncated: tensor `{name}` ends at byte {end} but the file has {file_len} bytes; download it again",
@@ -200,4 +215,120 @@ fn read_blocks<T: candle_core::quantized::GgmlType>(
     file.seek(SeekFrom::Start(start))?;
     file.read_exact(bytes)?;
     Ok(blocks)
+}
+
+/// Parses a GGUF header with candle, after the checks candle's parser needs made (see
+/// [`check_alignment`]). Every GGUF header gen reads goes through here.
+pub fn read_header<R: Read + Seek>(reader: &mut R) -> Result<gguf_file::Content> {
+    check_alignment(reader)?;
+    reader.seek(SeekFrom::Start(0))?;
+    Ok(gguf_file::Content::read(reader)?)
+}
+
+/// Fails when a GGUF header's `general.alignment` is 0 or not a power of two (llama.cpp's
+/// rule), reading the header up to it. candle's parser divides by the alignment, so a zero
+/// must be caught before it runs.
+fn check_alignment(r: &mut impl Read) -> Result<()> {
+    let u32_at = |r: &mut dyn Read| -> Result<u32> {
+        let mut b = [0u8; 4];
+        r.read_exact(&mut b).context("the header is truncated")?;
+        Ok(u32::from_le_bytes(b))
+    };
+    let magic = u32_at(r)?;
+    if magic.to_le_bytes() != *b"GGUF" {
+        bail!("not a GGUF file (unrecognised first bytes)");
+    }
+    let version = u32_at(r)?;
+    // Version 1 wrote lengths and counts as u32, later ones as u64.
+    let wide = version >= 2;
+    let len = |r: &mut dyn Read| -> Result<u64> {
+        if wide {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b).context("the header is truncated")?;
+            Ok(u64::from_le_bytes(b))
+        } else {
+            Ok(u64::from(u32_at(r)?))
+        }
+    };
+    let _tensors = len(r)?;
+    let kvs = len(r)?;
+    for _ in 0..kvs {
+        let key_len = len(r)?;
+        let key = read_bytes(r, key_len)?;
+        let ty = u32_at(r)?;
+        if key == b"general.alignment" {
+            let value = match ty {
+                0 | 1 => u64::from(read_bytes(r, 1)?[0]),
+                2 | 3 => {
+                    let b = read_bytes(r, 2)?;
+                    u64::from(u16::from_le_bytes([b[0], b[1]]))
+                }
+                4 | 5 => u64::from(u32_at(r)?),
+                // Other types: candle ignores the key and uses the default.
+                _ => return Ok(()),
+            };
+            if value == 0 || !value.is_power_of_two() {
+                bail!("`general.alignment` is {value}; it must be a power of two");
+            }
+            return Ok(());
+        }
+        skip_value(r, ty, wide, 0)?;
+    }
+    Ok(())
+}
+
+/// Reads `n` bytes (failing at the end of the file, never allocating more than it read).
+fn read_bytes(r: &mut dyn Read, n: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    r.take(n).read_to_end(&mut out)?;
+    if (out.len() as u64) < n {
+        bail!("the header is truncated");
+    }
+    Ok(out)
+}
+
+/// Skips one metadata value of GGUF type `ty`.
+fn skip_value(r: &mut dyn Read, ty: u32, wide: bool, depth: usize) -> Result<()> {
+    let skip = |r: &mut dyn Read, n: u64| -> Result<()> {
+        let copied = std::io::copy(&mut r.take(n), &mut std::io::sink())?;
+        if copied < n {
+            bail!("the header is truncated");
+        }
+        Ok(())
+    };
+    let len = |r: &mut dyn Read| -> Result<u64> {
+        let mut b = [0u8; 8];
+        let n = if wide { 8 } else { 4 };
+        r.read_exact(&mut b[..n])
+            .context("the header is truncated")?;
+        Ok(u64::from_le_bytes(b))
+    };
+    match ty {
+        0 | 1 | 7 => skip(r, 1),
+        2 | 3 => skip(r, 2),
+        4..=6 => skip(r, 4),
+        10..=12 => skip(r, 8),
+        8 => {
+            let n = len(r)?;
+            skip(r, n)
+        }
+        9 if depth < 2 => {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b).context("the header is truncated")?;
+            let inner = u32::from_le_bytes(b);
+            let n = len(r)?;
+            let fixed = match inner {
+                0 | 1 | 7 => Some(1),
+                2 | 3 => Some(2),
+                4..=6 => Some(4),
+                10..=12 => Some(8),
+                _ => None,
+            };
+            match fixed {
+                Some(size) => skip(r, n.checked_mul(size).context("the header is corrupt")?),
+                None => (0..n).try_for_each(|_| skip_value(r, inner, wide, depth + 1)),
+            }
+        }
+        other => bail!("metadata value type {other} is not a GGUF type"),
+    }
 }

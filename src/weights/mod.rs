@@ -9,6 +9,7 @@ pub mod hub;
 mod safetensors;
 pub mod source;
 
+pub use gguf::read_header as read_gguf_header;
 pub use source::{detect_format, Format, ModelFiles, ModelSource};
 
 use crate::kernels::ggml::GgmlMatrix;

@@ -11,6 +11,7 @@ impl Weights {
     /// Memory-maps safetensors files (all shards of one model).
     pub fn open_safetensors(paths: &[PathBuf]) -> Result<Self> {
         for p in paths {
+            super::source::check_regular_file(p)?;
             check_safetensors_header(p)?;
         }
         // SAFETY: the files are mapped read-only; like every mmap-based loader we rely on them

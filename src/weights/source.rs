@@ -115,8 +115,22 @@ impl ModelFiles {
     }
 }
 
+/// Fails unless `path` is a regular file (or a link to one): opening a FIFO would wait for a
+/// writer forever, and a device never ends. A path that does not exist passes, so that opening
+/// it gives the usual error.
+pub fn check_regular_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() && !m.is_dir() => bail!(
+            "{} is not a regular file (a FIFO, socket or device); gen reads models from files",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the first bytes of `path` and says which weight format it holds.
 pub fn detect_format(path: &Path) -> Result<Format> {
+    check_regular_file(path)?;
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut head = [0u8; 9];
     let n = f

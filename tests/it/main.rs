@@ -1,5 +1,6 @@
 //! The one integration-test binary; each area is a submodule.
 
+mod bad_input;
 mod beam;
 mod chat;
 mod cli;

@@ -1,0 +1,271 @@
+//! Hostile input and faults (issue 21, the categories closed so far): broken files built at
+//! test time from the tiny model, each giving one clear line, the right exit status and no
+//! panic; signals and closed pipes that keep what was already produced.
+
+use crate::cli::{fails_with, gen, stderr_of};
+use crate::tiny::{random_weights, write_gguf_with, write_safetensors_dir, TinySpec};
+use candle_core::quantized::{gguf_file, GgmlDType};
+use candle_core::Tensor;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Std, Stdio};
+
+fn tiny_with(
+    dir: &Path,
+    name: &str,
+    edit: impl Fn(&mut Vec<(String, gguf_file::Value)>),
+) -> PathBuf {
+    let spec = TinySpec::gqa();
+    let path = dir.join(name);
+    write_gguf_with(&path, &spec, &random_weights(&spec), GgmlDType::Q8_0, edit);
+    path
+}
+
+fn set(md: &mut Vec<(String, gguf_file::Value)>, key: &str, v: gguf_file::Value) {
+    md.retain(|(k, _)| k != key);
+    md.push((key.into(), v));
+}
+
+/// `general.alignment = 0` (candle divides by it) and a tensor offset near 2^64 (the end check
+/// used to wrap): errors naming the key or the tensor, never a panic.
+#[test]
+fn corrupt_gguf_headers_are_errors_not_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zero = tiny_with(tmp.path(), "align0.gguf", |md| {
+        set(md, "general.alignment", gguf_file::Value::U32(0))
+    });
+    fails_with(
+        &["-m", zero.to_str().unwrap(), "-p", "x"],
+        1,
+        &["general.alignment", "align0.gguf"],
+    );
+    fails_with(
+        &["tokenize", "-m", zero.to_str().unwrap(), "x"],
+        1,
+        &["general.alignment"],
+    );
+
+    let good = tiny_with(tmp.path(), "good.gguf", |_| {});
+    let mut bytes = std::fs::read(&good).unwrap();
+    // The tensor info of token_embd.weight: its name (u64 length + bytes), n_dims (u32), the
+    // dims (u64 each), the type (u32), then the offset (u64), which we point near 2^64.
+    let name = b"token_embd.weight";
+    let mut pat = (name.len() as u64).to_le_bytes().to_vec();
+    pat.extend_from_slice(name);
+    let at = bytes
+        .windows(pat.len())
+        .position(|w| w == pat.as_slice())
+        .expect("the tensor info");
+    let mut p = at + pat.len();
+    let n_dims = u32::from_le_bytes(bytes[p..p + 4].try_into().unwrap()) as usize;
+    p += 4 + 8 * n_dims + 4;
+    bytes[p..p + 8].copy_from_slice(&(u64::MAX - 64).to_le_bytes());
+    let far = tmp.path().join("far.gguf");
+    std::fs::write(&far, &bytes).unwrap();
+    fails_with(
+        &["-m", far.to_str().unwrap(), "-p", "x"],
+        1,
+        &["token_embd.weight", "corrupt"],
+    );
+}
+
+/// A context length far beyond memory (2^40) costs nothing until it is used: gen runs with
+/// `-c 64` (the RoPE tables used to be built for the whole context and exhaust memory).
+#[test]
+fn a_huge_context_length_allocates_nothing_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tiny_with(tmp.path(), "huge_ctx.gguf", |md| {
+        set(md, "llama.context_length", gguf_file::Value::U64(1 << 40))
+    });
+    let out = gen()
+        .args([
+            "-m",
+            path.to_str().unwrap(),
+            "-p",
+            "hello",
+            "-n",
+            "4",
+            "-c",
+            "64",
+        ])
+        .args(["--ignore-eos", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.is_empty());
+}
+
+/// A FIFO (or any non-regular file) as the model, its config.json or tokenizer.json is an
+/// error at once, not a wait for a writer that never comes.
+#[test]
+fn a_fifo_is_not_a_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("model.gguf");
+    assert!(Std::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let out = gen()
+        .args(["-m", fifo.to_str().unwrap(), "-p", "x"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+
+    let spec = TinySpec::gqa();
+    let dir = tmp.path().join("hf");
+    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    assert!(Std::new("mkfifo")
+        .arg(dir.join("tokenizer.json"))
+        .status()
+        .unwrap()
+        .success());
+    let out = gen()
+        .args(["-m", dir.to_str().unwrap(), "-p", "x"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokenizer.json is not a regular file"));
+}
+
+/// Weights that give NaN logits: perplexity and beam search say so (they used to print
+/// "perplexity NaN" and "every token is banned").
+#[test]
+fn nan_logits_are_errors_in_perplexity_and_beams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec::gqa();
+    let mut w = random_weights(&spec);
+    let norm = w["model.norm.weight"].clone();
+    let nan = Tensor::full(f32::NAN, norm.dims(), norm.device()).unwrap();
+    w.insert("model.norm.weight".into(), nan);
+    let dir = tmp.path().join("nan");
+    write_safetensors_dir(&dir, &spec, &w);
+    let d = dir.to_str().unwrap();
+    let text = tmp.path().join("t.txt");
+    std::fs::write(&text, "hello world, some text to score. ".repeat(10)).unwrap();
+    fails_with(
+        &["perplexity", text.to_str().unwrap(), "-m", d, "-c", "16"],
+        1,
+        &["NaN or infinite", "window 1"],
+    );
+    fails_with(
+        &["-m", d, "-p", "hello", "--beams", "2", "-n", "3"],
+        1,
+        &["NaN"],
+    );
+}
+
+/// SIGTERM is the first Ctrl-C: generation ends after the current token, the text so far is
+/// on stdout, the stats line says `interrupted`, and the exit status is 143.
+#[test]
+fn sigterm_flushes_and_exits_143() {
+    let model = crate::real::real_gguf();
+    let mut child = Std::new(assert_cmd::cargo::cargo_bin("gen"))
+        .args(["-m", model.to_str().unwrap(), "-p", "Tell me a long story."])
+        .args(["-n", "3000", "--ignore-eos"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first text, so that the signal arrives during generation.
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    out.read_exact(&mut first).unwrap();
+    assert!(Std::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    let err = stderr_of(&mut child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(err.contains("stop: interrupted"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let n: usize = err
+        .split("generated ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(n < 3000, "{err}");
+}
+
+/// A closed pipe under JSON output larger than a pipe's buffer exits 0 quietly (serde_json's
+/// writer used to hide the broken pipe: exit 1 with "Broken pipe").
+#[test]
+fn a_closed_pipe_under_long_json_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = crate::cli::tiny_gguf(tmp.path());
+    let text = tmp.path().join("long.txt");
+    std::fs::write(&text, "hello there ".repeat(20_000)).unwrap();
+    let mut child = Std::new(assert_cmd::cargo::cargo_bin("gen"))
+        .args(["tokenize", "-m", m.to_str().unwrap(), "--json", "-f"])
+        .arg(&text)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let err = stderr_of(&mut child);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+/// stderr on a full disk: the error cannot be written, but there is no panic, and the exit
+/// status still says the run failed.
+#[test]
+fn stderr_on_a_full_disk_is_not_a_panic() {
+    let bin = assert_cmd::cargo::cargo_bin("gen");
+    let out = Std::new("bash")
+        .args([
+            "-c",
+            &format!("'{}' -m /no/such.gguf -p hi 2>/dev/full", bin.display()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// Sampler settings whose arithmetic overflows: a usage error when the value alone overflows
+/// (1/T, 1/θ), a runtime error naming the flags when the logits do; never a pick among
+/// infinities.
+#[test]
+fn overflowing_sampler_settings_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = crate::cli::tiny_gguf(tmp.path());
+    let m = m.to_str().unwrap();
+    fails_with(
+        &["-m", m, "-p", "x", "--temperature", "1e-45"],
+        2,
+        &["--temperature", "overflows"],
+    );
+    fails_with(
+        &["-m", m, "-p", "x", "--repeat-penalty", "1e-45"],
+        2,
+        &["--repeat-penalty", "overflows"],
+    );
+    fails_with(
+        &[
+            "-m",
+            m,
+            "-p",
+            "hello hello hello",
+            "--raw",
+            "-n",
+            "3",
+            "--presence-penalty",
+            "-3.4e38",
+            "--frequency-penalty",
+            "-3.4e38",
+        ],
+        1,
+        &["--presence-penalty -3.4e38", "overflow"],
+    );
+}

@@ -97,6 +97,11 @@ fn raised_message(err: &Error) -> Option<&str> {
     None
 }
 
+/// Instructions one render of a chat template may run. Rendering a conversation with a real
+/// template takes thousands; this leaves room for very long conversations and stops a
+/// runaway loop within about a second.
+const RENDER_FUEL: u64 = 20_000_000;
+
 impl ChatTemplate {
     /// Compiles `source` (a Jinja chat template) with the model's BOS and EOS token texts,
     /// which the template sees as `bos_token` and `eos_token` (undefined when `None`). A
@@ -110,6 +115,9 @@ impl ChatTemplate {
             .build()
             .map_err(|e| anyhow!("configuring the chat template syntax: {e}"))?;
         env.set_syntax(syntax);
+        // A template is code from the model file: a bound on the instructions one render may
+        // run ends a hostile loop (`range(100000)` nested) with an error instead of never.
+        env.set_fuel(Some(RENDER_FUEL));
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);

@@ -26,12 +26,28 @@ pub enum Command {
 
 /// Where the prompt text comes from. Piped stdin comes first, then `text` (as `llm` does);
 /// `file` replaces stdin (`-` names stdin explicitly).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptSource {
     /// `--prompt` or the positional argument.
     pub text: Option<String>,
     /// `--file`; `-` is stdin.
     pub file: Option<PathBuf>,
+    /// At most this many bytes are read from a file or stdin (`--max-prompt-bytes`), so that
+    /// `-f /dev/zero` or `yes | gen` is an error at once rather than memory exhausted.
+    pub max_bytes: u64,
+}
+
+/// The default of `--max-prompt-bytes`: 64 MiB, far more than any model's context holds.
+pub const DEFAULT_MAX_PROMPT_BYTES: u64 = 64 << 20;
+
+impl Default for PromptSource {
+    fn default() -> Self {
+        Self {
+            text: None,
+            file: None,
+            max_bytes: DEFAULT_MAX_PROMPT_BYTES,
+        }
+    }
 }
 
 /// How results are written to stdout.

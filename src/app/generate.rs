@@ -127,7 +127,20 @@ fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>>
         // JSON-quoted, so that scripts can read it back.
         output::note(&format!("gen: model input: {}", Value::from(text.as_str())))?;
     }
-    let ids = loaded.tokenizer.encode(&text)?;
+    // A text longer than the context can possibly hold is refused before tokenizing it (a
+    // 10 MB prompt took seconds and a gigabyte to be refused after): no token stands for more
+    // bytes than the longest one's text, with room for normalisers that shorten text.
+    let ctx_tokens = engine::context_size(&loaded.model, g.ctx_size);
+    let most = ctx_tokens
+        .saturating_mul(loaded.tokenizer.longest_token_bytes())
+        .saturating_mul(4);
+    if text.len() > most {
+        bail!(
+            "the prompt has {} bytes, more than a context of {ctx_tokens} tokens can hold (at most {most} bytes with this vocabulary); shorten it",
+            text.len()
+        );
+    }
+    let ids = loaded.encode(&text)?;
     if let Some(strategies) = &g.compare {
         return super::compare::run(g, ctx, &ids, strategies);
     }

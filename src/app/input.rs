@@ -1,5 +1,5 @@
-//! Where prompts come from: an argument, a file, stdin, or several at once (piped stdin first,
-//! then the argument, as `llm` does); and `--each-line`, where every input line is a prompt of
+//! Where prompts come from: an argument, a file, stdin, or a file (`-f -` for stdin) followed
+//! by the argument; and `--each-line`, where every input line is a prompt of
 //! its own and a JSON object line may override settings for that prompt.
 
 use super::UsageError;
@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::io::{IsTerminal, Read};
 
-/// Reads the prompt text `src` describes. Piped stdin is read when no file is given (and when
-/// the file is `-`); a terminal is never waited on. One final newline of a file or of stdin
-/// is dropped.
+/// Reads the prompt text `src` describes. Piped stdin is read when neither a file nor prompt
+/// text is given, and always with `-f -` (then followed by the text); a terminal is never
+/// waited on. One final newline of a file or of stdin is dropped.
 pub fn read_input(src: &PromptSource) -> Result<String> {
     read_text(
         src,
@@ -23,15 +23,19 @@ pub fn read_input(src: &PromptSource) -> Result<String> {
 pub fn read_text(src: &PromptSource, missing: &str) -> Result<String> {
     let mut parts: Vec<String> = Vec::new();
     match &src.file {
-        Some(p) if p.as_os_str() == "-" => parts.push(without_final_newline(read_stdin()?)),
-        Some(p) => {
-            let bytes = std::fs::read(p)
-                .with_context(|| format!("reading the prompt file {}", p.display()))?;
-            let text = utf8(bytes, &format!("the prompt file {}", p.display()))?;
-            parts.push(without_final_newline(text));
+        Some(p) if p.as_os_str() == "-" => {
+            parts.push(without_final_newline(read_stdin(src.max_bytes)?))
         }
-        None if !std::io::stdin().is_terminal() => {
-            let s = without_final_newline(read_stdin()?);
+        Some(p) => {
+            let what = format!("the prompt file {}", p.display());
+            let file = std::fs::File::open(p).with_context(|| format!("reading {what}"))?;
+            let bytes = read_capped(file, &what, src.max_bytes)?;
+            parts.push(without_final_newline(utf8(bytes, &what)?));
+        }
+        // Stdin is read unasked only when no prompt text was given: with one, a pipe that
+        // stays open (`sleep 100 | gen -p hi`) would be waited on. `-f -` reads it explicitly.
+        None if src.text.is_none() && !std::io::stdin().is_terminal() => {
+            let s = without_final_newline(read_stdin(src.max_bytes)?);
             if !s.is_empty() {
                 parts.push(s);
             }
@@ -67,13 +71,24 @@ fn without_final_newline(mut s: String) -> String {
     s
 }
 
-fn read_stdin() -> Result<String> {
+fn read_stdin(max_bytes: u64) -> Result<String> {
+    let what = "the prompt on stdin";
+    utf8(read_capped(std::io::stdin().lock(), what, max_bytes)?, what)
+}
+
+/// Reads all of `r`, but no more than `max` bytes: more is a usage error naming the flag.
+fn read_capped(r: impl Read, what: &str, max: u64) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    std::io::stdin()
-        .lock()
+    r.take(max.saturating_add(1))
         .read_to_end(&mut buf)
-        .context("reading the prompt from stdin")?;
-    utf8(buf, "the prompt on stdin")
+        .with_context(|| format!("reading {what}"))?;
+    if buf.len() as u64 > max {
+        return Err(UsageError(format!(
+            "{what} is longer than {max} bytes; raise --max-prompt-bytes if it is meant to be"
+        ))
+        .into());
+    }
+    Ok(buf)
 }
 
 fn utf8(bytes: Vec<u8>, what: &str) -> Result<String> {

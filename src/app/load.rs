@@ -20,6 +20,23 @@ pub struct LoadedModel {
     pub path: PathBuf,
 }
 
+impl LoadedModel {
+    /// The token ids of `text`, checked against the model: a tokenizer whose ids go past the
+    /// embedding rows (a tokenizer.json from another model) is an error naming both sizes,
+    /// not a failed index deep in the forward pass.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let ids = self.tokenizer.encode(text)?;
+        let rows = self.model.config().vocab_size;
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= rows) {
+            bail!(
+                "the tokenizer of {} gave token id {id}, but the model's embedding has {rows} rows; the tokenizer does not belong to these weights",
+                self.path.display()
+            );
+        }
+        Ok(ids)
+    }
+}
+
 /// Resolves `--model`: the given value, else `models/<default>` under the working directory,
 /// else under the source tree `gen` was built from.
 pub fn resolve_model_spec(model: Option<&str>) -> String {

@@ -12,9 +12,7 @@ pub fn run(p: &PerplexityConfig) -> Result<()> {
     let text = std::fs::read_to_string(&p.file)
         .with_context(|| format!("reading {} (it must be UTF-8 text)", p.file.display()))?;
     // As llama-perplexity's `-f`: one trailing newline is not part of the text.
-    let ids = loaded
-        .tokenizer
-        .encode(text.strip_suffix('\n').unwrap_or(&text))?;
+    let ids = loaded.encode(text.strip_suffix('\n').unwrap_or(&text))?;
     let bar = output::StepBar::new("perplexity", ids.len() / p.context.max(1));
     let report =
         engine::perplexity::perplexity(&loaded.model, &ids, p.context, &mut |_, _, ppl| {

@@ -88,6 +88,10 @@ struct GenerateArgs {
     /// Read the prompt from a file (`-` for stdin).
     #[arg(short = 'f', long, value_name = "PATH")]
     file: Option<PathBuf>,
+    /// Read at most this many bytes of prompt from a file or stdin; more is an error.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::config::DEFAULT_MAX_PROMPT_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_prompt_bytes: u64,
     #[command(flatten)]
     model: ModelArgs,
     /// Maximum number of tokens to generate; -1 = no limit (until the end of the sequence or

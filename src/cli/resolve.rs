@@ -96,6 +96,7 @@ impl Cli {
                     text: PromptSource {
                         text: a.text,
                         file: a.file,
+                        ..PromptSource::default()
                     },
                     json: a.json,
                 }),
@@ -134,6 +135,7 @@ impl Cli {
                 let prompt = PromptSource {
                     text: g.positional.or(g.prompt).map(escape),
                     file: g.file,
+                    max_bytes: g.max_prompt_bytes,
                 };
                 let stop: Vec<String> = g.stop.into_iter().map(escape).collect();
                 let system = g.system.map(escape);

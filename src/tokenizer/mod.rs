@@ -64,6 +64,8 @@ pub struct Tokenizer {
     /// sorted; generated text leaves them out unless asked to show them.
     control_ids: Vec<u32>,
     chat_template: Option<String>,
+    /// The longest token's text in bytes (computed on first use).
+    longest_token: std::sync::OnceLock<usize>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -295,6 +297,7 @@ impl Tokenizer {
             eog_ids,
             control_ids,
             chat_template,
+            longest_token: std::sync::OnceLock::new(),
         })
     }
 
@@ -320,6 +323,21 @@ impl Tokenizer {
         self.inner
             .decode(ids, false)
             .map_err(|e| anyhow!("decoding {} token ids: {e}", ids.len()))
+    }
+
+    /// The length in bytes of the longest token's text in the vocabulary: a bound on how much
+    /// text one token stands for (its stored form is never shorter than the text: byte-level
+    /// BPE writes a byte as a character of 1–2 bytes, SentencePiece a space as 3 bytes).
+    pub fn longest_token_bytes(&self) -> usize {
+        *self.longest_token.get_or_init(|| {
+            self.inner
+                .get_vocab(true)
+                .keys()
+                .map(String::len)
+                .max()
+                .unwrap_or(1)
+                .max(1)
+        })
     }
 
     /// Whether `id` is a control token (a special added token such as `<|im_end|>`).

@@ -18,14 +18,12 @@ impl Weights {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         // Buffered: the header is tens of thousands of small reads (the vocabulary's strings).
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let content = read_header(&mut reader)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "reading the GGUF header of {}: the file is truncated or not a GGUF file",
-                    path.display()
-                )
-            })?;
+        let content = read_header(&mut reader).with_context(|| {
+            format!(
+                "reading the GGUF header of {}: the file is truncated or not a GGUF file",
+                path.display()
+            )
+        })?;
         let file = reader.into_inner();
         let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
         // SAFETY: mapped read-only; like every mmap-based loader (llama.cpp's included) we rely

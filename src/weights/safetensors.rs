@@ -3,7 +3,7 @@
 
 use super::{TensorName, Weights};
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,18 @@ impl Weights {
                 display_paths(paths)
             )
         })?;
+        // Weights are numbers with a fraction: an integer tensor would be read as integers.
+        if !matches!(
+            t.dtype(),
+            DType::F32 | DType::F16 | DType::BF16 | DType::F64
+        ) {
+            bail!(
+                "tensor `{}` in {} is stored as {:?}; model weights must be f32, f16 or bf16",
+                name.hf,
+                display_paths(paths),
+                t.dtype()
+            );
+        }
         if t.dims() != shape {
             bail!(
                 "tensor `{}` has shape {:?} but the config implies {:?}; config.json does not match the weights",

@@ -269,3 +269,140 @@ fn overflowing_sampler_settings_are_refused() {
         &["--presence-penalty -3.4e38", "overflow"],
     );
 }
+
+/// A chat template that loops without end (nested `range(100000)`) is stopped by the render's
+/// fuel: an error naming the chat template, not a hang.
+#[test]
+fn a_runaway_chat_template_is_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tiny_with(tmp.path(), "loop.gguf", |md| {
+        set(
+            md,
+            "tokenizer.chat_template",
+            gguf_file::Value::String(
+                "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+                    .into(),
+            ),
+        )
+    });
+    let out = gen()
+        .args(["-m", path.to_str().unwrap(), "-p", "x", "-n", "1"])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("chat template") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+/// Integer weights in a safetensors folder (a norm stored as I64) are refused, naming the
+/// tensor, instead of being computed with as integers.
+#[test]
+fn integer_safetensors_weights_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec::gqa();
+    let mut w = random_weights(&spec);
+    let norm = w["model.norm.weight"]
+        .to_dtype(candle_core::DType::I64)
+        .unwrap();
+    w.insert("model.norm.weight".into(), norm);
+    let dir = tmp.path().join("int");
+    write_safetensors_dir(&dir, &spec, &w);
+    fails_with(
+        &["-m", dir.to_str().unwrap(), "-p", "x"],
+        1,
+        &["model.norm.weight", "I64", "f32, f16 or bf16"],
+    );
+}
+
+/// A tokenizer.json whose ids go past the embedding's rows (it belongs to another model):
+/// an error naming both sizes, not "index-select invalid index".
+#[test]
+fn a_tokenizer_from_another_model_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec::gqa();
+    let dir = tmp.path().join("hf");
+    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
+    let big = gen::tokenizer::Tokenizer::from_gguf_file(&crate::real::real_gguf()).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), big.to_json_string().unwrap()).unwrap();
+    fails_with(
+        &[
+            "-m",
+            dir.to_str().unwrap(),
+            "-p",
+            "The capital of France",
+            "--raw",
+        ],
+        1,
+        &["embedding has", "rows", "does not belong"],
+    );
+}
+
+/// Endless or huge prompts: `-f /dev/zero` and an endless stdin stop at --max-prompt-bytes
+/// (a usage error naming it), and a prompt longer than the context can possibly hold is
+/// refused before it is tokenized.
+#[test]
+fn endless_and_huge_prompts_are_refused_early() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = crate::cli::tiny_gguf(tmp.path());
+    let m = m.to_str().unwrap();
+    fails_with(
+        &["-m", m, "-f", "/dev/zero"],
+        2,
+        &["/dev/zero", "--max-prompt-bytes"],
+    );
+    fails_with(
+        &["-m", m, "-f", "/dev/zero", "--max-prompt-bytes", "1000"],
+        2,
+        &["longer than 1000 bytes"],
+    );
+    let big = tmp.path().join("big.txt");
+    std::fs::write(&big, "a".repeat(4 << 20)).unwrap();
+    fails_with(
+        &["-m", m, "-f", big.to_str().unwrap()],
+        1,
+        &["more than a context of"],
+    );
+    let out = gen()
+        .args(["-m", m, "-n", "1"])
+        .write_stdin("y\n".repeat(40 << 20))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the prompt on stdin is longer"));
+}
+
+/// With prompt text given, a stdin pipe that stays open is not waited on.
+#[test]
+fn an_open_stdin_is_not_waited_on_when_a_prompt_is_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = crate::cli::tiny_gguf(tmp.path());
+    // A FIFO opened for reading and writing: gen's stdin never reaches end of file while
+    // this handle is open (as `sleep 100 | gen`). `timeout` kills gen after a minute, so a
+    // regression fails instead of hanging the suite.
+    let fifo = tmp.path().join("stdin");
+    assert!(Std::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let out = Std::new("timeout")
+        .arg("60")
+        .arg(assert_cmd::cargo::cargo_bin("gen"))
+        .args(["-m", m.to_str().unwrap(), "-p", "hi", "-n", "2", "-q"])
+        .env_remove("GEN_MODEL")
+        .stdin(Stdio::from(held.try_clone().unwrap()))
+        .output()
+        .unwrap();
+    drop(held);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.is_empty());
+}

@@ -53,14 +53,19 @@ fn prompt_sources_combine() {
     assert_eq!(prompt_tokens(m, &["-f", f], None), n);
     assert_eq!(prompt_tokens(m, &[], Some("hello there")), n);
     assert_eq!(prompt_tokens(m, &["-f", "-"], Some("hello there")), n);
-    // Piped stdin first, then the argument, joined by a newline.
+    // `-f -` (stdin) first, then the argument, joined by a newline.
     assert_eq!(
-        prompt_tokens(m, &["tt hi"], Some("hello there")),
+        prompt_tokens(m, &["-f", "-", "tt hi"], Some("hello there")),
         tok("hello there\ntt hi")
     );
     assert_eq!(
-        prompt_tokens(m, &["tt hi"], Some("hello there\n")),
+        prompt_tokens(m, &["-f", "-", "tt hi"], Some("hello there\n")),
         tok("hello there\ntt hi")
+    );
+    // With prompt text and no `-f -`, piped stdin is not read (it could stay open forever).
+    assert_eq!(
+        prompt_tokens(m, &["tt hi"], Some("hello there")),
+        tok("tt hi")
     );
     // A file replaces stdin and combines with the argument too.
     assert_eq!(

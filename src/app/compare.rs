@@ -24,6 +24,21 @@ pub(super) fn run(
 ) -> Result<Option<Value>> {
     let model = &ctx.loaded.model;
     let ctx_size = engine::context_size(model, g.ctx_size);
+    // The sampling strategies run as one batch, each beam strategy on its own.
+    let sampled = strategies
+        .iter()
+        .filter(|s| matches!(s.kind, StrategyKind::Sample(_)))
+        .count();
+    let beams = strategies
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StrategyKind::Beam(b) => Some(b.num_beams),
+            StrategyKind::Sample(_) => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let positions = ctx_size.min(ids.len().saturating_add(g.max_tokens));
+    ctx.check_memory("--compare", sampled.max(beams), positions)?;
     let pre = Prefilled::run(model, ids, g.batch_size, ctx_size)?;
     let seed = g.sampling.seed.unwrap_or_else(crate::sampling::random_seed);
     let mut rows: Vec<Option<CompareRow>> = vec![None; strategies.len()];

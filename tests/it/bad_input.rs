@@ -406,3 +406,38 @@ fn an_open_stdin_is_not_waited_on_when_a_prompt_is_given() {
     );
     assert!(!out.stdout.is_empty());
 }
+
+/// Layer counts no file can hold (2^62, 2^40): an error at the first missing layer, with no
+/// allocation sized by the count.
+#[test]
+fn absurd_layer_counts_fail_at_the_first_missing_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, n) in [("l62.gguf", 1u64 << 62), ("l40.gguf", 1u64 << 40)] {
+        let path = tiny_with(tmp.path(), name, |md| {
+            set(md, "llama.block_count", gguf_file::Value::U64(n))
+        });
+        fails_with(
+            &["-m", path.to_str().unwrap(), "-p", "x"],
+            1,
+            &["blk.2", name],
+        );
+    }
+}
+
+/// `--beams` and `--compare` sizes whose KV cache cannot fit in memory are refused before
+/// anything is allocated, with the estimate and what to change (they used to abort, or be
+/// killed, after exhausting memory).
+#[test]
+fn runs_too_big_for_memory_are_refused_up_front() {
+    let m = crate::real::real_gguf();
+    let m = m.to_str().unwrap();
+    fails_with(
+        &["-m", m, "-p", "hi", "--beams", "1000000", "-n", "64"],
+        1,
+        &["--beams 1000000", "GiB", "memory available"],
+    );
+    let many: Vec<String> = vec!["temperature=1".to_string(); 20_000];
+    let mut args: Vec<&str> = vec!["-m", m, "-p", "hi", "--raw", "-n", "3000", "--compare"];
+    args.extend(many.iter().map(String::as_str));
+    fails_with(&args, 1, &["--compare", "GiB"]);
+}

@@ -21,6 +21,21 @@ fn tiny_with(
     path
 }
 
+/// The run succeeded and printed something.
+fn assert_printed(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.is_empty());
+}
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    assert!(Std::new("mkfifo").arg(path).status().unwrap().success());
+}
+
 fn set(md: &mut Vec<(String, gguf_file::Value)>, key: &str, v: gguf_file::Value) {
     md.retain(|(k, _)| k != key);
     md.push((key.into(), v));
@@ -91,12 +106,7 @@ fn a_huge_context_length_allocates_nothing_up_front() {
         .args(["--ignore-eos", "-q"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.stdout.is_empty());
+    assert_printed(&out);
 }
 
 /// A FIFO (or any non-regular file) as the model, its config.json or tokenizer.json is an
@@ -105,7 +115,7 @@ fn a_huge_context_length_allocates_nothing_up_front() {
 fn a_fifo_is_not_a_model() {
     let tmp = tempfile::tempdir().unwrap();
     let fifo = tmp.path().join("model.gguf");
-    assert!(Std::new("mkfifo").arg(&fifo).status().unwrap().success());
+    mkfifo(&fifo);
     let out = gen()
         .args(["-m", fifo.to_str().unwrap(), "-p", "x"])
         .timeout(std::time::Duration::from_secs(60))
@@ -118,11 +128,7 @@ fn a_fifo_is_not_a_model() {
     let dir = tmp.path().join("hf");
     write_safetensors_dir(&dir, &spec, &random_weights(&spec));
     std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
-    assert!(Std::new("mkfifo")
-        .arg(dir.join("tokenizer.json"))
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&dir.join("tokenizer.json"));
     let out = gen()
         .args(["-m", dir.to_str().unwrap(), "-p", "x"])
         .timeout(std::time::Duration::from_secs(60))
@@ -384,7 +390,7 @@ fn an_open_stdin_is_not_waited_on_when_a_prompt_is_given() {
     // this handle is open (as `sleep 100 | gen`). `timeout` kills gen after a minute, so a
     // regression fails instead of hanging the suite.
     let fifo = tmp.path().join("stdin");
-    assert!(Std::new("mkfifo").arg(&fifo).status().unwrap().success());
+    mkfifo(&fifo);
     let held = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -399,12 +405,7 @@ fn an_open_stdin_is_not_waited_on_when_a_prompt_is_given() {
         .output()
         .unwrap();
     drop(held);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.stdout.is_empty());
+    assert_printed(&out);
 }
 
 /// Layer counts no file can hold (2^62, 2^40): an error at the first missing layer, with no

@@ -30,6 +30,12 @@ struct RmsNorm {
 impl RmsNorm {
     fn new(weight: Tensor, eps: f32) -> Result<Self> {
         let weight_host = weight.to_vec1::<f32>()?;
+        if let Some(i) = weight_host.iter().position(|w| !w.is_finite()) {
+            bail!(
+                "norm weight {i} is {}: the weights are corrupt",
+                weight_host[i]
+            );
+        }
         Ok(Self {
             weight,
             weight_host,
@@ -99,7 +105,7 @@ impl RmsNorm {
         device: &Device,
     ) -> Result<Self> {
         let weight = weights.dense(name, &[cfg.hidden_size], device)?;
-        Self::new(weight, cfg.rms_norm_eps as f32)
+        Self::new(weight, cfg.rms_norm_eps as f32).with_context(|| format!("tensor `{}`", name.hf))
     }
 }
 

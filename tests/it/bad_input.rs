@@ -138,16 +138,31 @@ fn a_fifo_is_not_a_model() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokenizer.json is not a regular file"));
 }
 
-/// Weights that give NaN logits: perplexity and beam search say so (they used to print
-/// "perplexity NaN" and "every token is banned").
+/// Weights that are finite but overflow in use (queries and keys scaled by 1e30, so the
+/// attention scores are infinite and the logits NaN): perplexity and beam search say so (they
+/// used to print "perplexity NaN" and "every token is banned"). A non-finite norm weight is
+/// refused at load.
 #[test]
 fn nan_logits_are_errors_in_perplexity_and_beams() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = TinySpec::gqa();
     let mut w = random_weights(&spec);
+    for p in ["q_proj", "k_proj"] {
+        let name = format!("model.layers.0.self_attn.{p}.weight");
+        let huge = (w[&name].clone() * 1e30).unwrap();
+        w.insert(name, huge);
+    }
+    let mut nan_norm = w.clone();
     let norm = w["model.norm.weight"].clone();
     let nan = Tensor::full(f32::NAN, norm.dims(), norm.device()).unwrap();
-    w.insert("model.norm.weight".into(), nan);
+    nan_norm.insert("model.norm.weight".into(), nan);
+    let bad = tmp.path().join("nan_norm");
+    write_safetensors_dir(&bad, &spec, &nan_norm);
+    fails_with(
+        &["-m", bad.to_str().unwrap(), "-p", "x"],
+        1,
+        &["model.norm.weight", "NaN", "corrupt"],
+    );
     let dir = tmp.path().join("nan");
     write_safetensors_dir(&dir, &spec, &w);
     let d = dir.to_str().unwrap();

@@ -457,3 +457,22 @@ fn runs_too_big_for_memory_are_refused_up_front() {
     args.extend(many.iter().map(String::as_str));
     fails_with(&args, 1, &["--compare", "GiB"]);
 }
+
+/// The same for a safetensors folder whose config.json claims 10^12 layers.
+#[test]
+fn an_absurd_layer_count_in_config_json_fails_at_the_first_missing_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec::gqa();
+    let dir = tmp.path().join("hf");
+    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
+    let path = dir.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg["num_hidden_layers"] = serde_json::json!(1_000_000_000_000u64);
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    fails_with(
+        &["-m", dir.to_str().unwrap(), "-p", "x"],
+        1,
+        &["model.layers.2"],
+    );
+}

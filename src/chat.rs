@@ -102,6 +102,29 @@ fn raised_message(err: &Error) -> Option<&str> {
 /// runaway loop within about a second.
 const RENDER_FUEL: u64 = 20_000_000;
 
+/// The most text one render may produce (64 MiB, the prompt cap): fuel bounds instructions,
+/// but one instruction can emit a long string.
+const RENDER_MAX_BYTES: usize = 64 << 20;
+
+/// A render's output, refusing to grow past [`RENDER_MAX_BYTES`] (the write that would pass
+/// it fails, which ends the render; the buffer then holds one byte more than the limit).
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + b.len() > RENDER_MAX_BYTES {
+            self.0.resize(RENDER_MAX_BYTES + 1, 0);
+            return Err(std::io::Error::other("the rendered text is too long"));
+        }
+        self.0.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl ChatTemplate {
     /// Compiles `source` (a Jinja chat template) with the model's BOS and EOS token texts,
     /// which the template sees as `bos_token` and `eos_token` (undefined when `None`). A
@@ -150,10 +173,19 @@ impl ChatTemplate {
             .env
             .get_template(NAME)
             .map_err(|e| anyhow!("loading the compiled chat template: {e}"))?;
-        template.render(ctx).map_err(|e| match raised_message(&e) {
+        let mut out = Capped(Vec::new());
+        let result = template.render_captured_to(ctx, &mut out);
+        if out.0.len() > RENDER_MAX_BYTES {
+            anyhow::bail!(
+                "the chat template rendered more than {RENDER_MAX_BYTES} bytes for this conversation; it cannot be used (try --raw)"
+            );
+        }
+        result.map_err(|e| match raised_message(&e) {
             Some(m) => anyhow!("the chat template rejected the conversation: {m}"),
             None => anyhow!("rendering the chat template: {e}"),
-        })
+        })?;
+        String::from_utf8(out.0)
+            .map_err(|e| anyhow!("the chat template rendered invalid UTF-8: {e}"))
     }
 
     /// The marker the template writes at the end of a turn (`<|im_end|>` for ChatML,

@@ -476,3 +476,24 @@ fn an_absurd_layer_count_in_config_json_fails_at_the_first_missing_layer() {
         &["model.layers.2"],
     );
 }
+
+/// A chat template whose output is huge though its instructions are few (100 MB strings in a
+/// loop) stops at the render's output cap with an error naming the template.
+#[test]
+fn a_chat_template_that_renders_gigabytes_is_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tiny_with(tmp.path(), "big.gguf", |md| {
+        set(
+            md,
+            "tokenizer.chat_template",
+            gguf_file::Value::String(
+                "{% for i in range(100) %}{{ 'xxxxxxxxxx' * 10000000 }}{% endfor %}".into(),
+            ),
+        )
+    });
+    fails_with(
+        &["-m", path.to_str().unwrap(), "-p", "x", "-n", "1"],
+        1,
+        &["chat template rendered more than"],
+    );
+}

@@ -107,16 +107,20 @@ const RENDER_FUEL: u64 = 20_000_000;
 const RENDER_MAX_BYTES: usize = 64 << 20;
 
 /// A render's output, refusing to grow past [`RENDER_MAX_BYTES`] (the write that would pass
-/// it fails, which ends the render; the buffer then holds one byte more than the limit).
-struct Capped(Vec<u8>);
+/// it fails, which ends the render).
+#[derive(Default)]
+struct Capped {
+    text: Vec<u8>,
+    overflowed: bool,
+}
 
 impl std::io::Write for Capped {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + b.len() > RENDER_MAX_BYTES {
-            self.0.resize(RENDER_MAX_BYTES + 1, 0);
+        if self.text.len() + b.len() > RENDER_MAX_BYTES {
+            self.overflowed = true;
             return Err(std::io::Error::other("the rendered text is too long"));
         }
-        self.0.extend_from_slice(b);
+        self.text.extend_from_slice(b);
         Ok(b.len())
     }
 
@@ -173,9 +177,9 @@ impl ChatTemplate {
             .env
             .get_template(NAME)
             .map_err(|e| anyhow!("loading the compiled chat template: {e}"))?;
-        let mut out = Capped(Vec::new());
+        let mut out = Capped::default();
         let result = template.render_captured_to(ctx, &mut out);
-        if out.0.len() > RENDER_MAX_BYTES {
+        if out.overflowed {
             anyhow::bail!(
                 "the chat template rendered more than {RENDER_MAX_BYTES} bytes for this conversation; it cannot be used (try --raw)"
             );
@@ -184,7 +188,7 @@ impl ChatTemplate {
             Some(m) => anyhow!("the chat template rejected the conversation: {m}"),
             None => anyhow!("rendering the chat template: {e}"),
         })?;
-        String::from_utf8(out.0)
+        String::from_utf8(out.text)
             .map_err(|e| anyhow!("the chat template rendered invalid UTF-8: {e}"))
     }
 

@@ -227,42 +227,22 @@ pub fn read_header<R: Read + Seek>(reader: &mut R) -> Result<gguf_file::Content>
 /// rule), reading the header up to it. candle's parser divides by the alignment, so a zero
 /// must be caught before it runs.
 fn check_alignment(r: &mut impl Read) -> Result<()> {
-    let u32_at = |r: &mut dyn Read| -> Result<u32> {
-        let mut b = [0u8; 4];
-        r.read_exact(&mut b).context("the header is truncated")?;
-        Ok(u32::from_le_bytes(b))
-    };
-    let magic = u32_at(r)?;
-    if magic.to_le_bytes() != *b"GGUF" {
+    if read_le(r, 4)?.to_le_bytes()[..4] != *b"GGUF" {
         bail!("not a GGUF file (unrecognised first bytes)");
     }
-    let version = u32_at(r)?;
     // Version 1 wrote lengths and counts as u32, later ones as u64.
-    let wide = version >= 2;
-    let len = |r: &mut dyn Read| -> Result<u64> {
-        if wide {
-            let mut b = [0u8; 8];
-            r.read_exact(&mut b).context("the header is truncated")?;
-            Ok(u64::from_le_bytes(b))
-        } else {
-            Ok(u64::from(u32_at(r)?))
-        }
-    };
-    let _tensors = len(r)?;
-    let kvs = len(r)?;
+    let len_bytes = if read_le(r, 4)? >= 2 { 8 } else { 4 };
+    let _tensors = read_le(r, len_bytes)?;
+    let kvs = read_le(r, len_bytes)?;
     for _ in 0..kvs {
-        let key_len = len(r)?;
+        let key_len = read_le(r, len_bytes)?;
         let key = read_bytes(r, key_len)?;
-        let ty = u32_at(r)?;
+        let ty = read_le(r, 4)? as u32;
         if key == b"general.alignment" {
-            let value = match ty {
-                0 | 1 => u64::from(read_bytes(r, 1)?[0]),
-                2 | 3 => {
-                    let b = read_bytes(r, 2)?;
-                    u64::from(u16::from_le_bytes([b[0], b[1]]))
-                }
-                4 | 5 => u64::from(u32_at(r)?),
-                // Other types: candle ignores the key and uses the default.
+            // Unsigned or signed 8/16/32-bit integers; candle ignores other types (and uses
+            // its default alignment).
+            let value = match (ty, scalar_size(ty)) {
+                (0..=5, Some(n)) => read_le(r, n)?,
                 _ => return Ok(()),
             };
             if value == 0 || !value.is_power_of_two() {
@@ -270,9 +250,28 @@ fn check_alignment(r: &mut impl Read) -> Result<()> {
             }
             return Ok(());
         }
-        skip_value(r, ty, wide, 0)?;
+        skip_value(r, ty, len_bytes, 0)?;
     }
     Ok(())
+}
+
+/// The size in bytes of a GGUF scalar type; `None` for strings, arrays and unknown types.
+fn scalar_size(ty: u32) -> Option<usize> {
+    match ty {
+        0 | 1 | 7 => Some(1),
+        2 | 3 => Some(2),
+        4..=6 => Some(4),
+        10..=12 => Some(8),
+        _ => None,
+    }
+}
+
+/// A little-endian unsigned integer of `n` ≤ 8 bytes.
+fn read_le(r: &mut dyn Read, n: usize) -> Result<u64> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b[..n])
+        .context("the header is truncated")?;
+    Ok(u64::from_le_bytes(b))
 }
 
 /// Reads `n` bytes (failing at the end of the file, never allocating more than it read).
@@ -285,46 +284,34 @@ fn read_bytes(r: &mut dyn Read, n: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Skips one metadata value of GGUF type `ty`.
-fn skip_value(r: &mut dyn Read, ty: u32, wide: bool, depth: usize) -> Result<()> {
-    let skip = |r: &mut dyn Read, n: u64| -> Result<()> {
-        let copied = std::io::copy(&mut r.take(n), &mut std::io::sink())?;
-        if copied < n {
-            bail!("the header is truncated");
-        }
-        Ok(())
-    };
-    let len = |r: &mut dyn Read| -> Result<u64> {
-        let mut b = [0u8; 8];
-        let n = if wide { 8 } else { 4 };
-        r.read_exact(&mut b[..n])
-            .context("the header is truncated")?;
-        Ok(u64::from_le_bytes(b))
-    };
+/// Skips `n` bytes.
+fn skip(r: &mut dyn Read, n: u64) -> Result<()> {
+    if std::io::copy(&mut r.take(n), &mut std::io::sink())? < n {
+        bail!("the header is truncated");
+    }
+    Ok(())
+}
+
+/// Skips one metadata value of GGUF type `ty` (`len_bytes`: the width of lengths).
+fn skip_value(r: &mut dyn Read, ty: u32, len_bytes: usize, depth: usize) -> Result<()> {
+    if let Some(n) = scalar_size(ty) {
+        return skip(r, n as u64);
+    }
     match ty {
-        0 | 1 | 7 => skip(r, 1),
-        2 | 3 => skip(r, 2),
-        4..=6 => skip(r, 4),
-        10..=12 => skip(r, 8),
         8 => {
-            let n = len(r)?;
+            let n = read_le(r, len_bytes)?;
             skip(r, n)
         }
         9 if depth < 2 => {
-            let mut b = [0u8; 4];
-            r.read_exact(&mut b).context("the header is truncated")?;
-            let inner = u32::from_le_bytes(b);
-            let n = len(r)?;
-            let fixed = match inner {
-                0 | 1 | 7 => Some(1),
-                2 | 3 => Some(2),
-                4..=6 => Some(4),
-                10..=12 => Some(8),
-                _ => None,
-            };
-            match fixed {
-                Some(size) => skip(r, n.checked_mul(size).context("the header is corrupt")?),
-                None => (0..n).try_for_each(|_| skip_value(r, inner, wide, depth + 1)),
+            let inner = read_le(r, 4)? as u32;
+            let n = read_le(r, len_bytes)?;
+            match scalar_size(inner) {
+                Some(size) => skip(
+                    r,
+                    n.checked_mul(size as u64)
+                        .context("the header is corrupt")?,
+                ),
+                None => (0..n).try_for_each(|_| skip_value(r, inner, len_bytes, depth + 1)),
             }
         }
         other => bail!("metadata value type {other} is not a GGUF type"),

@@ -139,6 +139,8 @@ pub struct TokenizeConfig {
 pub struct PerplexityConfig {
     pub model: Option<String>,
     pub file: PathBuf,
+    /// `--max-prompt-bytes`: the most of the file read.
+    pub max_bytes: u64,
     pub context: usize,
     /// `--cache-type`: what the KV cache stores; `None` is the model format's default.
     pub cache_type: Option<DType>,

@@ -60,10 +60,11 @@ pub(super) fn run(
     }
     let ctx_size = engine::context_size(&loaded.model, g.ctx_size);
     let positions = ctx_size.min(ids.len().saturating_add(g.max_tokens));
-    ctx.check_memory(
+    loaded.check_memory(
         &format!("--beams {}", beam.num_beams),
         beam.num_beams,
         positions,
+        beam.num_beams,
     )?;
     let prefilled = Prefilled::run(&loaded.model, ids, g.batch_size, ctx_size)?;
     let stream = g.format == OutputFormat::Text && beam.num_return == 1;

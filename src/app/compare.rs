@@ -38,7 +38,9 @@ pub(super) fn run(
         .max()
         .unwrap_or(0);
     let positions = ctx_size.min(ids.len().saturating_add(g.max_tokens));
-    ctx.check_memory("--compare", sampled.max(beams), positions)?;
+    let rows = sampled.max(beams);
+    ctx.loaded
+        .check_memory("--compare", rows, positions, rows)?;
     let pre = Prefilled::run(model, ids, g.batch_size, ctx_size)?;
     let seed = g.sampling.seed.unwrap_or_else(crate::sampling::random_seed);
     let mut rows: Vec<Option<CompareRow>> = vec![None; strategies.len()];

@@ -7,6 +7,7 @@ use crate::config::{GenerateConfig, PromptSource};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::io::{IsTerminal, Read};
+use std::path::Path;
 
 /// Reads the prompt text `src` describes. Piped stdin is read when neither a file nor prompt
 /// text is given, and always with `-f -` (then followed by the text); a terminal is never
@@ -26,12 +27,7 @@ pub fn read_text(src: &PromptSource, missing: &str) -> Result<String> {
         Some(p) if p.as_os_str() == "-" => {
             parts.push(without_final_newline(read_stdin(src.max_bytes)?))
         }
-        Some(p) => {
-            let what = format!("the prompt file {}", p.display());
-            let file = std::fs::File::open(p).with_context(|| format!("reading {what}"))?;
-            let bytes = read_capped(file, &what, src.max_bytes)?;
-            parts.push(without_final_newline(utf8(bytes, &what)?));
-        }
+        Some(p) => parts.push(read_text_file(p, "the prompt file", src.max_bytes)?),
         // Stdin is read unasked only when no prompt text was given: with one, a pipe that
         // stays open (`sleep 100 | gen -p hi`) would be waited on. `-f -` reads it explicitly.
         None if src.text.is_none() && !std::io::stdin().is_terminal() => {
@@ -57,6 +53,15 @@ pub fn read_text(src: &PromptSource, missing: &str) -> Result<String> {
         out.push_str(&p);
     }
     Ok(out)
+}
+
+/// Reads the text file at `path` (`what` names it in errors), at most `max_bytes` of it, without
+/// its final newline. A pipe is fine (`-f <(cmd)`); a device that never ends stops at the cap.
+pub fn read_text_file(path: &Path, what: &str, max_bytes: u64) -> Result<String> {
+    let what = format!("{what} {}", path.display());
+    let file = std::fs::File::open(path).with_context(|| format!("reading {what}"))?;
+    let bytes = read_capped(file, &what, max_bytes)?;
+    Ok(without_final_newline(utf8(bytes, &what)?))
 }
 
 /// A file or stdin ends with a newline that is not part of the prompt (`echo hi | gen`, an

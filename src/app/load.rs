@@ -35,6 +35,41 @@ impl LoadedModel {
         }
         Ok(ids)
     }
+    /// Refuses, before anything is allocated, a run of `rows` sequences of up to `positions`
+    /// positions each, with `logit_rows` rows of logits alive at once, whose KV cache and
+    /// logits would need more memory than the machine has available (`MemAvailable`; no check
+    /// where it cannot be read). The cache grows as it fills, so without this a model claiming
+    /// a huge context (or `--beams 100000`) would abort on a failed allocation mid-run. `what`
+    /// names the flag to change.
+    pub fn check_memory(
+        &self,
+        what: &str,
+        rows: usize,
+        positions: usize,
+        logit_rows: usize,
+    ) -> Result<()> {
+        let c = self.model.config();
+        let per_position = (c.num_hidden_layers as u128)
+            * 2
+            * (c.num_key_value_heads as u128)
+            * (c.head_dim as u128)
+            * (self.model.cache_dtype().size_in_bytes() as u128);
+        // Logits, and the copy a softmax or sort makes of them.
+        let need = (rows as u128) * (positions as u128) * per_position
+            + (logit_rows as u128) * (c.vocab_size as u128) * 4 * 2;
+        let Some(available) = available_memory() else {
+            return Ok(());
+        };
+        if need > u128::from(available) {
+            let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
+            bail!(
+                "{what}: {rows} sequence(s) of up to {positions} positions need about {:.1} GiB for their KV cache and logits, more than the {:.1} GiB of memory available; use fewer, or a smaller -n / -c",
+                gib(need),
+                gib(u128::from(available))
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Resolves `--model`: the given value, else `models/<default>` under the working directory,
@@ -154,4 +189,18 @@ fn load_hf_dir(dir: &Path, files: &[PathBuf], device: &Device) -> Result<LoadedM
         format: Format::Safetensors,
         path: dir.to_path_buf(),
     })
+}
+
+/// The memory the kernel says is available for a new allocation (Linux `MemAvailable`).
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
 }

@@ -71,33 +71,6 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Refuses, before anything is allocated, a run of `rows` sequences of up to `positions`
-    /// positions each (`--beams`, `--compare`) whose KV cache and logits would need more memory
-    /// than the machine has available (`MemAvailable`; no check where it cannot be read).
-    /// `what` names the flag to change.
-    pub fn check_memory(&self, what: &str, rows: usize, positions: usize) -> Result<()> {
-        let c = self.loaded.model.config();
-        let per_position = c.num_hidden_layers
-            * 2
-            * c.num_key_value_heads
-            * c.head_dim
-            * self.loaded.model.cache_dtype().size_in_bytes();
-        let need = (rows as u128) * (positions as u128) * (per_position as u128)
-            + (rows as u128) * (c.vocab_size as u128) * 4 * 2;
-        let Some(available) = available_memory() else {
-            return Ok(());
-        };
-        if need > u128::from(available) {
-            let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
-            bail!(
-                "{what}: {rows} sequences of up to {positions} positions need about {:.1} GiB for their KV cache and logits, more than the {:.1} GiB of memory available; use fewer, or a smaller -n / -c",
-                gib(need),
-                gib(u128::from(available))
-            );
-        }
-        Ok(())
-    }
-
     /// One token's text, for tables and JSON; a token the tokenizer cannot decode is an error
     /// that names it.
     pub fn piece(&self, id: u32) -> Result<String> {
@@ -152,16 +125,3 @@ pub fn model_input(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<String
         .context("rendering the chat template (use --raw to send the prompt as plain text)")
 }
 
-/// The memory the kernel says is available for a new allocation (Linux `MemAvailable`).
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse()
-        .ok()?;
-    kb.checked_mul(1024)
-}

@@ -88,10 +88,8 @@ struct GenerateArgs {
     /// Read the prompt from a file (`-` for stdin).
     #[arg(short = 'f', long, value_name = "PATH")]
     file: Option<PathBuf>,
-    /// Read at most this many bytes of prompt from a file or stdin; more is an error.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::config::DEFAULT_MAX_PROMPT_BYTES,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    max_prompt_bytes: u64,
+    #[command(flatten)]
+    input_limit: InputLimitArgs,
     #[command(flatten)]
     model: ModelArgs,
     /// Maximum number of tokens to generate; -1 = no limit (until the end of the sequence or
@@ -273,6 +271,15 @@ struct ConvertArgs {
     dtype: DtypeArg,
 }
 
+/// How much text a command reads from a file or stdin.
+#[derive(Debug, Args)]
+struct InputLimitArgs {
+    /// Read at most this many bytes of text from a file or stdin; more is an error.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::config::DEFAULT_MAX_PROMPT_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_prompt_bytes: u64,
+}
+
 #[derive(Debug, Args)]
 struct TokenizeArgs {
     /// The text to tokenize (else --file or piped stdin; no escapes are processed).
@@ -280,6 +287,8 @@ struct TokenizeArgs {
     /// Read the text from a file (`-` for stdin); one final newline is not part of it.
     #[arg(short = 'f', long, value_name = "PATH", conflicts_with = "text")]
     file: Option<PathBuf>,
+    #[command(flatten)]
+    input_limit: InputLimitArgs,
     #[command(flatten)]
     model: ModelArgs,
     /// Print JSON ({"ids": [...], "pieces": [...]}) instead of one `id<TAB>piece` per line.
@@ -291,6 +300,8 @@ struct TokenizeArgs {
 struct PerplexityArgs {
     /// The text file to score.
     file: PathBuf,
+    #[command(flatten)]
+    input_limit: InputLimitArgs,
     #[command(flatten)]
     model: ModelArgs,
     /// Window size in tokens; each window scores the tokens of its second half.

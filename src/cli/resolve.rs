@@ -96,7 +96,7 @@ impl Cli {
                     text: PromptSource {
                         text: a.text,
                         file: a.file,
-                        ..PromptSource::default()
+                        max_bytes: a.input_limit.max_prompt_bytes,
                     },
                     json: a.json,
                 }),
@@ -106,6 +106,7 @@ impl Cli {
                 command: Command::Perplexity(PerplexityConfig {
                     model: a.model.model,
                     file: a.file,
+                    max_bytes: a.input_limit.max_prompt_bytes,
                     context: a.context as usize,
                     cache_type: a.cache_type.map(CacheTypeArg::dtype),
                     json: a.json,
@@ -135,7 +136,7 @@ impl Cli {
                 let prompt = PromptSource {
                     text: g.positional.or(g.prompt).map(escape),
                     file: g.file,
-                    max_bytes: g.max_prompt_bytes,
+                    max_bytes: g.input_limit.max_prompt_bytes,
                 };
                 let stop: Vec<String> = g.stop.into_iter().map(escape).collect();
                 let system = g.system.map(escape);

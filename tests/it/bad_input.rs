@@ -107,6 +107,21 @@ fn a_huge_context_length_allocates_nothing_up_front() {
         .output()
         .unwrap();
     assert_printed(&out);
+    // Without -c, `-n -1` may fill all 2^40 positions: refused before the cache grows
+    // towards them (it would abort on a failed allocation), naming the flags to change.
+    fails_with(
+        &["-m", path.to_str().unwrap(), "-p", "hello", "-n", "-1"],
+        1,
+        &["-c/--ctx-size", "GiB", "memory available"],
+    );
+    // A perplexity window longer than the text is that error, not a memory estimate.
+    let text = tmp.path().join("text.txt");
+    std::fs::write(&text, "hello world ".repeat(50)).unwrap();
+    fails_with(
+        &["perplexity", "-m", path.to_str().unwrap(), "-c", "2000000000", text.to_str().unwrap()],
+        1,
+        &["fewer than one window"],
+    );
 }
 
 /// A FIFO (or any non-regular file) as the model, its config.json or tokenizer.json is an
@@ -379,6 +394,17 @@ fn endless_and_huge_prompts_are_refused_early() {
         &["-m", m, "-f", "/dev/zero", "--max-prompt-bytes", "1000"],
         2,
         &["longer than 1000 bytes"],
+    );
+    // The same cap on the text of `perplexity` and `tokenize`.
+    fails_with(
+        &["perplexity", "-m", m, "/dev/zero"],
+        2,
+        &["text file /dev/zero", "--max-prompt-bytes"],
+    );
+    fails_with(
+        &["tokenize", "-m", m, "-f", "/dev/zero", "--max-prompt-bytes", "10"],
+        2,
+        &["longer than 10 bytes"],
     );
     let big = tmp.path().join("big.txt");
     std::fs::write(&big, "a".repeat(4 << 20)).unwrap();

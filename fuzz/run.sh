@@ -10,7 +10,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf_header chat_template)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf_header chat_template safetensors config_json tokenizer_json)
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   # Limits: 2 GiB of RSS, no single allocation over 512 MiB, 10 s per input.

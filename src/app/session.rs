@@ -124,4 +124,3 @@ pub fn model_input(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<String
     t.render(&messages, true)
         .context("rendering the chat template (use --raw to send the prompt as plain text)")
 }
-

@@ -63,6 +63,41 @@ impl LlamaConfig {
                 bail!("model config: `{key}` is 0; it must be a positive integer");
             }
         }
+        // The forward pass multiplies these sizes pairwise (heads × head_dim, vocab × hidden):
+        // bounded as llama.cpp's u32 hyperparameters are, no product can wrap.
+        let widths = [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+            ("vocab_size", self.vocab_size),
+        ];
+        for (key, v) in widths {
+            if v > u32::MAX as usize {
+                bail!(
+                    "model config: `{key}` is {v}, more than any model has (at most {})",
+                    u32::MAX
+                );
+            }
+        }
+        if let Some(s) = &self.rope_scaling {
+            let positive = |v: f32| v.is_finite() && v > 0.0;
+            if !(positive(s.factor)
+                && positive(s.low_freq_factor)
+                && positive(s.high_freq_factor)
+                && s.low_freq_factor < s.high_freq_factor
+                && s.original_max_position_embeddings > 0)
+            {
+                bail!(
+                    "model config: rope_scaling needs a positive factor ({}), 0 < low_freq_factor ({}) < high_freq_factor ({}) and a positive original_max_position_embeddings ({})",
+                    s.factor,
+                    s.low_freq_factor,
+                    s.high_freq_factor,
+                    s.original_max_position_embeddings
+                );
+            }
+        }
         if !self
             .num_attention_heads
             .is_multiple_of(self.num_key_value_heads)

@@ -236,6 +236,11 @@ impl Llama {
         } else {
             None
         };
+        if let Some(f) = &freq_factors {
+            if let Some(bad) = f.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+                bail!("tensor `rope_freqs.weight` holds {bad}; RoPE frequency factors must be positive numbers (the file is corrupt)");
+            }
+        }
         let rope = Rope::new(&cfg, freq_factors.as_deref())?;
         // Each format's home default: llama.cpp caches f16, transformers the model's dtype
         // (f32 here). The CPU attention reads f16 directly; other devices keep f32.

@@ -157,12 +157,7 @@ impl Tokenizer {
     /// (likewise `add_eos_token`). The config also supplies the BOS/EOS token texts and the chat
     /// template. Truncation and padding stored in the json are turned off.
     pub fn from_json_file(path: &Path) -> Result<Self> {
-        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
-            anyhow!(
-                "loading {}: {e}; it must be a Hugging Face tokenizer.json (from the model's repository)",
-                path.display()
-            )
-        })?;
+        let mut inner = read_hf_json(path)?;
         inner
             .with_truncation(None)
             .map_err(|e| anyhow!("turning off truncation for {}: {e}", path.display()))?;
@@ -446,5 +441,39 @@ impl Tokenizer {
             );
         }
         serde_json::to_string_pretty(&config).context("serialising tokenizer_config.json")
+    }
+}
+
+/// Parses a Hugging Face `tokenizer.json`. The tokenizers crate (0.22) panics, through an
+/// `expect`, on some malformed sections (a syntax error inside `decoder` was found by fuzzing)
+/// instead of returning an error, so the JSON is checked first and a panic left in the crate
+/// is caught and reported as the error it should have been.
+fn read_hf_json(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let invalid = |e: &dyn std::fmt::Display| {
+        anyhow!(
+            "loading {}: {e}; it must be a Hugging Face tokenizer.json (from the model's repository)",
+            path.display()
+        )
+    };
+    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| invalid(&e))?;
+    // Silenced, the default hook would print the panic; nothing else runs while a model loads.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(&bytes));
+    std::panic::set_hook(hook);
+    match parsed {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(invalid(&e)),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "malformed section".into());
+            Err(invalid(&format!(
+                "the tokenizers library rejected it ({why})"
+            )))
+        }
     }
 }

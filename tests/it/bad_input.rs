@@ -118,7 +118,14 @@ fn a_huge_context_length_allocates_nothing_up_front() {
     let text = tmp.path().join("text.txt");
     std::fs::write(&text, "hello world ".repeat(50)).unwrap();
     fails_with(
-        &["perplexity", "-m", path.to_str().unwrap(), "-c", "2000000000", text.to_str().unwrap()],
+        &[
+            "perplexity",
+            "-m",
+            path.to_str().unwrap(),
+            "-c",
+            "2000000000",
+            text.to_str().unwrap(),
+        ],
         1,
         &["fewer than one window"],
     );
@@ -402,7 +409,15 @@ fn endless_and_huge_prompts_are_refused_early() {
         &["text file /dev/zero", "--max-prompt-bytes"],
     );
     fails_with(
-        &["tokenize", "-m", m, "-f", "/dev/zero", "--max-prompt-bytes", "10"],
+        &[
+            "tokenize",
+            "-m",
+            m,
+            "-f",
+            "/dev/zero",
+            "--max-prompt-bytes",
+            "10",
+        ],
         2,
         &["longer than 10 bytes"],
     );
@@ -521,5 +536,135 @@ fn a_chat_template_that_renders_gigabytes_is_stopped() {
         &["-m", path.to_str().unwrap(), "-p", "x", "-n", "1"],
         1,
         &["chat template rendered more than"],
+    );
+}
+
+/// Sizes in config.json whose products would wrap (head_dim 2^62 × 9 heads used to read as
+/// 2^62), and a llama3 rope_scaling that divides by zero: errors naming the key.
+#[test]
+fn config_json_sizes_that_wrap_or_divide_by_zero_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec::gqa();
+    let dir = tmp.path().join("hf");
+    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
+    let path = dir.join("config.json");
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cases = [
+        ("head_dim", serde_json::json!(1u64 << 62), "`head_dim`"),
+        ("vocab_size", serde_json::json!(1u64 << 40), "`vocab_size`"),
+        (
+            "rope_scaling",
+            serde_json::json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                               "high_freq_factor": 1.0, "original_max_position_embeddings": 64}),
+            "rope_scaling",
+        ),
+    ];
+    for (key, value, named) in cases {
+        let mut cfg = base.clone();
+        cfg[key] = value;
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        fails_with(
+            &["-m", dir.to_str().unwrap(), "-p", "x"],
+            1,
+            &[named, "config.json"],
+        );
+    }
+}
+
+/// `--each-line` in text mode with a malformed line: the failed line gets an empty answer, so
+/// answer k is still the answer to line k (answers used to shift up one), and the status is 1.
+#[test]
+fn a_malformed_line_keeps_text_answers_aligned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = crate::cli::tiny_gguf(tmp.path());
+    let m = m.to_str().unwrap();
+    let opts = ["-n", "4", "--ignore-eos", "--temperature", "0", "-q"];
+    let single = |p: &str| {
+        let out = gen().args(["-m", m, "-p", p]).args(opts).output().unwrap();
+        assert_printed(&out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = gen()
+        .args(["-m", m, "--each-line"])
+        .args(opts)
+        .write_stdin("one\n{\"prompt\": 3}\nthree\nfour\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2:") && !err.contains("panicked"),
+        "{err}"
+    );
+    let expected = format!(
+        "{}\n\n\n{}\n\n{}\n",
+        single("one"),
+        single("three"),
+        single("four")
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+}
+
+/// A GGUF whose `token_embd.weight` has no dimensions and no `llama.vocab_size`: an error naming
+/// the tensor (the vocabulary size used to be read from its first dimension, which panicked).
+#[test]
+fn an_embedding_without_dimensions_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tiny_with(tmp.path(), "good.gguf", |md| {
+        md.retain(|(k, _)| k != "llama.vocab_size")
+    });
+    let mut bytes = std::fs::read(&good).unwrap();
+    let name = b"token_embd.weight";
+    let mut pat = (name.len() as u64).to_le_bytes().to_vec();
+    pat.extend_from_slice(name);
+    let at = bytes
+        .windows(pat.len())
+        .position(|w| w == pat.as_slice())
+        .expect("the tensor info");
+    let p = at + pat.len();
+    let n_dims = u32::from_le_bytes(bytes[p..p + 4].try_into().unwrap()) as usize;
+    // n_dims = 0, and the dimensions dropped, so the rest of the info still lines up.
+    bytes[p..p + 4].copy_from_slice(&0u32.to_le_bytes());
+    bytes.drain(p + 4..p + 4 + 8 * n_dims);
+    let path = tmp.path().join("nodims.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    let out = gen()
+        .args(["-m", path.to_str().unwrap(), "-p", "x"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("token_embd"), "{err}");
+}
+
+/// A syntax error inside tokenizer.json's `decoder` section (found by the `tokenizer_json`
+/// fuzz target): the tokenizers crate panics on it through an `expect`; gen reports the JSON
+/// error with the file's name instead.
+#[test]
+fn a_broken_decoder_in_tokenizer_json_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec::gqa();
+    let dir = tmp.path().join("hf");
+    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
+    let path = dir.join("tokenizer.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let broken = text.replacen("\"decoder\": {", "\"decoder\": {R ", 1);
+    assert_ne!(
+        broken, text,
+        "the decoder section is where the test expects it"
+    );
+    std::fs::write(&path, &broken).unwrap();
+    fails_with(
+        &["-m", dir.to_str().unwrap(), "-p", "x"],
+        1,
+        &["tokenizer.json", "must be a Hugging Face tokenizer.json"],
+    );
+    fails_with(
+        &["tokenize", "-m", dir.to_str().unwrap(), "x"],
+        1,
+        &["tokenizer.json"],
     );
 }

@@ -304,3 +304,28 @@ pub fn write_gguf_with(
     let mut f = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut f, &md_refs, &q_refs).unwrap();
 }
+
+/// Not a test: writes the tiny model folder the fuzz targets start from (`fuzz/seeds/hf_tiny`,
+/// committed): `SEED_DIR=fuzz/seeds/hf_tiny cargo test --release --test it
+/// write_fuzz_seed_folder -- --ignored`. Eight-wide, one layer, f16: small enough to mutate.
+#[test]
+#[ignore = "writes the fuzz seed folder; run by hand"]
+fn write_fuzz_seed_folder() {
+    let s = TinySpec {
+        hidden: 8,
+        ffn: 16,
+        layers: 1,
+        heads: 2,
+        kv_heads: 1,
+        vocab: 260,
+        tied: true,
+        llama3_scaling: false,
+        max_pos: 64,
+        seed: 7,
+    };
+    let w: HashMap<String, Tensor> = random_weights(&s)
+        .into_iter()
+        .map(|(k, v)| (k, v.to_dtype(candle_core::DType::F16).unwrap()))
+        .collect();
+    write_safetensors_dir(Path::new(&std::env::var("SEED_DIR").unwrap()), &s, &w);
+}

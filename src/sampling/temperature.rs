@@ -36,15 +36,23 @@ impl Sampler for Temperature {
     }
 
     fn apply(&mut self, c: &mut Candidates, _ctx: &StepContext) -> Result<()> {
-        c.scale_logits(1.0 / self.t);
-        if let Some(x) = c.first_overflow() {
+        let inv = 1.0 / self.t;
+        // Checked before scaling, so that the message can give the logit as it arrived: one
+        // already near f32::MAX was made so by the penalties or --logit-bias, not the model.
+        // (Going to −inf only bans the token, as a ban does.)
+        if let Some(x) = c
+            .items()
+            .iter()
+            .find(|x| x.logit.is_finite() && x.logit * inv == f32::INFINITY)
+        {
             anyhow::bail!(
-                "--temperature {:?} makes the logit of token {} overflow ({}); use a larger temperature, or 0 for greedy",
+                "--temperature {:?} makes the logit of token {} ({:e}, after any penalties and --logit-bias) overflow; use a larger temperature, smaller penalties or biases, or 0 for greedy",
                 self.t,
                 x.id,
                 x.logit
             );
         }
+        c.scale_logits(inv);
         Ok(())
     }
 }

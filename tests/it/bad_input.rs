@@ -311,6 +311,25 @@ fn overflowing_sampler_settings_are_refused() {
         1,
         &["--presence-penalty -3.4e38", "overflow"],
     );
+    // A penalty that leaves a logit just under f32::MAX, which the temperature then overflows:
+    // the message gives the logit as the temperature got it and names the penalties too.
+    fails_with(
+        &[
+            "-m",
+            m,
+            "-p",
+            "hello hello hello",
+            "--raw",
+            "-n",
+            "3",
+            "--presence-penalty",
+            "-3.4e38",
+            "--temperature",
+            "0.8",
+        ],
+        1,
+        &["--temperature 0.8", "after any penalties", "overflow"],
+    );
 }
 
 /// A chat template that loops without end (nested `range(100000)`) is stopped by the render's

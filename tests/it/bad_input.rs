@@ -114,6 +114,21 @@ fn a_huge_context_length_allocates_nothing_up_front() {
         1,
         &["-c/--ctx-size", "GiB", "memory available"],
     );
+    // The same from config.json: max_position_embeddings 10^12 runs a short generation.
+    let spec = TinySpec::gqa();
+    let dir = tmp.path().join("hf");
+    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
+    let cfg_path = dir.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["max_position_embeddings"] = serde_json::json!(1_000_000_000_000u64);
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let out = gen()
+        .args(["-m", dir.to_str().unwrap(), "-p", "hello", "-n", "4"])
+        .args(["--ignore-eos", "-q"])
+        .output()
+        .unwrap();
+    assert_printed(&out);
     // A perplexity window longer than the text is that error, not a memory estimate.
     let text = tmp.path().join("text.txt");
     std::fs::write(&text, "hello world ".repeat(50)).unwrap();
@@ -685,5 +700,35 @@ fn a_broken_decoder_in_tokenizer_json_is_an_error() {
         &["tokenize", "-m", dir.to_str().unwrap(), "x"],
         1,
         &["tokenizer.json"],
+    );
+}
+
+/// A NaN among a GGUF's RoPE frequency factors (`rope_freqs.weight`, Llama 3.1 scaling): refused
+/// at load, naming the tensor, instead of NaN angles in every forward pass.
+#[test]
+fn a_nan_rope_frequency_factor_is_refused_at_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec {
+        llama3_scaling: true,
+        ..TinySpec::gqa()
+    };
+    let path = tmp.path().join("llama3.gguf");
+    write_gguf_with(
+        &path,
+        &spec,
+        &random_weights(&spec),
+        GgmlDType::Q8_0,
+        |_| {},
+    );
+    let content = gguf_file::Content::read(&mut std::fs::File::open(&path).unwrap()).unwrap();
+    let info = &content.tensor_infos["rope_freqs.weight"];
+    let at = (content.tensor_data_offset + info.offset) as usize;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at + 4..at + 8].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    fails_with(
+        &["-m", path.to_str().unwrap(), "-p", "x"],
+        1,
+        &["rope_freqs.weight", "NaN"],
     );
 }

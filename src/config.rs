@@ -22,6 +22,7 @@ pub enum Command {
     Convert(ConvertConfig),
     Tokenize(TokenizeConfig),
     Perplexity(PerplexityConfig),
+    Chat(Box<ChatConfig>),
 }
 
 /// Where the prompt text comes from. Piped stdin comes first, then `text` (as `llm` does);
@@ -103,6 +104,15 @@ pub struct GenerateConfig {
     /// Beam search instead of sampling (`--beams`); penalties and logit bias come from
     /// `sampling`.
     pub beam: Option<BeamConfig>,
+}
+
+/// Settings for `gen chat`: those of generation (model, sampler chain, `--system`, context,
+/// stop strings, `max_tokens` per answer, the output format of scripted sessions) and its own.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    pub generate: GenerateConfig,
+    /// Keep the input history in the user's data folder (off with `--no-history`).
+    pub history: bool,
 }
 
 /// Settings for beam search.

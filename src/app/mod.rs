@@ -2,6 +2,7 @@
 //! command. [`run`] dispatches a resolved [`Config`].
 
 pub mod beam;
+pub mod chat;
 pub mod compare;
 pub mod convert;
 pub mod generate;
@@ -70,6 +71,7 @@ pub fn run(config: Config) -> Result<()> {
         Command::Convert(c) => convert::run(&c),
         Command::Tokenize(t) => tokenize::run(&t),
         Command::Perplexity(p) => perplexity::run(&p),
+        Command::Chat(c) => chat::run(*c),
     }
 }
 

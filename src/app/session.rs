@@ -42,6 +42,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The model's chat template, unless `--raw` or the model has none.
+    pub fn template(&self) -> Option<&ChatTemplate> {
+        self.chat.as_ref()
+    }
+
     /// Whether prompts go through the model's chat template.
     pub fn is_chat(&self) -> bool {
         self.chat.is_some()

@@ -2,7 +2,10 @@
 //! resolved [`Config`](crate::config::Config) in one step. No I/O here beyond what clap does.
 
 mod resolve;
+mod set;
 mod values;
+
+pub use set::{apply_setting, current_settings, SETTINGS};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -29,6 +32,9 @@ enum SubCommand {
     Tokenize(TokenizeArgs),
     /// Perplexity of a text file, computed as llama.cpp's llama-perplexity does.
     Perplexity(PerplexityArgs),
+    /// Talk to the model turn after turn, its KV cache kept between turns (`/help` inside).
+    /// With stdin not a terminal, every line (or JSONL message) is a user turn.
+    Chat(ChatArgs),
 }
 
 /// Where the model comes from.
@@ -269,6 +275,55 @@ struct ConvertArgs {
     /// Data type of the written weights.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
+}
+
+#[derive(Debug, Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A system message at the start of the conversation (`/system` changes it). Escapes are
+    /// processed as in -p.
+    #[arg(long)]
+    system: Option<String>,
+    /// Most tokens per answer; -1 (the default, as llama-cli and ollama) = until the end of the
+    /// turn or a full context.
+    #[arg(short = 'n', long = "max-tokens", visible_alias = "n-predict", value_name = "N",
+          default_value = "-1", value_parser = max_tokens, allow_negative_numbers = true)]
+    max_tokens: usize,
+    /// End an answer when it contains STR (repeatable).
+    #[arg(long, short = 'r', visible_alias = "reverse-prompt", value_name = "STR",
+          allow_hyphen_values = true, value_parser = non_empty)]
+    stop: Vec<String>,
+    /// Context size in tokens for the whole conversation; default: the model's. When a turn
+    /// would not fit, the oldest exchanges after the system prompt are dropped (and said so).
+    #[arg(short = 'c', long = "ctx-size", value_parser = clap::value_parser!(u32).range(16..))]
+    ctx_size: Option<u32>,
+    /// What the KV cache stores keys and values as (see `gen --help`).
+    #[arg(long = "cache-type", value_enum, value_name = "TYPE")]
+    cache_type: Option<CacheTypeArg>,
+    /// Prompt tokens per prefill forward pass.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// What a script reading stdout gets: the answers as text (one per turn, each followed by
+    /// an empty line), or one JSON object per turn.
+    #[arg(long, value_enum, default_value_t = ChatFormatArg::Text)]
+    format: ChatFormatArg,
+    /// Do not read or write the input history file (in the user's data folder).
+    #[arg(long)]
+    no_history: bool,
+    /// A stats line per turn on stderr (tokens reused from the cache, computed, speeds).
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    #[command(flatten)]
+    input_limit: InputLimitArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ChatFormatArg {
+    Text,
+    Jsonl,
 }
 
 /// How much text a command reads from a file or stdin.

@@ -4,9 +4,9 @@
 use super::values::{unescape, TopKArg};
 use super::*;
 use crate::config::{
-    BeamConfig, Command, Config, ConvertConfig, EarlyStopping, GenerateConfig, OutputFormat,
-    PerplexityConfig, PromptSource, SamplingConfig, StageKind, Strategy, StrategyKind,
-    TokenizeConfig, Window,
+    BeamConfig, ChatConfig, Command, Config, ConvertConfig, EarlyStopping, GenerateConfig,
+    OutputFormat, PerplexityConfig, PromptSource, SamplingConfig, StageKind, Strategy,
+    StrategyKind, TokenizeConfig, Window,
 };
 
 impl BeamArgs {
@@ -63,6 +63,50 @@ impl SamplingArgs {
     }
 }
 
+impl ChatArgs {
+    fn into_config(self) -> Result<ChatConfig, String> {
+        if self.sampling.logprobs.is_some() || self.sampling.explain.is_some() {
+            return Err(
+                "--logprobs and --explain are for single runs of `gen`, not `gen chat`".into(),
+            );
+        }
+        let sampling = self.sampling.into_config();
+        Ok(ChatConfig {
+            generate: GenerateConfig {
+                model: self.model.model,
+                prompt: PromptSource {
+                    max_bytes: self.input_limit.max_prompt_bytes,
+                    ..PromptSource::default()
+                },
+                max_tokens: self.max_tokens,
+                ignore_eos: false,
+                special: false,
+                ctx_size: self.ctx_size.map(|c| c as usize),
+                batch_size: self.batch_size as usize,
+                cache_type: self.cache_type.map(CacheTypeArg::dtype),
+                format: match self.format {
+                    ChatFormatArg::Text => OutputFormat::Text,
+                    ChatFormatArg::Jsonl => OutputFormat::Jsonl,
+                },
+                verbose: self.verbose,
+                quiet: false,
+                sampling,
+                logprobs: None,
+                explain: None,
+                each_line: false,
+                system: self.system.map(|s| unescape(&s)),
+                raw: false,
+                compare: None,
+                compare_sequential: false,
+                stop: self.stop.iter().map(|s| unescape(s)).collect(),
+                keep_stop: false,
+                beam: None,
+            },
+            history: !self.no_history,
+        })
+    }
+}
+
 impl CacheTypeArg {
     fn dtype(self) -> candle_core::DType {
         match self {
@@ -111,6 +155,10 @@ impl Cli {
                     cache_type: a.cache_type.map(CacheTypeArg::dtype),
                     json: a.json,
                 }),
+            },
+            Some(SubCommand::Chat(a)) => Config {
+                threads: a.model.threads.map(usize::from),
+                command: Command::Chat(Box::new(a.into_config()?)),
             },
             None => {
                 let mut g = self.generate;

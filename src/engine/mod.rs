@@ -8,12 +8,14 @@ pub mod beam;
 pub mod metrics;
 pub mod perplexity;
 pub mod prefill;
+pub mod prefix;
 pub mod sample;
 pub mod stop;
 
 pub use beam::{beam_search, BeamParams, BeamResult, Hypothesis, Processors};
 pub use prefill::{prefill, Prefilled};
-pub use sample::{generate, generate_batch, GenerateParams, OnEvent};
+pub use prefix::{PrefixCache, PrefixFill};
+pub use sample::{generate, generate_batch, generate_in_cache, GenerateParams, OnEvent};
 pub use stop::StopMatcher;
 
 use crate::model::Llama;
@@ -38,6 +40,11 @@ impl Interrupt {
     /// Sets the flag; returns whether it was already set.
     pub fn set(&self) -> bool {
         self.0.swap(true, Ordering::SeqCst)
+    }
+
+    /// Clears the flag (`gen chat`: a Ctrl-C ends one answer, and the next turn starts over).
+    pub fn clear(&self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 
     /// Whether the flag is set.

@@ -6,7 +6,7 @@ use super::{
     context_size, DecodeParams, Event, Generation, OutputClosed, Prefilled, StopReason, Timings,
     TokenRecord,
 };
-use crate::model::{Llama, Logits};
+use crate::model::{KvCache, Llama, Logits};
 use crate::sampling::{token_logprobs, SamplerChain};
 use crate::tokenizer::{TokenStream, Tokenizer};
 use anyhow::{Context, Result};
@@ -184,12 +184,58 @@ pub fn generate_batch<'a>(
     sequences: Vec<(&'a mut SamplerChain, &'a mut OnEvent<'a>)>,
     params: &GenerateParams,
 ) -> Result<Vec<Generation>> {
-    let ctx = context_size(model, params.decode.ctx_size).min(prefilled.cache.max_len());
     let Prefilled {
         mut cache,
         logits,
         time,
     } = prefilled;
+    run_batch(
+        model, tokenizer, prompt, &mut cache, logits, time, sequences, params,
+    )
+}
+
+/// Continues `prompt`, already in the caller's `cache` with `logits` its last position's, with
+/// one sampler. The cache keeps the sequence afterwards: the prompt and every generated token
+/// but the last (which was never run through the model). `gen chat` keeps its conversation in
+/// one cache this way; `prefill_time` is reported as the prefill's.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_in_cache(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    cache: &mut KvCache,
+    logits: Vec<f32>,
+    prefill_time: Duration,
+    sampler: &mut SamplerChain,
+    params: &GenerateParams,
+    on_event: &mut OnEvent<'_>,
+) -> Result<Generation> {
+    let mut out = run_batch(
+        model,
+        tokenizer,
+        prompt,
+        cache,
+        logits,
+        prefill_time,
+        vec![(sampler, on_event)],
+        params,
+    )?;
+    out.pop()
+        .context("internal: a batch of one gave no generation")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_batch<'a>(
+    model: &Llama,
+    tokenizer: &'a Tokenizer,
+    prompt: &[u32],
+    cache: &mut KvCache,
+    logits: Vec<f32>,
+    time: Duration,
+    sequences: Vec<(&'a mut SamplerChain, &'a mut OnEvent<'a>)>,
+    params: &GenerateParams,
+) -> Result<Vec<Generation>> {
+    let ctx = context_size(model, params.decode.ctx_size).min(cache.max_len());
     let n = sequences.len();
     if n > 1 {
         cache.reorder(&vec![0; n])?;
@@ -236,7 +282,7 @@ pub fn generate_batch<'a>(
             .context("internal: a running sequence has no token")?;
         let input = Tensor::new(next.as_slice(), model.device())?.unsqueeze(1)?; // (b, 1)
         rows = model
-            .forward(&input, &mut cache, Logits::Last)?
+            .forward(&input, cache, Logits::Last)?
             .to_vec2::<f32>()?;
         for &i in &running {
             seqs[i].decode_steps += 1;

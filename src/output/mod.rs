@@ -185,6 +185,53 @@ pub fn perplexity(r: &PerplexityReport, as_json: bool) -> Result<()> {
     )])
 }
 
+/// Ends one `gen chat` answer in text mode: a newline if the answer did not end with one, then
+/// an empty line (a script reading stdout splits answers there).
+pub fn chat_answer_end() -> Result<()> {
+    let sep: &[u8] = if STDOUT_MID_LINE.swap(false, Ordering::Relaxed) {
+        b"\n\n"
+    } else {
+        b"\n"
+    };
+    stdout_bytes(sep)
+}
+
+/// One `gen chat` turn as a JSONL record: the answer, why it stopped, and where its prompt
+/// came from (`reused_tokens` from the kept cache, `computed_tokens` run this turn).
+pub fn chat_turn_json(
+    turn: usize,
+    g: &Generation,
+    reused: usize,
+    computed: usize,
+) -> serde_json::Value {
+    let t = &g.timings;
+    json!({
+        "turn": turn,
+        "role": "assistant",
+        "content": g.text,
+        "stop": stop_json(&g.stop),
+        "prompt_tokens": reused + computed,
+        "reused_tokens": reused,
+        "computed_tokens": computed,
+        "generated_tokens": g.tokens.len(),
+        "prefill_ms": ms(t.prefill),
+        "decode_tok_s": t.decode_tok_s(),
+    })
+}
+
+/// `-v`'s line after each `gen chat` turn.
+pub fn chat_stats_line(turn: usize, g: &Generation, reused: usize, computed: usize) -> String {
+    let t = &g.timings;
+    format!(
+        "gen: turn {turn} | prompt {} tok ({reused} from the cache, {computed} computed in {:.1} ms) | generated {} tok{} | stop: {}",
+        reused + computed,
+        ms(t.prefill),
+        g.tokens.len(),
+        rate(t.decode_steps, t.decode_tok_s(), "tok/s"),
+        g.stop.name()
+    )
+}
+
 /// A diagnostic line on stderr.
 pub fn note(msg: &str) -> Result<()> {
     stderr_line(msg).context("writing to stderr")

@@ -1,0 +1,167 @@
+//! Where `gen chat`'s input comes from: a terminal, edited with rustyline and remembered in a
+//! history file, or a script's stdin, one line (or JSONL message) per input. `"""` messages of
+//! several lines are joined here for both.
+
+use super::command::MultiLine;
+use crate::config::ChatConfig;
+use anyhow::{Context, Result};
+use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
+use rustyline::Editor;
+use serde::Deserialize;
+use std::io::{BufRead, IsTerminal, Read};
+use std::path::PathBuf;
+
+/// One input, complete.
+pub enum Line {
+    /// A line typed or read (a `"""` message joined).
+    Text(String),
+    /// A JSONL message of a script.
+    Json { role: String, content: String },
+    /// Ctrl-C at the prompt.
+    Interrupted,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonMessage {
+    role: String,
+    content: String,
+}
+
+enum Reader {
+    Terminal {
+        editor: Box<Editor<(), DefaultHistory>>,
+        history: Option<PathBuf>,
+    },
+    Script {
+        stdin: std::io::StdinLock<'static>,
+        line_no: usize,
+    },
+}
+
+pub struct Source {
+    reader: Reader,
+    multi: MultiLine,
+    max_bytes: u64,
+}
+
+impl Source {
+    /// A terminal when stdin is one, else the script on stdin.
+    pub fn open(c: &ChatConfig) -> Result<Self> {
+        let max_bytes = c.generate.prompt.max_bytes;
+        let reader = if std::io::stdin().is_terminal() {
+            let mut editor = Editor::<(), DefaultHistory>::new()
+                .context("starting the line editor on the terminal")?;
+            let history = c
+                .history
+                .then(|| dirs::data_dir().map(|d| d.join("gen").join("chat_history")))
+                .flatten();
+            if let Some(h) = &history {
+                // A first session has no history yet.
+                let _ = editor.load_history(h);
+            }
+            Reader::Terminal {
+                editor: Box::new(editor),
+                history,
+            }
+        } else {
+            Reader::Script {
+                stdin: std::io::stdin().lock(),
+                line_no: 0,
+            }
+        };
+        Ok(Self {
+            reader,
+            multi: MultiLine::default(),
+            max_bytes,
+        })
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.reader, Reader::Terminal { .. })
+    }
+
+    /// The next complete input, or `None` at the end (Ctrl-D, end of stdin).
+    pub fn next_line(&mut self) -> Result<Option<Line>> {
+        loop {
+            let raw = match &mut self.reader {
+                Reader::Terminal { editor, .. } => {
+                    let prompt = if self.multi.is_open() { "... " } else { ">>> " };
+                    match editor.readline(prompt) {
+                        Ok(l) => {
+                            if !l.trim().is_empty() {
+                                let _ = editor.add_history_entry(l.as_str());
+                            }
+                            l
+                        }
+                        Err(ReadlineError::Interrupted) => {
+                            self.multi = MultiLine::default();
+                            return Ok(Some(Line::Interrupted));
+                        }
+                        Err(ReadlineError::Eof) => return Ok(None),
+                        Err(e) => return Err(e).context("reading from the terminal"),
+                    }
+                }
+                Reader::Script { stdin, line_no } => {
+                    let mut buf = Vec::new();
+                    let n = stdin
+                        .by_ref()
+                        .take(self.max_bytes.saturating_add(1))
+                        .read_until(b'\n', &mut buf)
+                        .context("reading stdin")?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    *line_no += 1;
+                    if buf.len() as u64 > self.max_bytes {
+                        anyhow::bail!(
+                            "line {line_no} of stdin is longer than {} bytes; raise --max-prompt-bytes if it is meant to be",
+                            self.max_bytes
+                        );
+                    }
+                    if buf.last() == Some(&b'\n') {
+                        buf.pop();
+                        if buf.last() == Some(&b'\r') {
+                            buf.pop();
+                        }
+                    }
+                    let line = String::from_utf8(buf).map_err(|e| {
+                        anyhow::anyhow!(
+                            "line {line_no} of stdin is not valid UTF-8 (invalid byte at offset {}); convert it to UTF-8 first",
+                            e.utf8_error().valid_up_to()
+                        )
+                    })?;
+                    if !self.multi.is_open() && line.trim_start().starts_with('{') {
+                        let m: JsonMessage = serde_json::from_str(&line).with_context(|| {
+                            format!("line {line_no}: not a {{\"role\", \"content\"}} message")
+                        })?;
+                        return Ok(Some(Line::Json {
+                            role: m.role,
+                            content: m.content,
+                        }));
+                    }
+                    line
+                }
+            };
+            if let Some(line) = self.multi.feed(&raw) {
+                return Ok(Some(Line::Text(line)));
+            }
+        }
+    }
+
+    /// Writes the terminal's history file (nothing for a script, or with `--no-history`).
+    pub fn save_history(&mut self) {
+        if let Reader::Terminal {
+            editor,
+            history: Some(path),
+        } = &mut self.reader
+        {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            // History is a convenience: failing to keep it does not fail the session.
+            let _ = editor.save_history(path);
+        }
+    }
+}

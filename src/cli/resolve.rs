@@ -65,11 +65,16 @@ impl SamplingArgs {
 
 impl ChatArgs {
     fn into_config(self) -> Result<ChatConfig, String> {
-        if self.sampling.logprobs.is_some() || self.sampling.explain.is_some() {
+        if self.sampling.explain.is_some() {
+            return Err("--explain is for single runs of `gen`, not `gen chat`".into());
+        }
+        if self.sampling.logprobs.is_some() && matches!(self.format, ChatFormatArg::Text) {
             return Err(
-                "--logprobs and --explain are for single runs of `gen`, not `gen chat`".into(),
+                "--logprobs in `gen chat` needs --format jsonl (they are part of each turn's record)"
+                    .into(),
             );
         }
+        let logprobs = self.sampling.logprobs.map(|n| n as usize);
         let sampling = self.sampling.into_config();
         Ok(ChatConfig {
             generate: GenerateConfig {
@@ -91,7 +96,7 @@ impl ChatArgs {
                 verbose: self.verbose,
                 quiet: false,
                 sampling,
-                logprobs: None,
+                logprobs,
                 explain: None,
                 each_line: false,
                 system: self.system.map(|s| unescape(&s)),

@@ -63,6 +63,42 @@ pub fn generation_json(g: &Generation, run: &RunInfo, piece: Piece) -> Result<Va
     Ok(v)
 }
 
+/// One `gen chat` turn as a JSONL record: the answer and its token ids, why it stopped, and
+/// where its prompt came from (`reused_tokens` from the kept cache, `computed_tokens` run this
+/// turn); `logprobs` with `--logprobs`.
+pub fn chat_turn_json(
+    turn: usize,
+    g: &Generation,
+    reused: usize,
+    computed: usize,
+    piece: Piece,
+) -> Result<Value> {
+    let t = &g.timings;
+    let mut v = json!({
+        "turn": turn,
+        "role": "assistant",
+        "content": g.text,
+        "tokens": g.tokens,
+        "stop": stop_json(&g.stop),
+        "prompt_tokens": reused + computed,
+        "reused_tokens": reused,
+        "computed_tokens": computed,
+        "generated_tokens": g.tokens.len(),
+        "prefill_ms": ms(t.prefill),
+        "decode_tok_s": t.decode_tok_s(),
+    });
+    let lp = g
+        .records
+        .iter()
+        .filter_map(|r| r.logprobs.as_ref())
+        .map(|l| logprobs_json(l, piece))
+        .collect::<Result<Vec<Value>>>()?;
+    if !lp.is_empty() {
+        v["logprobs"] = Value::Array(lp);
+    }
+    Ok(v)
+}
+
 fn logprobs_json(l: &TokenLogprobs, piece: Piece) -> Result<Value> {
     let top = l
         .top

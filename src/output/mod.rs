@@ -9,7 +9,7 @@ mod progress;
 mod tables;
 
 pub use compare::{compare_json, compare_records, compare_view, CompareReport, CompareRow};
-pub use json::{beam_json, generation_json, stop_json, RunInfo};
+pub use json::{beam_json, chat_turn_json, generation_json, stop_json, RunInfo};
 pub use progress::{DownloadBar, HubReporter, StepBar};
 pub use tables::{beam_blocks, explain_table, explain_tables, logprobs_table};
 
@@ -194,29 +194,6 @@ pub fn chat_answer_end() -> Result<()> {
         b"\n"
     };
     stdout_bytes(sep)
-}
-
-/// One `gen chat` turn as a JSONL record: the answer, why it stopped, and where its prompt
-/// came from (`reused_tokens` from the kept cache, `computed_tokens` run this turn).
-pub fn chat_turn_json(
-    turn: usize,
-    g: &Generation,
-    reused: usize,
-    computed: usize,
-) -> serde_json::Value {
-    let t = &g.timings;
-    json!({
-        "turn": turn,
-        "role": "assistant",
-        "content": g.text,
-        "stop": stop_json(&g.stop),
-        "prompt_tokens": reused + computed,
-        "reused_tokens": reused,
-        "computed_tokens": computed,
-        "generated_tokens": g.tokens.len(),
-        "prefill_ms": ms(t.prefill),
-        "decode_tok_s": t.decode_tok_s(),
-    })
 }
 
 /// `-v`'s line after each `gen chat` turn.

@@ -450,3 +450,55 @@ fn sharded_and_half_precision_folders_load() {
         "f16 weights should be close to, not equal to, f32: {d}"
     );
 }
+
+/// `gen chat`'s prefix cache: after a prompt, generated tokens (one-token steps) and a new
+/// prompt that shares part of them, the logits are bit for bit those of a fresh cache that ran
+/// the same passes (prefill chunks, single steps, the new remainder): truncating to the common
+/// prefix leaves nothing stale behind. A prompt equal to what is cached (`/regen`) runs its
+/// last token again, as the same passes in a fresh cache do.
+#[test]
+fn prefix_cache_reuse_is_bit_exact() {
+    use gen::engine::{prefill, PrefixCache};
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = TinySpec::gqa();
+    let path = tmp.path().join("m.gguf");
+    write_gguf(&path, &spec, &random_weights(&spec), GgmlDType::Q8_0);
+    let model = load_gguf_default(&path);
+    let a: Vec<u32> = (0..20).map(|i| (i * 7 + 3) % 250).collect();
+    let generated: Vec<u32> = vec![11, 12, 13, 14, 15];
+    let mut b = a.clone();
+    b.extend_from_slice(&generated[..3]);
+    b.extend([40, 41, 42, 43, 44, 45, 46]);
+    let step = |cache: &mut KvCache, id: u32| {
+        let input = Tensor::new(&[id], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        model.forward(&input, cache, Logits::Last).unwrap()
+    };
+
+    let mut pc = PrefixCache::new(&model, 128);
+    pc.prefill(&model, &a, 8).unwrap();
+    // A generation: every generated token but the last goes through the model.
+    for &id in &generated[..4] {
+        step(pc.cache_mut(), id);
+    }
+    pc.generated(&generated);
+    assert_eq!(pc.tokens().len(), a.len() + 4);
+    let fill = pc.prefill(&model, &b, 8).unwrap();
+    assert_eq!((fill.reused, fill.computed), (a.len() + 3, 7));
+
+    let mut fresh = model.new_cache_for(128);
+    prefill(&model, &mut fresh, &a, 8).unwrap();
+    for &id in &generated[..3] {
+        step(&mut fresh, id);
+    }
+    let want = prefill(&model, &mut fresh, &b[a.len() + 3..], 8).unwrap();
+    assert_eq!(fill.logits, want, "reused prefix + new remainder");
+
+    let again = pc.prefill(&model, &b, 8).unwrap();
+    assert_eq!((again.reused, again.computed), (b.len() - 1, 1));
+    fresh.truncate(b.len() - 1).unwrap();
+    let want = prefill(&model, &mut fresh, &b[b.len() - 1..], 8).unwrap();
+    assert_eq!(again.logits, want, "the same prompt again");
+}

@@ -3,7 +3,7 @@
 //! context is full), and its file form for `/save` and `/load`.
 
 use crate::chat::Message;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -115,6 +115,35 @@ impl Conversation {
         true
     }
 
+    /// A conversation from `(role, content)` pairs: an optional system message first (it
+    /// replaces `system`), then user and assistant messages alternating, starting with a user
+    /// one.
+    pub fn from_messages(
+        system: Option<String>,
+        messages: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, String> {
+        let mut c = Self::new(system);
+        for (i, (role, content)) in messages.into_iter().enumerate() {
+            if i == 0 && role == "system" {
+                c.system = Some(content);
+                continue;
+            }
+            let want = if c.messages.len() % 2 == 0 {
+                "user"
+            } else {
+                "assistant"
+            };
+            if role != want {
+                return Err(format!(
+                    "message {} has role `{role}` where `{want}` belongs (after an optional system message, user and assistant messages alternate)",
+                    i + 1
+                ));
+            }
+            c.messages.push(Message::new(role, content));
+        }
+        Ok(c)
+    }
+
     /// Writes the conversation and `settings` to `path` as JSON.
     pub fn save(&self, path: &Path, settings: Vec<(String, String)>) -> Result<()> {
         let saved = Saved {
@@ -144,19 +173,9 @@ impl Conversation {
                 path.display()
             )
         })?;
-        let mut c = Self::new(saved.system);
-        for (i, m) in saved.messages.into_iter().enumerate() {
-            let want = if i % 2 == 0 { "user" } else { "assistant" };
-            if m.role != want {
-                bail!(
-                    "{}: message {} has role `{}` where `{want}` belongs (user and assistant messages alternate)",
-                    path.display(),
-                    i + 1,
-                    m.role
-                );
-            }
-            c.messages.push(Message::new(m.role, m.content));
-        }
+        let messages = saved.messages.into_iter().map(|m| (m.role, m.content));
+        let c = Self::from_messages(saved.system, messages)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok((c, saved.settings))
     }
 }

@@ -16,8 +16,11 @@ use std::path::PathBuf;
 pub enum Line {
     /// A line typed or read (a `"""` message joined).
     Text(String),
-    /// A JSONL message of a script.
-    Json { role: String, content: String },
+    /// A JSONL message of a script: `{"role": ..., "content": ...}`.
+    Message { role: String, content: String },
+    /// A JSONL conversation of a script, `{"messages": [...]}`: it replaces the conversation
+    /// (and is answered when it ends with a user message).
+    Conversation(Vec<(String, String)>),
     /// Ctrl-C at the prompt.
     Interrupted,
 }
@@ -27,6 +30,13 @@ pub enum Line {
 struct JsonMessage {
     role: String,
     content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonLine {
+    Message(JsonMessage),
+    Conversation { messages: Vec<JsonMessage> },
 }
 
 enum Reader {
@@ -133,12 +143,19 @@ impl Source {
                         )
                     })?;
                     if !self.multi.is_open() && line.trim_start().starts_with('{') {
-                        let m: JsonMessage = serde_json::from_str(&line).with_context(|| {
-                            format!("line {line_no}: not a {{\"role\", \"content\"}} message")
+                        let parsed: JsonLine = serde_json::from_str(&line).map_err(|_| {
+                            anyhow::anyhow!(
+                                "line {line_no}: not a {{\"role\": ..., \"content\": ...}} message or a {{\"messages\": [...]}} conversation"
+                            )
                         })?;
-                        return Ok(Some(Line::Json {
-                            role: m.role,
-                            content: m.content,
+                        return Ok(Some(match parsed {
+                            JsonLine::Message(m) => Line::Message {
+                                role: m.role,
+                                content: m.content,
+                            },
+                            JsonLine::Conversation { messages } => Line::Conversation(
+                                messages.into_iter().map(|m| (m.role, m.content)).collect(),
+                            ),
                         }));
                     }
                     line

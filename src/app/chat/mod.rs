@@ -64,7 +64,8 @@ pub fn run(c: ChatConfig) -> Result<()> {
                 Ok(i) => session.handle(i),
                 Err(msg) => Err(UsageError(msg).into()),
             },
-            input::Line::Json { role, content } => session.handle_json(&role, &content),
+            input::Line::Message { role, content } => session.handle_message(&role, &content),
+            input::Line::Conversation(messages) => session.replace_conversation(messages),
             input::Line::Interrupted => {
                 output::note("(Ctrl-D or /bye to leave)")?;
                 Ok(Flow::Go)
@@ -162,10 +163,9 @@ impl Session<'_> {
         Ok(Flow::Go)
     }
 
-    /// A JSONL line of a script: `{"role": "user", "content": ...}` is a turn; a system message
-    /// sets the system prompt; an assistant message is taken into the conversation as given
-    /// (to replay a conversation).
-    fn handle_json(&mut self, role: &str, content: &str) -> Result<Flow> {
+    /// A JSONL message of a script: a user message is a turn, a system message sets the
+    /// system prompt. (Earlier answers come in a `{"messages": [...]}` line.)
+    fn handle_message(&mut self, role: &str, content: &str) -> Result<Flow> {
         match role {
             "user" => {
                 self.regens = 0;
@@ -173,13 +173,22 @@ impl Session<'_> {
                 self.answer()?;
             }
             "system" => self.conversation.system = Some(content.to_string()),
-            "assistant" => {
-                if !self.conversation.awaits_answer() {
-                    bail!("an assistant message must follow a user message");
-                }
-                self.conversation.push_assistant(content);
-            }
-            other => bail!("unknown role `{other}`: use user, assistant or system"),
+            "assistant" => bail!(
+                "an assistant message on its own has nothing to answer: send a conversation with its user messages as one {{\"messages\": [...]}} line"
+            ),
+            other => bail!("unknown role `{other}`: use user or system"),
+        }
+        Ok(Flow::Go)
+    }
+
+    /// A JSONL `{"messages": [...]}` line: the conversation so far, replacing the session's;
+    /// answered when its last message is a user one.
+    fn replace_conversation(&mut self, messages: Vec<(String, String)>) -> Result<Flow> {
+        self.conversation = Conversation::from_messages(self.conversation.system.clone(), messages)
+            .map_err(|e| anyhow::anyhow!("the conversation line: {e}"))?;
+        self.regens = 0;
+        if self.conversation.awaits_answer() {
+            self.answer()?;
         }
         Ok(Flow::Go)
     }
@@ -276,7 +285,7 @@ impl Session<'_> {
         let mut chain = sampling::build_chain(&sampling, loaded.model.config().vocab_size)?.chain;
         let params = GenerateParams {
             decode: self.ctx.decode_params(&self.g),
-            logprobs: None,
+            logprobs: self.g.logprobs,
             explain: None,
         };
         let fill = match self.cache.prefill(&loaded.model, &ids, self.g.batch_size) {
@@ -331,7 +340,12 @@ impl Session<'_> {
     fn report(&self, g: &Generation, reused: usize, computed: usize) -> Result<()> {
         match self.g.format {
             OutputFormat::Text => output::chat_answer_end()?,
-            _ => output::json(&output::chat_turn_json(self.turn, g, reused, computed))?,
+            _ => {
+                let piece = |id: u32| self.ctx.piece(id);
+                output::json(&output::chat_turn_json(
+                    self.turn, g, reused, computed, &piece,
+                )?)?
+            }
         }
         if self.g.verbose {
             output::note(&output::chat_stats_line(self.turn, g, reused, computed))?;

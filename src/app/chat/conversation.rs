@@ -128,7 +128,7 @@ impl Conversation {
                 c.system = Some(content);
                 continue;
             }
-            let want = if c.messages.len() % 2 == 0 {
+            let want = if c.messages.len().is_multiple_of(2) {
                 "user"
             } else {
                 "assistant"

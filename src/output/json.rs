@@ -99,6 +99,12 @@ pub fn chat_turn_json(
     Ok(v)
 }
 
+/// The record a scripted `gen chat` writes for an input line that failed (1-based `line`), in
+/// place of that turn's: `{"line", "error"}`.
+pub fn chat_error_json(line: usize, err: &anyhow::Error) -> Value {
+    json!({"line": line, "error": super::error_text(err)})
+}
+
 fn logprobs_json(l: &TokenLogprobs, piece: Piece) -> Result<Value> {
     let top = l
         .top

@@ -9,7 +9,7 @@ mod progress;
 mod tables;
 
 pub use compare::{compare_json, compare_records, compare_view, CompareReport, CompareRow};
-pub use json::{beam_json, chat_turn_json, generation_json, stop_json, RunInfo};
+pub use json::{beam_json, chat_error_json, chat_turn_json, generation_json, stop_json, RunInfo};
 pub use progress::{DownloadBar, HubReporter, StepBar};
 pub use tables::{beam_blocks, explain_table, explain_tables, logprobs_table};
 
@@ -277,6 +277,13 @@ fn ms(d: Duration) -> f64 {
 /// Prints an error (with its chain of causes) on stderr as one line. Each cause contributes
 /// its first line only: candle appends a backtrace to its messages when RUST_BACKTRACE is set.
 pub fn error(err: &anyhow::Error) {
+    // Nowhere is left to report a failure to write the error itself (stderr closed or full);
+    // the exit status still says that the run failed.
+    let _ = stderr_line(&format!("error: {}", error_text(err)));
+}
+
+/// An error and its causes on one line, each cause's first line only.
+fn error_text(err: &anyhow::Error) -> String {
     let causes: Vec<String> = err
         .chain()
         .map(|c| {
@@ -288,7 +295,5 @@ pub fn error(err: &anyhow::Error) {
                 .to_string()
         })
         .collect();
-    // Nowhere is left to report a failure to write the error itself (stderr closed or full);
-    // the exit status still says that the run failed.
-    let _ = stderr_line(&format!("error: {}", causes.join(": ")));
+    causes.join(": ")
 }

@@ -185,17 +185,19 @@ fn save_then_load_continues_the_conversation() {
     assert_eq!(content(&second[0]), content(&whole[2]));
 }
 
-/// A message too long for the context is an error for that turn; bad commands and settings
-/// are errors that change nothing. In a script, the first error ends the session with its
-/// status; the answers before it are out.
+/// A message too long for the context, a bad command or setting, a line that is not UTF-8 or
+/// not a message: each is one error line for that input, changes nothing, and the script goes
+/// on; its exit status counts the failures (as `--each-line`), and a JSONL reader gets a
+/// `{"line", "error"}` record in the failed turn's place.
 #[test]
-fn scripted_errors_are_clear() {
+fn scripted_errors_are_reported_and_the_session_goes_on() {
     let m = real_gguf();
     let m = m.to_str().unwrap();
-    let run = |stdin: &str| {
+    let run = |args: &[&str], stdin: &[u8]| {
         let out = gen()
             .args(["chat", "-m", m, "-n", "8", "--seed", "1"])
-            .write_stdin(stdin.to_string())
+            .args(args)
+            .write_stdin(stdin.to_vec())
             .output()
             .unwrap();
         (
@@ -204,28 +206,42 @@ fn scripted_errors_are_clear() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
-    let (code, out, err) = run("Hello\n/set top-p 2\nnever answered\n");
-    assert_eq!(code, Some(2), "{err}");
-    assert!(!out.is_empty(), "the first answer is out");
+    let (code, out, err) = run(
+        &["--format", "jsonl"],
+        b"Hello\n/set top-p 2\n/frobnicate\ncaf\xe9\n{\"role\": \"assistant\", \"content\": \"hi\"}\nStill there?\n/show\n",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 5, "{err}");
     assert!(
-        err.contains("/set top-p") && err.contains("(0, 1]"),
+        errors[0].contains("/set top-p") && errors[0].contains("(0, 1]"),
         "{err}"
     );
-    let (code, _, err) = run("/frobnicate\n");
-    assert_eq!(code, Some(2));
-    assert!(err.contains("unknown command /frobnicate"), "{err}");
+    assert!(errors[1].contains("unknown command /frobnicate"), "{err}");
+    assert!(
+        errors[2].contains("line 4 of stdin is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(errors[3].contains("\"messages\""), "{err}");
+    assert!(errors[4].contains("4 of 7 inputs failed"), "{err}");
+    // The refused top-p changed nothing; both messages were answered.
+    assert!(err.contains("top-p 0.95"), "{err}");
+    let recs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 6, "{out}");
+    assert_eq!((count(&recs[0], "turn"), count(&recs[5], "turn")), (1, 2));
+    let failed: Vec<u64> = recs[1..5].iter().map(|r| count(r, "line")).collect();
+    assert_eq!(failed, [2, 3, 4, 5]);
     let long = "word ".repeat(400);
-    let out = gen()
-        .args(["chat", "-m", m, "-c", "128", "-n", "8"])
-        .write_stdin(format!("{long}\n"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("raise -c/--ctx-size"), "{err}");
-    let (code, _, err) = run("{\"role\": \"assistant\", \"content\": \"hi\"}\n");
-    assert_eq!(code, Some(1));
-    assert!(err.contains("\"messages\""), "{err}");
+    let (code, _, err) = run(&["-c", "128"], format!("{long}\nHi\n").as_bytes());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("raise -c/--ctx-size") && err.contains("1 of 2 inputs failed"),
+        "{err}"
+    );
 }
 
 /// `gen chat` in a pseudo-terminal, one line at a time as a person types.

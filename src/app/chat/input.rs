@@ -92,8 +92,10 @@ impl Source {
         matches!(self.reader, Reader::Terminal { .. })
     }
 
-    /// The next complete input, or `None` at the end (Ctrl-D, end of stdin).
-    pub fn next_line(&mut self) -> Result<Option<Line>> {
+    /// The next complete input, or `None` at the end (Ctrl-D, end of stdin). The outer error
+    /// is a failure to read at all; the inner one a line that cannot be taken (too long, not
+    /// UTF-8, malformed JSON), after which reading goes on.
+    pub fn next_line(&mut self) -> Result<Option<Result<Line>>> {
         loop {
             let raw = match &mut self.reader {
                 Reader::Terminal { editor, .. } => {
@@ -107,7 +109,7 @@ impl Source {
                         }
                         Err(ReadlineError::Interrupted) => {
                             self.multi = MultiLine::default();
-                            return Ok(Some(Line::Interrupted));
+                            return Ok(Some(Ok(Line::Interrupted)));
                         }
                         Err(ReadlineError::Eof) => return Ok(None),
                         Err(e) => return Err(e).context("reading from the terminal"),
@@ -125,10 +127,13 @@ impl Source {
                     }
                     *line_no += 1;
                     if buf.len() as u64 > self.max_bytes {
-                        anyhow::bail!(
+                        if buf.last() != Some(&b'\n') {
+                            skip_line(stdin)?;
+                        }
+                        return Ok(Some(Err(anyhow::anyhow!(
                             "line {line_no} of stdin is longer than {} bytes; raise --max-prompt-bytes if it is meant to be",
                             self.max_bytes
-                        );
+                        ))));
                     }
                     if buf.last() == Some(&b'\n') {
                         buf.pop();
@@ -136,19 +141,22 @@ impl Source {
                             buf.pop();
                         }
                     }
-                    let line = String::from_utf8(buf).map_err(|e| {
-                        anyhow::anyhow!(
-                            "line {line_no} of stdin is not valid UTF-8 (invalid byte at offset {}); convert it to UTF-8 first",
-                            e.utf8_error().valid_up_to()
-                        )
-                    })?;
+                    let line = match String::from_utf8(buf) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            return Ok(Some(Err(anyhow::anyhow!(
+                                "line {line_no} of stdin is not valid UTF-8 (invalid byte at offset {}); convert it to UTF-8 first",
+                                e.utf8_error().valid_up_to()
+                            ))))
+                        }
+                    };
                     if !self.multi.is_open() && line.trim_start().starts_with('{') {
-                        let parsed: JsonLine = serde_json::from_str(&line).map_err(|_| {
-                            anyhow::anyhow!(
+                        let Ok(parsed) = serde_json::from_str::<JsonLine>(&line) else {
+                            return Ok(Some(Err(anyhow::anyhow!(
                                 "line {line_no}: not a {{\"role\": ..., \"content\": ...}} message or a {{\"messages\": [...]}} conversation"
-                            )
-                        })?;
-                        return Ok(Some(match parsed {
+                            ))));
+                        };
+                        return Ok(Some(Ok(match parsed {
                             JsonLine::Message(m) => Line::Message {
                                 role: m.role,
                                 content: m.content,
@@ -156,17 +164,39 @@ impl Source {
                             JsonLine::Conversation { messages } => Line::Conversation(
                                 messages.into_iter().map(|m| (m.role, m.content)).collect(),
                             ),
-                        }));
+                        })));
                     }
                     line
                 }
             };
             if let Some(line) = self.multi.feed(&raw) {
-                return Ok(Some(Line::Text(line)));
+                return Ok(Some(Ok(Line::Text(line))));
             }
         }
     }
+}
 
+/// Reads and drops the rest of a line that was too long to keep.
+fn skip_line(r: &mut impl BufRead) -> Result<()> {
+    loop {
+        let buf = r.fill_buf().context("reading stdin")?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                r.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
+        }
+    }
+}
+
+impl Source {
     /// Writes the terminal's history file (nothing for a script, or with `--no-history`).
     pub fn save_history(&mut self) {
         if let Reader::Terminal {

@@ -55,18 +55,21 @@ pub fn run(c: ChatConfig) -> Result<()> {
             ctx_size
         ))?;
     }
+    let (mut inputs, mut failed) = (0usize, 0usize);
     loop {
         let Some(line) = source.next_line()? else {
             break;
         };
+        inputs += 1;
         let step = match line {
-            input::Line::Text(l) => match command::parse(&l) {
+            Err(e) => Err(e),
+            Ok(input::Line::Text(l)) => match command::parse(&l) {
                 Ok(i) => session.handle(i),
                 Err(msg) => Err(UsageError(msg).into()),
             },
-            input::Line::Message { role, content } => session.handle_message(&role, &content),
-            input::Line::Conversation(messages) => session.replace_conversation(messages),
-            input::Line::Interrupted => {
+            Ok(input::Line::Message { role, content }) => session.handle_message(&role, &content),
+            Ok(input::Line::Conversation(messages)) => session.replace_conversation(messages),
+            Ok(input::Line::Interrupted) => {
                 output::note("(Ctrl-D or /bye to leave)")?;
                 Ok(Flow::Go)
             }
@@ -76,16 +79,25 @@ pub fn run(c: ChatConfig) -> Result<()> {
             Ok(Flow::Exit) => break,
             Err(e) if e.is::<Interrupted>() => return Err(e),
             Err(e) if super::is_broken_pipe(&e) => return Err(e),
-            // A failed turn or command is reported; the session goes on, as in llama-cli. In a
-            // script, the error still ends it (after the report) with the error's status.
-            Err(e) if source.is_terminal() => output::error(&e),
-            Err(e) => return Err(e),
+            // A failed turn or command is reported and the session goes on, as in llama-cli;
+            // a script's failures are counted for its exit status, as --each-line's are, and
+            // a JSONL reader gets a record in the failed turn's place.
+            Err(e) => {
+                output::error(&e);
+                failed += 1;
+                if !source.is_terminal() && c.generate.format == OutputFormat::Jsonl {
+                    output::json(&output::chat_error_json(inputs, &e))?;
+                }
+            }
         }
         if terminated() {
             return Err(Interrupted.into());
         }
     }
     source.save_history();
+    if failed > 0 && !source.is_terminal() {
+        bail!("{failed} of {inputs} inputs failed (see the errors above)");
+    }
     Ok(())
 }
 

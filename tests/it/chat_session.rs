@@ -253,13 +253,23 @@ struct Pty {
 
 impl Pty {
     fn spawn(args: &str) -> Self {
+        Self::spawn_in(args, None)
+    }
+
+    /// `data`: the user's data folder (`XDG_DATA_HOME`) for the history file.
+    fn spawn_in(args: &str, data: Option<&std::path::Path>) -> Self {
         let bin = assert_cmd::cargo::cargo_bin("gen");
+        let history = if data.is_some() { "" } else { "--no-history" };
         let cmd = format!(
-            "stty cols 200 rows 50; exec {} chat -m {} --no-history {args}",
+            "stty cols 200 rows 50; exec {} chat -m {} {history} {args}",
             bin.display(),
             real_gguf().display()
         );
-        let mut child = Std::new("script")
+        let mut command = Std::new("script");
+        if let Some(d) = data {
+            command.env("XDG_DATA_HOME", d);
+        }
+        let mut child = command
             .args(["-qec", &cmd, "/dev/null"])
             .env_remove("GEN_MODEL")
             .env("NO_COLOR", "1")
@@ -365,4 +375,19 @@ fn a_terminal_session_with_commands_and_ctrl_c() {
         out.contains("gen: turn 2 ") && out.contains("stop: interrupted"),
         "{out}"
     );
+}
+
+/// The line editor's history is kept in the user's data folder between sessions.
+#[test]
+fn the_terminal_history_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = Pty::spawn_in("-n 8", Some(tmp.path()));
+    t.line_at(">>> ", 1, "/show");
+    t.wait_for("exchanges", 1);
+    t.wait_for(">>> ", 2);
+    std::thread::sleep(Duration::from_millis(100));
+    t.send("\x04");
+    assert_eq!(t.child.wait().unwrap().code(), Some(0), "{}", t.text());
+    let history = std::fs::read_to_string(tmp.path().join("gen/chat_history")).unwrap();
+    assert!(history.contains("/show"), "{history}");
 }

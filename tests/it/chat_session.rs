@@ -391,3 +391,78 @@ fn the_terminal_history_is_kept() {
     let history = std::fs::read_to_string(tmp.path().join("gen/chat_history")).unwrap();
     assert!(history.contains("/show"), "{history}");
 }
+
+/// A template that renders earlier answers differently from how they were generated (as
+/// templates that drop thinking blocks from history do): the prefix match keeps the cache only
+/// up to where the rendering changed, and the next answer is still the one a fresh process
+/// gives.
+#[test]
+fn a_template_that_rewrites_history_is_matched_correctly() {
+    use candle_core::quantized::{gguf_file, GgmlDType};
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = crate::tiny::TinySpec::gqa();
+    let path = tmp.path().join("rewrites.gguf");
+    let template = "{% for m in messages %}<|im_start|>{{ m.role }}\\n\
+        {% if m.role == 'assistant' %}(an earlier answer){% else %}{{ m.content }}{% endif %}\
+        <|im_end|>\\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\\n{% endif %}";
+    crate::tiny::write_gguf_with(
+        &path,
+        &spec,
+        &crate::tiny::random_weights(&spec),
+        GgmlDType::Q8_0,
+        |md| {
+            md.push((
+                "tokenizer.chat_template".into(),
+                gguf_file::Value::String(template.into()),
+            ))
+        },
+    );
+    let m = path.to_str().unwrap();
+    // EOS and end of turn banned, so that every answer is 6 tokens long.
+    let opts = [
+        "--temperature",
+        "0",
+        "-n",
+        "6",
+        "--format",
+        "jsonl",
+        "--logit-bias",
+        "0=-inf",
+        "--logit-bias",
+        "2=-inf",
+    ];
+    let run = |stdin: String| {
+        let out = gen()
+            .args(["chat", "-m", m])
+            .args(opts)
+            .write_stdin(stdin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let turns = run("hello there\nand again\n".into());
+    assert_eq!(turns.len(), 2);
+    let first_prompt = count(&turns[0], "prompt_tokens");
+    // The cache held turn 1's prompt and answer; turn 2 keeps only the prompt's part before
+    // the rewritten answer.
+    let reused = count(&turns[1], "reused_tokens");
+    assert_eq!(count(&turns[0], "generated_tokens"), 6);
+    assert!(reused < first_prompt + 5, "{}\n{}", turns[0], turns[1]);
+    assert!(reused >= first_prompt - 1, "{}\n{}", turns[0], turns[1]);
+    let messages = json!({"messages": [
+        {"role": "user", "content": "hello there"},
+        {"role": "assistant", "content": content(&turns[0])},
+        {"role": "user", "content": "and again"},
+    ]});
+    let fresh = run(format!("{messages}\n"));
+    assert_eq!(fresh[0]["tokens"], turns[1]["tokens"]);
+}

@@ -41,15 +41,7 @@ pub fn generation_json(g: &Generation, run: &RunInfo, piece: Piece) -> Result<Va
             "decode_tok_s": t.decode_tok_s(),
         }
     });
-    let lp = g
-        .records
-        .iter()
-        .filter_map(|r| r.logprobs.as_ref())
-        .map(|l| logprobs_json(l, piece))
-        .collect::<Result<Vec<Value>>>()?;
-    if !lp.is_empty() {
-        v["logprobs"] = Value::Array(lp);
-    }
+    add_logprobs(&mut v, g, piece)?;
     let ex = g
         .records
         .iter()
@@ -87,6 +79,18 @@ pub fn chat_turn_json(
         "prefill_ms": ms(t.prefill),
         "decode_tok_s": t.decode_tok_s(),
     });
+    add_logprobs(&mut v, g, piece)?;
+    Ok(v)
+}
+
+/// The record a scripted `gen chat` writes for an input line that failed (1-based `line`), in
+/// place of that turn's: `{"line", "error"}`.
+pub fn chat_error_json(line: usize, err: &anyhow::Error) -> Value {
+    json!({"line": line, "error": super::error_text(err)})
+}
+
+/// Adds `"logprobs"` to `v` when the generation recorded them (`--logprobs`).
+fn add_logprobs(v: &mut Value, g: &Generation, piece: Piece) -> Result<()> {
     let lp = g
         .records
         .iter()
@@ -96,13 +100,7 @@ pub fn chat_turn_json(
     if !lp.is_empty() {
         v["logprobs"] = Value::Array(lp);
     }
-    Ok(v)
-}
-
-/// The record a scripted `gen chat` writes for an input line that failed (1-based `line`), in
-/// place of that turn's: `{"line", "error"}`.
-pub fn chat_error_json(line: usize, err: &anyhow::Error) -> Value {
-    json!({"line": line, "error": super::error_text(err)})
+    Ok(())
 }
 
 fn logprobs_json(l: &TokenLogprobs, piece: Piece) -> Result<Value> {

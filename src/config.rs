@@ -104,6 +104,17 @@ pub struct GenerateConfig {
     /// Beam search instead of sampling (`--beams`); penalties and logit bias come from
     /// `sampling`.
     pub beam: Option<BeamConfig>,
+    /// `--samples N`: N samples from one prefill, sample i seeded with seed + i.
+    pub samples: Option<usize>,
+    /// `--vote` (with `--samples`): how answers are found; `None` is no vote.
+    pub vote: Option<VoteConfig>,
+}
+
+/// Self-consistency voting over the samples (`--vote`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteConfig {
+    /// `--answer-regex`: the answer is its last match (first group); `None`: the default rules.
+    pub answer_regex: Option<String>,
 }
 
 /// Settings for `gen chat`: those of generation (model, sampler chain, `--system`, context,

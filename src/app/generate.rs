@@ -147,6 +147,9 @@ fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>>
     if let Some(beam) = &g.beam {
         return super::beam::run(g, beam, ctx, &ids);
     }
+    if let Some(n) = g.samples {
+        return super::samples::run(g, ctx, &ids, n);
+    }
     let positions = ctx_tokens.min(ids.len().saturating_add(g.max_tokens));
     loaded.check_memory("-c/--ctx-size", 1, positions, 1)?;
     let built = sampling::build_chain(&g.sampling, loaded.model.config().vocab_size)?;

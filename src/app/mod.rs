@@ -9,6 +9,7 @@ pub mod generate;
 pub mod input;
 pub mod load;
 pub mod perplexity;
+pub mod samples;
 pub mod session;
 mod signals;
 pub mod tokenize;

@@ -85,6 +85,23 @@ struct GenerateArgs {
     /// tokens each made over the time the shared batch ran.
     #[arg(long, requires = "compare")]
     compare_sequential: bool,
+    /// Generate N samples of the prompt (OpenAI's `n`, transformers' num_return_sequences):
+    /// prefilled once, decoded as one batch. Sample i draws from seed S+i (S = --seed, else a
+    /// random one, reported), so `--seed S+i` alone reproduces it. Text mode prints numbered
+    /// blocks once all are done.
+    #[arg(long, value_name = "N", visible_alias = "num-return-sequences",
+          value_parser = clap::value_parser!(u32).range(1..=4096),
+          conflicts_with_all = ["beams", "compare", "each_line", "explain"])]
+    samples: Option<u32>,
+    /// With --samples: self-consistency voting. Each sample's final answer (`\boxed{...}`,
+    /// else "the answer is ...", else the last number), normalised, is counted; the majority
+    /// answer, its share and the tally are printed (ties: the answer of the earliest sample).
+    #[arg(long, requires = "samples")]
+    vote: bool,
+    /// With --vote: a sample's answer is the last match of this regex (its first capture group
+    /// when it has one) instead of the default rules.
+    #[arg(long, value_name = "RE", requires = "vote", value_parser = values::answer_regex)]
+    answer_regex: Option<String>,
     /// A system message, when the model has a chat template.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,

@@ -6,7 +6,7 @@ use super::*;
 use crate::config::{
     BeamConfig, ChatConfig, Command, Config, ConvertConfig, EarlyStopping, GenerateConfig,
     OutputFormat, PerplexityConfig, PromptSource, SamplingConfig, StageKind, Strategy,
-    StrategyKind, TokenizeConfig, Window,
+    StrategyKind, TokenizeConfig, VoteConfig, Window,
 };
 
 impl BeamArgs {
@@ -106,6 +106,8 @@ impl ChatArgs {
                 stop: self.stop.iter().map(|s| unescape(s)).collect(),
                 keep_stop: false,
                 beam: None,
+                samples: None,
+                vote: None,
             },
             history: !self.no_history,
         })
@@ -230,6 +232,10 @@ impl Cli {
                         compare_sequential: g.compare_sequential,
                         system,
                         raw: g.raw,
+                        samples: g.samples.map(|n| n as usize),
+                        vote: g.vote.then_some(VoteConfig {
+                            answer_regex: g.answer_regex,
+                        }),
                     })),
                 }
             }

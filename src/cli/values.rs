@@ -129,6 +129,16 @@ pub(super) fn max_tokens(s: &str) -> Result<usize, String> {
 }
 
 /// A string flag that cannot be empty (`--stop ''` would match everywhere).
+/// A regex for `--answer-regex`: it must compile.
+pub(super) fn answer_regex(s: &str) -> Result<String, String> {
+    regex::Regex::new(s).map(|_| s.to_string()).map_err(|e| {
+        format!(
+            "not a valid regex: {}",
+            e.to_string().lines().last().unwrap_or("")
+        )
+    })
+}
+
 pub(super) fn non_empty(s: &str) -> Result<String, String> {
     if s.is_empty() {
         Err("must not be empty".into())

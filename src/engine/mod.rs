@@ -11,6 +11,7 @@ pub mod prefill;
 pub mod prefix;
 pub mod sample;
 pub mod stop;
+pub mod vote;
 
 pub use beam::{beam_search, BeamParams, BeamResult, Hypothesis, Processors};
 pub use prefill::{prefill, Prefilled};

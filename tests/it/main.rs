@@ -11,6 +11,7 @@ mod input;
 mod model;
 mod readme;
 mod real;
+mod samples;
 mod sampling;
 mod snapshots;
 mod stop;

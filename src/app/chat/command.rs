@@ -30,7 +30,7 @@ commands:
   /help, /?            this list
   /bye, /exit          leave (Ctrl-D too)
   /clear               forget the conversation, keep the system prompt
-  /system TEXT         set the system prompt (no TEXT: show it)
+  /system TEXT         set the system prompt (no TEXT: show it; /set system TEXT too)
   /set NAME VALUE      change a setting: temperature, top-k, top-p, min-p, typical-p,
                        repeat-penalty, repeat-last-n, frequency-penalty, presence-penalty,
                        seed, max-tokens (the flags' names and ranges)
@@ -73,6 +73,8 @@ pub fn parse(line: &str) -> Result<Input, String> {
         "set" => {
             let arg = need("a setting and a value, e.g. /set temperature 0.5")?;
             match arg.split_once(char::is_whitespace) {
+                // ollama's spelling of /system.
+                Some(("system", v)) => Input::System(Some(v.trim().to_string())),
                 Some((k, v)) => Input::Set(k.to_string(), v.trim().to_string()),
                 None => {
                     return Err(format!(

@@ -21,6 +21,18 @@ fn tiny_with(
     path
 }
 
+/// The tiny safetensors folder at `dir`, its config.json changed by `edit`.
+fn tiny_dir_with(dir: &Path, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+    let spec = TinySpec::gqa();
+    write_safetensors_dir(dir, &spec, &random_weights(&spec));
+    let path = dir.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    dir.to_path_buf()
+}
+
 /// The run succeeded and printed something.
 fn assert_printed(out: &std::process::Output) {
     assert!(
@@ -115,14 +127,9 @@ fn a_huge_context_length_allocates_nothing_up_front() {
         &["-c/--ctx-size", "GiB", "memory available"],
     );
     // The same from config.json: max_position_embeddings 10^12 runs a short generation.
-    let spec = TinySpec::gqa();
-    let dir = tmp.path().join("hf");
-    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
-    let cfg_path = dir.join("config.json");
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
-    cfg["max_position_embeddings"] = serde_json::json!(1_000_000_000_000u64);
-    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let dir = tiny_dir_with(&tmp.path().join("hf"), |cfg| {
+        cfg["max_position_embeddings"] = serde_json::json!(1_000_000_000_000u64)
+    });
     let out = gen()
         .args(["-m", dir.to_str().unwrap(), "-p", "hello", "-n", "4"])
         .args(["--ignore-eos", "-q"])
@@ -537,14 +544,9 @@ fn runs_too_big_for_memory_are_refused_up_front() {
 #[test]
 fn an_absurd_layer_count_in_config_json_fails_at_the_first_missing_layer() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = TinySpec::gqa();
-    let dir = tmp.path().join("hf");
-    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
-    let path = dir.join("config.json");
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    cfg["num_hidden_layers"] = serde_json::json!(1_000_000_000_000u64);
-    std::fs::write(&path, cfg.to_string()).unwrap();
+    let dir = tiny_dir_with(&tmp.path().join("hf"), |cfg| {
+        cfg["num_hidden_layers"] = serde_json::json!(1_000_000_000_000u64)
+    });
     fails_with(
         &["-m", dir.to_str().unwrap(), "-p", "x"],
         1,
@@ -578,12 +580,6 @@ fn a_chat_template_that_renders_gigabytes_is_stopped() {
 #[test]
 fn config_json_sizes_that_wrap_or_divide_by_zero_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = TinySpec::gqa();
-    let dir = tmp.path().join("hf");
-    write_safetensors_dir(&dir, &spec, &random_weights(&spec));
-    let path = dir.join("config.json");
-    let base: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let cases = [
         ("head_dim", serde_json::json!(1u64 << 62), "`head_dim`"),
         ("vocab_size", serde_json::json!(1u64 << 40), "`vocab_size`"),
@@ -595,9 +591,7 @@ fn config_json_sizes_that_wrap_or_divide_by_zero_are_refused() {
         ),
     ];
     for (key, value, named) in cases {
-        let mut cfg = base.clone();
-        cfg[key] = value;
-        std::fs::write(&path, cfg.to_string()).unwrap();
+        let dir = tiny_dir_with(&tmp.path().join(key), |cfg| cfg[key] = value.clone());
         fails_with(
             &["-m", dir.to_str().unwrap(), "-p", "x"],
             1,

@@ -466,3 +466,16 @@ fn a_template_that_rewrites_history_is_matched_correctly() {
     let fresh = run(format!("{messages}\n"));
     assert_eq!(fresh[0]["tokens"], turns[1]["tokens"]);
 }
+
+/// A model without a chat template cannot chat: a usage error naming the model and what to use
+/// instead.
+#[test]
+fn chat_needs_a_chat_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = crate::cli::tiny_gguf(tmp.path());
+    crate::cli::fails_with(
+        &["chat", "-m", m.to_str().unwrap()],
+        2,
+        &["gen chat needs a chat template", "tiny.gguf"],
+    );
+}

@@ -95,13 +95,34 @@ enum Reduce {
 /// f32 or both f16, any strides with contiguous rows (views of the cache buffers). Query `i`
 /// sees positions `0..=pos + i`. Returns `(b, s, n_heads * head_dim)` f32.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+    attention_as(q, k, v, scale, false)
+}
+
+/// [`attention`] with each query computed exactly as a one-token decode step computes it
+/// (`as_steps`), instead of llama.cpp's multi-query order: a verify pass over several
+/// positions then gives, bit for bit, the logits of that many one-token steps.
+pub fn attention_as(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+    as_steps: bool,
+) -> Result<Tensor> {
     match (k.dtype(), v.dtype()) {
-        (candle_core::DType::F16, candle_core::DType::F16) => attention_of::<f16>(q, k, v, scale),
-        _ => attention_of::<f32>(q, k, v, scale),
+        (candle_core::DType::F16, candle_core::DType::F16) => {
+            attention_of::<f16>(q, k, v, scale, as_steps)
+        }
+        _ => attention_of::<f32>(q, k, v, scale, as_steps),
     }
 }
 
-fn attention_of<T: Elem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+fn attention_of<T: Elem>(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+    as_steps: bool,
+) -> Result<Tensor> {
     let (b, nh, s, hd) = q.dims4()?;
     let (kb, nkv, len, khd) = k.dims4()?;
     if s == 0 || len < s || kb != b || khd != hd || v.dims4()? != (b, nkv, len, hd) || nh % nkv != 0
@@ -133,6 +154,19 @@ fn attention_of<T: Elem>(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Resu
     if s == 1 {
         let out = decode(&qv, &kv, &vv, [b, nh, nkv, len, hd], scale);
         return Ok(Tensor::from_vec(out, (b, 1, nh * hd), &Device::Cpu)?);
+    }
+    if as_steps {
+        // Query i as the step at position pos + i: the decode routine over the rows it sees.
+        // Its output is (b, nh * hd) per step; the steps are stacked along the sequence.
+        let mut steps = Vec::with_capacity(s);
+        for i in 0..s {
+            let qi = q.narrow(2, i, 1)?.contiguous()?;
+            let qs = qi.storage_and_layout().0;
+            let qiv = view::<f32>(&qs, &qi, "q")?;
+            let out = decode(&qiv, &kv, &vv, [b, nh, nkv, pos + i + 1, hd], scale);
+            steps.push(Tensor::from_vec(out, (b, 1, nh * hd), &Device::Cpu)?);
+        }
+        return Ok(Tensor::cat(&steps, 1)?);
     }
     let values = Reduce::Gemm;
     // Output (b, s, nh, hd): one head of one query per chunk.

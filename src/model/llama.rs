@@ -6,7 +6,7 @@ use super::config::{LlamaConfig, RopeLayout};
 use super::kv_cache::KvCache;
 use super::linear::{Linear, Projections};
 use crate::kernels::activation::swiglu;
-use crate::kernels::attention::attention;
+use crate::kernels::attention::attention_as;
 use crate::weights::{TensorName, Weights};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -311,6 +311,26 @@ impl Llama {
     /// Runs `tokens` `(batch, seq)` through the model after what `cache` already holds, appends
     /// their keys and values to it, and returns f32 logits for the positions asked for.
     pub fn forward(&self, tokens: &Tensor, cache: &mut KvCache, which: Logits) -> Result<Tensor> {
+        self.forward_as(tokens, cache, which, false)
+    }
+
+    /// [`Llama::forward`] with logits at every position `(batch, seq, vocab)`, each exactly,
+    /// bit for bit, what a one-token step at that position gives: the products are the same
+    /// row by row, and attention runs each query as the decode step does. This is the verify
+    /// pass of speculative decoding, whose output must not depend on how many tokens were
+    /// checked at once. (On the CPU; elsewhere attention is candle's and promises no such
+    /// thing.)
+    pub fn forward_as_steps(&self, tokens: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        self.forward_as(tokens, cache, Logits::All, true)
+    }
+
+    fn forward_as(
+        &self,
+        tokens: &Tensor,
+        cache: &mut KvCache,
+        which: Logits,
+        as_steps: bool,
+    ) -> Result<Tensor> {
         let (b, s) = tokens
             .dims2()
             .context("forward: tokens must be (batch, seq)")?;
@@ -320,7 +340,7 @@ impl Llama {
             // of each region being handed over from outside while this thread sleeps (measured
             // in docs/PERFORMANCE.md). Our own kernels use `crate::kernels::pool` and run from
             // the calling thread.
-            return rayon::scope(|_| self.forward(tokens, cache, which));
+            return rayon::scope(|_| self.forward_as(tokens, cache, which, as_steps));
         }
         if s == 0 {
             bail!("forward: no tokens to process");
@@ -344,7 +364,15 @@ impl Llama {
         for (i, block) in self.layers.iter().enumerate() {
             let residual = &x;
             let h = block.input_layernorm.forward(&x)?;
-            let h = self.attention(&block.self_attn, &h, &cos, &sin, mask.as_ref(), cache, i)?;
+            let h = self.attention(
+                &block.self_attn,
+                &h,
+                (&cos, &sin),
+                mask.as_ref(),
+                cache,
+                i,
+                as_steps,
+            )?;
             let x1 = (residual + h)?;
             let h = block.post_attention_layernorm.forward(&x1)?;
             let m = &block.mlp;
@@ -369,11 +397,11 @@ impl Llama {
         &self,
         attn: &Attention,
         x: &Tensor, // (b, s, hidden)
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
         mask: Option<&Tensor>,
         cache: &mut KvCache,
         layer: usize,
+        as_steps: bool,
     ) -> Result<Tensor> {
         let c = &self.cfg;
         let (b, s, _) = x.dims3()?;
@@ -393,7 +421,7 @@ impl Llama {
         let (k_all, v_all) = cache.append(layer, &k, &v)?; // (b, nkv, len, hd)
         let scale = 1.0 / (hd as f64).sqrt();
         if self.device.is_cpu() {
-            let y = attention(&q, &k_all, &v_all, scale as f32)?; // (b, s, nh * hd)
+            let y = attention_as(&q, &k_all, &v_all, scale as f32, as_steps)?; // (b, s, nh * hd)
             return attn.o_proj.forward(&y);
         }
         let (k_all, v_all) = (k_all.to_dtype(q.dtype())?, v_all.to_dtype(q.dtype())?);

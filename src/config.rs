@@ -108,6 +108,17 @@ pub struct GenerateConfig {
     pub samples: Option<usize>,
     /// `--vote` (with `--samples`): how answers are found; `None` is no vote.
     pub vote: Option<VoteConfig>,
+    /// `--lookup`: speculative decoding with prompt-lookup drafts.
+    pub lookup: Option<LookupConfig>,
+}
+
+/// Prompt-lookup speculation (`--lookup`, `--lookup-ngram`, `--draft-max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupConfig {
+    /// The longest n-gram matched.
+    pub ngram: usize,
+    /// Most tokens proposed per verify pass.
+    pub draft_max: usize,
 }
 
 /// Self-consistency voting over the samples (`--vote`).

@@ -102,6 +102,20 @@ struct GenerateArgs {
     /// when it has one) instead of the default rules.
     #[arg(long, value_name = "RE", requires = "vote", value_parser = values::answer_regex)]
     answer_regex: Option<String>,
+    /// Speculative decoding with prompt-lookup drafts: the tokens that followed the latest
+    /// earlier occurrence of the last n-gram (prompt and text so far) are verified in one
+    /// forward pass. The output is the same token for token as without it; only the speed
+    /// changes (it pays on text that repeats its input: code edits, extraction, summaries).
+    #[arg(long, conflicts_with_all = ["beams", "compare", "samples"])]
+    lookup: bool,
+    /// With --lookup: the longest n-gram matched (shorter ones are tried after it).
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "lookup",
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    lookup_ngram: u32,
+    /// With --lookup: most tokens proposed per verify pass (llama.cpp's --draft-max).
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "lookup",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    draft_max: u32,
     /// A system message, when the model has a chat template.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,

@@ -5,8 +5,8 @@ use super::values::{unescape, TopKArg};
 use super::*;
 use crate::config::{
     BeamConfig, ChatConfig, Command, Config, ConvertConfig, EarlyStopping, GenerateConfig,
-    OutputFormat, PerplexityConfig, PromptSource, SamplingConfig, StageKind, Strategy,
-    StrategyKind, TokenizeConfig, VoteConfig, Window,
+    LookupConfig, OutputFormat, PerplexityConfig, PromptSource, SamplingConfig, StageKind,
+    Strategy, StrategyKind, TokenizeConfig, VoteConfig, Window,
 };
 
 impl BeamArgs {
@@ -108,6 +108,7 @@ impl ChatArgs {
                 beam: None,
                 samples: None,
                 vote: None,
+                lookup: None,
             },
             history: !self.no_history,
         })
@@ -235,6 +236,10 @@ impl Cli {
                         samples: g.samples.map(|n| n as usize),
                         vote: g.vote.then_some(VoteConfig {
                             answer_regex: g.answer_regex,
+                        }),
+                        lookup: g.lookup.then_some(LookupConfig {
+                            ngram: g.lookup_ngram as usize,
+                            draft_max: g.draft_max as usize,
                         }),
                     })),
                 }

@@ -5,6 +5,7 @@
 //! reasons, timings, the end-of-generation set, the context clamp and the interrupt flag.
 
 pub mod beam;
+pub mod lookup;
 pub mod metrics;
 pub mod perplexity;
 pub mod prefill;
@@ -14,6 +15,7 @@ pub mod stop;
 pub mod vote;
 
 pub use beam::{beam_search, BeamParams, BeamResult, Hypothesis, Processors};
+pub use lookup::Lookup;
 pub use prefill::{prefill, Prefilled};
 pub use prefix::{PrefixCache, PrefixFill};
 pub use sample::{generate, generate_batch, generate_in_cache, GenerateParams, OnEvent};
@@ -197,6 +199,9 @@ pub struct Timings {
     /// Tokens that went through a decode step (the first generated token comes from prefill).
     pub decode_steps: usize,
     pub decode: Duration,
+    /// Speculative decoding (`--lookup`): tokens proposed, and those the target accepted.
+    pub drafted: usize,
+    pub accepted: usize,
 }
 
 impl Timings {

@@ -22,6 +22,9 @@ pub struct GenerateParams {
     pub logprobs: Option<usize>,
     /// Record what each sampler stage did to this many top candidates (`--explain`).
     pub explain: Option<usize>,
+    /// Speculative decoding with prompt-lookup drafts (`--lookup`), for a single sequence:
+    /// the output is the same token for token, only the number of forward passes changes.
+    pub lookup: Option<super::Lookup>,
 }
 
 /// Generates a continuation of `prompt` with `sampler`, reporting text and tokens to `on_event`
@@ -258,6 +261,22 @@ fn run_batch<'a>(
     // Sequences still running, in the order of their rows in the cache.
     let mut running: Vec<usize> = (0..n).collect();
     let mut ended: Vec<Option<(StopReason, Duration)>> = vec![None; n];
+    if let (Some(lookup), 1) = (params.lookup, seqs.len()) {
+        let seq = seqs
+            .pop()
+            .context("internal: a batch of one has no sequence")?;
+        let logits = rows
+            .pop()
+            .context("internal: a batch of one has no logits")?;
+        let timings = Timings {
+            prompt_tokens: prompt.len(),
+            prefill: time,
+            ..Default::default()
+        };
+        return Ok(vec![speculate(
+            model, cache, ctx, seq, logits, lookup, params, timings,
+        )?]);
+    }
     let decode_start = Instant::now();
     loop {
         let room = cache.len() < ctx;
@@ -301,4 +320,109 @@ fn run_batch<'a>(
             seq.finish(stop, timings)
         })
         .collect()
+}
+
+/// The sampled loop of one sequence with prompt-lookup speculation: after each accepted token,
+/// the tokens `lookup` proposes are run with it in one verify pass whose logits equal, bit for
+/// bit, those of one-token steps ([`Llama::forward_as_steps`]); the sequence then steps through
+/// them as it would through one-token steps, going on while what it draws equals the draft.
+/// Each draw consumes the sampler exactly as in the plain loop, so the output is the plain
+/// loop's, token for token; only the number of forward passes changes. The cache is cut back
+/// to what the plain loop would hold.
+/// The acceptance rate (accepted of drafted) below which drafting is paused: about what one
+/// drafted position of a verify pass costs, in one-token steps (0.4–0.56 measured).
+const PAYING_RATE: f64 = 0.5;
+
+#[allow(clippy::too_many_arguments)]
+fn speculate(
+    model: &Llama,
+    cache: &mut KvCache,
+    ctx: usize,
+    mut seq: Sequence,
+    logits: Vec<f32>,
+    lookup: super::Lookup,
+    params: &GenerateParams,
+    timings: Timings,
+) -> Result<Generation> {
+    let start = Instant::now();
+    let (mut drafted, mut accepted) = (0usize, 0usize);
+    // How many tokens to propose (from 4, grown by 2 while whole drafts are accepted, shrunk by
+    // 1 otherwise, as transformers' heuristic does), and how many steps to wait before
+    // proposing again while the recent acceptance rate is below what a drafted position costs
+    // (about half a step, measured in docs/PERFORMANCE.md; the wait doubles up to 64): text
+    // that does not repeat its input then costs little over the plain loop.
+    let (mut k, mut wait, mut backoff) = (lookup.max.min(4), 0usize, 0usize);
+    let mut rate = 1.0f64;
+    let end = |seq: Sequence, stop, drafted, accepted| {
+        let t = Timings {
+            decode: start.elapsed(),
+            drafted,
+            accepted,
+            ..timings.clone()
+        };
+        seq.finish(stop, t)
+    };
+    if let Some(stop) = seq.step(&logits, params, cache.len() < ctx)? {
+        return end(seq, stop, 0, 0);
+    }
+    loop {
+        let last = *seq
+            .tokens
+            .last()
+            .context("internal: a running sequence has no token")?;
+        let before = cache.len();
+        let left = params.decode.max_tokens.saturating_sub(seq.tokens.len());
+        let room = ctx.saturating_sub(before + 1);
+        let mut draft = if wait > 0 {
+            wait -= 1;
+            Vec::new()
+        } else {
+            lookup.propose(&seq.history)
+        };
+        draft.truncate(k.min(left.saturating_sub(1)).min(room));
+        let mut input = Vec::with_capacity(1 + draft.len());
+        input.push(last);
+        input.extend_from_slice(&draft);
+        let x = Tensor::new(input.as_slice(), model.device())?.unsqueeze(0)?; // (1, 1 + k)
+        let rows = model
+            .forward_as_steps(&x, cache)?
+            .squeeze(0)?
+            .to_vec2::<f32>()?;
+        drafted += draft.len();
+        let mut consumed = 0;
+        let mut stop = None;
+        for (r, row) in rows.iter().enumerate() {
+            consumed = r + 1;
+            seq.decode_steps += 1;
+            stop = seq.step(row, params, before + r + 1 < ctx)?;
+            if stop.is_some() {
+                break;
+            }
+            match draft.get(r) {
+                Some(&d) if seq.tokens.last() == Some(&d) => accepted += 1,
+                _ => break,
+            }
+        }
+        cache.truncate(before + consumed)?;
+        if let Some(stop) = stop {
+            return end(seq, stop, drafted, accepted);
+        }
+        if !draft.is_empty() {
+            let took = consumed - 1;
+            if took == draft.len() {
+                k = (k + 2).min(lookup.max);
+            } else {
+                k = k.saturating_sub(1).max(1);
+            }
+            rate = 0.7 * rate + 0.3 * (took as f64 / draft.len() as f64);
+            if rate < PAYING_RATE {
+                backoff = (backoff * 2).clamp(1, 64);
+                wait = backoff;
+                // Start afresh at the next try: one good draft lifts the rate back.
+                rate = PAYING_RATE;
+            } else {
+                backoff = 0;
+            }
+        }
+    }
 }

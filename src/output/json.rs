@@ -41,6 +41,10 @@ pub fn generation_json(g: &Generation, run: &RunInfo, piece: Piece) -> Result<Va
             "decode_tok_s": t.decode_tok_s(),
         }
     });
+    if t.drafted > 0 {
+        v["timings"]["drafted_tokens"] = json!(t.drafted);
+        v["timings"]["accepted_tokens"] = json!(t.accepted);
+    }
     add_logprobs(&mut v, g, piece)?;
     let ex = g
         .records

@@ -231,15 +231,28 @@ fn prompt_kind(chat: bool) -> &'static str {
 pub fn stats_line(g: &Generation, load: Duration, chat: bool) -> String {
     let t = &g.timings;
     format!(
-        "gen: load {:.2} s | prompt {} tok{}, {:.1} tok/s | generated {} tok{} | stop: {}",
+        "gen: load {:.2} s | prompt {} tok{}, {:.1} tok/s | generated {} tok{}{} | stop: {}",
         load.as_secs_f64(),
         t.prompt_tokens,
         prompt_kind(chat),
         t.prefill_tok_s(),
         g.tokens.len(),
         rate(t.decode_steps, t.decode_tok_s(), "tok/s"),
+        drafts(t),
         g.stop.name()
     )
+}
+
+/// ` | lookup: 12 of 30 drafted tokens accepted`, with `--lookup`.
+fn drafts(t: &crate::engine::Timings) -> String {
+    if t.drafted == 0 {
+        String::new()
+    } else {
+        format!(
+            " | lookup: {} of {} drafted tokens accepted",
+            t.accepted, t.drafted
+        )
+    }
 }
 
 /// The stats line after a beam search.

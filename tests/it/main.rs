@@ -14,6 +14,7 @@ mod real;
 mod samples;
 mod sampling;
 mod snapshots;
+mod speculative;
 mod stop;
 mod tiny;
 mod usage;

@@ -168,10 +168,7 @@ fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>>
         decode: ctx.decode_params(g),
         logprobs: g.logprobs,
         explain: g.explain,
-        lookup: g.lookup.map(|l| engine::Lookup {
-            ngram: l.ngram,
-            max: l.draft_max,
-        }),
+        lookup: g.lookup.map(engine::Lookup::from),
     };
     let mut text_out = (g.format == OutputFormat::Text).then(output::TextOut::new);
     let result = engine::generate(

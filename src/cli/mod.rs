@@ -78,7 +78,7 @@ struct GenerateArgs {
     /// list ends at the first value that is not a strategy, which is then the prompt
     /// (`--compare all "Once upon a time"`).
     #[arg(long, value_name = "STRATEGY", num_args = 1..,
-          conflicts_with_all = ["beams", "each_line", "explain", "logprobs", "samplers", "greedy"])]
+          conflicts_with_all = ["beams", "each_line", "explain", "logprobs", "samplers", "greedy", "lookup"])]
     compare: Vec<String>,
     /// With --compare: run the strategies one after another instead of the sampling ones as
     /// one batch. Slower, but each strategy's tok/s is then its own speed; in a batch it is the
@@ -91,7 +91,7 @@ struct GenerateArgs {
     /// blocks once all are done.
     #[arg(long, value_name = "N", visible_alias = "num-return-sequences",
           value_parser = clap::value_parser!(u32).range(1..=4096),
-          conflicts_with_all = ["beams", "compare", "each_line", "explain"])]
+          conflicts_with_all = ["beams", "compare", "each_line", "explain", "lookup"])]
     samples: Option<u32>,
     /// With --samples: self-consistency voting. Each sample's final answer (`\boxed{...}`,
     /// else "the answer is ...", else the last number), normalised, is counted; the majority
@@ -102,20 +102,8 @@ struct GenerateArgs {
     /// when it has one) instead of the default rules.
     #[arg(long, value_name = "RE", requires = "vote", value_parser = values::answer_regex)]
     answer_regex: Option<String>,
-    /// Speculative decoding with prompt-lookup drafts: the tokens that followed the latest
-    /// earlier occurrence of the last n-gram (prompt and text so far) are verified in one
-    /// forward pass. The output is the same token for token as without it; only the speed
-    /// changes (it pays on text that repeats its input: code edits, extraction, summaries).
-    #[arg(long, conflicts_with_all = ["beams", "compare", "samples"])]
-    lookup: bool,
-    /// With --lookup: the longest n-gram matched (shorter ones are tried after it).
-    #[arg(long, value_name = "N", default_value_t = 2, requires = "lookup",
-          value_parser = clap::value_parser!(u32).range(1..=16))]
-    lookup_ngram: u32,
-    /// With --lookup: most tokens proposed per verify pass (llama.cpp's --draft-max).
-    #[arg(long, value_name = "N", default_value_t = 10, requires = "lookup",
-          value_parser = clap::value_parser!(u32).range(1..=64))]
-    draft_max: u32,
+    #[command(flatten)]
+    lookup: LookupArgs,
     /// A system message, when the model has a chat template.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
@@ -187,7 +175,7 @@ struct BeamArgs {
     /// text is not known early: while it runs, only the prefix all beams already share is
     /// streamed, the rest comes at the end.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
-          conflicts_with_all = ["temperature", "greedy", "top_k", "top_p", "min_p", "typical_p", "samplers", "seed", "logprobs", "explain", "min_keep"])]
+          conflicts_with_all = ["temperature", "greedy", "top_k", "top_p", "min_p", "typical_p", "samplers", "seed", "logprobs", "explain", "min_keep", "lookup"])]
     beams: Option<u32>,
     /// Print the N best finished hypotheses with their scores (N ≤ --beams).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), requires = "beams")]
@@ -348,6 +336,8 @@ struct ChatArgs {
     #[command(flatten)]
     input_limit: InputLimitArgs,
     #[command(flatten)]
+    lookup: LookupArgs,
+    #[command(flatten)]
     sampling: SamplingArgs,
 }
 
@@ -355,6 +345,25 @@ struct ChatArgs {
 enum ChatFormatArg {
     Text,
     Jsonl,
+}
+
+/// Prompt-lookup speculation, for `gen` and `gen chat`.
+#[derive(Debug, Args)]
+struct LookupArgs {
+    /// Speculative decoding with prompt-lookup drafts: the tokens that followed the latest
+    /// earlier occurrence of the last n-gram (prompt and text so far) are verified in one
+    /// forward pass. The output is the same token for token as without it; only the speed
+    /// changes (it pays on text that repeats its input: code edits, extraction, summaries).
+    #[arg(long)]
+    lookup: bool,
+    /// With --lookup: the longest n-gram matched (shorter ones are tried after it).
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "lookup",
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    lookup_ngram: u32,
+    /// With --lookup: most tokens proposed per verify pass (llama.cpp's --draft-max).
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "lookup",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    draft_max: u32,
 }
 
 /// How much text a command reads from a file or stdin.
@@ -402,4 +411,15 @@ struct PerplexityArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks (every `requires` / `conflicts_with` names a flag that
+    /// exists, no two flags share a name), which release builds skip at run time.
+    #[test]
+    fn the_flags_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -63,6 +63,15 @@ impl SamplingArgs {
     }
 }
 
+impl LookupArgs {
+    fn into_config(self) -> Option<LookupConfig> {
+        self.lookup.then_some(LookupConfig {
+            ngram: self.lookup_ngram as usize,
+            draft_max: self.draft_max as usize,
+        })
+    }
+}
+
 impl ChatArgs {
     fn into_config(self) -> Result<ChatConfig, String> {
         if self.sampling.explain.is_some() {
@@ -108,7 +117,7 @@ impl ChatArgs {
                 beam: None,
                 samples: None,
                 vote: None,
-                lookup: None,
+                lookup: self.lookup.into_config(),
             },
             history: !self.no_history,
         })
@@ -237,10 +246,7 @@ impl Cli {
                         vote: g.vote.then_some(VoteConfig {
                             answer_regex: g.answer_regex,
                         }),
-                        lookup: g.lookup.then_some(LookupConfig {
-                            ngram: g.lookup_ngram as usize,
-                            draft_max: g.draft_max as usize,
-                        }),
+                        lookup: g.lookup.into_config(),
                     })),
                 }
             }

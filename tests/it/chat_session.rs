@@ -479,3 +479,20 @@ fn chat_needs_a_chat_template() {
         &["gen chat needs a chat template", "tiny.gguf"],
     );
 }
+
+/// `--lookup` in a chat (answers often repeat the conversation): every turn's tokens equal the
+/// plain session's, and the kept cache stays right across turns.
+#[test]
+fn lookup_in_a_chat_changes_no_token() {
+    let input = "Copy this twice: the cat sat on the mat.\nNow copy your last answer once more.\nName a fruit.\n";
+    let opts = ["--temperature", "0", "-n", "40"];
+    let (plain, _) = chat(&opts, input);
+    let mut with = opts.to_vec();
+    with.push("--lookup");
+    let (spec, _) = chat(&with, input);
+    assert_eq!(plain.len(), 3);
+    for (p, s) in plain.iter().zip(&spec) {
+        assert_eq!(p["tokens"], s["tokens"], "turn {}", p["turn"]);
+        assert_eq!(p["reused_tokens"], s["reused_tokens"], "turn {}", p["turn"]);
+    }
+}

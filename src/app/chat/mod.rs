@@ -299,7 +299,7 @@ impl Session<'_> {
             decode: self.ctx.decode_params(&self.g),
             logprobs: self.g.logprobs,
             explain: None,
-            lookup: None,
+            lookup: self.g.lookup.map(engine::Lookup::from),
         };
         let fill = match self.cache.prefill(&loaded.model, &ids, self.g.batch_size) {
             Ok(f) => f,

@@ -46,11 +46,6 @@ impl PrefixCache {
         &mut self.cache
     }
 
-    /// The most positions the cache can hold.
-    pub fn max_len(&self) -> usize {
-        self.cache.max_len()
-    }
-
     /// Forgets everything.
     pub fn clear(&mut self) -> Result<()> {
         self.cache.truncate(0)?;

@@ -65,16 +65,14 @@ fn vote_json(t: &Tally) -> Value {
     })
 }
 
-/// One record per sample (as `--format json` of a single run, plus `index` and `answer`),
-/// then `{"vote": ...}` when voting.
-pub fn samples_jsonl(
+/// One record per sample: as `--format json` of a single run, plus `index` and `answer`.
+fn sample_records(
     outs: &[Generation],
     run: &SamplesRun,
     votes: Option<&Votes>,
     piece: Piece,
 ) -> Result<Vec<Value>> {
-    let mut records = outs
-        .iter()
+    outs.iter()
         .enumerate()
         .map(|(i, g)| {
             let info = RunInfo {
@@ -90,7 +88,17 @@ pub fn samples_jsonl(
             }
             Ok(v)
         })
-        .collect::<Result<Vec<Value>>>()?;
+        .collect()
+}
+
+/// `--format jsonl`: the sample records, then `{"vote": ...}` when voting.
+pub fn samples_jsonl(
+    outs: &[Generation],
+    run: &SamplesRun,
+    votes: Option<&Votes>,
+    piece: Piece,
+) -> Result<Vec<Value>> {
+    let mut records = sample_records(outs, run, votes, piece)?;
     if let Some((t, _)) = votes {
         records.push(json!({ "vote": vote_json(t) }));
     }
@@ -105,17 +113,13 @@ pub fn samples_json(
     votes: Option<&Votes>,
     piece: Piece,
 ) -> Result<Value> {
-    let mut samples = samples_jsonl(outs, run, votes, piece)?;
-    if votes.is_some() {
-        samples.pop();
-    }
     let t = outs.first().map(|g| &g.timings);
     let mut v = json!({
         "model": run.model,
         "seed": run.seeds.first(),
         "prompt_tokens": t.map_or(0, |t| t.prompt_tokens),
         "prefill_ms": t.map_or(0.0, |t| ms(t.prefill)),
-        "samples": samples,
+        "samples": sample_records(outs, run, votes, piece)?,
     });
     if let Some((tally, _)) = votes {
         v["vote"] = vote_json(tally);

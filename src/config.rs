@@ -108,18 +108,36 @@ pub struct GenerateConfig {
     pub samples: Option<usize>,
     /// `--vote` (with `--samples`): how answers are found; `None` is no vote.
     pub vote: Option<VoteConfig>,
-    /// `--lookup`: speculative decoding with prompt-lookup drafts.
-    pub lookup: Option<LookupConfig>,
+    /// `--lookup` or `--model-draft`: speculative decoding.
+    pub speculative: Option<SpeculativeConfig>,
 }
 
-/// Prompt-lookup speculation (`--lookup`, `--lookup-ngram`, `--draft-max`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LookupConfig {
-    /// The longest n-gram matched.
-    pub ngram: usize,
+/// Where speculative drafts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DraftConfig {
+    /// `--lookup`: prompt lookup, matching n-grams of up to this many tokens.
+    Lookup { ngram: usize },
+    /// `--model-draft`: a draft model, as a `--model` value.
+    Model(String),
+}
+
+/// Speculative decoding (`--lookup` or `--model-draft`, `--draft-max`, `--draft-min`,
+/// `--draft-p-min`, `--draft-verify`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeculativeConfig {
+    pub draft: DraftConfig,
     /// Most tokens proposed per verify pass.
     pub draft_max: usize,
+    /// Drafts shorter than this are not verified.
+    pub draft_min: usize,
+    /// A draft model stops at a token its softmax gives less than this.
+    pub p_min: f32,
+    /// Leviathan et al.'s rejection sampling instead of sample-and-match.
+    pub rejection: bool,
 }
+
+/// What `--draft-max` is when not given (transformers' `prompt_lookup_num_tokens`).
+pub const DEFAULT_DRAFT_MAX: usize = 10;
 
 /// Self-consistency voting over the samples (`--vote`).
 #[derive(Debug, Clone, PartialEq, Eq)]

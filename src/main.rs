@@ -1,10 +1,9 @@
 //! The `gen` binary: parse flags, run, map errors to exit codes.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = gen::cli::Cli::parse();
+    let cli = gen::cli::Cli::from_args();
     let config = match cli.into_config() {
         Ok(c) => c,
         Err(msg) => {

@@ -91,7 +91,7 @@ fn run_sampled(
         decode: ctx.decode_params(g),
         logprobs: Some(0),
         explain: None,
-        lookup: None,
+        speculation: None,
     };
     let mut sampled: Vec<(usize, SamplerChain)> = Vec::new();
     for (i, s) in strategies.iter().enumerate() {

@@ -22,7 +22,12 @@ pub fn run(g: GenerateConfig) -> Result<()> {
     let start = Instant::now();
     let loaded = load_model(g.model.as_deref(), g.cache_type)?;
     let chat = chat_template(&g, &loaded)?;
-    let ctx = Ctx::new(&loaded, start.elapsed(), interrupt, chat);
+    let speculation = g
+        .speculative
+        .as_ref()
+        .map(|s| super::draft::speculation(s, &loaded, g.cache_type))
+        .transpose()?;
+    let ctx = Ctx::new(&loaded, start.elapsed(), interrupt, chat).with_speculation(speculation);
     if g.verbose {
         let c = loaded.model.config();
         output::note(&format!(
@@ -168,7 +173,7 @@ fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>>
         decode: ctx.decode_params(g),
         logprobs: g.logprobs,
         explain: g.explain,
-        lookup: g.lookup.map(engine::Lookup::from),
+        speculation: ctx.speculation(),
     };
     let mut text_out = (g.format == OutputFormat::Text).then(output::TextOut::new);
     let result = engine::generate(

@@ -5,6 +5,7 @@ pub mod beam;
 pub mod chat;
 pub mod compare;
 pub mod convert;
+pub mod draft;
 pub mod generate;
 pub mod input;
 pub mod load;

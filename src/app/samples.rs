@@ -47,7 +47,7 @@ pub(super) fn run(g: &GenerateConfig, ctx: &Ctx, ids: &[u32], n: usize) -> Resul
         decode: ctx.decode_params(g),
         logprobs: g.logprobs,
         explain: None,
-        lookup: None,
+        speculation: None,
     };
     let pre = Prefilled::run(model, ids, g.batch_size, ctx_size)?;
     let quiet = |_: Event| Ok(());

@@ -18,6 +18,8 @@ pub struct Ctx<'a> {
     chat: Option<ChatTemplate>,
     /// The chat template's end-of-turn token, which also ends generation.
     end_of_turn: Option<u32>,
+    /// `--lookup` / `--model-draft`, the draft model loaded.
+    speculation: Option<engine::Speculation>,
 }
 
 impl<'a> Ctx<'a> {
@@ -39,7 +41,21 @@ impl<'a> Ctx<'a> {
             interrupt,
             chat,
             end_of_turn,
+            speculation: None,
         }
+    }
+
+    /// The same context, with speculative decoding (`--lookup`, `--model-draft`).
+    pub fn with_speculation(self, speculation: Option<engine::Speculation>) -> Self {
+        Self {
+            speculation,
+            ..self
+        }
+    }
+
+    /// Speculative decoding's settings, if asked for.
+    pub fn speculation(&self) -> Option<engine::Speculation> {
+        self.speculation.clone()
     }
 
     /// The model's chat template, unless `--raw` or the model has none.

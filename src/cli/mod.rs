@@ -24,6 +24,25 @@ pub struct Cli {
     generate: GenerateArgs,
 }
 
+/// The command line with llama.cpp's two-letter `-md` (a draft model) read as
+/// `--model-draft`: clap's short flags are one letter.
+fn args_with_llama_cpp_spellings() -> impl Iterator<Item = std::ffi::OsString> {
+    std::env::args_os().map(|a| {
+        if a == "-md" {
+            "--model-draft".into()
+        } else {
+            a
+        }
+    })
+}
+
+impl Cli {
+    /// Parses the process's arguments (clap's usage errors exit with code 2).
+    pub fn from_args() -> Self {
+        Self::parse_from(args_with_llama_cpp_spellings())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum SubCommand {
     /// Write a Hugging Face-layout folder (safetensors + config + tokenizer) from a GGUF file.
@@ -34,7 +53,7 @@ enum SubCommand {
     Perplexity(PerplexityArgs),
     /// Talk to the model turn after turn, its KV cache kept between turns (`/help` inside).
     /// With stdin not a terminal, every line (or JSONL message) is a user turn.
-    Chat(ChatArgs),
+    Chat(Box<ChatArgs>),
 }
 
 /// Where the model comes from.
@@ -78,7 +97,7 @@ struct GenerateArgs {
     /// list ends at the first value that is not a strategy, which is then the prompt
     /// (`--compare all "Once upon a time"`).
     #[arg(long, value_name = "STRATEGY", num_args = 1..,
-          conflicts_with_all = ["beams", "each_line", "explain", "logprobs", "samplers", "greedy", "lookup"])]
+          conflicts_with_all = ["beams", "each_line", "explain", "logprobs", "samplers", "greedy", "lookup", "model_draft"])]
     compare: Vec<String>,
     /// With --compare: run the strategies one after another instead of the sampling ones as
     /// one batch. Slower, but each strategy's tok/s is then its own speed; in a batch it is the
@@ -91,7 +110,7 @@ struct GenerateArgs {
     /// blocks once all are done.
     #[arg(long, value_name = "N", visible_alias = "num-return-sequences",
           value_parser = clap::value_parser!(u32).range(1..=4096),
-          conflicts_with_all = ["beams", "compare", "each_line", "explain", "lookup"])]
+          conflicts_with_all = ["beams", "compare", "each_line", "explain", "lookup", "model_draft"])]
     samples: Option<u32>,
     /// With --samples: self-consistency voting. Each sample's final answer (`\boxed{...}`,
     /// else "the answer is ...", else the last number), normalised, is counted; the majority
@@ -103,7 +122,7 @@ struct GenerateArgs {
     #[arg(long, value_name = "RE", requires = "vote", value_parser = values::answer_regex)]
     answer_regex: Option<String>,
     #[command(flatten)]
-    lookup: LookupArgs,
+    speculative: SpeculativeArgs,
     /// A system message, when the model has a chat template.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
@@ -175,7 +194,7 @@ struct BeamArgs {
     /// text is not known early: while it runs, only the prefix all beams already share is
     /// streamed, the rest comes at the end.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
-          conflicts_with_all = ["temperature", "greedy", "top_k", "top_p", "min_p", "typical_p", "samplers", "seed", "logprobs", "explain", "min_keep", "lookup"])]
+          conflicts_with_all = ["temperature", "greedy", "top_k", "top_p", "min_p", "typical_p", "samplers", "seed", "logprobs", "explain", "min_keep", "lookup", "model_draft"])]
     beams: Option<u32>,
     /// Print the N best finished hypotheses with their scores (N ≤ --beams).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), requires = "beams")]
@@ -336,7 +355,7 @@ struct ChatArgs {
     #[command(flatten)]
     input_limit: InputLimitArgs,
     #[command(flatten)]
-    lookup: LookupArgs,
+    speculative: SpeculativeArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -347,23 +366,46 @@ enum ChatFormatArg {
     Jsonl,
 }
 
-/// Prompt-lookup speculation, for `gen` and `gen chat`.
+/// Speculative decoding, for `gen` and `gen chat`.
 #[derive(Debug, Args)]
-struct LookupArgs {
+struct SpeculativeArgs {
     /// Speculative decoding with prompt-lookup drafts: the tokens that followed the latest
     /// earlier occurrence of the last n-gram (prompt and text so far) are verified in one
     /// forward pass. The output is the same token for token as without it; only the speed
     /// changes (it pays on text that repeats its input: code edits, extraction, summaries).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model_draft")]
     lookup: bool,
     /// With --lookup: the longest n-gram matched (shorter ones are tried after it).
     #[arg(long, value_name = "N", default_value_t = 2, requires = "lookup",
           value_parser = clap::value_parser!(u32).range(1..=16))]
     lookup_ngram: u32,
-    /// With --lookup: most tokens proposed per verify pass (llama.cpp's --draft-max).
-    #[arg(long, value_name = "N", default_value_t = 10, requires = "lookup",
-          value_parser = clap::value_parser!(u32).range(1..=64))]
-    draft_max: u32,
+    /// Speculative decoding with a draft model (llama.cpp's -md, also accepted): a small model
+    /// with the same vocabulary (a GGUF file or a folder) proposes tokens that the model
+    /// verifies in one forward pass. The output is the same token for token as without it.
+    #[arg(long, value_name = "MODEL")]
+    model_draft: Option<String>,
+    /// With --lookup or --model-draft: most tokens proposed per verify pass [default: 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    draft_max: Option<u32>,
+    /// With --lookup or --model-draft: drafts shorter than N are not verified [default: 0].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
+    draft_min: Option<u32>,
+    /// With --model-draft: the draft stops proposing at a token its own softmax gives less
+    /// than P [default: 0].
+    #[arg(long, value_name = "P", value_parser = closed_unit)]
+    draft_p_min: Option<f32>,
+    /// How drafted tokens are accepted: `match` (the default) draws each as the plain run does
+    /// and keeps it while it equals the draft, so the output is the plain run's; `rejection`
+    /// (Leviathan et al.) keeps a token with probability min(1, p/q): the same distribution
+    /// and more tokens accepted from a sampled draft, but not the plain run's tokens for a seed.
+    #[arg(long, value_enum, value_name = "RULE")]
+    draft_verify: Option<DraftVerifyArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DraftVerifyArg {
+    Match,
+    Rejection,
 }
 
 /// How much text a command reads from a file or stdin.

@@ -4,9 +4,9 @@
 use super::values::{unescape, TopKArg};
 use super::*;
 use crate::config::{
-    BeamConfig, ChatConfig, Command, Config, ConvertConfig, EarlyStopping, GenerateConfig,
-    LookupConfig, OutputFormat, PerplexityConfig, PromptSource, SamplingConfig, StageKind,
-    Strategy, StrategyKind, TokenizeConfig, VoteConfig, Window,
+    BeamConfig, ChatConfig, Command, Config, ConvertConfig, DraftConfig, EarlyStopping,
+    GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, SamplingConfig,
+    SpeculativeConfig, StageKind, Strategy, StrategyKind, TokenizeConfig, VoteConfig, Window,
 };
 
 impl BeamArgs {
@@ -63,12 +63,50 @@ impl SamplingArgs {
     }
 }
 
-impl LookupArgs {
-    fn into_config(self) -> Option<LookupConfig> {
-        self.lookup.then_some(LookupConfig {
-            ngram: self.lookup_ngram as usize,
-            draft_max: self.draft_max as usize,
-        })
+impl SpeculativeArgs {
+    fn into_config(self) -> Result<Option<SpeculativeConfig>, String> {
+        let draft = match (self.lookup, self.model_draft) {
+            (true, _) => DraftConfig::Lookup {
+                ngram: self.lookup_ngram as usize,
+            },
+            (false, Some(m)) => DraftConfig::Model(m),
+            (false, None) => {
+                let given = [
+                    (self.draft_max.is_some(), "--draft-max"),
+                    (self.draft_min.is_some(), "--draft-min"),
+                    (self.draft_p_min.is_some(), "--draft-p-min"),
+                    (self.draft_verify.is_some(), "--draft-verify"),
+                ];
+                if let Some((_, flag)) = given.iter().find(|(set, _)| *set) {
+                    return Err(format!(
+                        "{flag} is a speculative decoding setting: add --lookup or --model-draft MODEL"
+                    ));
+                }
+                return Ok(None);
+            }
+        };
+        if self.draft_p_min.is_some() && matches!(draft, DraftConfig::Lookup { .. }) {
+            return Err(
+                "--draft-p-min is about a draft model's own probabilities: it needs --model-draft, not --lookup"
+                    .into(),
+            );
+        }
+        let draft_max = self
+            .draft_max
+            .map_or(crate::config::DEFAULT_DRAFT_MAX, |n| n as usize);
+        let draft_min = self.draft_min.unwrap_or(0) as usize;
+        if draft_min > draft_max {
+            return Err(format!(
+                "--draft-min {draft_min} is more than --draft-max {draft_max}: no draft would ever be verified"
+            ));
+        }
+        Ok(Some(SpeculativeConfig {
+            draft,
+            draft_max,
+            draft_min,
+            p_min: self.draft_p_min.unwrap_or(0.0),
+            rejection: self.draft_verify == Some(DraftVerifyArg::Rejection),
+        }))
     }
 }
 
@@ -117,7 +155,7 @@ impl ChatArgs {
                 beam: None,
                 samples: None,
                 vote: None,
-                lookup: self.lookup.into_config(),
+                speculative: self.speculative.into_config()?,
             },
             history: !self.no_history,
         })
@@ -208,6 +246,19 @@ impl Cli {
                 let logprobs = g.sampling.logprobs.map(|n| n as usize);
                 let explain = g.sampling.explain.map(|n| n as usize);
                 let sampling = g.sampling.into_config();
+                let speculative = g.speculative.into_config()?;
+                if g.vote && g.samples.is_some_and(|n| n < 2) {
+                    return Err(
+                        "--vote needs --samples 2 or more: a single sample has no majority to find"
+                            .into(),
+                    );
+                }
+                if explain.is_some() && speculative.as_ref().is_some_and(|s| s.rejection) {
+                    return Err(
+                        "--explain shows the sampler chain's draw, which --draft-verify rejection replaces for drafted tokens; use --draft-verify match"
+                            .into(),
+                    );
+                }
                 let compare = if g.compare.is_empty() {
                     None
                 } else {
@@ -246,7 +297,7 @@ impl Cli {
                         vote: g.vote.then_some(VoteConfig {
                             answer_regex: g.answer_regex,
                         }),
-                        lookup: g.lookup.into_config(),
+                        speculative,
                     })),
                 }
             }

@@ -13,15 +13,6 @@ pub struct Lookup {
     pub max: usize,
 }
 
-impl From<crate::config::LookupConfig> for Lookup {
-    fn from(c: crate::config::LookupConfig) -> Self {
-        Self {
-            ngram: c.ngram,
-            max: c.draft_max,
-        }
-    }
-}
-
 impl Lookup {
     /// Up to `self.max` tokens that followed the latest earlier occurrence of the last n-gram
     /// of `history`, trying n = `self.ngram` down to 2 (to 1 when `ngram` is 1); empty when

@@ -7,10 +7,12 @@
 pub mod beam;
 pub mod lookup;
 pub mod metrics;
+pub mod pacer;
 pub mod perplexity;
 pub mod prefill;
 pub mod prefix;
 pub mod sample;
+pub mod speculative;
 pub mod stop;
 pub mod vote;
 
@@ -19,6 +21,7 @@ pub use lookup::Lookup;
 pub use prefill::{prefill, Prefilled};
 pub use prefix::{PrefixCache, PrefixFill};
 pub use sample::{generate, generate_batch, generate_in_cache, GenerateParams, OnEvent};
+pub use speculative::{DraftSource, Speculation, Verify};
 pub use stop::StopMatcher;
 
 use crate::model::Llama;
@@ -199,9 +202,11 @@ pub struct Timings {
     /// Tokens that went through a decode step (the first generated token comes from prefill).
     pub decode_steps: usize,
     pub decode: Duration,
-    /// Speculative decoding (`--lookup`): tokens proposed, and those the target accepted.
+    /// Speculative decoding: tokens proposed, those the target accepted, and the target's
+    /// verify passes (each gives one token more than it accepts).
     pub drafted: usize,
     pub accepted: usize,
+    pub target_passes: usize,
 }
 
 impl Timings {
@@ -212,6 +217,22 @@ impl Timings {
     /// Decode steps per second.
     pub fn decode_tok_s(&self) -> f64 {
         rate(self.decode_steps, self.decode)
+    }
+    /// Speculative decoding: accepted of drafted tokens (0 when nothing was drafted).
+    pub fn acceptance_rate(&self) -> f64 {
+        if self.drafted == 0 {
+            0.0
+        } else {
+            self.accepted as f64 / self.drafted as f64
+        }
+    }
+    /// Speculative decoding: generated tokens per target forward pass after the prefill.
+    pub fn tokens_per_pass(&self) -> f64 {
+        if self.target_passes == 0 {
+            0.0
+        } else {
+            self.decode_steps as f64 / self.target_passes as f64
+        }
     }
 }
 

@@ -22,9 +22,10 @@ pub struct GenerateParams {
     pub logprobs: Option<usize>,
     /// Record what each sampler stage did to this many top candidates (`--explain`).
     pub explain: Option<usize>,
-    /// Speculative decoding with prompt-lookup drafts (`--lookup`), for a single sequence:
-    /// the output is the same token for token, only the number of forward passes changes.
-    pub lookup: Option<super::Lookup>,
+    /// Speculative decoding (`--lookup`, `--model-draft`), for a single sequence: with the
+    /// default verification the output is the same token for token, only the number of
+    /// forward passes changes.
+    pub speculation: Option<super::Speculation>,
 }
 
 /// Generates a continuation of `prompt` with `sampler`, reporting text and tokens to `on_event`
@@ -55,29 +56,29 @@ pub fn generate(
 pub type OnEvent<'a> = dyn FnMut(Event) -> Result<()> + 'a;
 
 /// One sequence of a batch: its sampler, what it has generated so far, and where its events go.
-struct Sequence<'a> {
-    sampler: &'a mut SamplerChain,
+pub(super) struct Sequence<'a> {
+    pub(super) sampler: &'a mut SamplerChain,
     on_event: &'a mut OnEvent<'a>,
-    history: Vec<u32>,
-    tokens: Vec<u32>,
+    /// The prompt and every token generated so far.
+    pub(super) history: Vec<u32>,
+    pub(super) tokens: Vec<u32>,
     records: Vec<TokenRecord>,
     text: String,
     stream: TokenStream<'a>,
     stops: StopMatcher,
-    decode_steps: usize,
+    pub(super) decode_steps: usize,
 }
 
 impl Sequence<'_> {
     /// Chooses the next token from `logits` and reports it; returns why the sequence ends
     /// after it, if it does (`room`: whether the cache can take one more position).
-    fn step(
+    pub(super) fn step(
         &mut self,
         logits: &[f32],
         params: &GenerateParams,
         room: bool,
     ) -> Result<Option<StopReason>> {
-        let decode = &params.decode;
-        if self.tokens.len() >= decode.max_tokens {
+        if self.tokens.len() >= params.decode.max_tokens {
             return Ok(Some(StopReason::MaxTokens));
         }
         let (id, trace) = match params.explain {
@@ -87,6 +88,25 @@ impl Sequence<'_> {
             }
             None => (self.sampler.sample(logits, &self.history)?, None),
         };
+        self.take(id, trace, logits, params, room)
+    }
+
+    /// Whether the sequence has all the tokens it may have.
+    pub(super) fn is_full(&self, params: &GenerateParams) -> bool {
+        self.tokens.len() >= params.decode.max_tokens
+    }
+
+    /// Appends `id`, chosen from `logits` by whatever rule (the chain's pick, or speculative
+    /// rejection sampling), and reports it; returns why the sequence ends after it, if it does.
+    pub(super) fn take(
+        &mut self,
+        id: u32,
+        trace: Option<crate::sampling::StepTrace>,
+        logits: &[f32],
+        params: &GenerateParams,
+        room: bool,
+    ) -> Result<Option<StopReason>> {
+        let decode = &params.decode;
         if params.logprobs.is_some() || trace.is_some() {
             let record = TokenRecord {
                 id,
@@ -130,7 +150,7 @@ impl Sequence<'_> {
     }
 
     /// Releases held-back text and returns the outcome.
-    fn finish(mut self, mut stop: StopReason, timings: Timings) -> Result<Generation> {
+    pub(super) fn finish(mut self, mut stop: StopReason, timings: Timings) -> Result<Generation> {
         let mut unfinished = 0;
         if !matches!(stop, StopReason::Stop { .. } | StopReason::OutputClosed) {
             // Text the stream still holds (without the bytes of a character the last tokens
@@ -261,7 +281,7 @@ fn run_batch<'a>(
     // Sequences still running, in the order of their rows in the cache.
     let mut running: Vec<usize> = (0..n).collect();
     let mut ended: Vec<Option<(StopReason, Duration)>> = vec![None; n];
-    if let (Some(lookup), 1) = (params.lookup, seqs.len()) {
+    if let (Some(spec), 1) = (&params.speculation, seqs.len()) {
         let seq = seqs
             .pop()
             .context("internal: a batch of one has no sequence")?;
@@ -273,8 +293,8 @@ fn run_batch<'a>(
             prefill: time,
             ..Default::default()
         };
-        return Ok(vec![speculate(
-            model, cache, ctx, seq, logits, lookup, params, timings,
+        return Ok(vec![super::speculative::speculate(
+            model, cache, ctx, seq, logits, spec, params, timings,
         )?]);
     }
     let decode_start = Instant::now();
@@ -320,109 +340,4 @@ fn run_batch<'a>(
             seq.finish(stop, timings)
         })
         .collect()
-}
-
-/// The sampled loop of one sequence with prompt-lookup speculation: after each accepted token,
-/// the tokens `lookup` proposes are run with it in one verify pass whose logits equal, bit for
-/// bit, those of one-token steps ([`Llama::forward_as_steps`]); the sequence then steps through
-/// them as it would through one-token steps, going on while what it draws equals the draft.
-/// Each draw consumes the sampler exactly as in the plain loop, so the output is the plain
-/// loop's, token for token; only the number of forward passes changes. The cache is cut back
-/// to what the plain loop would hold.
-/// The acceptance rate (accepted of drafted) below which drafting is paused: about what one
-/// drafted position of a verify pass costs, in one-token steps (0.4–0.56 measured).
-const PAYING_RATE: f64 = 0.5;
-
-#[allow(clippy::too_many_arguments)]
-fn speculate(
-    model: &Llama,
-    cache: &mut KvCache,
-    ctx: usize,
-    mut seq: Sequence,
-    logits: Vec<f32>,
-    lookup: super::Lookup,
-    params: &GenerateParams,
-    timings: Timings,
-) -> Result<Generation> {
-    let start = Instant::now();
-    let (mut drafted, mut accepted) = (0usize, 0usize);
-    // How many tokens to propose (from 4, grown by 2 while whole drafts are accepted, shrunk by
-    // 1 otherwise, as transformers' heuristic does), and how many steps to wait before
-    // proposing again while the recent acceptance rate is below what a drafted position costs
-    // (about half a step, measured in docs/PERFORMANCE.md; the wait doubles up to 64): text
-    // that does not repeat its input then costs little over the plain loop.
-    let (mut k, mut wait, mut backoff) = (lookup.max.min(4), 0usize, 0usize);
-    let mut rate = 1.0f64;
-    let end = |seq: Sequence, stop, drafted, accepted| {
-        let t = Timings {
-            decode: start.elapsed(),
-            drafted,
-            accepted,
-            ..timings.clone()
-        };
-        seq.finish(stop, t)
-    };
-    if let Some(stop) = seq.step(&logits, params, cache.len() < ctx)? {
-        return end(seq, stop, 0, 0);
-    }
-    loop {
-        let last = *seq
-            .tokens
-            .last()
-            .context("internal: a running sequence has no token")?;
-        let before = cache.len();
-        let left = params.decode.max_tokens.saturating_sub(seq.tokens.len());
-        let room = ctx.saturating_sub(before + 1);
-        let mut draft = if wait > 0 {
-            wait -= 1;
-            Vec::new()
-        } else {
-            lookup.propose(&seq.history)
-        };
-        draft.truncate(k.min(left.saturating_sub(1)).min(room));
-        let mut input = Vec::with_capacity(1 + draft.len());
-        input.push(last);
-        input.extend_from_slice(&draft);
-        let x = Tensor::new(input.as_slice(), model.device())?.unsqueeze(0)?; // (1, 1 + k)
-        let rows = model
-            .forward_as_steps(&x, cache)?
-            .squeeze(0)?
-            .to_vec2::<f32>()?;
-        drafted += draft.len();
-        let mut consumed = 0;
-        let mut stop = None;
-        for (r, row) in rows.iter().enumerate() {
-            consumed = r + 1;
-            seq.decode_steps += 1;
-            stop = seq.step(row, params, before + r + 1 < ctx)?;
-            if stop.is_some() {
-                break;
-            }
-            match draft.get(r) {
-                Some(&d) if seq.tokens.last() == Some(&d) => accepted += 1,
-                _ => break,
-            }
-        }
-        cache.truncate(before + consumed)?;
-        if let Some(stop) = stop {
-            return end(seq, stop, drafted, accepted);
-        }
-        if !draft.is_empty() {
-            let took = consumed - 1;
-            if took == draft.len() {
-                k = (k + 2).min(lookup.max);
-            } else {
-                k = k.saturating_sub(1).max(1);
-            }
-            rate = 0.7 * rate + 0.3 * (took as f64 / draft.len() as f64);
-            if rate < PAYING_RATE {
-                backoff = (backoff * 2).clamp(1, 64);
-                wait = backoff;
-                // Start afresh at the next try: one good draft lifts the rate back.
-                rate = PAYING_RATE;
-            } else {
-                backoff = 0;
-            }
-        }
-    }
 }

@@ -321,7 +321,23 @@ impl Llama {
     /// checked at once. (On the CPU; elsewhere attention is candle's and promises no such
     /// thing.)
     pub fn forward_as_steps(&self, tokens: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        self.forward_as(tokens, cache, Logits::All, true)
+        let (_, s) = tokens
+            .dims2()
+            .context("forward: tokens must be (batch, seq)")?;
+        // Dense weights compute rows exactly as one row only up to `dense::MAX_ROWS` rows at a
+        // time (beyond, candle's blocked product takes over): longer inputs go in pieces.
+        let piece = crate::kernels::dense::MAX_ROWS;
+        if s <= piece {
+            return self.forward_as(tokens, cache, Logits::All, true);
+        }
+        let parts = (0..s)
+            .step_by(piece)
+            .map(|at| {
+                let t = tokens.narrow(1, at, piece.min(s - at))?;
+                self.forward_as(&t, cache, Logits::All, true)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 1)?)
     }
 
     fn forward_as(

@@ -41,9 +41,12 @@ pub fn generation_json(g: &Generation, run: &RunInfo, piece: Piece) -> Result<Va
             "decode_tok_s": t.decode_tok_s(),
         }
     });
-    if t.drafted > 0 {
+    if t.target_passes > 0 {
         v["timings"]["drafted_tokens"] = json!(t.drafted);
         v["timings"]["accepted_tokens"] = json!(t.accepted);
+        v["timings"]["acceptance_rate"] = json!(t.acceptance_rate());
+        v["timings"]["target_passes"] = json!(t.target_passes);
+        v["timings"]["tokens_per_pass"] = json!(t.tokens_per_pass());
     }
     add_logprobs(&mut v, g, piece)?;
     let ex = g

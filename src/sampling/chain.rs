@@ -45,6 +45,18 @@ pub struct SamplerChain {
     scratch: Candidates,
 }
 
+impl Clone for SamplerChain {
+    /// The same stages and RNG state (the candidate scratch list is not copied).
+    fn clone(&self) -> Self {
+        Self {
+            stages: self.stages.iter().map(|s| s.clone_box()).collect(),
+            rng: self.rng.clone(),
+            seed: self.seed,
+            scratch: Candidates::default(),
+        }
+    }
+}
+
 impl fmt::Debug for SamplerChain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SamplerChain({}, seed {})", self.describe(), self.seed)
@@ -115,6 +127,46 @@ impl SamplerChain {
         picked.context(
             "the sampler chain ended without picking a token (its last stage must be greedy or dist)",
         )
+    }
+
+    /// The distribution the final pick draws from, as (id, probability) in id order: the
+    /// candidates every stage before it left, or the argmax alone when the pick is greedy.
+    /// Draws no number, so the RNG is untouched. Speculative decoding's rejection sampling
+    /// compares the target's and the draft's distributions this way.
+    pub fn distribution(&mut self, logits: &[f32], history: &[u32]) -> Result<Vec<(u32, f32)>> {
+        let mut c = std::mem::take(&mut self.scratch);
+        c.refill(logits)?;
+        let result = self.filtered(&mut c, history);
+        self.scratch = c;
+        result
+    }
+
+    fn filtered(&mut self, c: &mut Candidates, history: &[u32]) -> Result<Vec<(u32, f32)>> {
+        let ctx = StepContext { history, coin: 0.0 };
+        for stage in &mut self.stages {
+            if stage.name() == Dist.name() {
+                break;
+            }
+            stage.apply(c, &ctx)?;
+            if let Some(id) = c.selected() {
+                return Ok(vec![(id, 1.0)]);
+            }
+        }
+        c.ensure_probs()?;
+        let mut dist: Vec<(u32, f32)> = c
+            .items()
+            .iter()
+            .filter(|x| x.prob > 0.0)
+            .map(|x| (x.id, x.prob))
+            .collect();
+        dist.sort_unstable_by_key(|x| x.0);
+        Ok(dist)
+    }
+
+    /// A chain with the same stages and its own RNG seeded from `seed` (a speculative draft
+    /// model samples with the target's settings this way).
+    pub fn with_seed(&self, seed: u64) -> Self {
+        Self::new(self.stages.iter().map(|s| s.clone_box()).collect(), seed)
     }
 
     /// As [`sample`](Self::sample) (the same token for the same RNG state), also recording the

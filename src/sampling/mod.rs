@@ -57,13 +57,25 @@ pub struct StepContext<'a> {
 ///
 /// A sampler that would change nothing is not built at all ("off" means absent from the chain),
 /// so implementations never carry an "off" value.
-pub trait Sampler: Send {
+pub trait Sampler: Send + SamplerClone {
     /// The stable name used by `--samplers`, `--verbose` and `--explain` (`top-k`).
     fn name(&self) -> &'static str;
     /// The sampler and its parameters, for display (`top-k(k=40)`).
     fn describe(&self) -> String;
     /// Edits the candidates; the final stage selects a token with [`Candidates::select`].
     fn apply(&mut self, candidates: &mut Candidates, ctx: &StepContext) -> Result<()>;
+}
+
+/// A copy of a boxed stage (every sampler is a small `Clone` struct; this makes them copyable
+/// behind `dyn Sampler`).
+pub trait SamplerClone {
+    fn clone_box(&self) -> Box<dyn Sampler>;
+}
+
+impl<T: Sampler + Clone + 'static> SamplerClone for T {
+    fn clone_box(&self) -> Box<dyn Sampler> {
+        Box::new(self.clone())
+    }
 }
 
 pub use crate::config::DEFAULT_MIN_KEEP;

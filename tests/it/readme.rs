@@ -207,6 +207,9 @@ fn check(cmd: &str, r: &Run, dir: &Path, hf_home: &Path, ctx: &str) {
             "{ctx}"
         );
     }
+    if cmd.contains(" -md ") || cmd.contains("--lookup") {
+        assert!(stats()[0].contains("| draft: "), "{ctx}");
+    }
     if cmd.starts_with("gen convert") {
         let out = dir.join("models/smollm2-f32");
         for f in ["model.safetensors", "config.json", "tokenizer.json"] {

@@ -65,7 +65,7 @@ fn real_gguf_with_cache(cache: DType) -> LoadedModel {
 }
 
 /// The f32 Hugging Face folder made by `gen convert` from the real GGUF, once per test run.
-fn real_f32_dir() -> &'static Path {
+pub fn real_f32_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smollm2-f32");

@@ -34,7 +34,13 @@ pub fn run(c: ChatConfig) -> Result<()> {
         ))
         .into());
     }
-    let ctx = Ctx::new(&loaded, start.elapsed(), interrupt, template);
+    let speculation = c
+        .generate
+        .speculative
+        .as_ref()
+        .map(|s| super::draft::speculation(s, &loaded, c.generate.cache_type))
+        .transpose()?;
+    let ctx = Ctx::new(&loaded, start.elapsed(), interrupt, template).with_speculation(speculation);
     let ctx_size = engine::context_size(&loaded.model, c.generate.ctx_size);
     loaded.check_memory("-c/--ctx-size", 1, ctx_size, 1)?;
     let mut source = input::Source::open(&c)?;
@@ -299,7 +305,7 @@ impl Session<'_> {
             decode: self.ctx.decode_params(&self.g),
             logprobs: self.g.logprobs,
             explain: None,
-            lookup: self.g.lookup.map(engine::Lookup::from),
+            speculation: self.ctx.speculation(),
         };
         let fill = match self.cache.prefill(&loaded.model, &ids, self.g.batch_size) {
             Ok(f) => f,

@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMPT = "{question} Let's think step by step, then give the final answer as 'The answer is N.'"
+PROMPT = "{question} Let's think step by step, then end with \"The answer is\" and the number."
 
 # ---- gen's answer rules (src/engine/vote.rs), ported exactly ----------------------------
 
@@ -101,18 +101,28 @@ def is_decimal_point(s, i):
 
 
 def answer_is(text):
-    """What follows the last "the answer is" (lowered), to the end of its sentence or line."""
+    """As vote.rs: what follows the last "answer is" (lowered), to the end of its sentence or
+    line; after its last '='; the leading number alone when it starts with one."""
     lower = text.lower()
-    at = lower.rfind("the answer is")
+    at = lower.rfind("answer is")
     if at < 0:
         return None
-    rest = lower[at + len("the answer is"):].lstrip(": ")
+    rest = lower[at + len("answer is"):].lstrip(": ")
     end = len(rest)
     for i, c in enumerate(rest):
         if c == "\n" or (c in ".!?" and not is_decimal_point(rest, i)):
             end = i
             break
-    return rest[:end]
+    phrase = rest[:end]
+    if "=" in phrase:
+        phrase = phrase[phrase.rfind("=") + 1:]
+    bare = phrase.lstrip(" $*\"'`")
+    words = WS_RUN.split(bare.strip(WS))
+    word = words[0].rstrip(",;:") if words else ""
+    if RUST_FLOAT.fullmatch(word.replace(",", "")):
+        return word
+    m = NUMBER.match(bare)
+    return m.group(0) if m else phrase
 
 
 def last_number(text):
@@ -187,11 +197,13 @@ def self_test():
         ("the answer is 3.14. Done", "3.14"),
         ("no digits here", None),
         ("\\boxed{unclosed", None),
-        ("5 + 2 = 7. The answer is 7 pencils.", "7 pencils"),
+        ("5 + 2 = 7. The answer is 7 pencils.", "7"),
+        ("So, the answer is 38 - 22 = 16 oranges left", "16"),
+        ("The final answer is 12", "12"),
         ("It is 5. The answer is.", None),
         ("The answer is $42.", "42"),
         ("The answer is **42**.", "42"),
-        ("The answer is: 7 apples; 2 left", "7 apples; 2 left"),
+        ("The answer is: 7 apples; 2 left", "7"),
         ("the answer is 1e20", "100000000000000000000"),
         ("We have -3 left", "-3"),
         ("the answer is 0.10000", "0.1"),

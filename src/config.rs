@@ -216,6 +216,17 @@ pub struct Strategy {
     /// As the user wrote it (or the preset's name for it).
     pub label: String,
     pub kind: StrategyKind,
+    /// `spec=lookup` / `spec=draft`: a sampling strategy run with speculative decoding.
+    pub speculative: Option<SpecChoice>,
+}
+
+/// Which drafts a `--compare` strategy speculates with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecChoice {
+    /// Prompt lookup (the `--lookup` settings when given, else their defaults).
+    Lookup,
+    /// The `--model-draft` model.
+    Draft,
 }
 
 /// Sampling with a chain, or beam search.

@@ -2,8 +2,9 @@
 //! strategy continues from a fork of that KV cache with its own RNG from the same seed.
 
 use super::session::Ctx;
+use super::UsageError;
 use crate::config::{
-    BeamConfig, GenerateConfig, OutputFormat, SamplingConfig, Strategy, StrategyKind,
+    BeamConfig, GenerateConfig, OutputFormat, SamplingConfig, SpecChoice, Strategy, StrategyKind,
 };
 use crate::engine::{self, Event, GenerateParams, OnEvent, Prefilled};
 use crate::output::{self, CompareReport, CompareRow};
@@ -23,6 +24,12 @@ pub(super) fn run(
     strategies: &[Strategy],
 ) -> Result<Option<Value>> {
     let model = &ctx.loaded.model;
+    if g.speculative.is_some() && strategies.iter().all(|s| s.speculative.is_none()) {
+        return Err(UsageError(
+            "--lookup / --model-draft with --compare: mark the strategies that should speculate with spec=lookup or spec=draft (`--compare greedy greedy,spec=lookup`)".into(),
+        )
+        .into());
+    }
     let ctx_size = engine::context_size(model, g.ctx_size);
     // The sampling strategies run as one batch, each beam strategy on its own.
     let sampled = strategies
@@ -87,13 +94,14 @@ fn run_sampled(
     rows: &mut [Option<CompareRow>],
 ) -> Result<()> {
     let (model, tok) = (&ctx.loaded.model, &ctx.loaded.tokenizer);
-    let params = GenerateParams {
+    let plain = GenerateParams {
         decode: ctx.decode_params(g),
         logprobs: Some(0),
         explain: None,
         speculation: None,
     };
     let mut sampled: Vec<(usize, SamplerChain)> = Vec::new();
+    let mut speculating: Vec<(usize, SamplerChain)> = Vec::new();
     for (i, s) in strategies.iter().enumerate() {
         if let StrategyKind::Sample(cfg) = &s.kind {
             let cfg = SamplingConfig {
@@ -101,15 +109,27 @@ fn run_sampled(
                 ..cfg.clone()
             };
             let chain = sampling::build_chain(&cfg, model.config().vocab_size)?.chain;
-            sampled.push((i, chain));
+            match s.speculative {
+                None => sampled.push((i, chain)),
+                Some(_) => speculating.push((i, chain)),
+            }
         }
     }
-    let groups: Vec<&mut [(usize, SamplerChain)]> = if g.compare_sequential {
-        sampled.chunks_mut(1).collect()
+    let mut groups: Vec<(&mut [(usize, SamplerChain)], GenerateParams)> = if g.compare_sequential {
+        sampled.chunks_mut(1).map(|c| (c, plain.clone())).collect()
     } else {
-        vec![sampled.as_mut_slice()]
+        vec![(sampled.as_mut_slice(), plain.clone())]
     };
-    for group in groups.into_iter().filter(|g| !g.is_empty()) {
+    // A speculating strategy runs alone (speculation is for one sequence).
+    for one in speculating.chunks_mut(1) {
+        let choice = strategies[one[0].0].speculative;
+        let params = GenerateParams {
+            speculation: Some(speculation_for(choice, ctx)?),
+            ..plain.clone()
+        };
+        groups.push((one, params));
+    }
+    for (group, params) in groups.into_iter().filter(|g| !g.0.is_empty()) {
         if ctx.is_interrupted() {
             break;
         }
@@ -147,6 +167,38 @@ fn run_sampled(
         }
     }
     Ok(())
+}
+
+/// The speculation a `spec=` strategy asks for: prompt lookup (with the `--lookup` settings
+/// when given), or the `--model-draft` model, which must then have been given.
+fn speculation_for(choice: Option<SpecChoice>, ctx: &Ctx) -> Result<engine::Speculation> {
+    let given = ctx.speculation();
+    match (choice, given) {
+        (Some(SpecChoice::Lookup), Some(s))
+            if matches!(s.source, engine::DraftSource::Lookup { .. }) =>
+        {
+            Ok(s)
+        }
+        (Some(SpecChoice::Lookup), _) => Ok(engine::Speculation {
+            source: engine::DraftSource::Lookup { ngram: 2 },
+            max: crate::config::DEFAULT_DRAFT_MAX,
+            min: 0,
+            p_min: 0.0,
+            verify: engine::Verify::Match,
+        }),
+        (Some(SpecChoice::Draft), Some(s))
+            if matches!(s.source, engine::DraftSource::Model { .. }) =>
+        {
+            Ok(s)
+        }
+        (Some(SpecChoice::Draft), _) => Err(UsageError(
+            "--compare: spec=draft needs a draft model: add --model-draft MODEL".into(),
+        )
+        .into()),
+        (None, _) => Err(anyhow::anyhow!(
+            "internal: a strategy without spec= asked for speculation"
+        )),
+    }
 }
 
 /// One beam-search strategy from a fork of the prefilled cache: its best hypothesis.

@@ -95,9 +95,11 @@ struct GenerateArgs {
     /// (greedy, pure sampling, top-k, top-p, min-p, beams=4). The prompt is prefilled once and
     /// every strategy continues from a copy of its KV cache with its own RNG from --seed. The
     /// list ends at the first value that is not a strategy, which is then the prompt
-    /// (`--compare all "Once upon a time"`).
+    /// (`--compare all "Once upon a time"`). `spec=lookup` or `spec=draft` (with --model-draft)
+    /// runs a sampling strategy with speculative decoding, alone: `greedy greedy,spec=lookup`
+    /// shows the same text at two speeds.
     #[arg(long, value_name = "STRATEGY", num_args = 1..,
-          conflicts_with_all = ["beams", "each_line", "explain", "logprobs", "samplers", "greedy", "lookup", "model_draft"])]
+          conflicts_with_all = ["beams", "each_line", "explain", "logprobs", "samplers", "greedy"])]
     compare: Vec<String>,
     /// With --compare: run the strategies one after another instead of the sampling ones as
     /// one batch. Slower, but each strategy's tok/s is then its own speed; in a batch it is the

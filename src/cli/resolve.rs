@@ -5,7 +5,7 @@ use super::values::{unescape, TopKArg};
 use super::*;
 use crate::config::{
     BeamConfig, ChatConfig, Command, Config, ConvertConfig, DraftConfig, EarlyStopping,
-    GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, SamplingConfig,
+    GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, SamplingConfig, SpecChoice,
     SpeculativeConfig, StageKind, Strategy, StrategyKind, TokenizeConfig, VoteConfig, Window,
 };
 
@@ -315,7 +315,7 @@ pub const PRESET_ALL: [&str; 6] = [
     "beams=4",
 ];
 
-const KEYS: &str = "temperature, top_k, top_p, min_p, typical_p, beams, length_penalty";
+const KEYS: &str = "temperature, top_k, top_p, min_p, typical_p, beams, length_penalty, spec";
 
 /// Whether a `--compare` value is meant as a strategy (`all`, `greedy`, or `key=value`
 /// settings without spaces) rather than the prompt that follows the list. A value that looks
@@ -358,16 +358,14 @@ fn parse_one(spec: &str, base: &SamplingConfig) -> Result<Strategy, String> {
         typical_p: 1.0,
         ..base.clone()
     };
-    if spec == "greedy" {
-        cfg.temperature = 0.0;
-        return Ok(Strategy {
-            label: spec.into(),
-            kind: StrategyKind::Sample(cfg),
-        });
-    }
     let mut beams: Option<usize> = None;
     let mut length_penalty = 1.0f32;
+    let mut speculative = None;
     for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
+        if part.trim() == "greedy" {
+            cfg.temperature = 0.0;
+            continue;
+        }
         let (k, v) = part
             .split_once('=')
             .ok_or_else(|| bad(format!("expected key=value or `greedy`; keys: {KEYS}")))?;
@@ -396,6 +394,17 @@ fn parse_one(spec: &str, base: &SamplingConfig) -> Result<Strategy, String> {
                 _ => return Err(bad("beams must be a whole number ≥ 1".into())),
             },
             "length_penalty" => length_penalty = num(v)?,
+            "spec" => {
+                speculative = Some(match v.trim() {
+                    "lookup" => SpecChoice::Lookup,
+                    "draft" => SpecChoice::Draft,
+                    _ => {
+                        return Err(bad(
+                            "spec is `lookup` or `draft` (with --model-draft)".into()
+                        ))
+                    }
+                })
+            }
             other => return Err(bad(format!("unknown key '{other}'; keys: {KEYS}"))),
         }
     }
@@ -418,9 +427,15 @@ fn parse_one(spec: &str, base: &SamplingConfig) -> Result<Strategy, String> {
         }
         None => StrategyKind::Sample(cfg),
     };
+    if speculative.is_some() && matches!(kind, StrategyKind::Beam(_)) {
+        return Err(bad(
+            "beam search cannot speculate; spec= is for sampling strategies".into(),
+        ));
+    }
     Ok(Strategy {
         label: spec.into(),
         kind,
+        speculative,
     })
 }
 

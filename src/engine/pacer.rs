@@ -113,8 +113,9 @@ impl Pacer {
         self.k
     }
 
-    /// Records a pass: `drafted` tokens proposed in `draft_time`, `took` of them accepted,
-    /// the verify pass in `verify_time`.
+    /// Records a pass: `drafted` tokens proposed in `draft_time` (zero when no draft was
+    /// asked for: a plain step), `took` of them accepted, the verify pass in `verify_time`. A
+    /// draft asked for and not made (the drafter had nothing it trusted) still cost its time.
     pub fn record(
         &mut self,
         drafted: usize,
@@ -122,28 +123,35 @@ impl Pacer {
         draft_time: Duration,
         verify_time: Duration,
     ) {
-        if drafted == 0 {
+        if draft_time.is_zero() {
             if let Judge::Clock { step, .. } = &mut self.judge {
                 *step = Some(average(*step, verify_time.as_secs_f64()));
             }
             return;
         }
-        self.k = if took == drafted {
-            (self.k + 2).min(self.max)
-        } else {
-            self.k.saturating_sub(1).max(1)
-        };
+        if drafted == 0 && matches!(self.judge, Judge::Tokens { .. }) {
+            return;
+        }
+        if drafted > 0 {
+            self.k = if took == drafted {
+                (self.k + 2).min(self.max)
+            } else {
+                self.k.saturating_sub(1).max(1)
+            };
+        }
         let losing = match &mut self.judge {
             Judge::Clock { step, draft, ratio } => {
                 let Some(step) = *step else {
                     return;
                 };
-                let per_draft = draft_time.as_secs_f64() / drafted as f64;
-                let d = average(*draft, per_draft);
-                *draft = Some(d);
-                if d >= HOPELESS_COST * step {
-                    self.off = true;
-                    return;
+                if drafted > 0 {
+                    let per_draft = draft_time.as_secs_f64() / drafted as f64;
+                    let d = average(*draft, per_draft);
+                    *draft = Some(d);
+                    if d >= HOPELESS_COST * step {
+                        self.off = true;
+                        return;
+                    }
                 }
                 let spent = draft_time.as_secs_f64() + verify_time.as_secs_f64();
                 let r = spent / ((took + 1) as f64 * step);

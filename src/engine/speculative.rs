@@ -27,7 +27,7 @@ use candle_core::Tensor;
 use rand::{RngExt, SeedableRng};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Where drafts come from.
 #[derive(Clone)]
@@ -81,6 +81,10 @@ pub struct Speculation {
 const REJECTION_STREAM: u64 = 0x5EC7_1A7E_D0C5_EED5;
 /// Mixed into the seed of the draft model's sampler (rejection sampling draws its drafts).
 const DRAFT_STREAM: u64 = 0xD4AF_7C0D_E5EE_D001;
+
+/// With sample-and-match, a draft model stops proposing once the chance that its whole draft
+/// is kept (the product of its tokens' probabilities under the sampler chain) falls below this.
+const MATCH_ODDS: f64 = 0.5;
 
 /// Proposed tokens, each with the draft's distribution at its position when the draft was
 /// sampled (rejection sampling needs `q`); without them a proposal is one-hot.
@@ -178,6 +182,7 @@ impl Drafter for ModelDrafter<'_> {
         let mut logits = prefill(self.model, &mut self.cache, &history[common..], self.batch)?;
         self.fed.extend_from_slice(&history[common..]);
         let mut seen = history.to_vec();
+        let mut likely = 1.0f64;
         for i in 0..k {
             let q = self.chain.distribution(&logits, &seen)?;
             let token = match self.rng.as_mut() {
@@ -189,6 +194,16 @@ impl Drafter for ModelDrafter<'_> {
             // --draft-p-min.
             if self.p_min > 0.0 && softmax_at(&logits, token) < f64::from(self.p_min) {
                 break;
+            }
+            // Sample-and-match keeps a token only when the target's own draw hits it, which
+            // (for a draft that models the target) happens about as often as the chain gives it
+            // in the draft: stop once the whole draft so far is more likely lost than kept.
+            // (Greedy chains give the mode probability 1: they never stop here.)
+            if self.rng.is_none() {
+                likely *= f64::from(prob(&q, token));
+                if likely < MATCH_ODDS {
+                    break;
+                }
             }
             draft.tokens.push(token);
             if self.rng.is_some() {
@@ -361,13 +376,14 @@ pub(super) fn speculate(
         let left = params.decode.max_tokens.saturating_sub(seq.tokens.len());
         let room = ctx.saturating_sub(before + 1);
         let most = pacer.draft_length().min(left.saturating_sub(1)).min(room);
-        let drafting = Instant::now();
-        let mut draft = if most == 0 {
-            Draft::default()
+        let (mut draft, draft_time) = if most == 0 {
+            (Draft::default(), Duration::ZERO)
         } else {
-            drafter.propose(&seq.history, most)?
+            let drafting = Instant::now();
+            let d = drafter.propose(&seq.history, most)?;
+            // Never exactly zero, which would read as a plain step.
+            (d, drafting.elapsed().max(Duration::from_nanos(1)))
         };
-        let draft_time = drafting.elapsed();
         if draft.tokens.len() < spec.min {
             draft = Draft::default();
         }

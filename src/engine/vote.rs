@@ -98,13 +98,15 @@ fn last_boxed(text: &str) -> Option<String> {
     None
 }
 
-/// What follows the last "the answer is" (any case, an optional colon), to the end of the
-/// sentence or line.
+/// What follows the last "answer is" (any case, an optional colon: "the answer is", "the final
+/// answer is"), to the end of the sentence or line; of a worked phrase ("38 - 22 = 16 left"),
+/// what follows its last `=`; and of a phrase that starts with a number ("7 apples", "$42"),
+/// the number alone.
 fn answer_is(text: &str) -> Option<String> {
     let lower = text.to_lowercase();
     // Lowercasing can change byte lengths outside ASCII; the search runs on the lowered text
     // and the answer is taken from it too.
-    let at = lower.rfind("the answer is")? + "the answer is".len();
+    let at = lower.rfind("answer is")? + "answer is".len();
     let rest = lower[at..].trim_start_matches([':', ' ']);
     let end = rest
         .char_indices()
@@ -112,7 +114,26 @@ fn answer_is(text: &str) -> Option<String> {
             c == '\n' || ((c == '.' || c == '!' || c == '?') && !is_decimal_point(rest, i))
         })
         .map_or(rest.len(), |(i, _)| i);
-    Some(rest[..end].to_string())
+    let phrase = &rest[..end];
+    let phrase = phrase.rfind('=').map_or(phrase, |i| &phrase[i + 1..]);
+    let bare = phrase.trim_start_matches([' ', '$', '*', '"', '\'', '`']);
+    let word = bare
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches([',', ';', ':']);
+    if word
+        .replace(',', "")
+        .parse::<f64>()
+        .is_ok_and(f64::is_finite)
+    {
+        // A number as written ("1e20", "1,200"): normalised as a whole.
+        return Some(word.to_string());
+    }
+    Some(match number_regex().find(bare) {
+        Some(m) if m.start() == 0 => m.as_str().to_string(),
+        _ => phrase.to_string(),
+    })
 }
 
 /// Whether the `.` at byte `i` of `s` sits between two digits (a decimal point, not a full stop).
@@ -191,6 +212,18 @@ mod tests {
         assert_eq!(d.answer("the answer is 3.14. Done"), Some("3.14".into()));
         assert_eq!(d.answer("no digits here"), None);
         assert_eq!(d.answer("\\boxed{unclosed"), None);
+        // A worked phrase gives what follows its last `=`; a phrase that starts with a number
+        // gives the number; "the final answer is" counts.
+        assert_eq!(
+            d.answer("So, the answer is 38 - 22 = 16 oranges left on the table."),
+            Some("16".into())
+        );
+        assert_eq!(d.answer("The answer is 7 pencils."), Some("7".into()));
+        assert_eq!(
+            d.answer("The answer is: $1,200 in all"),
+            Some("1200".into())
+        );
+        assert_eq!(d.answer("The final answer is 12"), Some("12".into()));
         let re = Extractor::Regex(Regex::new(r"ANSWER: (\w+)").unwrap());
         assert_eq!(re.answer("ANSWER: a ... ANSWER: B"), Some("b".into()));
         assert_eq!(re.answer("nothing"), None);

@@ -317,3 +317,62 @@ fn batched_compare_equals_sequential_when_strategies_end_early() {
         "expected strategies to leave the batch at different steps: {ends:?}"
     );
 }
+
+/// `spec=lookup` and `spec=draft` rows: the same tokens as the plain strategy beside them
+/// (speculation only changes speed), and the settings they need.
+#[test]
+fn speculative_variants_give_the_plain_strategies_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tiny_gguf(tmp.path());
+    let m = m.to_str().unwrap();
+    let report = run(
+        m,
+        &[
+            "--seed",
+            "3",
+            "--model-draft",
+            m,
+            "--compare",
+            "greedy",
+            "greedy,spec=lookup",
+            "greedy,spec=draft",
+            "temperature=0.8",
+            "temperature=0.8,spec=lookup",
+        ],
+    );
+    let rows = report["strategies"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[0]["tokens"], rows[1]["tokens"]);
+    assert_eq!(rows[0]["tokens"], rows[2]["tokens"]);
+    assert_eq!(rows[3]["tokens"], rows[4]["tokens"]);
+    assert_eq!(rows[3]["text"], rows[4]["text"]);
+    fails_with(
+        &["-m", m, "-p", "x", "--compare", "greedy,spec=draft"],
+        2,
+        &["--model-draft"],
+    );
+    fails_with(
+        &[
+            "-m",
+            m,
+            "-p",
+            "x",
+            "--lookup",
+            "--compare",
+            "greedy",
+            "min_p=0.1",
+        ],
+        2,
+        &["spec=lookup"],
+    );
+    fails_with(
+        &["-m", m, "-p", "x", "--compare", "beams=2,spec=lookup"],
+        2,
+        &["beam search cannot speculate"],
+    );
+    fails_with(
+        &["-m", m, "-p", "x", "--compare", "greedy,spec=ngram"],
+        2,
+        &["spec is `lookup` or `draft`"],
+    );
+}

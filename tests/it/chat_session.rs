@@ -487,12 +487,16 @@ fn lookup_in_a_chat_changes_no_token() {
     let input = "Copy this twice: the cat sat on the mat.\nNow copy your last answer once more.\nName a fruit.\n";
     let opts = ["--temperature", "0", "-n", "40"];
     let (plain, _) = chat(&opts, input);
-    let mut with = opts.to_vec();
-    with.push("--lookup");
-    let (spec, _) = chat(&with, input);
-    assert_eq!(plain.len(), 3);
-    for (p, s) in plain.iter().zip(&spec) {
-        assert_eq!(p["tokens"], s["tokens"], "turn {}", p["turn"]);
-        assert_eq!(p["reused_tokens"], s["reused_tokens"], "turn {}", p["turn"]);
+    let draft = crate::real::real_gguf();
+    let draft = draft.to_str().unwrap();
+    for extra in [&["--lookup"][..], &["--model-draft", draft, "--seed", "4"]] {
+        let mut with = opts.to_vec();
+        with.extend_from_slice(extra);
+        let (spec, _) = chat(&with, input);
+        assert_eq!(plain.len(), 3);
+        for (p, s) in plain.iter().zip(&spec) {
+            assert_eq!(p["tokens"], s["tokens"], "{extra:?} turn {}", p["turn"]);
+            assert_eq!(p["reused_tokens"], s["reused_tokens"], "turn {}", p["turn"]);
+        }
     }
 }

@@ -181,7 +181,8 @@ impl Pacer {
     }
 
     /// Whether drafting was switched off for the rest of the run.
-    pub fn is_off(&self) -> bool {
+    #[cfg(test)]
+    fn is_off(&self) -> bool {
         self.off
     }
 }

@@ -21,7 +21,7 @@ use super::prefill::prefill;
 use super::sample::{GenerateParams, Sequence};
 use super::{Generation, Timings};
 use crate::model::{KvCache, Llama, Logits};
-use crate::sampling::{log_sum_exp, SamplerChain, SamplerRng};
+use crate::sampling::{inverse_transform, log_sum_exp, SamplerChain, SamplerRng};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 use rand::{RngExt, SeedableRng};
@@ -247,24 +247,9 @@ fn mode(dist: &[(u32, f32)]) -> Option<u32> {
         .map(|(id, _)| id)
 }
 
-/// Inverse transform sampling over `dist` (id order, weights need not sum to 1) with the
-/// uniform number `u`, as the chain's final draw does.
+/// A draw from `dist` (id order) with the uniform number `u`, as the chain's final draw.
 fn draw(dist: &[(u32, f32)], u: f64) -> Option<u32> {
-    let total: f64 = dist.iter().map(|&(_, p)| f64::from(p)).sum();
-    let target = u.clamp(0.0, 1.0) * total;
-    let mut cum = 0f64;
-    let mut chosen = None;
-    for &(id, p) in dist {
-        if p <= 0.0 {
-            continue;
-        }
-        cum += f64::from(p);
-        chosen = Some(id);
-        if cum > target {
-            break;
-        }
-    }
-    chosen
+    inverse_transform(dist.iter().copied(), u)
 }
 
 fn prob(dist: &[(u32, f32)], id: u32) -> f32 {

@@ -34,26 +34,38 @@ impl Sampler for Dist {
             sorted_copy = v;
             &sorted_copy[..]
         };
-        let total: f64 = items.iter().map(|x| x.prob as f64).sum();
-        let target = ctx.coin.clamp(0.0, 1.0) * total;
-        let mut cum = 0f64;
-        let mut chosen = None;
-        for x in items {
-            if x.prob <= 0.0 {
-                continue;
-            }
-            cum += x.prob as f64;
-            chosen = Some(x.id);
-            if cum > target {
-                break;
-            }
-        }
-        // Rounding can leave `cum` a hair below `target` at the end: the last candidate with
-        // non-zero probability is then the right answer.
-        let id = chosen.context("no candidate with non-zero probability to draw")?;
+        let id = inverse_transform(items.iter().map(|x| (x.id, x.prob)), ctx.coin)
+            .context("no candidate with non-zero probability to draw")?;
         c.select(id);
         Ok(())
     }
+}
+
+/// Inverse transform sampling with the uniform number `u`: the first of `weights` (id,
+/// weight), in the order given, whose cumulative weight exceeds `u` times their total (weights
+/// need not sum to 1; zero weights are never drawn). `None` when no weight is positive. The
+/// chain's final draw and speculative decoding's rejection sampling both draw this way.
+pub fn inverse_transform<I>(weights: I, u: f64) -> Option<u32>
+where
+    I: Iterator<Item = (u32, f32)> + Clone,
+{
+    let total: f64 = weights.clone().map(|(_, p)| f64::from(p)).sum();
+    let target = u.clamp(0.0, 1.0) * total;
+    let mut cum = 0f64;
+    let mut chosen = None;
+    for (id, p) in weights {
+        if p <= 0.0 {
+            continue;
+        }
+        cum += f64::from(p);
+        chosen = Some(id);
+        if cum > target {
+            break;
+        }
+    }
+    // Rounding can leave `cum` a hair below `target` at the end: the last candidate with
+    // non-zero probability is then the right answer.
+    chosen
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ mod typical;
 
 pub use candidates::{Candidate, Candidates};
 pub use chain::{build_chain, validate, BuiltChain, SamplerChain, StepTrace, TraceRow};
-pub use dist::Dist;
+pub use dist::{inverse_transform, Dist};
 pub use greedy::Greedy;
 pub use logit_bias::LogitBias;
 pub use logprobs::{token_logprobs, TokenLogprobs};

@@ -23,6 +23,27 @@ fn same_with_lookup(args: &[&str], lookup: &[&str]) -> (u64, u64) {
     same_with(args, &spec)
 }
 
+/// A run on the tiny model `m` to the end of a 40-token context, with a stop string.
+fn at_the_context_end(m: &str) -> [&str; 15] {
+    [
+        "-m",
+        m,
+        "-p",
+        "tt hi tt hi tt",
+        "-n",
+        "-1",
+        "--ignore-eos",
+        "-c",
+        "40",
+        "--seed",
+        "5",
+        "--stop",
+        "zz",
+        "--format",
+        "json",
+    ]
+}
+
 /// The real model, 4 prompts (two that repeat their input) × greedy and two seeds, 96 tokens.
 #[test]
 fn lookup_changes_no_token_on_the_real_model() {
@@ -86,23 +107,7 @@ fn lookup_changes_no_token_when_drafts_fail() {
         "drafted {drafted}, accepted {accepted}: mostly rejected"
     );
     // At the end of a small context, with stop strings and a short draft.
-    let end = [
-        "-m",
-        m,
-        "-p",
-        "tt hi tt hi tt",
-        "-n",
-        "-1",
-        "--ignore-eos",
-        "-c",
-        "40",
-        "--seed",
-        "5",
-        "--stop",
-        "zz",
-        "--format",
-        "json",
-    ];
+    let end = at_the_context_end(m);
     same_with_lookup(&end, &["--draft-max", "3"]);
     same_with_lookup(&end, &["--lookup-ngram", "1", "--draft-max", "64"]);
 }
@@ -206,23 +211,7 @@ fn a_draft_that_mostly_disagrees_changes_no_token() {
     }
     assert!(drafted > 0, "the draft proposed nothing");
     assert!(accepted < drafted, "drafted {drafted}, accepted {accepted}");
-    let end = [
-        "-m",
-        m,
-        "-p",
-        "tt hi tt hi tt",
-        "-n",
-        "-1",
-        "--ignore-eos",
-        "-c",
-        "40",
-        "--seed",
-        "5",
-        "--stop",
-        "zz",
-        "--format",
-        "json",
-    ];
+    let end = at_the_context_end(m);
     same_with(&end, &["--model-draft", d, "--draft-max", "3"]);
     same_with(
         &end,

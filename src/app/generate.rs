@@ -41,6 +41,13 @@ pub fn run(g: GenerateConfig) -> Result<()> {
             c.vocab_size,
             c.max_position_embeddings
         ))?;
+        let kernels: Vec<String> = loaded
+            .model
+            .kernels()
+            .iter()
+            .map(|(k, n)| format!("{n} × {k}"))
+            .collect();
+        output::note(&format!("gen: matrices: {}", kernels.join("; ")))?;
     }
     if !g.each_line {
         if let Some(record) = run_one(&g, &ctx, &text)? {

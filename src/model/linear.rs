@@ -66,6 +66,16 @@ impl Linear {
         }
     }
 
+    /// The stored type and the kernel its products run on, for `-v` (`"Q5_0, ggml-exact"`).
+    pub fn kernel(&self) -> String {
+        match self {
+            Self::Ggml(g) => format!("{}, ggml-exact", g.type_name()),
+            Self::Candle(QMatMul::Tensor(w)) => format!("{:?}, dense", w.dtype()),
+            Self::Candle(QMatMul::TensorF16(w)) => format!("{:?}, dense", w.dtype()),
+            Self::Candle(QMatMul::QTensor(q)) => format!("{:?}, candle", q.dtype()),
+        }
+    }
+
     /// The rows `ids` as f32 vectors (an embedding lookup), shaped `ids.dims() + [cols]`.
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
@@ -171,6 +181,14 @@ impl Projections {
             Some(w) => Self::Stacked { w, sizes },
             None => Self::Separate(parts),
         })
+    }
+
+    /// [`Linear::kernel`] of each stored matrix (a stacked one counts once per part).
+    pub fn kernels(&self) -> Vec<String> {
+        match self {
+            Self::Stacked { w, sizes } => vec![w.kernel(); sizes.len()],
+            Self::Separate(parts) => parts.iter().map(Linear::kernel).collect(),
+        }
     }
 
     /// [`Linear::on_rayon`] for any of the projections.

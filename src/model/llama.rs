@@ -292,6 +292,28 @@ impl Llama {
         Ok(())
     }
 
+    /// How many weight matrices are stored as each type and which kernel runs them
+    /// ([`Linear::kernel`]), most common first; the output head counts when it is its own.
+    pub fn kernels(&self) -> Vec<(String, usize)> {
+        let mut all = vec![self.embed_tokens.kernel()];
+        if !self.cfg.tie_word_embeddings {
+            all.push(self.lm_head.kernel());
+        }
+        for l in &self.layers {
+            all.extend(l.self_attn.qkv.kernels());
+            all.push(l.self_attn.o_proj.kernel());
+            all.extend(l.mlp.gate_up.kernels());
+            all.push(l.mlp.down_proj.kernel());
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for k in all {
+            *counts.entry(k).or_insert(0) += 1;
+        }
+        let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts
+    }
+
     /// Whether any product over `rows` input rows runs on rayon's pool ([`Linear::on_rayon`]).
     fn products_on_rayon(&self, rows: usize) -> bool {
         self.lm_head.on_rayon(rows)

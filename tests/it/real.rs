@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -29,7 +29,7 @@ pub fn real_gguf() -> PathBuf {
     p
 }
 
-fn oracle(name: &str) -> Value {
+pub(crate) fn oracle(name: &str) -> Value {
     let p = repo().join("tests/oracle").join(name);
     serde_json::from_str(
         &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
@@ -37,7 +37,7 @@ fn oracle(name: &str) -> Value {
     .unwrap()
 }
 
-fn ids(v: &Value) -> Vec<u32> {
+pub(crate) fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
         .iter()
@@ -45,7 +45,7 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn floats(v: &Value) -> Vec<f64> {
+pub(crate) fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
         .unwrap()
         .iter()
@@ -53,7 +53,7 @@ fn floats(v: &Value) -> Vec<f64> {
         .collect()
 }
 
-fn load_path(p: &Path) -> LoadedModel {
+pub(crate) fn load_path(p: &Path) -> LoadedModel {
     load(&ModelSource::Local(p.to_path_buf()), &Device::Cpu).unwrap()
 }
 
@@ -76,7 +76,7 @@ pub fn real_f32_dir() -> &'static Path {
 }
 
 /// Log-softmax rows of `(seq, vocab)` logits, in f64 for stable comparisons.
-fn log_softmax_rows(logits: &Tensor) -> Vec<Vec<f64>> {
+pub(crate) fn log_softmax_rows(logits: &Tensor) -> Vec<Vec<f64>> {
     let lp = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1).unwrap();
     lp.to_vec2::<f32>()
         .unwrap()
@@ -85,7 +85,7 @@ fn log_softmax_rows(logits: &Tensor) -> Vec<Vec<f64>> {
         .collect()
 }
 
-fn argmax(row: &[f64]) -> u32 {
+pub(crate) fn argmax(row: &[f64]) -> u32 {
     (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b }) as u32
 }
 

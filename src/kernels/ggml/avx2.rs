@@ -193,69 +193,152 @@ pub unsafe fn quantize_into(x: &[f32], kind: Kind, out: &mut [Q8Block]) {
             let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256(o.qs.as_mut_ptr() as *mut __m256i, q8);
             o.d = round_to_f16(d);
-            o.s = match kind {
-                Kind::Q4_1 => {
-                    let s = _mm256_add_epi32(
-                        _mm256_add_epi32(q[0], q[1]),
-                        _mm256_add_epi32(q[2], q[3]),
-                    );
-                    let s4 =
-                        _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-                    let s4 = _mm_hadd_epi32(s4, s4);
-                    let s4 = _mm_hadd_epi32(s4, s4);
-                    round_to_f16(d * _mm_cvtsi128_si32(s4) as f32)
-                }
-                Kind::Q8_0 => 0.0,
+            o.s = if kind.has_offset() {
+                let s =
+                    _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+                let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                let s4 = _mm_hadd_epi32(s4, s4);
+                let s4 = _mm_hadd_epi32(s4, s4);
+                round_to_f16(d * _mm_cvtsi128_si32(s4) as f32)
+            } else {
+                0.0
             };
         }
     }
 }
 
-/// Dispatches a tile to the kernel instantiated for its exact size.
+/// The block types as const parameters, so that each kernel is compiled once per type.
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
+const Q8_0: u8 = 4;
+
+/// Dispatches a tile to the kernel instantiated for its block type and exact size.
 ///
 /// # Safety
-/// As [`q4_1`] and [`q8_0`].
+/// As [`tile`].
 #[inline(always)]
 unsafe fn dot_tile<const D: u8>(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
     // SAFETY: this function's `# Safety` contract, which the caller upholds.
     unsafe {
         macro_rules! sized {
-            ($($w:literal, $r:literal);*) => {
+            ($k:ident; $($w:literal, $r:literal);*) => {
                 match (ws.len(), a.len()) {
-                    $(($w, $r) => match kind {
-                        Kind::Q4_1 => q4_1::<D, $w, $r>(ws, a, out),
-                        Kind::Q8_0 => q8_0::<D, $w, $r>(ws, a, out),
-                    },)*
+                    $(($w, $r) => tile::<D, $k, $w, $r>(ws, a, out),)*
                     _ => {}
                 }
             };
         }
-        sized!(1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4);
+        macro_rules! typed {
+            ($($kind:ident),*) => {
+                match kind {
+                    $(Kind::$kind => sized!($kind; 1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4),)*
+                }
+            };
+        }
+        typed!(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0);
     }
 }
 
-/// ggml's AVX2 `ggml_vec_dot_q4_1_q8_1`, for a `W × R` tile: per pair, `summs += m * s`
-/// and `acc = fma(d * d_y, xy, acc)` block by block, then `hsum(acc) + summs`.
+/// The 16 bytes at `p` split into 32 nibbles: low nibbles are elements 0..16, high 16..32.
+///
+/// # Safety
+/// The CPU has AVX2; 16 bytes are readable at `p`.
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    // SAFETY: this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        let raw = _mm_loadu_si128(p as *const __m128i);
+        let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+    }
+}
+
+/// The 32 bits at `p` (little-endian) as 32 bytes, 0xFF where the bit is set: bit `j` is
+/// element `j`. Each byte gets its bit's 32-bit word byte by a shuffle, every other bit set by
+/// an OR, and a compare with all-ones keeps the bytes whose own bit was set.
+///
+/// # Safety
+/// The CPU has AVX2; 4 bytes are readable at `p`.
+#[inline(always)]
+unsafe fn bit_bytes(p: *const u8) -> __m256i {
+    // SAFETY: this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        let word = std::ptr::read_unaligned(p as *const i32);
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(word),
+            _mm256_set_epi64x(
+                0x0303030303030303,
+                0x0202020202020202,
+                0x0101010101010101,
+                0,
+            ),
+        );
+        let others = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+        _mm256_cmpeq_epi8(others, _mm256_set1_epi64x(-1))
+    }
+}
+
+/// A weight block's 32 values as bytes, in element order: signed for Q4_0, Q5_0 and Q8_0
+/// (their offsets of 8 and 16 already taken off), unsigned for Q4_1 and Q5_1.
+///
+/// # Safety
+/// The CPU has AVX2; `blk` is one whole block of type `K`.
+#[inline(always)]
+unsafe fn unpack<const K: u8>(blk: &[u8]) -> __m256i {
+    // SAFETY: this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        let p = blk.as_ptr();
+        match K {
+            Q4_0 => _mm256_sub_epi8(nibbles(p.add(2)), _mm256_set1_epi8(8)),
+            Q4_1 => nibbles(p.add(4)),
+            // A clear fifth bit puts 0xF0 on top of the nibble: the value minus 16.
+            Q5_0 => _mm256_or_si256(
+                nibbles(p.add(6)),
+                _mm256_andnot_si256(bit_bytes(p.add(2)), _mm256_set1_epi8(0xF0u8 as i8)),
+            ),
+            Q5_1 => _mm256_or_si256(
+                nibbles(p.add(8)),
+                _mm256_and_si256(bit_bytes(p.add(4)), _mm256_set1_epi8(0x10)),
+            ),
+            _ => _mm256_loadu_si256(p.add(2) as *const __m256i),
+        }
+    }
+}
+
+/// ggml's AVX2 `ggml_vec_dot_{q4_0,q5_0,q8_0}_q8_0` and `{q4_1,q5_1}_q8_1` for a `W × R`
+/// tile: per pair, `acc = fma(d · d_y, Σx·y, acc)` block by block (signed weights multiply
+/// through `|x|` with the sign moved onto `y`), for the offset types also `summs += m · s`,
+/// then `hsum(acc) + summs`. llamafile's tinyBLAS, which llama.cpp runs for batches of Q4_0,
+/// Q5_0 and Q8_0, accumulates in the same order, so one kernel serves decode and prefill.
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and `D`'s instructions. (Reads are bounds-checked by the asserts
 /// at the top.)
 #[inline(always)]
-unsafe fn q4_1<const D: u8, const W: usize, const R: usize>(
+unsafe fn tile<const D: u8, const K: u8, const W: usize, const R: usize>(
     ws: &[&[u8]],
     a: &[&[Q8Block]],
     out: &mut Tile,
 ) {
     // SAFETY: this function's `# Safety` contract, which the caller upholds.
     unsafe {
+        let bytes = match K {
+            Q4_0 => 18,
+            Q4_1 => 20,
+            Q5_0 => 22,
+            Q5_1 => 24,
+            _ => 34,
+        };
+        let offset = matches!(K, Q4_1 | Q5_1);
         // The unchecked reads below stay inside these bounds.
         let nb = a[0].len();
         assert!(a.len() == R && ws.len() == W);
-        assert!(a.iter().all(|r| r.len() == nb) && ws.iter().all(|w| w.len() == nb * 20));
+        assert!(a.iter().all(|r| r.len() == nb) && ws.iter().all(|w| w.len() == nb * bytes));
         let mut acc = [[_mm256_setzero_ps(); R]; W];
         // `summs` of every activation row side by side: lane r is row r's scalar sum.
         let mut summs = [_mm_setzero_ps(); W];
-        let low = _mm256_set1_epi8(0x0F);
         for b in 0..nb {
             let mut qy = [_mm256_setzero_si256(); R];
             let mut sy = [0f32; 4];
@@ -266,18 +349,20 @@ unsafe fn q4_1<const D: u8, const W: usize, const R: usize>(
             }
             let sy = _mm_loadu_ps(sy.as_ptr());
             for i in 0..W {
-                let blk = ws[i].get_unchecked(b * 20..b * 20 + 20);
+                let blk = ws[i].get_unchecked(b * bytes..(b + 1) * bytes);
                 _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
-                let (d, m) = (f16_at_f16c(blk, 0), f16_at_f16c(blk, 2));
-                summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_set1_ps(m), sy));
-                let raw = _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i);
-                // Low nibbles are elements 0..16, high nibbles 16..32.
-                let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-                let qx = _mm256_and_si256(both, low);
+                let d = f16_at_f16c(blk, 0);
+                if offset {
+                    let m = f16_at_f16c(blk, 2);
+                    summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_set1_ps(m), sy));
+                }
+                let qx = unpack::<K>(blk);
+                let ax = if offset { qx } else { _mm256_sign_epi8(qx, qx) };
                 let dv = _mm256_set1_ps(d);
                 for r in 0..R {
                     let y = a[r].get_unchecked(b);
-                    let xy = mul_sum_us8::<D>(qx, qy[r]);
+                    let sy = if offset { qy[r] } else { _mm256_sign_epi8(qy[r], qx) };
+                    let xy = mul_sum_us8::<D>(ax, sy);
                     let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
                     acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
                 }
@@ -287,54 +372,11 @@ unsafe fn q4_1<const D: u8, const W: usize, const R: usize>(
             let mut s = [0f32; 4];
             _mm_storeu_ps(s.as_mut_ptr(), summs[i]);
             for r in 0..R {
-                out[i][r] = hsum(acc[i][r]) + s[r];
-            }
-        }
-    }
-}
-
-/// ggml's AVX2 `ggml_vec_dot_q8_0_q8_0` for a `W × R` tile (signed × signed through
-/// `|x|` and the sign moved onto `y`).
-///
-/// # Safety
-/// As [`q4_1`].
-#[inline(always)]
-unsafe fn q8_0<const D: u8, const W: usize, const R: usize>(
-    ws: &[&[u8]],
-    a: &[&[Q8Block]],
-    out: &mut Tile,
-) {
-    // SAFETY: this function's `# Safety` contract, which the caller upholds.
-    unsafe {
-        // The unchecked reads below stay inside these bounds.
-        let nb = a[0].len();
-        assert!(a.len() == R && ws.len() == W);
-        assert!(a.iter().all(|r| r.len() == nb) && ws.iter().all(|w| w.len() == nb * 34));
-        let mut acc = [[_mm256_setzero_ps(); R]; W];
-        for b in 0..nb {
-            let mut qy = [_mm256_setzero_si256(); R];
-            for r in 0..R {
-                qy[r] = _mm256_loadu_si256(a[r].get_unchecked(b).qs.as_ptr() as *const __m256i);
-            }
-            for i in 0..W {
-                let blk = ws[i].get_unchecked(b * 34..b * 34 + 34);
-                _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
-                let d = f16_at_f16c(blk, 0);
-                let qx = _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i);
-                let ax = _mm256_sign_epi8(qx, qx);
-                let dv = _mm256_set1_ps(d);
-                for r in 0..R {
-                    let y = a[r].get_unchecked(b);
-                    let sy = _mm256_sign_epi8(qy[r], qx);
-                    let xy = mul_sum_us8::<D>(ax, sy);
-                    let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
-                    acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);
-                }
-            }
-        }
-        for i in 0..W {
-            for r in 0..R {
-                out[i][r] = hsum(acc[i][r]);
+                out[i][r] = if offset {
+                    hsum(acc[i][r]) + s[r]
+                } else {
+                    hsum(acc[i][r])
+                };
             }
         }
     }

@@ -1,11 +1,12 @@
 //! Quantized matrix products computed the way ggml's CPU backend computes them, for the
-//! weight types where that matters to us (Q4_1, Q8_0): activations are quantized per block of
+//! 32-value block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): activations are quantized per block of
 //! 32 with `id = 127 / amax` and round-half-to-even (ggml's AVX2 `quantize_row_q8_{0,1}`), then
 //! dotted with the weight blocks in integers. Matching ggml's rounding keeps our logits within
 //! float-summation noise of llama.cpp on the same file; candle's own kernels quantize
 //! activations differently (and have no SIMD path for Q4_1).
 
 use super::Out;
+use kquant::KQuant;
 use anyhow::{bail, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
@@ -21,7 +22,7 @@ const QK: usize = 32;
 /// the bytes (a tied output head and the embedding are one matrix).
 #[derive(Debug, Clone)]
 pub struct GgmlMatrix {
-    kind: Kind,
+    format: Format,
     rows: usize,
     cols: usize,
     /// Raw ggml blocks, row-major, in one or more runs of whole rows (a stacked matrix keeps
@@ -50,27 +51,88 @@ impl BlockBytes {
     }
 }
 
+/// The 32-value block types we compute. Each block stores integers `x` with one scale `d`
+/// (and for Q4_1/Q5_1 an offset `m`): the weight is `d·x` or `d·x + m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
+    Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q8_0,
 }
 
 impl Kind {
-    /// Weight rows per tile. Q4_1 unpacks nibbles and its one multiply-add chain per output
-    /// limits it, so two rows interleaved run faster; Q8_0 is bound by memory and gains nothing.
+    #[cfg(test)]
+    const ALL: [Kind; 5] = [Kind::Q4_0, Kind::Q4_1, Kind::Q5_0, Kind::Q5_1, Kind::Q8_0];
+
+    fn of(dtype: GgmlDType) -> Option<Self> {
+        Some(match dtype {
+            GgmlDType::Q4_0 => Kind::Q4_0,
+            GgmlDType::Q4_1 => Kind::Q4_1,
+            GgmlDType::Q5_0 => Kind::Q5_0,
+            GgmlDType::Q5_1 => Kind::Q5_1,
+            GgmlDType::Q8_0 => Kind::Q8_0,
+            _ => return None,
+        })
+    }
+
+    /// Weight rows per tile. The 4- and 5-bit types unpack their values and their one
+    /// multiply-add chain per output limits them, so two rows interleaved run faster; Q8_0 is
+    /// bound by memory and gains nothing.
     fn tile_rows(self) -> usize {
         match self {
-            Kind::Q4_1 => TILE_W,
             Kind::Q8_0 => 1,
+            _ => TILE_W,
         }
     }
 
     fn block_bytes(self) -> usize {
         match self {
+            Kind::Q4_0 => 18, // d: f16, qs: [u8; 16]
             Kind::Q4_1 => 20, // d: f16, m: f16, qs: [u8; 16]
+            Kind::Q5_0 => 22, // d: f16, qh: u32, qs: [u8; 16]
+            Kind::Q5_1 => 24, // d: f16, m: f16, qh: u32, qs: [u8; 16]
             Kind::Q8_0 => 34, // d: f16, qs: [i8; 32]
         }
+    }
+
+    /// Whether the weights carry an offset `m`, so that the product also needs the activation
+    /// block's sum (ggml's Q8_1 activations; the others use Q8_0, which has none).
+    fn has_offset(self) -> bool {
+        matches!(self, Kind::Q4_1 | Kind::Q5_1)
+    }
+
+    /// The block's scale `d` and offset `m` (0 for the types without one).
+    fn scales(self, blk: &[u8]) -> (f32, f32) {
+        let m = if self.has_offset() { f16_at(blk, 2) } else { 0.0 };
+        (f16_at(blk, 0), m)
+    }
+
+    /// The block's 32 integers in element order. The 4- and 5-bit types hold elements 0..16 in
+    /// the low nibbles and 16..32 in the high nibbles of `qs`; the fifth bit of element `j` is
+    /// bit `j` of `qh`; Q4_0 and Q5_0 are stored offset by 8 and 16.
+    fn values(self, blk: &[u8]) -> [i32; QK] {
+        let mut x = [0i32; QK];
+        if self == Kind::Q8_0 {
+            for (x, &q) in x.iter_mut().zip(&blk[2..34]) {
+                *x = q as i8 as i32;
+            }
+            return x;
+        }
+        let qs_at = if self.has_offset() { 4 } else { 2 };
+        let (qh, qs_at, bias) = match self {
+            Kind::Q5_0 => (u32_at(blk, 2), qs_at + 4, 16),
+            Kind::Q5_1 => (u32_at(blk, 4), qs_at + 4, 0),
+            Kind::Q4_0 => (0, qs_at, 8),
+            _ => (0, qs_at, 0),
+        };
+        for (j, &q) in blk[qs_at..qs_at + 16].iter().enumerate() {
+            let hi = |k: usize| (((qh >> k) & 1) << 4) as i32;
+            x[j] = (q & 0x0F) as i32 + hi(j) - bias;
+            x[j + 16] = (q >> 4) as i32 + hi(j + 16) - bias;
+        }
+        x
     }
 }
 
@@ -91,6 +153,52 @@ impl Q8Block {
     };
 }
 
+/// A stored block type: one of the 32-value types, or a K-quant (256 values per block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Block(Kind),
+    K(KQuant),
+}
+
+impl Format {
+    fn of(dtype: GgmlDType) -> Option<Self> {
+        Kind::of(dtype)
+            .map(Self::Block)
+            .or_else(|| KQuant::from_dtype(dtype).map(Self::K))
+    }
+
+    /// Weights per block.
+    fn block_len(self) -> usize {
+        match self {
+            Self::Block(_) => QK,
+            Self::K(_) => kquant::QK_K,
+        }
+    }
+
+    fn block_bytes(self) -> usize {
+        match self {
+            Self::Block(k) => k.block_bytes(),
+            Self::K(k) => k.block_bytes(),
+        }
+    }
+
+    /// ggml's name of the type.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Block(Kind::Q4_0) => "Q4_0",
+            Self::Block(Kind::Q4_1) => "Q4_1",
+            Self::Block(Kind::Q5_0) => "Q5_0",
+            Self::Block(Kind::Q5_1) => "Q5_1",
+            Self::Block(Kind::Q8_0) => "Q8_0",
+            Self::K(KQuant::Q2K) => "Q2_K",
+            Self::K(KQuant::Q3K) => "Q3_K",
+            Self::K(KQuant::Q4K) => "Q4_K",
+            Self::K(KQuant::Q5K) => "Q5_K",
+            Self::K(KQuant::Q6K) => "Q6_K",
+        }
+    }
+}
+
 impl GgmlMatrix {
     /// Takes over a CPU QTensor of a supported type; `None` for other types.
     pub fn from_qtensor(q: &QTensor) -> Result<Option<Self>> {
@@ -109,21 +217,23 @@ impl GgmlMatrix {
         cols: usize,
         bytes: BlockBytes,
     ) -> Result<Option<Self>> {
-        let kind = match dtype {
-            GgmlDType::Q4_1 => Kind::Q4_1,
-            GgmlDType::Q8_0 => Kind::Q8_0,
-            _ => return Ok(None),
+        let Some(format) = Format::of(dtype) else {
+            return Ok(None);
         };
-        if !cols.is_multiple_of(QK) {
-            bail!("quantized matrix has {cols} columns, not a multiple of the block size {QK}");
+        let len = format.block_len();
+        if !cols.is_multiple_of(len) {
+            bail!(
+                "{} matrix has {cols} columns, not a multiple of its block size {len}",
+                format.name()
+            );
         }
-        let want = rows * cols / QK * kind.block_bytes();
+        let want = rows * cols / len * format.block_bytes();
         let got = bytes.as_slice().len();
         if got != want {
             bail!("quantized matrix data has {got} bytes, expected {want}");
         }
         Ok(Some(Self {
-            kind,
+            format,
             rows,
             cols,
             parts: vec![(rows, bytes)],
@@ -137,12 +247,12 @@ impl GgmlMatrix {
         let first = parts.first()?;
         if parts
             .iter()
-            .any(|p| p.kind != first.kind || p.cols != first.cols)
+            .any(|p| p.format != first.format || p.cols != first.cols)
         {
             return None;
         }
         Some(Self {
-            kind: first.kind,
+            format: first.format,
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
             parts: parts.iter().flat_map(|p| p.parts.iter().cloned()).collect(),
@@ -150,9 +260,9 @@ impl GgmlMatrix {
     }
 
     /// The rows `ids` dequantized to f32, one after another (an embedding lookup), with ggml's
-    /// `dequantize_row` arithmetic (`q·d` for Q8_0, `q·d + m` for Q4_1).
+    /// `dequantize_row` arithmetic (`x·d`, or `x·d + m` for the types with an offset).
     pub fn embedding(&self, flat: &[u32]) -> Result<Vec<f32>> {
-        let row_bytes = self.cols / QK * self.kind.block_bytes();
+        let row_bytes = self.row_bytes();
         let mut out = vec![0f32; flat.len() * self.cols];
         for (&id, y) in flat.iter().zip(out.chunks_exact_mut(self.cols)) {
             let row = self.row(id as usize, row_bytes).ok_or_else(|| {
@@ -161,29 +271,33 @@ impl GgmlMatrix {
                     self.rows
                 )
             })?;
+            let kind = match self.format {
+                Format::K(k) => {
+                    kquant::dequantize_row(k, row, y);
+                    continue;
+                }
+                Format::Block(kind) => kind,
+            };
             for (blk, y) in row
-                .chunks_exact(self.kind.block_bytes())
+                .chunks_exact(kind.block_bytes())
                 .zip(y.chunks_exact_mut(QK))
             {
-                let d = f16_at(blk, 0);
-                match self.kind {
-                    Kind::Q8_0 => {
-                        for (y, &q) in y.iter_mut().zip(&blk[2..34]) {
-                            *y = q as i8 as f32 * d;
-                        }
-                    }
-                    Kind::Q4_1 => {
-                        let m = f16_at(blk, 2);
-                        let (lo, hi) = y.split_at_mut(QK / 2);
-                        for ((&q, lo), hi) in blk[4..20].iter().zip(lo).zip(hi) {
-                            *lo = (q & 0x0F) as f32 * d + m;
-                            *hi = (q >> 4) as f32 * d + m;
-                        }
-                    }
+                let (d, m) = kind.scales(blk);
+                for (y, x) in y.iter_mut().zip(kind.values(blk)) {
+                    *y = if kind.has_offset() {
+                        x as f32 * d + m
+                    } else {
+                        x as f32 * d
+                    };
                 }
             }
         }
         Ok(out)
+    }
+
+    /// ggml's name of the stored block type.
+    pub fn type_name(&self) -> &'static str {
+        self.format.name()
     }
 
     /// Output features (weight rows).
@@ -194,6 +308,10 @@ impl GgmlMatrix {
     /// Input features (weight columns).
     pub fn cols(&self) -> usize {
         self.cols
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / self.format.block_len() * self.format.block_bytes()
     }
 
     /// Row `i`'s bytes, wherever its part lies.
@@ -218,21 +336,56 @@ impl GgmlMatrix {
             );
         }
         let m = xs.len() / k;
-        let blocks = k / QK;
-        let mut acts = vec![Q8Block::ZERO; m * blocks];
-        for (row, out) in xs.chunks(k).zip(acts.chunks_mut(blocks)) {
-            quantize_into(row, self.kind, out);
-        }
-        let rows: Vec<&[Q8Block]> = acts.chunks(blocks).collect();
-        let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
         let n = self.rows;
-        let row_bytes = self.cols / QK * self.kind.block_bytes();
         let mut out = vec![0f32; m * n];
         let dst = Out::new(out.as_mut_ptr(), n);
-        // Tasks of up to 16 weight rows, each inside one part: (part, first row in it, its
-        // output column).
+        let blocks = k / self.format.block_len();
+        match self.format {
+            Format::Block(kind) => {
+                let mut acts = vec![Q8Block::ZERO; m * blocks];
+                for (row, out) in xs.chunks(k).zip(acts.chunks_mut(blocks)) {
+                    quantize_into(row, kind, out);
+                }
+                let rows: Vec<&[Q8Block]> = acts.chunks(blocks).collect();
+                let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
+                let row_bytes = self.row_bytes();
+                self.each_task(&|w, first| {
+                    // SAFETY: this task writes only its own columns `first..` (one per row of
+                    // `w`), within `n`, of rows within `m`, and `out` outlives the tasks.
+                    unsafe { fill_task(kind, w, row_bytes, &groups, dst, first) };
+                });
+            }
+            Format::K(kind) => {
+                let mut acts = vec![kquant::Q8KBlock::ZERO; m * blocks];
+                for (row, out) in xs.chunks(k).zip(acts.chunks_mut(blocks)) {
+                    kquant::quantize_q8k(row, out);
+                }
+                let rows: Vec<&[kquant::Q8KBlock]> = acts.chunks(blocks).collect();
+                let row_bytes = self.row_bytes();
+                self.each_task(&|w, first| {
+                    let mut tile = [0f32; kquant::MAX_ROWS];
+                    for (j, wrow) in w.chunks_exact(row_bytes).enumerate() {
+                        for (g, group) in rows.chunks(kquant::MAX_ROWS).enumerate() {
+                            let tile = &mut tile[..group.len()];
+                            kquant::dot_rows(kind, wrow, group, tile);
+                            for (r, &v) in tile.iter().enumerate() {
+                                // SAFETY: as above; row `g * MAX_ROWS + r` is within `m`.
+                                unsafe { dst.write(g * kquant::MAX_ROWS + r, first + j, v) };
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `task(w, first)` on the pool for runs of up to 16 weight rows `w` (whole rows, inside
+    /// one part), `first` being the output column of the run's first row.
+    fn each_task(&self, task: &(dyn Fn(&[u8], usize) + Sync)) {
         const ROWS_PER_TASK: usize = 16;
-        let mut tasks = Vec::with_capacity(n.div_ceil(ROWS_PER_TASK) + self.parts.len());
+        let row_bytes = self.row_bytes();
+        let mut tasks = Vec::with_capacity(self.rows.div_ceil(ROWS_PER_TASK) + self.parts.len());
         let mut col = 0;
         for (p, (rows, _)) in self.parts.iter().enumerate() {
             tasks.extend((0..*rows).step_by(ROWS_PER_TASK).map(|r| (p, r, col + r)));
@@ -242,12 +395,8 @@ impl GgmlMatrix {
             let (p, r, first) = tasks[t];
             let (rows, bytes) = &self.parts[p];
             let last = (r + ROWS_PER_TASK).min(*rows);
-            let w = &bytes.as_slice()[r * row_bytes..last * row_bytes];
-            // SAFETY: `out` outlives the loop and this task writes only its own columns
-            // `first..first + last - r`, within `n`, of rows within `m`.
-            unsafe { fill_task(self.kind, w, row_bytes, &groups, dst, first) };
+            task(&bytes.as_slice()[r * row_bytes..last * row_bytes], first);
         });
-        Ok(out)
     }
 }
 
@@ -280,9 +429,10 @@ fn quantize_block(b: &[f32], kind: Kind) -> Q8Block {
         *q = (v * id).round_ties_even() as i8;
         sum += *q as i32;
     }
-    let s = match kind {
-        Kind::Q4_1 => f16::from_f32(d * sum as f32).to_f32(),
-        Kind::Q8_0 => 0.0,
+    let s = if kind.has_offset() {
+        f16::from_f32(d * sum as f32).to_f32()
+    } else {
+        0.0
     };
     Q8Block {
         d: f16::from_f32(d).to_f32(),
@@ -300,6 +450,10 @@ fn quantize_row(x: &[f32], kind: Kind) -> Vec<Q8Block> {
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
 /// Weight rows per tile: two independent accumulation chains per activation row hide the
@@ -338,10 +492,7 @@ unsafe fn fill_task(
         fill_tiles(1, w, row_bytes, groups, out, first, |ws, a, out| {
             for (o, w) in out.iter_mut().zip(ws) {
                 for (o, a) in o.iter_mut().zip(a) {
-                    *o = match kind {
-                        Kind::Q4_1 => dot_q4_1_scalar(w, a),
-                        Kind::Q8_0 => dot_q8_0_scalar(w, a),
-                    };
+                    *o = dot_scalar(kind, w, a);
                 }
             }
         })
@@ -384,17 +535,18 @@ unsafe fn fill_tiles(
     }
 }
 
-fn dot_q4_1_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
+/// The portable product of one weight row and one activation row, in ggml's generic order:
+/// `Σ d·d_y·Σx·y` over blocks, plus `Σ m·s` for the types with an offset.
+fn dot_scalar(kind: Kind, w: &[u8], a: &[Q8Block]) -> f32 {
     let mut acc = 0f32;
     let mut summs = 0f32;
-    for (blk, y) in w.chunks_exact(20).zip(a) {
-        let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
-        let qs = &blk[4..20];
-        let (lo, hi) = y.qs.split_at(16);
-        let sumi: i32 = qs
+    for (blk, y) in w.chunks_exact(kind.block_bytes()).zip(a) {
+        let (d, m) = kind.scales(blk);
+        let sumi: i32 = kind
+            .values(blk)
             .iter()
-            .zip(lo.iter().zip(hi))
-            .map(|(&q, (&a, &b))| (q & 0x0F) as i32 * a as i32 + (q >> 4) as i32 * b as i32)
+            .zip(&y.qs)
+            .map(|(&x, &q)| x * q as i32)
             .sum();
         acc += d * y.d * sumi as f32;
         summs += m * y.s;
@@ -402,28 +554,24 @@ fn dot_q4_1_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
     acc + summs
 }
 
-fn dot_q8_0_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
-    let mut acc = 0f32;
-    for (blk, y) in w.chunks_exact(34).zip(a) {
-        let d = f16_at(blk, 0);
-        let sumi: i32 = blk[2..34]
-            .iter()
-            .zip(&y.qs)
-            .map(|(&q, &v)| q as i8 as i32 * v as i32)
-            .sum();
-        acc += d * y.d * sumi as f32;
-    }
-    acc
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub(crate) mod kquant;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::kernels::test_values as row;
+
+    /// Every block type we compute, with candle's name for it.
+    const TYPES: [(GgmlDType, Kind); 5] = [
+        (GgmlDType::Q4_0, Kind::Q4_0),
+        (GgmlDType::Q4_1, Kind::Q4_1),
+        (GgmlDType::Q5_0, Kind::Q5_0),
+        (GgmlDType::Q5_1, Kind::Q5_1),
+        (GgmlDType::Q8_0, Kind::Q8_0),
+    ];
 
     impl GgmlMatrix {
         /// The product of a 2-d tensor, as a tensor.
@@ -437,7 +585,7 @@ mod tests {
     /// Rows computed together (beams, prompt batches) give bit-for-bit the single-row result.
     #[test]
     fn batched_rows_equal_single_rows_exactly() {
-        for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        for (dt, _) in TYPES {
             let (n, k, m) = (40, 96, 6);
             let w = Tensor::from_vec(row(n * k, 5), (n, k), &Device::Cpu).unwrap();
             let mat = GgmlMatrix::from_qtensor(&QTensor::quantize(&w, dt).unwrap())
@@ -455,7 +603,7 @@ mod tests {
     /// Our product against dequantized weights times quantized-then-dequantized activations.
     #[test]
     fn matches_dequantized_reference() {
-        for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        for (dt, kind) in TYPES {
             let (n, k, m) = (40, 96, 3);
             let w = Tensor::from_vec(row(n * k, 7), (n, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dt).unwrap();
@@ -469,11 +617,6 @@ mod tests {
                 .unwrap();
             let xs = x.to_vec2::<f32>().unwrap();
             for i in 0..m {
-                let kind = if dt == GgmlDType::Q4_1 {
-                    Kind::Q4_1
-                } else {
-                    Kind::Q8_0
-                };
                 let xq: Vec<f32> = quantize_row(&xs[i], kind)
                     .iter()
                     .flat_map(|b| b.qs.map(|q| q as f32 * b.d))
@@ -528,7 +671,7 @@ mod tests {
     #[test]
     fn embedding_rows_equal_dequantized_rows() {
         let k = 64;
-        for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        for (dt, _) in TYPES {
             let parts: Vec<(QTensor, GgmlMatrix)> = [5usize, 3]
                 .iter()
                 .enumerate()
@@ -599,7 +742,7 @@ mod tests {
         let k = 256;
         let w = Tensor::from_vec(row(k, 3), (1, k), &Device::Cpu).unwrap();
         let x = row(k, 11);
-        for (dt, kind) in [(GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q8_0, Kind::Q8_0)] {
+        for (dt, kind) in TYPES {
             let q = QTensor::quantize(&w, dt).unwrap();
             let bytes = q.data().unwrap().into_owned();
             let a = quantize_row(&x, kind);
@@ -611,10 +754,7 @@ mod tests {
             // SAFETY: one output, written by this one call.
             unsafe { fill_task(kind, &bytes, bytes.len(), &[&[a.as_slice()]], out, 0) };
             let fast = fast[0];
-            let slow = match kind {
-                Kind::Q4_1 => dot_q4_1_scalar(&bytes, &a),
-                Kind::Q8_0 => dot_q8_0_scalar(&bytes, &a),
-            };
+            let slow = dot_scalar(kind, &bytes, &a);
             assert!(
                 (fast - slow).abs() <= 1e-4 * slow.abs().max(1.0),
                 "{dt:?}: {fast} vs {slow}"
@@ -646,7 +786,7 @@ mod tests {
             dots.push(ByteDot::AvxVnni);
         }
         let (n, k) = (7, 128);
-        for (dt, kind) in [(GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q8_0, Kind::Q8_0)] {
+        for (dt, kind) in TYPES {
             let w = Tensor::from_vec(row(n * k, 13), (n, k), &Device::Cpu).unwrap();
             let bytes = QTensor::quantize(&w, dt)
                 .unwrap()
@@ -689,7 +829,7 @@ mod tests {
         x[32..64].fill(0.0);
         x[64..96].iter_mut().for_each(|v| *v *= 1e-3);
         x[70] = 3e4;
-        for kind in [Kind::Q4_1, Kind::Q8_0] {
+        for kind in Kind::ALL {
             let fast = quantize_row(&x, kind);
             for (i, (f, b)) in fast.iter().zip(x.chunks_exact(QK)).enumerate() {
                 let slow = quantize_block(b, kind);

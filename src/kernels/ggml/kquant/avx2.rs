@@ -1,0 +1,447 @@
+//! ggml's AVX2 `ggml_vec_dot_q*_K_q8_K` kernels, for up to four activation rows per weight row.
+//!
+//! Each block of 256 weights is unpacked once into eight vectors of 32 unsigned bytes (Q3_K:
+//! signed) with their 16-bit scales, chunk `c` holding weights `32c..32c + 32`. Against each
+//! activation row, `maddubs` multiplies a chunk by its 32 activations and adds pairs,
+//! `madd` applies the scales and adds pairs again, so int32 lane `k` of the block's sum holds
+//! the weights at `p % 32` in `4k..4k + 4`, as in ggml. No partial sum can saturate (weights
+//! below 64, activations within ±127), so every lane is exact and only which lane a product
+//! lands in matters; the float work per block and the final reduction follow ggml operation
+//! for operation, the ones that differ between types written out in each kernel.
+
+use super::{k4_scales_mins, q3k_scales, KQuant, Q8KBlock, MAX_ROWS};
+use crate::kernels::simd::{f16_bits_to_f32, hsum, PREFETCH_BYTES};
+use std::arch::x86_64::*;
+
+/// [`super::dot_rows`] with AVX2: `out[r]` is the product of `w` with `acts[r]`.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `acts` holds 1 to 4 rows of `w.len() / block bytes` blocks
+/// each and `out` one value per row (which `super::dot_rows` asserts).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows(kind: KQuant, w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match acts.len() {
+            1 => rows::<1>(kind, w, acts, out),
+            2 => rows::<2>(kind, w, acts, out),
+            3 => rows::<3>(kind, w, acts, out),
+            _ => rows::<MAX_ROWS>(kind, w, acts, out),
+        }
+    }
+}
+
+/// The kernel of `kind` for exactly `R` rows.
+///
+/// # Safety
+/// As [`dot_rows`], with `acts.len() == out.len() == R`.
+#[inline(always)]
+unsafe fn rows<const R: usize>(kind: KQuant, w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    let mut a: [&[Q8KBlock]; R] = [&[]; R];
+    a.copy_from_slice(&acts[..R]);
+    // SAFETY: the caller's contract.
+    let res = unsafe {
+        match kind {
+            KQuant::Q2K => q2k(w, &a),
+            KQuant::Q3K => q3k(w, &a),
+            KQuant::Q4K => q4k(w, &a),
+            KQuant::Q5K => q5k(w, &a),
+            KQuant::Q6K => q6k(w, &a),
+        }
+    };
+    out[..R].copy_from_slice(&res);
+}
+
+/// 32 bytes from `p`, unaligned.
+///
+/// # Safety
+/// AVX2; `p..p + 32` is readable.
+#[inline(always)]
+unsafe fn load(p: *const u8) -> __m256i {
+    // SAFETY: this function's contract.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// The little-endian f16 at byte `i` of `b`, read byte by byte (blocks are unaligned).
+///
+/// # Safety
+/// F16C.
+#[inline(always)]
+unsafe fn f16_at(b: &[u8], i: usize) -> f32 {
+    // SAFETY: this function's contract.
+    unsafe { f16_bits_to_f32(u16::from_le_bytes([b[i], b[i + 1]])) }
+}
+
+/// Asks for the weights `PREFETCH_BYTES` ahead of `blk` (see its doc: the hardware prefetcher
+/// stops at page ends).
+///
+/// # Safety
+/// SSE (a prefetch never faults, wherever it points).
+#[inline(always)]
+unsafe fn prefetch(blk: &[u8]) {
+    // SAFETY: prefetching reads nothing architecturally.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8) };
+}
+
+/// Activations `32c..32c + 32` of `y`.
+///
+/// # Safety
+/// AVX2; `c < 8`.
+#[inline(always)]
+unsafe fn chunk(y: &Q8KBlock, c: usize) -> __m256i {
+    debug_assert!(c < 8);
+    // SAFETY: `qs` holds 256 bytes and `32c + 32 <= 256`.
+    unsafe { load(y.qs.as_ptr().add(32 * c) as *const u8) }
+}
+
+/// The 16 sums of 16 activations of `y`, as 16-bit lanes.
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn bsums(y: &Q8KBlock) -> __m256i {
+    // SAFETY: `bsums` is 16 × 2 bytes.
+    unsafe { load(y.bsums.as_ptr() as *const u8) }
+}
+
+/// A chunk's scales: `lo` for its first 16 weights, `hi` for the last 16.
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn halves(lo: i16, hi: i16) -> __m256i {
+    // SAFETY: this function's contract.
+    unsafe { _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)) }
+}
+
+/// `scale · q · y` of one chunk, in ggml's eight int32 lanes.
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn weighted(q: __m256i, y: __m256i, scale: __m256i) -> __m256i {
+    // SAFETY: this function's contract.
+    unsafe { _mm256_madd_epi16(scale, _mm256_maddubs_epi16(q, y)) }
+}
+
+/// A byte of `val` where bit `bit` of the byte of `bits` is set, 0 where it is clear.
+///
+/// # Safety
+/// AVX2; `bit < 8`.
+#[inline(always)]
+unsafe fn where_set(bits: __m256i, bit: usize, val: i8) -> __m256i {
+    // SAFETY: this function's contract.
+    unsafe {
+        let m = _mm256_set1_epi8((1u8 << bit) as i8);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(bits, m), m);
+        _mm256_and_si256(set, _mm256_set1_epi8(val))
+    }
+}
+
+/// Eight float lanes then a scalar, as ggml ends Q2_K, Q3_K and Q6_K (`hsum_float_8`).
+///
+/// # Safety
+/// AVX2 and FMA.
+#[inline(always)]
+unsafe fn finish<const R: usize>(acc: &[__m256; R]) -> [f32; R] {
+    let mut out = [0f32; R];
+    for (o, &a) in out.iter_mut().zip(acc) {
+        // SAFETY: this function's contract.
+        *o = unsafe { hsum(a) };
+    }
+    out
+}
+
+/// Q2_K: `acc = fma(dmin, mins·bsums, acc)` then `acc = fma(d, sumi, acc)` per block, with
+/// `d = y.d·d_x`, `dmin = -y.d·dmin_x`; the mins' products are the eight int32 lanes of
+/// `madd(mins, bsums)` (lane `k`: sub-blocks `2k`, `2k + 1`).
+///
+/// # Safety
+/// AVX2, FMA, F16C; every row of `a` has `w.len() / 84` blocks.
+#[inline(always)]
+unsafe fn q2k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+    // SAFETY: the caller's contract; every load stays inside its 84-byte block (scales
+    // 0..16, quants 16..80) or inside a `Q8KBlock`.
+    unsafe {
+        let m3 = _mm256_set1_epi8(3);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, blk) in w.chunks_exact(KQuant::Q2K.block_bytes()).enumerate() {
+            prefetch(blk);
+            let (wd, wmin) = (f16_at(blk, 80), f16_at(blk, 82));
+            let raw = _mm_loadu_si128(blk.as_ptr() as *const __m128i);
+            let mins =
+                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(raw), _mm_set1_epi8(0x0F)));
+            let mut q = [_mm256_setzero_si256(); 8];
+            for j in 0..2 {
+                let bits = load(blk.as_ptr().add(16 + 32 * j));
+                q[4 * j] = _mm256_and_si256(bits, m3);
+                q[4 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<2>(bits), m3);
+                q[4 * j + 2] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m3);
+                q[4 * j + 3] = _mm256_and_si256(_mm256_srli_epi16::<6>(bits), m3);
+            }
+            let mut sc = [_mm256_setzero_si256(); 8];
+            for (c, s) in sc.iter_mut().enumerate() {
+                *s = halves(
+                    i16::from(blk[2 * c] & 0x0F),
+                    i16::from(blk[2 * c + 1] & 0x0F),
+                );
+            }
+            for r in 0..R {
+                let y = &a[r][b];
+                let d = y.d * wd;
+                let dmin = -y.d * wmin;
+                let prod = _mm256_madd_epi16(mins, bsums(y));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc[r]);
+                let mut sumi = _mm256_setzero_si256();
+                for c in 0..8 {
+                    sumi = _mm256_add_epi32(sumi, weighted(q[c], chunk(y, c), sc[c]));
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
+            }
+        }
+        finish(&acc)
+    }
+}
+
+/// Q3_K: `acc = fma(d, sumi, acc)` per block, `d = y.d·d_x`. ggml multiplies the low two bits
+/// and the "minus 4" of a clear high bit separately and subtracts the 16-bit pair sums; the
+/// signed weights times activations through `|q|` and `sign(y, q)` give the same exact pair
+/// sums in one `maddubs`.
+///
+/// # Safety
+/// AVX2, FMA, F16C; every row of `a` has `w.len() / 110` blocks.
+#[inline(always)]
+unsafe fn q3k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+    // SAFETY: the caller's contract; every load stays inside its 110-byte block (high bits
+    // 0..32, quants 32..96) or inside a `Q8KBlock`.
+    unsafe {
+        let m3 = _mm256_set1_epi8(3);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, blk) in w.chunks_exact(KQuant::Q3K.block_bytes()).enumerate() {
+            prefetch(blk);
+            let wd = f16_at(blk, 108);
+            let scales = q3k_scales(&blk[96..108]);
+            let hbits = load(blk.as_ptr());
+            let mut q = [_mm256_setzero_si256(); 8];
+            for j in 0..2 {
+                let bits = load(blk.as_ptr().add(32 + 32 * j));
+                let low = [
+                    _mm256_and_si256(bits, m3),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(bits), m3),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m3),
+                    _mm256_and_si256(_mm256_srli_epi16::<6>(bits), m3),
+                ];
+                for (s, low) in low.into_iter().enumerate() {
+                    let c = 4 * j + s;
+                    let minus4 = _mm256_andnot_si256(where_set(hbits, c, -1), _mm256_set1_epi8(4));
+                    q[c] = _mm256_sub_epi8(low, minus4);
+                }
+            }
+            let mut sc = [_mm256_setzero_si256(); 8];
+            for (c, s) in sc.iter_mut().enumerate() {
+                *s = halves(i16::from(scales[2 * c]), i16::from(scales[2 * c + 1]));
+            }
+            for r in 0..R {
+                let y = &a[r][b];
+                let d = y.d * wd;
+                let mut sumi = _mm256_setzero_si256();
+                for c in 0..8 {
+                    let sy = _mm256_sign_epi8(chunk(y, c), q[c]);
+                    let p = weighted(_mm256_abs_epi8(q[c]), sy, sc[c]);
+                    sumi = _mm256_add_epi32(sumi, p);
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
+            }
+        }
+        finish(&acc)
+    }
+}
+
+/// The mins of Q4_K and Q5_K times the activations' sums, in four int32 lanes as ggml forms
+/// them: pairs of `bsums` added (`hadd`), then `madd` with the eight mins, so lane `k` holds
+/// sub-blocks `2k` and `2k + 1` of 32.
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn k4_mins(mins: __m128i, y: &Q8KBlock) -> __m128i {
+    // SAFETY: this function's contract.
+    unsafe {
+        let s = bsums(y);
+        let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        _mm_madd_epi16(mins, pairs)
+    }
+}
+
+/// The 16-bit scales of Q4_K's and Q5_K's chunks (one per 32 weights) and their mins.
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn k4_scales(packed: &[u8]) -> ([__m256i; 8], __m128i) {
+    let (sc, mn) = k4_scales_mins(packed);
+    // SAFETY: this function's contract.
+    unsafe {
+        let mut scales = [_mm256_setzero_si256(); 8];
+        for (s, &v) in scales.iter_mut().zip(&sc) {
+            *s = _mm256_set1_epi16(i16::from(v));
+        }
+        let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(mn.as_ptr() as *const __m128i));
+        (scales, mins)
+    }
+}
+
+/// Q4_K: `acc = fma(d, sumi, acc)` in eight lanes and `acc_m = fma(dmin, mins, acc_m)` in
+/// four, `d = y.d·d_x`, `dmin = -y.d·dmin_x`; at the end `acc_m` is reduced as
+/// `(m0 + m2) + (m1 + m3)` and added to `hsum_float_8(acc)`.
+///
+/// # Safety
+/// AVX2, FMA, F16C; every row of `a` has `w.len() / 144` blocks.
+#[inline(always)]
+unsafe fn q4k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+    // SAFETY: the caller's contract; every load stays inside its 144-byte block (nibbles
+    // 16..144) or inside a `Q8KBlock`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut acc_m = [_mm_setzero_ps(); R];
+        for (b, blk) in w.chunks_exact(KQuant::Q4K.block_bytes()).enumerate() {
+            prefetch(blk);
+            let (wd, wmin) = (f16_at(blk, 0), f16_at(blk, 2));
+            let (sc, mins) = k4_scales(&blk[4..16]);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for j in 0..4 {
+                let bits = load(blk.as_ptr().add(16 + 32 * j));
+                q[2 * j] = _mm256_and_si256(bits, m4);
+                q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            }
+            for r in 0..R {
+                let y = &a[r][b];
+                let d = y.d * wd;
+                let dmin = -y.d * wmin;
+                let prod = k4_mins(mins, y);
+                acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[r]);
+                let mut sumi = _mm256_setzero_si256();
+                for c in 0..8 {
+                    sumi = _mm256_add_epi32(sumi, weighted(q[c], chunk(y, c), sc[c]));
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
+            }
+        }
+        let mut out = finish(&acc);
+        for (o, m) in out.iter_mut().zip(acc_m) {
+            let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            *o += _mm_cvtss_f32(m);
+        }
+        out
+    }
+}
+
+/// Q5_K: as Q4_K with a fifth bit (16) from `qh`, but the mins' four lanes are summed as
+/// integers into a scalar `summs = fma(dmin, sum, summs)`: ggml writes `summs += dmin * sum`,
+/// which its build (`-std=gnu11 -march=native`, so `-ffp-contract=fast`) compiles to one
+/// fused multiply-add. The result is `hsum_float_8(acc) + summs`.
+///
+/// # Safety
+/// AVX2, FMA, F16C; every row of `a` has `w.len() / 176` blocks.
+#[inline(always)]
+unsafe fn q5k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+    // SAFETY: the caller's contract; every load stays inside its 176-byte block (fifth bits
+    // 16..48, nibbles 48..176) or inside a `Q8KBlock`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut summs = [0f32; R];
+        for (b, blk) in w.chunks_exact(KQuant::Q5K.block_bytes()).enumerate() {
+            prefetch(blk);
+            let (wd, wmin) = (f16_at(blk, 0), f16_at(blk, 2));
+            let (sc, mins) = k4_scales(&blk[4..16]);
+            let hbits = load(blk.as_ptr().add(16));
+            let mut q = [_mm256_setzero_si256(); 8];
+            for j in 0..4 {
+                let bits = load(blk.as_ptr().add(48 + 32 * j));
+                let lo = _mm256_and_si256(bits, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                q[2 * j] = _mm256_add_epi8(lo, where_set(hbits, 2 * j, 16));
+                q[2 * j + 1] = _mm256_add_epi8(hi, where_set(hbits, 2 * j + 1, 16));
+            }
+            for r in 0..R {
+                let y = &a[r][b];
+                let d = y.d * wd;
+                let dmin = -y.d * wmin;
+                let prod = k4_mins(mins, y);
+                let s = _mm_hadd_epi32(prod, prod);
+                let s = _mm_cvtsi128_si32(_mm_hadd_epi32(s, s));
+                summs[r] = dmin.mul_add(s as f32, summs[r]);
+                let mut sumi = _mm256_setzero_si256();
+                for c in 0..8 {
+                    sumi = _mm256_add_epi32(sumi, weighted(q[c], chunk(y, c), sc[c]));
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
+            }
+        }
+        let mut out = finish(&acc);
+        for (o, s) in out.iter_mut().zip(summs) {
+            *o += s;
+        }
+        out
+    }
+}
+
+/// Q6_K: the weights as unsigned 0..=63, their offset of 32 taken off the int32 lanes as
+/// `32 · madd(bsums, scales)` (lane `k`: sub-blocks `2k`, `2k + 1`, not the lanes the
+/// products fall in, which changes the float conversion), then `acc = fma(d, sumi, acc)`,
+/// `d = y.d·d_x`.
+///
+/// # Safety
+/// AVX2, FMA, F16C; every row of `a` has `w.len() / 210` blocks.
+#[inline(always)]
+unsafe fn q6k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+    // SAFETY: the caller's contract; every load stays inside its 210-byte block (low nibbles
+    // 0..128, high bits 128..192, scales 192..208) or inside a `Q8KBlock`.
+    unsafe {
+        let m3 = _mm256_set1_epi8(3);
+        let m15 = _mm256_set1_epi8(15);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, blk) in w.chunks_exact(KQuant::Q6K.block_bytes()).enumerate() {
+            prefetch(blk);
+            let wd = f16_at(blk, 208);
+            let raw = _mm_loadu_si128(blk.as_ptr().add(192) as *const __m128i);
+            let scales16 = _mm256_cvtepi8_epi16(raw);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for n in 0..2 {
+                let l1 = load(blk.as_ptr().add(64 * n));
+                let l2 = load(blk.as_ptr().add(64 * n + 32));
+                let h = load(blk.as_ptr().add(128 + 32 * n));
+                let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(h, m3));
+                let h1 = _mm256_slli_epi16::<2>(_mm256_and_si256(h, _mm256_set1_epi8(12)));
+                let h2 = _mm256_and_si256(h, _mm256_set1_epi8(48));
+                let h3 = _mm256_srli_epi16::<2>(_mm256_and_si256(h, _mm256_set1_epi8(-64)));
+                q[4 * n] = _mm256_or_si256(_mm256_and_si256(l1, m15), h0);
+                q[4 * n + 1] = _mm256_or_si256(_mm256_and_si256(l2, m15), h1);
+                let l1h = _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m15);
+                let l2h = _mm256_and_si256(_mm256_srli_epi16::<4>(l2), m15);
+                q[4 * n + 2] = _mm256_or_si256(l1h, h2);
+                q[4 * n + 3] = _mm256_or_si256(l2h, h3);
+            }
+            let mut sc = [_mm256_setzero_si256(); 8];
+            for (c, s) in sc.iter_mut().enumerate() {
+                let (lo, hi) = (blk[192 + 2 * c] as i8, blk[193 + 2 * c] as i8);
+                *s = halves(i16::from(lo), i16::from(hi));
+            }
+            for r in 0..R {
+                let y = &a[r][b];
+                let d = y.d * wd;
+                let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums(y), scales16));
+                let mut sumi = _mm256_setzero_si256();
+                for c in 0..8 {
+                    sumi = _mm256_add_epi32(sumi, weighted(q[c], chunk(y, c), sc[c]));
+                }
+                let sumi = _mm256_sub_epi32(sumi, offset);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
+            }
+        }
+        finish(&acc)
+    }
+}

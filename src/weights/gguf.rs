@@ -18,11 +18,16 @@ impl Weights {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         // Buffered: the header is tens of thousands of small reads (the vocabulary's strings).
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let content = read_header(&mut reader).with_context(|| {
-            format!(
-                "reading the GGUF header of {}: the file is truncated or not a GGUF file",
-                path.display()
-            )
+        let content = read_header(&mut reader).map_err(|e| {
+            // A tensor type we cannot compute is a fact about a valid file, not a corrupt one.
+            if e.is::<UnsupportedType>() {
+                e.context(format!("{} cannot be run", path.display()))
+            } else {
+                e.context(format!(
+                    "reading the GGUF header of {}: the file is truncated or not a GGUF file",
+                    path.display()
+                ))
+            }
         })?;
         let file = reader.into_inner();
         let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -218,21 +223,63 @@ fn read_blocks<T: candle_core::quantized::GgmlType>(
 /// Parses a GGUF header with candle, after the checks candle's parser needs made (see
 /// [`check_alignment`]). Every GGUF header gen reads goes through here.
 pub fn read_header<R: Read + Seek>(reader: &mut R) -> Result<gguf_file::Content> {
-    check_alignment(reader)?;
+    prescan(reader)?;
     reader.seek(SeekFrom::Start(0))?;
     Ok(gguf_file::Content::read(reader)?)
 }
 
-/// Fails when a GGUF header's `general.alignment` is 0 or not a power of two (llama.cpp's
-/// rule), reading the header up to it. candle's parser divides by the alignment, so a zero
-/// must be caught before it runs.
-fn check_alignment(r: &mut impl Read) -> Result<()> {
+/// A tensor stored in a ggml type gen has no kernel for (candle's parser would only say
+/// "unknown dtype" and not name the tensor).
+#[derive(Debug)]
+struct UnsupportedType {
+    tensor: String,
+    ty: u32,
+}
+
+impl std::fmt::Display for UnsupportedType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = ggml_type_name(self.ty).map_or_else(|| format!("type {}", self.ty), String::from);
+        write!(
+            f,
+            "tensor `{}` is stored as {name} (ggml type {}), which gen does not compute; gen runs \
+             F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K: use one of those \
+             quantizations of the model (a Q4_K_M or Q8_0 file of it, or requantize it with \
+             llama-quantize)",
+            self.tensor, self.ty
+        )
+    }
+}
+
+impl std::error::Error for UnsupportedType {}
+
+/// ggml's name of a tensor type id (those a GGUF file may hold).
+fn ggml_type_name(ty: u32) -> Option<&'static str> {
+    const NAMES: [&str; 40] = [
+        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
+        "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
+        "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
+        "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8",
+        "IQ4_NL_8_8", "MXFP4",
+    ];
+    NAMES.get(ty as usize).copied()
+}
+
+/// The tensor types candle reads (and gen computes): F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+/// Q8_1, Q2_K..Q8_K and BF16.
+fn readable_type(ty: u32) -> bool {
+    matches!(ty, 0..=3 | 6..=15 | 30)
+}
+
+/// Reads the header once before candle's parser does, for what that parser gets wrong: a
+/// `general.alignment` of 0 or not a power of two (llama.cpp's rule; candle divides by it),
+/// and a tensor type it cannot read, which is named here with its tensor.
+fn prescan(r: &mut impl Read) -> Result<()> {
     if read_le(r, 4)?.to_le_bytes()[..4] != *b"GGUF" {
         bail!("not a GGUF file (unrecognised first bytes)");
     }
     // Version 1 wrote lengths and counts as u32, later ones as u64.
     let len_bytes = if read_le(r, 4)? >= 2 { 8 } else { 4 };
-    let _tensors = read_le(r, len_bytes)?;
+    let tensors = read_le(r, len_bytes)?;
     let kvs = read_le(r, len_bytes)?;
     for _ in 0..kvs {
         let key_len = read_le(r, len_bytes)?;
@@ -241,16 +288,34 @@ fn check_alignment(r: &mut impl Read) -> Result<()> {
         if key == b"general.alignment" {
             // Unsigned or signed 8/16/32-bit integers; candle ignores other types (and uses
             // its default alignment).
-            let value = match (ty, scalar_size(ty)) {
-                (0..=5, Some(n)) => read_le(r, n)?,
-                _ => return Ok(()),
-            };
-            if value == 0 || !value.is_power_of_two() {
-                bail!("`general.alignment` is {value}; it must be a power of two");
+            if let (0..=5, Some(n)) = (ty, scalar_size(ty)) {
+                let value = read_le(r, n)?;
+                if value == 0 || !value.is_power_of_two() {
+                    bail!("`general.alignment` is {value}; it must be a power of two");
+                }
+                continue;
             }
-            return Ok(());
         }
         skip_value(r, ty, len_bytes, 0)?;
+    }
+    for _ in 0..tensors {
+        let name_len = read_le(r, len_bytes)?;
+        let name = read_bytes(r, name_len)?;
+        let dims = read_le(r, 4)?;
+        skip(
+            r,
+            dims.checked_mul(len_bytes as u64)
+                .context("the header is corrupt")?,
+        )?;
+        let ty = read_le(r, 4)? as u32;
+        if !readable_type(ty) {
+            return Err(UnsupportedType {
+                tensor: String::from_utf8_lossy(&name).into_owned(),
+                ty,
+            }
+            .into());
+        }
+        skip(r, 8)?;
     }
     Ok(())
 }
@@ -315,5 +380,45 @@ fn skip_value(r: &mut dyn Read, ty: u32, len_bytes: usize, depth: usize) -> Resu
             }
         }
         other => bail!("metadata value type {other} is not a GGUF type"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF v3 header with no metadata and one 32×1 tensor of ggml type `ty`.
+    fn one_tensor_header(ty: u32) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(1u64.to_le_bytes()); // tensors
+        b.extend(0u64.to_le_bytes()); // metadata pairs
+        let name = b"blk.0.attn_q.weight";
+        b.extend((name.len() as u64).to_le_bytes());
+        b.extend(name);
+        b.extend(2u32.to_le_bytes());
+        b.extend(32u64.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend(ty.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b
+    }
+
+    /// A tensor type candle cannot read is named with its tensor, and is not called a corrupt
+    /// file; the types we compute pass the scan.
+    #[test]
+    fn an_unsupported_tensor_type_names_the_tensor() {
+        let err = prescan(&mut one_tensor_header(20).as_slice()).unwrap_err();
+        assert!(err.is::<UnsupportedType>());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`blk.0.attn_q.weight` is stored as IQ4_NL (ggml type 20)"),
+            "{msg}"
+        );
+        let err = prescan(&mut one_tensor_header(77).as_slice()).unwrap_err();
+        assert!(err.to_string().contains("stored as type 77"), "{err}");
+        for ty in [0, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 30] {
+            prescan(&mut one_tensor_header(ty).as_slice()).unwrap();
+        }
     }
 }

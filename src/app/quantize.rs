@@ -148,3 +148,28 @@ fn write_atomically(target: &Path, write: impl FnOnce(&mut dyn Write) -> Result<
     drop(file);
     temp.keep_as(target)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails part way (here a full disk) leaves neither OUT nor the temporary
+    /// file, and the error says what was being written.
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.gguf");
+        let e = write_atomically(&target, |out| {
+            out.write_all(&[0u8; 4096])?;
+            Err(std::io::Error::from_raw_os_error(libc::ENOSPC).into())
+        })
+        .unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("writing") && msg.contains("out.gguf"), "{msg}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        write_atomically(&target, |out| Ok(out.write_all(b"GGUF")?)).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"GGUF");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -52,7 +52,15 @@ pub fn run(c: &QuantizeConfig) -> Result<()> {
     if let Some(bar) = &bar {
         bar.finish();
     }
-    written?;
+    if let Err(e) = written {
+        if e.is::<Interrupted>() {
+            output::note(&format!(
+                "gen: interrupted; {} was not written",
+                c.output.display()
+            ))?;
+        }
+        return Err(e);
+    }
     let fallback = match plan.n_fallback {
         0 => String::new(),
         n => format!(", {n} with a fallback type for their row length"),

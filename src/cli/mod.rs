@@ -327,7 +327,8 @@ struct QuantizeArgs {
     /// The GGUF file to write. An existing file needs --force (llama-quantize would replace
     /// it silently).
     output: PathBuf,
-    /// The file type, as llama-quantize names it (case is ignored).
+    /// The file type, as llama-quantize names it (case is ignored; Q3_K, Q4_K and Q5_K are
+    /// the _M mixes, as there).
     #[arg(value_enum, ignore_case = true, value_name = "TYPE")]
     file_type: QuantTypeArg,
     /// Replace OUTPUT when it exists.

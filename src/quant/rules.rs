@@ -30,11 +30,7 @@ pub struct ModelShape {
 impl ModelShape {
     /// Query heads per KV head (0 when there are no KV heads), as llama.cpp's `n_gqa`.
     fn n_gqa(&self) -> usize {
-        if self.n_head_kv == 0 {
-            0
-        } else {
-            self.n_head / self.n_head_kv
-        }
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
 
     /// llama.cpp's LLM_TYPE_70B: 80 Llama layers with grouped-query attention.
@@ -330,12 +326,7 @@ impl TypeChooser {
                     }
                 }
                 F::Q3_K_L => new_type = T::Q5_K,
-                F::Q4_K_M => {
-                    if use_more_bits(i_layer, n_layer) {
-                        new_type = T::Q6_K
-                    }
-                }
-                F::Q5_K_M if use_more_bits(i_layer, n_layer) => new_type = T::Q6_K,
+                F::Q4_K_M | F::Q5_K_M if use_more_bits(i_layer, n_layer) => new_type = T::Q6_K,
                 F::Q4_K_S if i_layer < n_layer / 8 => new_type = T::Q5_K,
                 _ => {}
             }

@@ -46,79 +46,114 @@ pub enum GgmlType {
     Q2_0,
 }
 
-/// Every type with its id, elements per block, bytes per block and ggml's name for it.
-const TABLE: &[(GgmlType, u32, usize, usize, &str)] = {
-    use GgmlType as T;
-    &[
-        (T::F32, 0, 1, 4, "f32"),
-        (T::F16, 1, 1, 2, "f16"),
-        (T::Q4_0, 2, 32, 18, "q4_0"),
-        (T::Q4_1, 3, 32, 20, "q4_1"),
-        (T::Q5_0, 6, 32, 22, "q5_0"),
-        (T::Q5_1, 7, 32, 24, "q5_1"),
-        (T::Q8_0, 8, 32, 34, "q8_0"),
-        (T::Q8_1, 9, 32, 36, "q8_1"),
-        (T::Q2_K, 10, 256, 84, "q2_K"),
-        (T::Q3_K, 11, 256, 110, "q3_K"),
-        (T::Q4_K, 12, 256, 144, "q4_K"),
-        (T::Q5_K, 13, 256, 176, "q5_K"),
-        (T::Q6_K, 14, 256, 210, "q6_K"),
-        (T::Q8_K, 15, 256, 292, "q8_K"),
-        (T::IQ2_XXS, 16, 256, 66, "iq2_xxs"),
-        (T::IQ2_XS, 17, 256, 74, "iq2_xs"),
-        (T::IQ3_XXS, 18, 256, 98, "iq3_xxs"),
-        (T::IQ1_S, 19, 256, 50, "iq1_s"),
-        (T::IQ4_NL, 20, 32, 18, "iq4_nl"),
-        (T::IQ3_S, 21, 256, 110, "iq3_s"),
-        (T::IQ2_S, 22, 256, 82, "iq2_s"),
-        (T::IQ4_XS, 23, 256, 136, "iq4_xs"),
-        (T::I8, 24, 1, 1, "i8"),
-        (T::I16, 25, 1, 2, "i16"),
-        (T::I32, 26, 1, 4, "i32"),
-        (T::I64, 27, 1, 8, "i64"),
-        (T::F64, 28, 1, 8, "f64"),
-        (T::IQ1_M, 29, 256, 56, "iq1_m"),
-        (T::BF16, 30, 1, 2, "bf16"),
-        (T::TQ1_0, 34, 256, 54, "tq1_0"),
-        (T::TQ2_0, 35, 256, 66, "tq2_0"),
-        (T::MXFP4, 39, 32, 17, "mxfp4"),
-        (T::NVFP4, 40, 64, 36, "nvfp4"),
-        (T::Q1_0, 41, 128, 18, "q1_0"),
-        (T::Q2_0, 42, 64, 18, "q2_0"),
-    ]
-};
-
 impl GgmlType {
-    /// The type of a GGUF type id; `None` for ids ggml does not define (or has retired).
-    pub fn from_id(id: u32) -> Option<Self> {
-        TABLE.iter().find(|e| e.1 == id).map(|e| e.0)
+    /// Every type, in id order.
+    pub const ALL: [GgmlType; 35] = {
+        use GgmlType as T;
+        [
+            T::F32,
+            T::F16,
+            T::Q4_0,
+            T::Q4_1,
+            T::Q5_0,
+            T::Q5_1,
+            T::Q8_0,
+            T::Q8_1,
+            T::Q2_K,
+            T::Q3_K,
+            T::Q4_K,
+            T::Q5_K,
+            T::Q6_K,
+            T::Q8_K,
+            T::IQ2_XXS,
+            T::IQ2_XS,
+            T::IQ3_XXS,
+            T::IQ1_S,
+            T::IQ4_NL,
+            T::IQ3_S,
+            T::IQ2_S,
+            T::IQ4_XS,
+            T::I8,
+            T::I16,
+            T::I32,
+            T::I64,
+            T::F64,
+            T::IQ1_M,
+            T::BF16,
+            T::TQ1_0,
+            T::TQ2_0,
+            T::MXFP4,
+            T::NVFP4,
+            T::Q1_0,
+            T::Q2_0,
+        ]
+    };
+
+    /// ggml's type traits: id, elements per block, bytes per block, name.
+    fn traits(self) -> (u32, usize, usize, &'static str) {
+        use GgmlType as T;
+        match self {
+            T::F32 => (0, 1, 4, "f32"),
+            T::F16 => (1, 1, 2, "f16"),
+            T::Q4_0 => (2, 32, 18, "q4_0"),
+            T::Q4_1 => (3, 32, 20, "q4_1"),
+            T::Q5_0 => (6, 32, 22, "q5_0"),
+            T::Q5_1 => (7, 32, 24, "q5_1"),
+            T::Q8_0 => (8, 32, 34, "q8_0"),
+            T::Q8_1 => (9, 32, 36, "q8_1"),
+            T::Q2_K => (10, 256, 84, "q2_K"),
+            T::Q3_K => (11, 256, 110, "q3_K"),
+            T::Q4_K => (12, 256, 144, "q4_K"),
+            T::Q5_K => (13, 256, 176, "q5_K"),
+            T::Q6_K => (14, 256, 210, "q6_K"),
+            T::Q8_K => (15, 256, 292, "q8_K"),
+            T::IQ2_XXS => (16, 256, 66, "iq2_xxs"),
+            T::IQ2_XS => (17, 256, 74, "iq2_xs"),
+            T::IQ3_XXS => (18, 256, 98, "iq3_xxs"),
+            T::IQ1_S => (19, 256, 50, "iq1_s"),
+            T::IQ4_NL => (20, 32, 18, "iq4_nl"),
+            T::IQ3_S => (21, 256, 110, "iq3_s"),
+            T::IQ2_S => (22, 256, 82, "iq2_s"),
+            T::IQ4_XS => (23, 256, 136, "iq4_xs"),
+            T::I8 => (24, 1, 1, "i8"),
+            T::I16 => (25, 1, 2, "i16"),
+            T::I32 => (26, 1, 4, "i32"),
+            T::I64 => (27, 1, 8, "i64"),
+            T::F64 => (28, 1, 8, "f64"),
+            T::IQ1_M => (29, 256, 56, "iq1_m"),
+            T::BF16 => (30, 1, 2, "bf16"),
+            T::TQ1_0 => (34, 256, 54, "tq1_0"),
+            T::TQ2_0 => (35, 256, 66, "tq2_0"),
+            T::MXFP4 => (39, 32, 17, "mxfp4"),
+            T::NVFP4 => (40, 64, 36, "nvfp4"),
+            T::Q1_0 => (41, 128, 18, "q1_0"),
+            T::Q2_0 => (42, 64, 18, "q2_0"),
+        }
     }
 
-    fn entry(self) -> &'static (GgmlType, u32, usize, usize, &'static str) {
-        TABLE
-            .iter()
-            .find(|e| e.0 == self)
-            .expect("every GgmlType has a row in TABLE")
+    /// The type of a GGUF type id; `None` for ids ggml does not define (or has retired).
+    pub fn from_id(id: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.id() == id)
     }
 
     /// ggml's id, as GGUF stores it.
     pub fn id(self) -> u32 {
-        self.entry().1
+        self.traits().0
     }
 
     /// Elements per block (1 for the plain types).
     pub fn block_size(self) -> usize {
-        self.entry().2
+        self.traits().1
     }
 
     /// Bytes per block.
     pub fn type_size(self) -> usize {
-        self.entry().3
+        self.traits().2
     }
 
     /// ggml's name (`q4_K`, `f16`).
     pub fn name(self) -> &'static str {
-        self.entry().4
+        self.traits().3
     }
 
     /// Bytes of a row of `n` elements (`n` a multiple of the block size).
@@ -181,9 +216,8 @@ mod tests {
 
     #[test]
     fn type_ids_round_trip() {
-        for e in TABLE {
-            assert_eq!(GgmlType::from_id(e.1), Some(e.0));
-            assert_eq!(e.0.id(), e.1);
+        for t in GgmlType::ALL {
+            assert_eq!(GgmlType::from_id(t.id()), Some(t));
         }
         assert_eq!(GgmlType::from_id(4), None, "Q4_2 was removed from ggml");
     }

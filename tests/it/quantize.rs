@@ -15,12 +15,14 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-fn oracle() -> Json {
+/// tests/oracle/llamacpp_quantize.json.
+pub fn oracle() -> Json {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/llamacpp_quantize.json");
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
 
-fn sha256_file(path: &Path) -> String {
+/// The sha256 of a file, in hex.
+pub fn sha256_file(path: &Path) -> String {
     let mut h = Sha256::new();
     let mut f = std::fs::File::open(path).unwrap();
     std::io::copy(&mut f, &mut h).unwrap();

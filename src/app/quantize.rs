@@ -6,7 +6,7 @@
 use super::{interrupt_on_ctrl_c, Interrupted, UsageError};
 use crate::config::QuantizeConfig;
 use crate::output;
-use crate::quant::{self, gguf::Gguf, TensorDone};
+use crate::quant::{self, Input, TensorDone};
 use anyhow::{Context, Result};
 use memmap2::Mmap;
 use std::fs::File;
@@ -29,7 +29,7 @@ pub fn run(c: &QuantizeConfig) -> Result<()> {
     // the file not being truncated or rewritten while we read it.
     let map =
         unsafe { Mmap::map(&file) }.with_context(|| format!("reading {}", c.input.display()))?;
-    let input = Gguf::parse(&map).with_context(|| format!("reading {}", c.input.display()))?;
+    let input = Input::parse(&map).with_context(|| format!("reading {}", c.input.display()))?;
     let plan = quant::plan(&input, c.file_type)
         .with_context(|| format!("quantizing {}", c.input.display()))?;
 
@@ -47,7 +47,7 @@ pub fn run(c: &QuantizeConfig) -> Result<()> {
         Ok(())
     };
     let written = write_atomically(&c.output, |out| {
-        quant::write(&input, &map, &plan, out, &mut report)
+        quant::write(&input, &plan, out, &mut report)
     });
     if let Some(bar) = &bar {
         bar.finish();

@@ -366,11 +366,12 @@ impl OutTensor {
     pub fn bytes(&self) -> u64 {
         self.ne.iter().product::<u64>() / self.ty.block_size() as u64 * self.ty.type_size() as u64
     }
+}
 
-    /// Dimensions written: up to the last that is not 1 (`ggml_n_dims`).
-    fn n_dims(&self) -> usize {
-        (1..4).rev().find(|&i| self.ne[i] != 1).map_or(1, |i| i + 1)
-    }
+/// Dimensions that count: up to the last that is not 1, at least 1 (`ggml_n_dims`). The header
+/// lists only these, and 1-d tensors are never quantized.
+pub fn n_dims(ne: &[u64; 4]) -> usize {
+    (1..4).rev().find(|&i| ne[i] != 1).map_or(1, |i| i + 1)
 }
 
 /// The header of a GGUF file with these keys and tensors, tensor data laid out in order with
@@ -416,7 +417,7 @@ pub fn header(kvs: &[Kv], tensors: &[OutTensor], alignment: u64) -> Vec<u8> {
     let mut offset = 0u64;
     for t in tensors {
         put_str(&mut out, t.name.as_bytes());
-        let n_dims = t.n_dims();
+        let n_dims = n_dims(&t.ne);
         out.extend_from_slice(&(n_dims as u32).to_le_bytes());
         for d in &t.ne[..n_dims] {
             out.extend_from_slice(&d.to_le_bytes());

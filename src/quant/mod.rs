@@ -97,8 +97,25 @@ fn model_shape(g: &Gguf) -> Result<ModelShape> {
     })
 }
 
+/// An input model: its parsed header and the file's bytes.
+pub struct Input<'a> {
+    pub header: Gguf,
+    pub file: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    /// Parses the header of the GGUF file `file`.
+    pub fn parse(file: &'a [u8]) -> Result<Self> {
+        Ok(Self {
+            header: Gguf::parse(file)?,
+            file,
+        })
+    }
+}
+
 /// Decides the output's metadata and every tensor's type.
-pub fn plan(input: &Gguf, file_type: FileType) -> Result<Plan> {
+pub fn plan(input: &Input, file_type: FileType) -> Result<Plan> {
+    let input = &input.header;
     let shape = model_shape(input)?;
     let mut order: Vec<usize> = (0..input.tensors.len()).collect();
     order.sort_by(|&a, &b| llama_order(&input.tensors[a].name, &input.tensors[b].name));
@@ -172,15 +189,15 @@ pub struct TensorDone<'a> {
 }
 
 /// Writes the planned file to `out`: the header, then each tensor copied or requantized from
-/// `file` (the input's bytes), padded. `done` is told of each tensor; an error it returns
+/// the input, padded. `done` is told of each tensor; an error it returns
 /// (an interruption) stops the writing.
 pub fn write(
-    input: &Gguf,
-    file: &[u8],
+    input: &Input,
     plan: &Plan,
     out: &mut dyn Write,
     done: &mut dyn FnMut(&TensorDone) -> Result<()>,
 ) -> Result<()> {
+    let (file, input) = (input.file, &input.header);
     out.write_all(&gguf::header(
         &plan.kvs,
         &plan.out_tensors(),
@@ -230,4 +247,119 @@ pub fn write(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny llama file: `keys` then one 64×2 f32 matrix and one norm, with `alignment`.
+    fn file(keys: &[(&str, Value)], alignment: u64) -> Vec<u8> {
+        let mut kvs = vec![Kv {
+            key: "general.architecture".into(),
+            value: Value::Str(b"llama".to_vec()),
+        }];
+        for (k, v) in keys {
+            kvs.push(Kv {
+                key: k.to_string(),
+                value: v.clone(),
+            });
+        }
+        let tensors = [
+            OutTensor {
+                name: "blk.0.attn_q.weight".into(),
+                ne: [64, 2, 1, 1],
+                ty: GgmlType::F32,
+            },
+            OutTensor {
+                name: "blk.0.attn_norm.weight".into(),
+                ne: [64, 1, 1, 1],
+                ty: GgmlType::F32,
+            },
+        ];
+        let mut f = gguf::header(&kvs, &tensors, alignment);
+        for n in [128usize, 64] {
+            f.extend((0..n).flat_map(|i| (i as f32 / 64.0).to_le_bytes()));
+            f.resize(f.len().next_multiple_of(alignment as usize), 0);
+        }
+        f
+    }
+
+    /// As llama.cpp: the input's keys in order, the quantization version and file type moved
+    /// to the end (as u32), split keys dropped; tensors in layer-then-name order.
+    #[test]
+    fn metadata_and_order_follow_llama_cpp() {
+        let f = file(
+            &[
+                ("general.file_type", Value::u32(3)),
+                ("llama.block_count", Value::u32(1)),
+                ("split.count", Value::u32(1)),
+                ("llama.attention.head_count", Value::u32(2)),
+                ("general.quantization_version", Value::u32(2)),
+                ("z.last", Value::Str(b"kept".to_vec())),
+            ],
+            32,
+        );
+        let input = Input::parse(&f).unwrap();
+        let plan = plan(&input, FileType::Q8_0).unwrap();
+        let keys: Vec<&str> = plan.kvs.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "general.architecture",
+                "llama.block_count",
+                "llama.attention.head_count",
+                "z.last",
+                "general.quantization_version",
+                "general.file_type"
+            ]
+        );
+        assert_eq!(plan.kvs[5].value, Value::u32(7));
+        let names: Vec<(&str, GgmlType)> = plan
+            .tensors
+            .iter()
+            .map(|(_, t)| (t.name.as_str(), t.ty))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("blk.0.attn_norm.weight", GgmlType::F32),
+                ("blk.0.attn_q.weight", GgmlType::Q8_0)
+            ]
+        );
+        let mut out = Vec::new();
+        write(&input, &plan, &mut out, &mut |_| Ok(())).unwrap();
+        assert_eq!(out.len() as u64, plan.file_size());
+        let back = Gguf::parse(&out).unwrap();
+        assert_eq!(back.kvs, plan.kvs);
+    }
+
+    /// An input aligned to 64 bytes is written aligned to 64 (llama.cpp would pad to 32 and
+    /// keep `general.alignment = 64`, contradicting itself).
+    #[test]
+    fn a_stated_alignment_is_kept() {
+        let keys = [
+            ("general.alignment", Value::u32(64)),
+            ("llama.block_count", Value::u32(1)),
+            ("llama.attention.head_count", Value::u32(2)),
+        ];
+        let f = file(&keys, 64);
+        let input = Input::parse(&f).unwrap();
+        let plan = plan(&input, FileType::F16).unwrap();
+        let mut out = Vec::new();
+        write(&input, &plan, &mut out, &mut |_| Ok(())).unwrap();
+        let back = Gguf::parse(&out).unwrap();
+        assert_eq!(back.alignment, 64);
+        assert_eq!(back.data_offset % 64, 0);
+        assert!(back.tensors.iter().all(|t| t.offset % 64 == 0));
+    }
+
+    #[test]
+    fn other_architectures_are_refused() {
+        let mut f = file(&[("llama.block_count", Value::u32(1))], 32);
+        let at = f.windows(5).position(|w| w == b"llama").unwrap();
+        f[at..at + 5].copy_from_slice(b"qwen2");
+        let e = plan(&Input::parse(&f).unwrap(), FileType::Q8_0).unwrap_err();
+        assert!(e.to_string().contains("qwen2"), "{e}");
+    }
 }

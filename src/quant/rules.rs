@@ -9,6 +9,7 @@
 //! [`llama_order`]), `attn_v` layers are counted over the tensors present, `ffn_down` layers
 //! are `block_count`.
 
+use super::gguf::n_dims;
 use super::types::{file_type_info, GgmlType};
 use crate::config::FileType;
 use anyhow::{bail, Result};
@@ -46,13 +47,6 @@ pub struct TensorDesc<'a> {
     /// ggml's `ne`: `ne[0]` is the row length.
     pub ne: [u64; 4],
     pub ty: GgmlType,
-}
-
-impl TensorDesc<'_> {
-    /// Dimensions up to the last one that is not 1 (at least 1), as `ggml_n_dims`.
-    pub fn n_dims(&self) -> usize {
-        (1..4).rev().find(|&i| self.ne[i] != 1).map_or(1, |i| i + 1)
-    }
 }
 
 /// The order llama.cpp's loader keeps tensors in, and so writes them: by layer number
@@ -182,7 +176,7 @@ const KEEP_IF_CONTAINS: &[&str] = &[
 /// Whether llama.cpp quantizes this tensor at all (`tensor_allows_quantization`); the others
 /// are copied as they are.
 pub fn allows_quantization(t: &TensorDesc) -> bool {
-    if t.n_dims() < 2 {
+    if n_dims(&t.ne) < 2 {
         return false;
     }
     let name = t.name;

@@ -23,6 +23,7 @@ pub enum Command {
     Tokenize(TokenizeConfig),
     Perplexity(PerplexityConfig),
     Chat(Box<ChatConfig>),
+    Quantize(QuantizeConfig),
 }
 
 /// Where the prompt text comes from. Piped stdin comes first, then `text` (as `llm` does);
@@ -374,3 +375,93 @@ impl SamplingConfig {
 
 /// The default model's file name, as fetched by `models/fetch.sh`.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Settings for `gen quantize`.
+#[derive(Debug, Clone)]
+pub struct QuantizeConfig {
+    /// The GGUF file to read.
+    pub input: PathBuf,
+    /// The GGUF file to write.
+    pub output: PathBuf,
+    pub file_type: FileType,
+    /// Replace `output` when it exists (`--force`).
+    pub force: bool,
+    /// A line per tensor on stderr (`-v`).
+    pub verbose: bool,
+}
+
+/// What `gen quantize` writes: llama.cpp's file types (`llama_ftype`), as llama-quantize
+/// names them. `crate::quant` knows what each one means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)]
+pub enum FileType {
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q2_K,
+    Q3_K_S,
+    Q3_K_M,
+    Q3_K_L,
+    Q4_K_S,
+    Q4_K_M,
+    Q5_K_S,
+    Q5_K_M,
+    Q6_K,
+    F16,
+    BF16,
+    F32,
+}
+
+impl FileType {
+    /// Every file type, in llama-quantize's order.
+    pub const ALL: [FileType; 17] = [
+        FileType::Q4_0,
+        FileType::Q4_1,
+        FileType::Q5_0,
+        FileType::Q5_1,
+        FileType::Q8_0,
+        FileType::Q2_K,
+        FileType::Q3_K_S,
+        FileType::Q3_K_M,
+        FileType::Q3_K_L,
+        FileType::Q4_K_S,
+        FileType::Q4_K_M,
+        FileType::Q5_K_S,
+        FileType::Q5_K_M,
+        FileType::Q6_K,
+        FileType::F16,
+        FileType::BF16,
+        FileType::F32,
+    ];
+
+    /// llama-quantize's name for it (`Q4_K_M`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::Q4_0 => "Q4_0",
+            FileType::Q4_1 => "Q4_1",
+            FileType::Q5_0 => "Q5_0",
+            FileType::Q5_1 => "Q5_1",
+            FileType::Q8_0 => "Q8_0",
+            FileType::Q2_K => "Q2_K",
+            FileType::Q3_K_S => "Q3_K_S",
+            FileType::Q3_K_M => "Q3_K_M",
+            FileType::Q3_K_L => "Q3_K_L",
+            FileType::Q4_K_S => "Q4_K_S",
+            FileType::Q4_K_M => "Q4_K_M",
+            FileType::Q5_K_S => "Q5_K_S",
+            FileType::Q5_K_M => "Q5_K_M",
+            FileType::Q6_K => "Q6_K",
+            FileType::F16 => "F16",
+            FileType::BF16 => "BF16",
+            FileType::F32 => "F32",
+        }
+    }
+}
+
+impl fmt::Display for FileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod kernels;
 pub mod model;
 pub mod output;
+pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;

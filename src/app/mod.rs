@@ -10,6 +10,7 @@ pub mod generate;
 pub mod input;
 pub mod load;
 pub mod perplexity;
+pub mod quantize;
 pub mod samples;
 pub mod session;
 mod signals;
@@ -74,6 +75,7 @@ pub fn run(config: Config) -> Result<()> {
         Command::Tokenize(t) => tokenize::run(&t),
         Command::Perplexity(p) => perplexity::run(&p),
         Command::Chat(c) => chat::run(*c),
+        Command::Quantize(q) => quantize::run(&q),
     }
 }
 

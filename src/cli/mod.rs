@@ -54,6 +54,9 @@ enum SubCommand {
     /// Talk to the model turn after turn, its KV cache kept between turns (`/help` inside).
     /// With stdin not a terminal, every line (or JSONL message) is a user turn.
     Chat(Box<ChatArgs>),
+    /// Write a GGUF model as another quantization type, byte for byte as llama.cpp's
+    /// llama-quantize does (no importance matrix).
+    Quantize(QuantizeArgs),
 }
 
 /// Where the model comes from.
@@ -315,6 +318,69 @@ struct ConvertArgs {
     /// Data type of the written weights.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
+}
+
+#[derive(Debug, Args)]
+struct QuantizeArgs {
+    /// The GGUF model to read.
+    input: PathBuf,
+    /// The GGUF file to write. An existing file needs --force (llama-quantize would replace
+    /// it silently).
+    output: PathBuf,
+    /// The file type, as llama-quantize names it (case is ignored; Q3_K, Q4_K and Q5_K are
+    /// the _M mixes, as there).
+    #[arg(value_enum, ignore_case = true, value_name = "TYPE")]
+    file_type: QuantTypeArg,
+    /// Replace OUTPUT when it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print each tensor's name, shape and types on stderr (instead of a progress bar on a
+    /// terminal).
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// CPU threads (default: all cores).
+    #[arg(short = 't', long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+}
+
+/// llama-quantize's type names; Q3_K, Q4_K and Q5_K are its aliases of the _M mixes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[allow(non_camel_case_types)]
+enum QuantTypeArg {
+    #[value(name = "Q4_0")]
+    Q4_0,
+    #[value(name = "Q4_1")]
+    Q4_1,
+    #[value(name = "Q5_0")]
+    Q5_0,
+    #[value(name = "Q5_1")]
+    Q5_1,
+    #[value(name = "Q8_0")]
+    Q8_0,
+    #[value(name = "Q2_K")]
+    Q2_K,
+    #[value(name = "Q3_K_S")]
+    Q3_K_S,
+    #[value(name = "Q3_K_M", alias = "Q3_K")]
+    Q3_K_M,
+    #[value(name = "Q3_K_L")]
+    Q3_K_L,
+    #[value(name = "Q4_K_S")]
+    Q4_K_S,
+    #[value(name = "Q4_K_M", alias = "Q4_K")]
+    Q4_K_M,
+    #[value(name = "Q5_K_S")]
+    Q5_K_S,
+    #[value(name = "Q5_K_M", alias = "Q5_K")]
+    Q5_K_M,
+    #[value(name = "Q6_K")]
+    Q6_K,
+    #[value(name = "F16")]
+    F16,
+    #[value(name = "BF16")]
+    BF16,
+    #[value(name = "F32")]
+    F32,
 }
 
 #[derive(Debug, Args)]

@@ -4,9 +4,10 @@
 use super::values::{unescape, TopKArg};
 use super::*;
 use crate::config::{
-    BeamConfig, ChatConfig, Command, Config, ConvertConfig, DraftConfig, EarlyStopping,
-    GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, SamplingConfig, SpecChoice,
-    SpeculativeConfig, StageKind, Strategy, StrategyKind, TokenizeConfig, VoteConfig, Window,
+    BeamConfig, ChatConfig, Command, Config, ConvertConfig, DraftConfig, EarlyStopping, FileType,
+    GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, QuantizeConfig, SamplingConfig,
+    SpecChoice, SpeculativeConfig, StageKind, Strategy, StrategyKind, TokenizeConfig, VoteConfig,
+    Window,
 };
 
 impl BeamArgs {
@@ -162,6 +163,31 @@ impl ChatArgs {
     }
 }
 
+impl QuantTypeArg {
+    fn file_type(self) -> FileType {
+        use QuantTypeArg as A;
+        match self {
+            A::Q4_0 => FileType::Q4_0,
+            A::Q4_1 => FileType::Q4_1,
+            A::Q5_0 => FileType::Q5_0,
+            A::Q5_1 => FileType::Q5_1,
+            A::Q8_0 => FileType::Q8_0,
+            A::Q2_K => FileType::Q2_K,
+            A::Q3_K_S => FileType::Q3_K_S,
+            A::Q3_K_M => FileType::Q3_K_M,
+            A::Q3_K_L => FileType::Q3_K_L,
+            A::Q4_K_S => FileType::Q4_K_S,
+            A::Q4_K_M => FileType::Q4_K_M,
+            A::Q5_K_S => FileType::Q5_K_S,
+            A::Q5_K_M => FileType::Q5_K_M,
+            A::Q6_K => FileType::Q6_K,
+            A::F16 => FileType::F16,
+            A::BF16 => FileType::BF16,
+            A::F32 => FileType::F32,
+        }
+    }
+}
+
 impl CacheTypeArg {
     fn dtype(self) -> candle_core::DType {
         match self {
@@ -186,6 +212,16 @@ impl Cli {
                         DtypeArg::F16 => candle_core::DType::F16,
                         DtypeArg::Bf16 => candle_core::DType::BF16,
                     },
+                }),
+            },
+            Some(SubCommand::Quantize(a)) => Config {
+                threads: a.threads.map(usize::from),
+                command: Command::Quantize(QuantizeConfig {
+                    input: a.input,
+                    output: a.output,
+                    file_type: a.file_type.file_type(),
+                    force: a.force,
+                    verbose: a.verbose,
                 }),
             },
             Some(SubCommand::Tokenize(a)) => Config {

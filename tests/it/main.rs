@@ -9,6 +9,7 @@ mod compare;
 mod crosscheck;
 mod input;
 mod model;
+mod quantize;
 mod readme;
 mod real;
 mod samples;

@@ -136,7 +136,7 @@ fn every_readme_command_runs_and_does_what_it_says() {
             !r.stderr.contains("error") && !r.stderr.contains("panicked"),
             "{ctx}"
         );
-        if !cmd.starts_with("gen convert") {
+        if !cmd.starts_with("gen convert") && !cmd.starts_with("gen quantize") {
             assert!(!r.stdout.trim().is_empty(), "no output: {ctx}");
         }
         check(cmd, &r, &dir, &hf_home, &ctx);
@@ -215,6 +215,18 @@ fn check(cmd: &str, r: &Run, dir: &Path, hf_home: &Path, ctx: &str) {
         for f in ["model.safetensors", "config.json", "tokenizer.json"] {
             assert!(out.join(f).exists(), "{f}: {ctx}");
         }
+    }
+    if cmd.starts_with("gen quantize") {
+        let out = dir.join("models/smollm2-q4_k_m.gguf");
+        let oracle = crate::quantize::oracle();
+        let want = oracle["real"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Q4_K_M")
+            .and_then(|c| c["sha256"].as_str())
+            .unwrap();
+        assert_eq!(crate::quantize::sha256_file(&out), want, "{ctx}");
     }
     if cmd.contains("tokenize --json") {
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();

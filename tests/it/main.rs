@@ -9,6 +9,7 @@ mod compare;
 mod crosscheck;
 mod input;
 mod model;
+mod quant_types;
 mod quantize;
 mod readme;
 mod real;

@@ -1,0 +1,194 @@
+//! Every common quantization type of the real model against llama.cpp on the same file
+//! (`tests/oracle/llamacpp_quant_types.json`, made by the script beside it): 1,024 tokens
+//! teacher-forced through the batched prefill, and 128 tokens one forward pass each (the decode
+//! step). llama.cpp ran with weight repacking off; see docs/TESTING.md for why and for what
+//! repacking changes.
+
+use crate::cli::gen;
+use crate::quantize::sha256_file;
+use crate::real::{argmax, floats, ids, load_path, log_softmax_rows, oracle, real_gguf, repo};
+use candle_core::{DType, Device, Tensor};
+use gen::model::Logits;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// The file the golden data of `entry` were made from: where the oracle script leaves it
+/// (`models/quant/`) when it is there with the recorded checksum, else made from the real model
+/// with `gen quantize`, whose output must be that same file byte for byte (the sha256 decides).
+fn quantized_file(name: &str, entry: &Value) -> PathBuf {
+    let want = entry["sha256"].as_str().unwrap();
+    let local = repo().join(entry["file"].as_str().unwrap());
+    if local.exists() && sha256_file(&local) == want {
+        return local;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("quant");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("SmolLM2-135M-Instruct.{name}.gguf"));
+    if !(path.exists() && sha256_file(&path) == want) {
+        let _ = std::fs::remove_file(&path);
+        let out = gen()
+            .args(["quantize", real_gguf().to_str().unwrap()])
+            .arg(&path)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gen quantize {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            sha256_file(&path),
+            want,
+            "gen quantize {name} did not make the file llama.cpp made"
+        );
+    }
+    path
+}
+
+/// How far our log-probs of the next token are from the golden ones: (argmax agreements,
+/// positions, mean |Δ log p|, max |Δ log p|, the first position off by more than 1e-5).
+fn distance(
+    rows: &[Vec<f64>],
+    tokens: &[u32],
+    golden: &Value,
+) -> (usize, usize, f64, f64, Option<usize>) {
+    let want_argmax = ids(&golden["argmax"]);
+    let want_logp = floats(&golden["logp_next"]);
+    let n = tokens.len() - 1;
+    let agree = (0..n)
+        .filter(|&i| argmax(&rows[i]) == want_argmax[i])
+        .count();
+    let d: Vec<f64> = (0..n)
+        .map(|i| (rows[i][tokens[i + 1] as usize] - want_logp[i]).abs())
+        .collect();
+    let max = d.iter().cloned().fold(0f64, f64::max);
+    let first = d.iter().position(|&x| x > 1e-5);
+    (agree, n, d.iter().sum::<f64>() / n as f64, max, first)
+}
+
+/// What the batched prefill must reach: llama.cpp's logits (every argmax, every log-prob within
+/// 1e-5), or, for the K-quant mixes, only its perplexity within 0.5%: llama.cpp's batched
+/// products for those files differ from its own one-token products (its prefill and decode
+/// passes disagree at position 0 on the Q4_K_M, Q5_K_M and Q3_K_M files, where attention is the
+/// identity), by a path gen does not reproduce yet; their decode steps are exact.
+#[derive(Clone, Copy, PartialEq)]
+enum Prefill {
+    Exact,
+    Perplexity,
+}
+
+fn check_type(name: &str, prefill_bound: Prefill) {
+    let golden = oracle("llamacpp_quant_types.json");
+    let entry = &golden["types"][name];
+    assert!(entry.is_object(), "no golden data for {name}");
+    let tokens = ids(&golden["tokens"]);
+    let mut m = load_path(&quantized_file(name, entry));
+    m.model.set_cache_dtype(DType::F32).unwrap();
+
+    let mut cache = m.model.new_cache();
+    let mut rows = Vec::new();
+    for chunk in tokens.chunks(512) {
+        let input = Tensor::new(chunk, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let logits = m.model.forward(&input, &mut cache, Logits::All).unwrap();
+        rows.extend(log_softmax_rows(&logits.squeeze(0).unwrap()));
+    }
+    let prefill = distance(&rows, &tokens, &entry["prefill"]);
+    let nll = (0..tokens.len() - 1)
+        .map(|i| -rows[i][tokens[i + 1] as usize])
+        .sum::<f64>()
+        / (tokens.len() - 1) as f64;
+    let want_nll = entry["prefill"]["mean_nll"].as_f64().unwrap();
+    let ppl_ratio = (nll - want_nll).exp();
+    eprintln!(
+        "{name} prefill perplexity {:.4} vs llama.cpp {:.4} (ratio {ppl_ratio:.5})",
+        nll.exp(),
+        want_nll.exp()
+    );
+
+    let n_decode = golden["n_decode"].as_u64().unwrap() as usize;
+    let mut cache = m.model.new_cache();
+    let mut rows = Vec::new();
+    for &t in &tokens[..n_decode] {
+        let input = Tensor::new(&[t], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let logits = m.model.forward(&input, &mut cache, Logits::Last).unwrap();
+        rows.extend(log_softmax_rows(&logits));
+    }
+    let decode = distance(&rows, &tokens[..n_decode], &entry["decode"]);
+
+    for (what, (agree, n, mean, max, first)) in [("prefill", prefill), ("decode", decode)] {
+        eprintln!(
+            "{name} {what} vs llama.cpp over {n} positions: argmax {agree}/{n}, mean |Δ log p| {mean:.2e}, max {max:.2e}, first off at {first:?}"
+        );
+    }
+    assert!(
+        (ppl_ratio - 1.0).abs() <= 0.005,
+        "{name}: perplexity {:.4} against llama.cpp's {:.4}",
+        nll.exp(),
+        want_nll.exp()
+    );
+    let exact = if prefill_bound == Prefill::Exact {
+        vec![("prefill", prefill), ("decode", decode)]
+    } else {
+        vec![("decode", decode)]
+    };
+    for (what, (agree, n, mean, max, _)) in exact {
+        // The golden log-probs have 6 decimals and ours are an f32 log-softmax: equal logits
+        // stay within 1e-5 of them; one flipped int8 rounding moves them by more.
+        assert!(
+            agree == n && max <= 1e-5,
+            "{name} {what}: argmax {agree}/{n}, mean |Δ log p| {mean:.2e}, max {max:.2e}: not llama.cpp's logits"
+        );
+    }
+}
+
+#[test]
+fn q4_0_matches_llama_cpp() {
+    check_type("Q4_0", Prefill::Exact);
+}
+
+#[test]
+fn q5_0_matches_llama_cpp() {
+    check_type("Q5_0", Prefill::Exact);
+}
+
+#[test]
+fn q5_1_matches_llama_cpp() {
+    check_type("Q5_1", Prefill::Exact);
+}
+
+#[test]
+fn q8_0_matches_llama_cpp() {
+    check_type("Q8_0", Prefill::Exact);
+}
+
+#[test]
+fn q4_k_m_matches_llama_cpp() {
+    check_type("Q4_K_M", Prefill::Perplexity);
+}
+
+#[test]
+fn q5_k_m_matches_llama_cpp() {
+    check_type("Q5_K_M", Prefill::Perplexity);
+}
+
+#[test]
+fn q6_k_matches_llama_cpp() {
+    check_type("Q6_K", Prefill::Perplexity);
+}
+
+#[test]
+fn q3_k_m_matches_llama_cpp() {
+    check_type("Q3_K_M", Prefill::Perplexity);
+}
+
+#[test]
+fn q2_k_matches_llama_cpp() {
+    check_type("Q2_K", Prefill::Perplexity);
+}

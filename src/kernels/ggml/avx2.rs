@@ -361,7 +361,11 @@ unsafe fn tile<const D: u8, const K: u8, const W: usize, const R: usize>(
                 let dv = _mm256_set1_ps(d);
                 for r in 0..R {
                     let y = a[r].get_unchecked(b);
-                    let sy = if offset { qy[r] } else { _mm256_sign_epi8(qy[r], qx) };
+                    let sy = if offset {
+                        qy[r]
+                    } else {
+                        _mm256_sign_epi8(qy[r], qx)
+                    };
                     let xy = mul_sum_us8::<D>(ax, sy);
                     let scale = _mm256_mul_ps(dv, _mm256_broadcast_ss(&y.d));
                     acc[i][r] = _mm256_fmadd_ps(scale, xy, acc[i][r]);

@@ -6,13 +6,13 @@
 //! activations differently (and have no SIMD path for Q4_1).
 
 use super::Out;
-use kquant::KQuant;
 use anyhow::{bail, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 #[cfg(test)]
 use candle_core::Tensor;
 use half::f16;
+use kquant::KQuant;
 use memmap2::Mmap;
 use std::sync::Arc;
 
@@ -105,7 +105,11 @@ impl Kind {
 
     /// The block's scale `d` and offset `m` (0 for the types without one).
     fn scales(self, blk: &[u8]) -> (f32, f32) {
-        let m = if self.has_offset() { f16_at(blk, 2) } else { 0.0 };
+        let m = if self.has_offset() {
+            f16_at(blk, 2)
+        } else {
+            0.0
+        };
         (f16_at(blk, 0), m)
     }
 

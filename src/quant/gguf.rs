@@ -22,16 +22,7 @@ const BOOL: u32 = 7;
 /// GGUF's type id for u32.
 pub const U32: u32 = 4;
 
-/// The size of a scalar GGUF value type; `None` for strings, arrays and unknown ids.
-fn scalar_size(ty: u32) -> Option<usize> {
-    match ty {
-        0 | 1 | 7 => Some(1),
-        2 | 3 => Some(2),
-        4..=6 => Some(4),
-        10..=12 => Some(8),
-        _ => None,
-    }
-}
+use crate::weights::gguf_scalar_size as scalar_size;
 
 /// A metadata value, kept as its bytes.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,17 +22,12 @@ pub const QK_K: usize = 256;
 /// Below this, a group counts as all zeros.
 const GROUP_MAX_EPS: f32 = 1e-15;
 
-/// Rounds to the nearest integer, ties to even, by adding 1.5 · 2^23 and reading the mantissa
-/// (ggml's `nearest_int`; valid for |x| < 2^22, where ggml asserts and we rely on the same).
-fn nearest_int(x: f32) -> i32 {
-    let v = x + 12_582_912.0;
-    (v.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
-}
+// ggml's `nearest_int` (ties to even through the f32 mantissa), the one the Q8_K activation
+// quantizer uses too.
+use crate::kernels::ggml::kquant::nearest_int;
 
-/// Symmetric levels in `[-nmax, nmax)`, weights x² (ggml's `make_qx_quants` with
-/// `rmse_type = 1` and no importance weights): the scale is refined over 18 nearby inverse
-/// scales, keeping the one with the best weighted fit. `l` gets the levels offset by `nmax`.
-fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+/// The value of largest magnitude (the first of equal ones) and that magnitude.
+fn signed_max(x: &[f32]) -> (f32, f32) {
     let mut max = 0.0f32;
     let mut amax = 0.0f32;
     for &v in x {
@@ -41,6 +36,14 @@ fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
             max = v;
         }
     }
+    (max, amax)
+}
+
+/// Symmetric levels in `[-nmax, nmax)`, weights x² (ggml's `make_qx_quants` with
+/// `rmse_type = 1` and no importance weights): the scale is refined over 18 nearby inverse
+/// scales, keeping the one with the best weighted fit. `l` gets the levels offset by `nmax`.
+fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+    let (max, amax) = signed_max(x);
     if amax < GROUP_MAX_EPS {
         l.fill(0);
         return 0.0;
@@ -86,14 +89,7 @@ fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
 /// `do_rmse`): start from the max-based scale, then move single levels while that improves
 /// the weighted fit (at most 5 sweeps). `l` gets the levels offset by `nmax`.
 fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
-    let mut max = 0.0f32;
-    let mut amax = 0.0f32;
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (max, amax) = signed_max(x);
     if amax < GROUP_MAX_EPS {
         l.fill(0);
         return 0.0;

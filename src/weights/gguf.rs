@@ -357,7 +357,7 @@ fn prescan(r: &mut impl Read) -> Result<()> {
 }
 
 /// The size in bytes of a GGUF scalar type; `None` for strings, arrays and unknown types.
-fn scalar_size(ty: u32) -> Option<usize> {
+pub(crate) fn scalar_size(ty: u32) -> Option<usize> {
     match ty {
         0 | 1 | 7 => Some(1),
         2 | 3 => Some(2),

@@ -10,6 +10,7 @@ mod safetensors;
 pub mod source;
 
 pub use gguf::read_header as read_gguf_header;
+pub(crate) use gguf::scalar_size as gguf_scalar_size;
 pub use source::{detect_format, Format, ModelFiles, ModelSource};
 
 use crate::kernels::ggml::GgmlMatrix;

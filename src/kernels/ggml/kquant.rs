@@ -93,7 +93,7 @@ fn quantize_block(x: &[f32]) -> Q8KBlock {
 /// ggml's `nearest_int`: adding 1.5·2²³ leaves the value rounded half to even in the low
 /// mantissa bits, for |v| < 2²². (The same as `round_ties_even` in that range; written as
 /// ggml writes it so that no edge case can differ.)
-fn nearest_int(v: f32) -> i32 {
+pub(crate) fn nearest_int(v: f32) -> i32 {
     let bits = (v + 12_582_912.0).to_bits() as i32;
     (bits & 0x007f_ffff) - 0x0040_0000
 }

@@ -10,11 +10,14 @@ the first N_PREFILL tokens of tests/oracle/text.txt (tokenized as llamacpp_logpr
            Q5_0 and Q8_0, vec_dot for the rest);
   decode   the first N_DECODE tokens one llama_decode per token (the one-row products).
 
-Both runs use an f32 KV cache, no flash attention, 2 threads, and **weight repacking off**
-(model param use_extra_bufts = False): llama.cpp's default on AVX2 repacks Q4_0 and Q4_K into
-interleaved 8x8 layouts whose accumulation order differs from the plain kernels. The repacked
-run (llama.cpp's default) is also measured, for prefill only, and recorded as its distance
-from the plain run (argmax agreement, mean |d log p|, mean NLL), not as golden data.
+Both runs use an f32 KV cache, no flash attention, 2 threads, **weight repacking off** (model
+param use_extra_bufts = False: llama.cpp's default on AVX2 repacks Q4_0 and Q4_K into
+interleaved 8x8 layouts whose accumulation order differs from the plain kernels) and **the
+tiled K-quant product off** (GGML_CPU_TILED_MM=0: ggml 0.3.36 computes Q2_K..Q6_K products of
+8 or more rows with its own tiled kernel, whose sums differ from vec_dot's, which it still uses
+for fewer rows). llama.cpp as a user runs it (both on) is also measured, for prefill only, in
+a child process (the tiled switch is read once per process), and recorded as its distance from
+the golden run (argmax agreement, mean |d log p|, mean NLL), not as golden data.
 
 Per type: sha256 and size of the file, the tensor types it holds (counted), and for prefill and
 decode: argmax[i] and logp_next[i] = log_softmax(logits at i)[token i+1] (6 decimals), and the
@@ -33,6 +36,10 @@ import sys
 import time
 
 import numpy as np
+
+# Read by ggml once, at its first K-quant product: set before llama_cpp is imported.
+if "--as-default" not in sys.argv:
+    os.environ["GGML_CPU_TILED_MM"] = "0"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import oracle_common as oc  # noqa: E402
@@ -160,7 +167,20 @@ def summary(logits, tokens):
             "mean_nll": oc.r6(-logp.mean())}, lsm
 
 
+def as_default(path):
+    """The child process: llama.cpp's defaults (repacking and the tiled product on), prefill."""
+    import json
+    import llama_cpp
+    from llama_cpp import Llama
+    llm = load(llama_cpp, Llama, path, repack=True)
+    tokens = llm.tokenize(oc.read_text().encode("utf-8"), add_bos=False, special=False)[:N_PREFILL]
+    s, _ = summary(prefill(llm, tokens), tokens)
+    print(json.dumps(s))
+
+
 def main():
+    if sys.argv[1:2] == ["--as-default"]:
+        return as_default(sys.argv[2])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("types", nargs="*", default=TYPES)
     args = ap.parse_args()
@@ -188,11 +208,13 @@ def main():
         pre, pre_lsm = summary(prefill(llm, tokens), tokens)
         dec, _ = summary(decode(llm, tokens[:N_DECODE]), tokens[:N_DECODE])
         del llm
-        rep = load(llama_cpp, Llama, path, repack=True)
-        rep_sum, rep_lsm = summary(prefill(rep, tokens), tokens)
-        del rep
-        tok = np.array(tokens)
-        d = np.abs(rep_lsm[np.arange(N_PREFILL - 1), tok[1:]] - pre_lsm[np.arange(N_PREFILL - 1), tok[1:]])
+        import json
+        import subprocess
+        env = {k: v for k, v in os.environ.items() if k != "GGML_CPU_TILED_MM"}
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), "--as-default", path],
+                               capture_output=True, text=True, check=True, env=env)
+        rep_sum = json.loads(child.stdout.strip().splitlines()[-1])
+        d = np.abs(np.array(rep_sum["logp_next"]) - np.array(pre["logp_next"]))
         results[t] = {
             "file": os.path.relpath(path, oc.REPO_ROOT),
             "sha256": oc.sha256_file(path),
@@ -201,7 +223,7 @@ def main():
             "tensor_types": tensor_types(path),
             "prefill": pre,
             "decode": dec,
-            "repacked_vs_plain": {
+            "default_vs_golden": {
                 "argmax_agreement": oc.r6(np.mean(np.array(rep_sum["argmax"]) == np.array(pre["argmax"]))),
                 "mean_abs_dlogp": oc.r6(d.mean()),
                 "mean_nll": rep_sum["mean_nll"],
@@ -209,7 +231,7 @@ def main():
         }
         r = results[t]
         print(f"{t}: {r['tensor_types']} nll prefill {pre['mean_nll']} decode {dec['mean_nll']}; "
-              f"repacked: {r['repacked_vs_plain']}; {time.time() - t0:.1f}s", flush=True)
+              f"llama.cpp's defaults: {r['default_vs_golden']}; {time.time() - t0:.1f}s", flush=True)
 
     out = {
         "generator": oc.generator(
@@ -217,7 +239,8 @@ def main():
             llama_system_info=llama_cpp.llama_print_system_info().decode().strip(),
             llama_params={"n_ctx": N_PREFILL, "n_batch": N_BATCH, "n_ubatch": N_BATCH,
                           "n_threads": N_THREADS, "logits_all": True, "flash_attn": False,
-                          "type_k": "f32", "type_v": "f32", "use_extra_bufts": False},
+                          "type_k": "f32", "type_v": "f32", "use_extra_bufts": False,
+                          "GGML_CPU_TILED_MM": "0"},
             tokenize="tokenize(text.encode('utf-8'), add_bos=False, special=False) on text.txt minus one trailing newline",
         ),
         "n_prefill": N_PREFILL,

@@ -69,6 +69,24 @@ fn dequantize_blocks(
         });
 }
 
+/// candle's name of a block type the kernels compute (the callers pass only those).
+fn candle_type(ty: GgmlType) -> candle_core::quantized::GgmlDType {
+    use candle_core::quantized::GgmlDType as C;
+    use GgmlType as T;
+    match ty {
+        T::Q4_0 => C::Q4_0,
+        T::Q4_1 => C::Q4_1,
+        T::Q5_0 => C::Q5_0,
+        T::Q5_1 => C::Q5_1,
+        T::Q8_0 => C::Q8_0,
+        T::Q2_K => C::Q2K,
+        T::Q3_K => C::Q3K,
+        T::Q4_K => C::Q4K,
+        T::Q5_K => C::Q5K,
+        _ => C::Q6K,
+    }
+}
+
 /// Whether gen can write tensors of this type.
 pub fn can_quantize(ty: GgmlType) -> bool {
     use GgmlType as T;
@@ -122,16 +140,22 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], y: &mut [f32]) -> Result<()> {
         T::F32 => dequantize_blocks(ty, bytes, y, dequantize_f32),
         T::F16 => dequantize_blocks(ty, bytes, y, dequantize_f16),
         T::BF16 => dequantize_blocks(ty, bytes, y, dequantize_bf16),
-        T::Q4_0 => dequantize_blocks(ty, bytes, y, l::dequantize_q4_0),
-        T::Q4_1 => dequantize_blocks(ty, bytes, y, l::dequantize_q4_1),
-        T::Q5_0 => dequantize_blocks(ty, bytes, y, l::dequantize_q5_0),
-        T::Q5_1 => dequantize_blocks(ty, bytes, y, l::dequantize_q5_1),
-        T::Q8_0 => dequantize_blocks(ty, bytes, y, l::dequantize_q8_0),
-        T::Q2_K => dequantize_blocks(ty, bytes, y, k::dequantize_q2_k),
-        T::Q3_K => dequantize_blocks(ty, bytes, y, k::dequantize_q3_k),
-        T::Q4_K => dequantize_blocks(ty, bytes, y, k::dequantize_q4_k),
-        T::Q5_K => dequantize_blocks(ty, bytes, y, k::dequantize_q5_k),
-        T::Q6_K => dequantize_blocks(ty, bytes, y, k::dequantize_q6_k),
+        T::Q4_0
+        | T::Q4_1
+        | T::Q5_0
+        | T::Q5_1
+        | T::Q8_0
+        | T::Q2_K
+        | T::Q3_K
+        | T::Q4_K
+        | T::Q5_K
+        | T::Q6_K => {
+            let dtype = candle_type(ty);
+            dequantize_blocks(ty, bytes, y, |b, v| {
+                let known = crate::kernels::ggml::dequantize(dtype, b, v);
+                debug_assert!(known, "{ty} is a type the kernels compute");
+            })
+        }
         _ if ty.is_quantized() => {
             bail!("requantizing from type {ty} is not supported (gen has no dequantizer for it)")
         }

@@ -556,150 +556,6 @@ pub fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// Widens an 84-byte Q2_K block.
-pub fn dequantize_q2_k(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 80);
-    let min = f16_at(b, 82);
-    let mut out = 0;
-    let mut is = 0;
-    for half in 0..2 {
-        let q = &b[16 + 32 * half..16 + 32 * half + 32];
-        for shift in (0..8).step_by(2) {
-            for part in 0..2 {
-                let sc = b[is];
-                is += 1;
-                let dl = d * (sc & 0xF) as f32;
-                let ml = min * (sc >> 4) as f32;
-                for &qv in &q[16 * part..16 * part + 16] {
-                    y[out] = dl * ((qv >> shift) & 3) as f32 - ml;
-                    out += 1;
-                }
-            }
-        }
-    }
-}
-
-/// Q3_K's sixteen 6-bit scales (biased by 32), unpacked as ggml's dequantizer does.
-fn q3_k_scales(packed: &[u8]) -> [i8; 16] {
-    const KMASK1: u32 = 0x0303_0303;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    let word = |i: usize| {
-        u32::from_le_bytes([
-            packed[4 * i],
-            packed[4 * i + 1],
-            packed[4 * i + 2],
-            packed[4 * i + 3],
-        ])
-    };
-    let (a0, a1, tmp) = (word(0), word(1), word(2));
-    let aux = [
-        (a0 & KMASK2) | ((tmp & KMASK1) << 4),
-        (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
-        ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
-        ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
-    ];
-    let mut s = [0i8; 16];
-    for (i, w) in aux.iter().enumerate() {
-        for (k, byte) in w.to_le_bytes().iter().enumerate() {
-            s[4 * i + k] = *byte as i8;
-        }
-    }
-    s
-}
-
-/// Widens a 110-byte Q3_K block.
-pub fn dequantize_q3_k(b: &[u8], y: &mut [f32]) {
-    let d_all = f16_at(b, 108);
-    let hm = &b[0..32];
-    let scales = q3_k_scales(&b[96..108]);
-    let mut out = 0;
-    let mut is = 0;
-    let mut m = 1u8;
-    for half in 0..2 {
-        let q = &b[32 + 32 * half..32 + 32 * half + 32];
-        for shift in (0..8).step_by(2) {
-            for part in 0..2 {
-                let dl = d_all * (scales[is] as i32 - 32) as f32;
-                is += 1;
-                for i in 16 * part..16 * part + 16 {
-                    let low = ((q[i] >> shift) & 3) as i32;
-                    let high = if hm[i] & m != 0 { 0 } else { 4 };
-                    y[out] = dl * (low - high) as f32;
-                    out += 1;
-                }
-            }
-            m <<= 1;
-        }
-    }
-}
-
-/// Widens a 144-byte Q4_K block.
-pub fn dequantize_q4_k(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    let min = f16_at(b, 2);
-    let scales = &b[4..16];
-    for k in 0..4 {
-        let q = &b[16 + 32 * k..16 + 32 * k + 32];
-        let (s1, m1) = scale_min_k4(2 * k, scales);
-        let (s2, m2) = scale_min_k4(2 * k + 1, scales);
-        let (d1, m1) = (d * s1 as f32, min * m1 as f32);
-        let (d2, m2) = (d * s2 as f32, min * m2 as f32);
-        let y = &mut y[64 * k..64 * k + 64];
-        for i in 0..32 {
-            y[i] = d1 * (q[i] & 0xF) as f32 - m1;
-            y[i + 32] = d2 * (q[i] >> 4) as f32 - m2;
-        }
-    }
-}
-
-/// Widens a 176-byte Q5_K block.
-pub fn dequantize_q5_k(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    let min = f16_at(b, 2);
-    let scales = &b[4..16];
-    let qh = &b[16..48];
-    let (mut u1, mut u2) = (1u8, 2u8);
-    for k in 0..4 {
-        let ql = &b[48 + 32 * k..48 + 32 * k + 32];
-        let (s1, m1) = scale_min_k4(2 * k, scales);
-        let (s2, m2) = scale_min_k4(2 * k + 1, scales);
-        let (d1, m1) = (d * s1 as f32, min * m1 as f32);
-        let (d2, m2) = (d * s2 as f32, min * m2 as f32);
-        let y = &mut y[64 * k..64 * k + 64];
-        for i in 0..32 {
-            let h1 = if qh[i] & u1 != 0 { 16 } else { 0 };
-            let h2 = if qh[i] & u2 != 0 { 16 } else { 0 };
-            y[i] = d1 * ((ql[i] & 0xF) + h1) as f32 - m1;
-            y[i + 32] = d2 * ((ql[i] >> 4) + h2) as f32 - m2;
-        }
-        u1 <<= 2;
-        u2 <<= 2;
-    }
-}
-
-/// Widens a 210-byte Q6_K block.
-pub fn dequantize_q6_k(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 208);
-    for k in 0..2 {
-        let ql = &b[64 * k..64 * k + 64];
-        let qh = &b[128 + 32 * k..128 + 32 * k + 32];
-        let sc = &b[192 + 8 * k..192 + 8 * k + 8];
-        let y = &mut y[128 * k..128 * k + 128];
-        for i in 0..32 {
-            let is = i / 16;
-            let q1 = ((ql[i] & 0xF) | ((qh[i] & 3) << 4)) as i8 - 32;
-            let q2 = ((ql[i + 32] & 0xF) | (((qh[i] >> 2) & 3) << 4)) as i8 - 32;
-            let q3 = ((ql[i] >> 4) | (((qh[i] >> 4) & 3) << 4)) as i8 - 32;
-            let q4 = ((ql[i + 32] >> 4) | (((qh[i] >> 6) & 3) << 4)) as i8 - 32;
-            let s = |j: usize| sc[j] as i8 as f32;
-            y[i] = d * s(is) * q1 as f32;
-            y[i + 32] = d * s(is + 2) * q2 as f32;
-            y[i + 64] = d * s(is + 4) * q3 as f32;
-            y[i + 96] = d * s(is + 6) * q4 as f32;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,22 +586,26 @@ mod tests {
     #[test]
     fn round_trips_are_close() {
         type Q = fn(&[f32], &mut [u8]);
-        type D = fn(&[u8], &mut [f32]);
-        let cases: [(Q, D, usize, f32); 5] = [
-            (quantize_q2_k, dequantize_q2_k, 84, 0.45),
-            (quantize_q3_k, dequantize_q3_k, 110, 0.25),
-            (quantize_q4_k, dequantize_q4_k, 144, 0.1),
-            (quantize_q5_k, dequantize_q5_k, 176, 0.05),
-            (quantize_q6_k, dequantize_q6_k, 210, 0.03),
+        use candle_core::quantized::GgmlDType as C;
+        let cases: [(Q, C, usize, f32); 5] = [
+            (quantize_q2_k, C::Q2K, 84, 0.45),
+            (quantize_q3_k, C::Q3K, 110, 0.25),
+            (quantize_q4_k, C::Q4K, 144, 0.1),
+            (quantize_q5_k, C::Q5K, 176, 0.05),
+            (quantize_q6_k, C::Q6K, 210, 0.03),
         ];
+        // The kernels' dequantizer, the one gen has.
+        let d = |dtype: C, b: &[u8], y: &mut [f32]| {
+            assert!(crate::kernels::ggml::dequantize(dtype, b, y))
+        };
         for seed in 0..20 {
             let x = sample(seed, QK_K);
             let range = 0.1f32;
-            for (q, d, size, tol) in cases {
+            for (q, size_type, size, tol) in cases {
                 let mut block = vec![0u8; size];
                 q(&x, &mut block);
                 let mut y = vec![0f32; QK_K];
-                d(&block, &mut y);
+                d(size_type, &block, &mut y);
                 let worst = x
                     .iter()
                     .zip(&y)
@@ -755,26 +615,9 @@ mod tests {
 
                 let mut zeros = vec![1u8; size];
                 q(&[0.0; QK_K], &mut zeros);
-                d(&zeros, &mut y);
+                d(size_type, &zeros, &mut y);
                 assert!(y.iter().all(|&v| v == 0.0), "size {size}: zeros");
             }
         }
-    }
-
-    /// The unpacking in `dequantize_q3_k` (ggml's 32-bit mask trick) reads back the 6-bit
-    /// scales the quantizer packed one by one.
-    #[test]
-    fn q3_k_scales_unpack_what_was_packed() {
-        let wanted: [i8; 16] = [0, 1, 31, 32, 33, 63, 7, 8, 15, 16, 17, 40, 48, 55, 62, 3];
-        let mut sc = [0u8; 12];
-        for (j, &q) in wanted.iter().enumerate() {
-            if j < 8 {
-                sc[j] = (q & 0xF) as u8;
-            } else {
-                sc[j - 8] |= ((q & 0xF) << 4) as u8;
-            }
-            sc[j % 4 + 8] |= ((q >> 4) << (2 * (j / 4))) as u8;
-        }
-        assert_eq!(q3_k_scales(&sc), wanted);
     }
 }

@@ -7,7 +7,7 @@
 //! Q5_0 `d: f16, qh: u32, qs: [u8; 16]`; Q5_1 `d, m: f16, qh: u32, qs: [u8; 16]`;
 //! Q8_0 `d: f16, qs: [i8; 32]`. Nibble j holds element j (low) and j + 16 (high).
 
-use super::fp::{f16_at, f32_to_f16};
+use super::fp::f32_to_f16;
 
 /// Elements per block.
 pub const QK: usize = 32;
@@ -134,65 +134,16 @@ pub fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// Widens an 18-byte Q4_0 block.
-pub fn dequantize_q4_0(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    for j in 0..QK / 2 {
-        let q = b[2 + j];
-        y[j] = ((q & 0x0F) as i32 - 8) as f32 * d;
-        y[j + QK / 2] = ((q >> 4) as i32 - 8) as f32 * d;
-    }
-}
-
-/// Widens a 20-byte Q4_1 block.
-pub fn dequantize_q4_1(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    let m = f16_at(b, 2);
-    for j in 0..QK / 2 {
-        let q = b[4 + j];
-        y[j] = (q & 0x0F) as f32 * d + m;
-        y[j + QK / 2] = (q >> 4) as f32 * d + m;
-    }
-}
-
-/// Widens a 22-byte Q5_0 block.
-pub fn dequantize_q5_0(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-    for j in 0..QK / 2 {
-        let h0 = (((qh >> j) << 4) & 0x10) as u8;
-        let h1 = ((qh >> (j + 12)) & 0x10) as u8;
-        let q = b[6 + j];
-        y[j] = (((q & 0x0F) | h0) as i32 - 16) as f32 * d;
-        y[j + QK / 2] = (((q >> 4) | h1) as i32 - 16) as f32 * d;
-    }
-}
-
-/// Widens a 24-byte Q5_1 block.
-pub fn dequantize_q5_1(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    let m = f16_at(b, 2);
-    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    for j in 0..QK / 2 {
-        let h0 = (((qh >> j) << 4) & 0x10) as u8;
-        let h1 = ((qh >> (j + 12)) & 0x10) as u8;
-        let q = b[8 + j];
-        y[j] = ((q & 0x0F) | h0) as f32 * d + m;
-        y[j + QK / 2] = ((q >> 4) | h1) as f32 * d + m;
-    }
-}
-
-/// Widens a 34-byte Q8_0 block.
-pub fn dequantize_q8_0(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    for j in 0..QK {
-        y[j] = (b[2 + j] as i8) as f32 * d;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::fp::f16_at;
+    use candle_core::quantized::GgmlDType;
+
+    /// The kernels' dequantizer (the one gen has) for one block of `dtype`.
+    fn widen(dtype: GgmlDType) -> impl Fn(&[u8], &mut [f32]) {
+        move |b, y| assert!(crate::kernels::ggml::dequantize(dtype, b, y))
+    }
 
     fn sample(seed: u32) -> Vec<f32> {
         let mut s = seed;
@@ -209,13 +160,12 @@ mod tests {
     #[test]
     fn round_trips_within_a_step() {
         type Q = fn(&[f32], &mut [u8]);
-        type D = fn(&[u8], &mut [f32]);
-        let cases: [(Q, D, usize, f32); 5] = [
-            (quantize_q4_0, dequantize_q4_0, 18, 2.0 / 8.0),
-            (quantize_q4_1, dequantize_q4_1, 20, 2.0 / 15.0),
-            (quantize_q5_0, dequantize_q5_0, 22, 2.0 / 16.0),
-            (quantize_q5_1, dequantize_q5_1, 24, 2.0 / 31.0),
-            (quantize_q8_0, dequantize_q8_0, 34, 1.0 / 127.0),
+        let cases: [(Q, GgmlDType, usize, f32); 5] = [
+            (quantize_q4_0, GgmlDType::Q4_0, 18, 2.0 / 8.0),
+            (quantize_q4_1, GgmlDType::Q4_1, 20, 2.0 / 15.0),
+            (quantize_q5_0, GgmlDType::Q5_0, 22, 2.0 / 16.0),
+            (quantize_q5_1, GgmlDType::Q5_1, 24, 2.0 / 31.0),
+            (quantize_q8_0, GgmlDType::Q8_0, 34, 1.0 / 127.0),
         ];
         for seed in 0..50 {
             let x = sample(seed);
@@ -223,7 +173,7 @@ mod tests {
                 let mut block = vec![0u8; size];
                 q(&x, &mut block);
                 let mut y = vec![0f32; QK];
-                d(&block, &mut y);
+                widen(d)(&block, &mut y);
                 for (a, b) in x.iter().zip(&y) {
                     assert!(
                         (a - b).abs() <= step * 0.5 + 2e-3,
@@ -242,7 +192,7 @@ mod tests {
         let mut block = [0u8; 18];
         quantize_q4_0(&x, &mut block);
         let mut y = [0f32; QK];
-        dequantize_q4_0(&block, &mut y);
+        widen(GgmlDType::Q4_0)(&block, &mut y);
         assert_eq!(y[3], -2.0);
         assert_eq!(f16_at(&block, 0), 0.25);
     }

@@ -203,6 +203,50 @@ impl Format {
     }
 }
 
+/// Widens whole blocks of `dtype` (`bytes` holding `out.len()` values) as ggml's
+/// `dequantize_row_*` does, in plain f32 operations in its order: the one dequantizer for the
+/// embedding lookup and for `gen quantize`'s requantization. `false` (and nothing written) for
+/// types gen does not compute.
+///
+/// # Panics
+/// If `bytes` does not hold exactly `out.len()` values' blocks.
+pub fn dequantize(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> bool {
+    let Some(format) = Format::of(dtype) else {
+        return false;
+    };
+    assert!(
+        out.len().is_multiple_of(format.block_len())
+            && bytes.len() == out.len() / format.block_len() * format.block_bytes(),
+        "dequantize: {} bytes of {} for {} values",
+        bytes.len(),
+        format.name(),
+        out.len()
+    );
+    dequantize_format(format, bytes, out);
+    true
+}
+
+/// [`dequantize`] for a known format.
+fn dequantize_format(format: Format, bytes: &[u8], out: &mut [f32]) {
+    let kind = match format {
+        Format::K(k) => return kquant::dequantize_row(k, bytes, out),
+        Format::Block(kind) => kind,
+    };
+    for (blk, y) in bytes
+        .chunks_exact(kind.block_bytes())
+        .zip(out.chunks_exact_mut(QK))
+    {
+        let (d, m) = kind.scales(blk);
+        for (y, x) in y.iter_mut().zip(kind.values(blk)) {
+            *y = if kind.has_offset() {
+                x as f32 * d + m
+            } else {
+                x as f32 * d
+            };
+        }
+    }
+}
+
 impl GgmlMatrix {
     /// Takes over a CPU QTensor of a supported type; `None` for other types.
     pub fn from_qtensor(q: &QTensor) -> Result<Option<Self>> {
@@ -275,26 +319,7 @@ impl GgmlMatrix {
                     self.rows
                 )
             })?;
-            let kind = match self.format {
-                Format::K(k) => {
-                    kquant::dequantize_row(k, row, y);
-                    continue;
-                }
-                Format::Block(kind) => kind,
-            };
-            for (blk, y) in row
-                .chunks_exact(kind.block_bytes())
-                .zip(y.chunks_exact_mut(QK))
-            {
-                let (d, m) = kind.scales(blk);
-                for (y, x) in y.iter_mut().zip(kind.values(blk)) {
-                    *y = if kind.has_offset() {
-                        x as f32 * d + m
-                    } else {
-                        x as f32 * d
-                    };
-                }
-            }
+            dequantize_format(self.format, row, y);
         }
         Ok(out)
     }

@@ -6,7 +6,9 @@
 
 use crate::cli::gen;
 use crate::quantize::sha256_file;
-use crate::real::{argmax, floats, ids, load_path, log_softmax_rows, oracle, real_gguf, repo};
+use crate::real::{
+    argmax, floats, ids, load_path, log_softmax_rows, oracle, real_gguf, repo, teacher_forced_rows,
+};
 use candle_core::{DType, Device, Tensor};
 use gen::model::Logits;
 use serde_json::Value;
@@ -75,16 +77,7 @@ fn check_type(name: &str) {
     let mut m = load_path(&quantized_file(name, entry));
     m.model.set_cache_dtype(DType::F32).unwrap();
 
-    let mut cache = m.model.new_cache();
-    let mut rows = Vec::new();
-    for chunk in tokens.chunks(512) {
-        let input = Tensor::new(chunk, &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let logits = m.model.forward(&input, &mut cache, Logits::All).unwrap();
-        rows.extend(log_softmax_rows(&logits.squeeze(0).unwrap()));
-    }
+    let rows = teacher_forced_rows(&m.model, &tokens);
     let prefill = distance(&rows, &tokens, &entry["prefill"]);
     let nll = (0..tokens.len() - 1)
         .map(|i| -rows[i][tokens[i + 1] as usize])

@@ -149,6 +149,26 @@ fn gguf_teacher_forced_f16_cache_tracks_llama_cpp() {
     teacher_forced("llamacpp_logprobs_f16cache.json", DType::F16);
 }
 
+/// Log-softmax rows for every position of `tokens` run as one sequence from an empty cache, in
+/// 512-token batches (llama.cpp's n_batch in the golden runs).
+pub(crate) fn teacher_forced_rows(model: &gen::model::Llama, tokens: &[u32]) -> Vec<Vec<f64>> {
+    let mut cache = model.new_cache();
+    let mut rows = Vec::new();
+    for chunk in tokens.chunks(512) {
+        let input = Tensor::new(chunk, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let logits = model
+            .forward(&input, &mut cache, Logits::All)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        rows.extend(log_softmax_rows(&logits));
+    }
+    rows
+}
+
 fn teacher_forced(golden: &str, cache_type: DType) {
     let floor = &oracle("llamacpp_first_position.json")["noise_floor"]["flash_attn_f16_kv"];
     let floor_rate = floor["argmax_agreement"].as_f64().unwrap();
@@ -158,21 +178,7 @@ fn teacher_forced(golden: &str, cache_type: DType) {
     let want_argmax = ids(&golden["argmax"]);
     let want_logp = floats(&golden["logp_next"]);
     let m = real_gguf_with_cache(cache_type);
-    let mut cache = m.model.new_cache();
-    let mut rows = Vec::new();
-    for chunk in tokens.chunks(512) {
-        let input = Tensor::new(chunk, &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let logits = m
-            .model
-            .forward(&input, &mut cache, Logits::All)
-            .unwrap()
-            .squeeze(0)
-            .unwrap();
-        rows.extend(log_softmax_rows(&logits));
-    }
+    let rows = teacher_forced_rows(&m.model, &tokens);
     let n = tokens.len() - 1;
     let agree = (0..n)
         .filter(|&i| argmax(&rows[i]) == want_argmax[i])

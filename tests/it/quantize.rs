@@ -6,7 +6,7 @@
 
 use crate::cli::{fails_with, gen};
 use crate::real::real_gguf;
-use crate::tiny::{random_weights, write_gguf, TinySpec};
+use crate::tiny::{random_weights, write_gguf, Rng, TinySpec};
 use candle_core::quantized::GgmlDType;
 use gen::quant::gguf::{self, Kv, OutTensor, Value};
 use gen::quant::types::GgmlType;
@@ -121,32 +121,17 @@ fn real_model_quantizes_as_llama_cpp() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// splitmix64 mapped to `(k - 2^23) / 2^23` for its top 24 bits `k`: exact in f32, so the
-/// Python oracle makes the same values.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 40) as i64 - (1 << 23)) as f32 / (1 << 23) as f32
-    }
-}
-
 /// The tiny f32 model of llamacpp_quantize.py (`TINY`, `tiny_tensors`, `tiny_metadata`),
 /// written as that script writes it.
 fn write_oracle_tiny(path: &Path, spec: &Json) {
     let n = |k: &str| spec[k].as_u64().unwrap();
     let (h, f, vocab) = (n("hidden"), n("ffn"), n("vocab"));
     let kv = n("kv_heads") * (h / n("heads"));
-    let mut rng = SplitMix(n("seed"));
+    let mut rng = Rng(n("seed"));
     let mut tensors: Vec<(String, Vec<u64>, Vec<f32>)> = Vec::new();
     let mut t = |name: &str, ne: &[u64], scale: f32| {
         let count: u64 = ne.iter().product();
-        let values = (0..count).map(|_| rng.next() * scale).collect();
+        let values = (0..count).map(|_| rng.next_f32() * scale).collect();
         tensors.push((name.to_string(), ne.to_vec(), values));
     };
     t("token_embd.weight", &[h, vocab], 1.0);

@@ -43,10 +43,11 @@ impl TinySpec {
     }
 }
 
-/// Deterministic uniform numbers (splitmix64), so fixtures do not depend on candle's RNG.
-struct Rng(u64);
+/// Deterministic uniform numbers (splitmix64), so fixtures do not depend on candle's RNG: the
+/// top 24 bits `k` as `k / 2^23 - 1`, exact in f32, so Python oracles can make the same values.
+pub struct Rng(pub u64);
 impl Rng {
-    fn next_f32(&mut self) -> f32 {
+    pub fn next_f32(&mut self) -> f32 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

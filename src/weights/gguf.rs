@@ -238,8 +238,8 @@ struct UnsupportedType {
 
 impl std::fmt::Display for UnsupportedType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name =
-            ggml_type_name(self.ty).map_or_else(|| format!("type {}", self.ty), String::from);
+        let name = crate::quant::types::GgmlType::from_id(self.ty)
+            .map_or_else(|| format!("type {}", self.ty), |t| t.name().to_uppercase());
         write!(
             f,
             "tensor `{}` is stored as {name} (ggml type {}), which gen does not compute; gen runs \
@@ -252,53 +252,6 @@ impl std::fmt::Display for UnsupportedType {
 }
 
 impl std::error::Error for UnsupportedType {}
-
-/// ggml's name of a tensor type id (those a GGUF file may hold).
-fn ggml_type_name(ty: u32) -> Option<&'static str> {
-    const NAMES: [&str; 40] = [
-        "F32",
-        "F16",
-        "Q4_0",
-        "Q4_1",
-        "Q4_2",
-        "Q4_3",
-        "Q5_0",
-        "Q5_1",
-        "Q8_0",
-        "Q8_1",
-        "Q2_K",
-        "Q3_K",
-        "Q4_K",
-        "Q5_K",
-        "Q6_K",
-        "Q8_K",
-        "IQ2_XXS",
-        "IQ2_XS",
-        "IQ3_XXS",
-        "IQ1_S",
-        "IQ4_NL",
-        "IQ3_S",
-        "IQ2_S",
-        "IQ4_XS",
-        "I8",
-        "I16",
-        "I32",
-        "I64",
-        "F64",
-        "IQ1_M",
-        "BF16",
-        "Q4_0_4_4",
-        "Q4_0_4_8",
-        "Q4_0_8_8",
-        "TQ1_0",
-        "TQ2_0",
-        "IQ4_NL_4_4",
-        "IQ4_NL_4_8",
-        "IQ4_NL_8_8",
-        "MXFP4",
-    ];
-    NAMES.get(ty as usize).copied()
-}
 
 /// The tensor types candle reads (and gen computes): F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
 /// Q8_1, Q2_K..Q8_K and BF16.

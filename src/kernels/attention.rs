@@ -95,24 +95,30 @@ enum Reduce {
 /// f32 or both f16, any strides with contiguous rows (views of the cache buffers). Query `i`
 /// sees positions `0..=pos + i`. Returns `(b, s, n_heads * head_dim)` f32.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
-    attention_as(q, k, v, scale, false)
+    attention_as(q, k, v, scale, false, None)
 }
 
 /// [`attention`] with each query computed exactly as a one-token decode step computes it
 /// (`as_steps`), instead of llama.cpp's multi-query order: a verify pass over several
 /// positions then gives, bit for bit, the logits of that many one-token steps.
+///
+/// With a sliding `window`, the query at position `p` sees only `p - window + 1 ..= p`: the
+/// older scores are -inf, as in llama.cpp's masked softmax, so every sum keeps its order and
+/// the hidden positions add exact zeros.
 pub fn attention_as(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     scale: f32,
     as_steps: bool,
+    window: Option<usize>,
 ) -> Result<Tensor> {
+    let window = window.unwrap_or(usize::MAX);
     match (k.dtype(), v.dtype()) {
         (candle_core::DType::F16, candle_core::DType::F16) => {
-            attention_of::<f16>(q, k, v, scale, as_steps)
+            attention_of::<f16>(q, k, v, scale, as_steps, window)
         }
-        _ => attention_of::<f32>(q, k, v, scale, as_steps),
+        _ => attention_of::<f32>(q, k, v, scale, as_steps, window),
     }
 }
 
@@ -122,6 +128,7 @@ fn attention_of<T: Elem>(
     v: &Tensor,
     scale: f32,
     as_steps: bool,
+    window: usize,
 ) -> Result<Tensor> {
     let (b, nh, s, hd) = q.dims4()?;
     let (kb, nkv, len, khd) = k.dims4()?;
@@ -152,7 +159,7 @@ fn attention_of<T: Elem>(
         Reduce::VecDot
     };
     if s == 1 {
-        let out = decode(&qv, &kv, &vv, [b, nh, nkv, len, hd], scale);
+        let out = decode(&qv, &kv, &vv, [b, nh, nkv, len, hd], scale, window);
         return Ok(Tensor::from_vec(out, (b, 1, nh * hd), &Device::Cpu)?);
     }
     if as_steps {
@@ -163,7 +170,7 @@ fn attention_of<T: Elem>(
             let qi = q.narrow(2, i, 1)?.contiguous()?;
             let qs = qi.storage_and_layout().0;
             let qiv = view::<f32>(&qs, &qi, "q")?;
-            let out = decode(&qiv, &kv, &vv, [b, nh, nkv, pos + i + 1, hd], scale);
+            let out = decode(&qiv, &kv, &vv, [b, nh, nkv, pos + i + 1, hd], scale, window);
             steps.push(Tensor::from_vec(out, (b, 1, nh * hd), &Device::Cpu)?);
         }
         return Ok(Tensor::cat(&steps, 1)?);
@@ -176,7 +183,8 @@ fn attention_of<T: Elem>(
         let g = h / n_rep;
         let seen = pos + i + 1;
         let q = operand::<T>(qv.row(bi, h, i, hd));
-        let mut probs = softmax_scores(&q, |j| kv.row(bi, g, j, hd), seen, scale, scores);
+        let first = seen.saturating_sub(window);
+        let mut probs = softmax_scores(&q, |j| kv.row(bi, g, j, hd), first..seen, scale, scores);
         if T::IS_F16 {
             simd::round_through_f16(&mut probs);
         }
@@ -246,6 +254,7 @@ fn decode<T: Elem>(
     vv: &View<T>,
     [b, nh, nkv, len, hd]: [usize; 5],
     scale: f32,
+    window: usize,
 ) -> Vec<f32> {
     let n_rep = nh / nkv;
     let work = b * nh * len * hd * 2;
@@ -292,6 +301,20 @@ fn decode<T: Elem>(
             }
         }
     });
+    // Positions before the sliding window: -inf, as llama.cpp's mask writes them.
+    let first = len.saturating_sub(window);
+    if first > 0 {
+        for (idx, chunk) in scores.chunks_mut(SCORE_BLOCK * n_rep).enumerate() {
+            let start = idx % blocks * SCORE_BLOCK;
+            for r in 0..n_rep {
+                for (j, x) in chunk[r * SCORE_BLOCK..(r + 1) * SCORE_BLOCK].iter_mut().enumerate() {
+                    if start + j < first {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+    }
     // 2. probs[(bi, h)][j], zero past `len`.
     let mut probs = vec![0f32; b * nh * plen];
     for_each_chunk(&mut probs, plen, work, |(idx, row)| {
@@ -437,14 +460,15 @@ fn quarter_sums_avx2<'a, T: Elem, const R: usize>(
 fn softmax_scores<'a, T: Elem>(
     q: &[f32],
     key: impl Fn(usize) -> &'a [T],
-    seen: usize,
+    visible: std::ops::Range<usize>,
     scale: f32,
     reduce: Reduce,
 ) -> Vec<f32> {
+    let seen = visible.end;
     // Padded to whole eights with -inf, whose exp is exactly 0, as the masked tail of
-    // llama.cpp's (256-padded) row.
+    // llama.cpp's (256-padded) row; positions before the window are -inf too.
     let mut w = vec![f32::NEG_INFINITY; seen.div_ceil(8) * 8];
-    for (j, x) in w.iter_mut().take(seen).enumerate() {
+    for (j, x) in w.iter_mut().enumerate().take(seen).skip(visible.start) {
         let dot = match reduce {
             Reduce::VecDot => vec_dot(key(j), q),
             Reduce::Gemm => dot_gemm(key(j), q),
@@ -908,7 +932,7 @@ mod tests {
                 let g = h / (nh / nkv);
                 let q = operand::<T>(qv.row(bi, h, 0, hd));
                 let mut p =
-                    softmax_scores(&q, |j| kv.row(bi, g, j, hd), len, scale, Reduce::VecDot);
+                    softmax_scores(&q, |j| kv.row(bi, g, j, hd), 0..len, scale, Reduce::VecDot);
                 if T::IS_F16 {
                     simd::round_through_f16(&mut p);
                 }
@@ -967,5 +991,33 @@ mod tests {
                 .to_vec1::<f32>()
                 .unwrap()
         );
+    }
+
+    /// A sliding window of `w` equals plain attention over each query's last `w` keys, in
+    /// decode, prefill and step-by-step verify alike; a window wider than the context changes
+    /// nothing, bit for bit.
+    #[test]
+    fn sliding_window_sees_only_the_last_positions() {
+        let dev = Device::Cpu;
+        let (nh, nkv, s, pos, hd, w) = (4, 2, 6, 30, 32, 7);
+        let len = pos + s;
+        let q = Tensor::from_vec(values(nh * s * hd, 7), (1, nh, s, hd), &dev).unwrap();
+        let k = Tensor::from_vec(values(nkv * len * hd, 8), (1, nkv, len, hd), &dev).unwrap();
+        let v = Tensor::from_vec(values(nkv * len * hd, 9), (1, nkv, len, hd), &dev).unwrap();
+        let scale = 1.0 / (hd as f32).sqrt();
+        for as_steps in [false, true] {
+            let got = attention_as(&q, &k, &v, scale, as_steps, Some(w)).unwrap();
+            for i in 0..s {
+                let end = pos + i + 1;
+                let qi = q.narrow(2, i, 1).unwrap();
+                let (ki, vi) = (k.narrow(2, end - w, w).unwrap(), v.narrow(2, end - w, w).unwrap());
+                let want = attention(&qi, &ki, &vi, scale).unwrap();
+                let diff = max_abs_diff(&got.narrow(1, i, 1).unwrap(), &want);
+                assert!(diff < 1e-6, "query {i}, as_steps {as_steps}: {diff}");
+            }
+            let wide = attention_as(&q, &k, &v, scale, as_steps, Some(len)).unwrap();
+            let plain = attention_as(&q, &k, &v, scale, as_steps, None).unwrap();
+            assert_eq!(max_abs_diff(&wide, &plain), 0.0);
+        }
     }
 }

@@ -1,18 +1,57 @@
 //! The model's resolved shape and hyper-parameters, read once from `config.json` (+
 //! `generation_config.json`) or from GGUF metadata, validated, and never re-parsed.
 
+pub use super::family::{Activation, Family};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file;
 use serde::Deserialize;
 use std::path::Path;
 
-/// How the rows of the Q and K projections are laid out for rotary embeddings.
+/// How the rows of the Q and K projections are laid out for rotary embeddings, and whose
+/// rounding the angles follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RopeLayout {
-    /// Hugging Face layout: rotate the first half of each head against the second half.
+    /// Hugging Face layout: rotate the first half of each head against the second half, with
+    /// transformers' angles.
     HalfSplit,
-    /// GGUF/Meta layout: rotate adjacent pairs (llama.cpp permutes Q/K rows when converting).
+    /// GGUF/Meta layout: rotate adjacent pairs (llama.cpp permutes Llama's Q/K rows when
+    /// converting), with ggml's angles (`LLAMA_ROPE_TYPE_NORM`).
     Interleaved,
+    /// Halves of each head as transformers stores them, with ggml's angles and rounding
+    /// (`LLAMA_ROPE_TYPE_NEOX`: GGUF Qwen2, Qwen3, Gemma 3).
+    Neox,
+}
+
+/// Which layers attend through the sliding window (the others see the whole context).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlidingLayers {
+    /// Every layer (Mistral).
+    All,
+    /// All but every `n`th (layers `n - 1`, `2n - 1`, … are global): Gemma 3's 5 local : 1
+    /// global, llama.cpp's `set_swa_pattern`.
+    AllButEvery(usize),
+    /// Layer by layer (`layer_types` in config.json, or a GGUF pattern array).
+    Listed(Vec<bool>),
+}
+
+impl SlidingLayers {
+    fn contains(&self, layer: usize) -> bool {
+        match self {
+            SlidingLayers::All => true,
+            SlidingLayers::AllButEvery(n) => *n == 0 || (layer + 1) % n != 0,
+            SlidingLayers::Listed(l) => l.get(layer).copied().unwrap_or(false),
+        }
+    }
+}
+
+/// Sliding-window attention: a query at position `p` sees keys at `p - size + 1 ..= p` in the
+/// layers it applies to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlidingWindow {
+    pub size: usize,
+    pub layers: SlidingLayers,
+    /// The RoPE base of the sliding layers (Gemma 3: 10 000 while global layers use 1 000 000).
+    pub rope_theta: f32,
 }
 
 /// Llama 3 style frequency-dependent RoPE scaling (`rope_scaling.rope_type = "llama3"`).
@@ -24,9 +63,11 @@ pub struct Llama3RopeScaling {
     pub original_max_position_embeddings: usize,
 }
 
-/// Fully resolved Llama configuration; field names follow Hugging Face's `LlamaConfig`.
+/// Fully resolved configuration of a model of any supported [`Family`]; field names follow
+/// Hugging Face's `LlamaConfig`, the families' extras after them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    pub family: Family,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
@@ -43,9 +84,27 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<u32>,
     /// Every id that ends generation (config.json and generation_config.json may list several).
     pub eos_token_ids: Vec<u32>,
+    /// Whether q, k and v have biases (Qwen2; `attention_bias` in a Llama config.json).
+    pub attention_bias: bool,
+    /// Linear RoPE scaling: positions are multiplied by this (1 = none; `rope_scaling` of
+    /// type `linear` with factor f gives 1 / f). Global layers only, as in llama.cpp and
+    /// transformers' Gemma 3.
+    pub rope_freq_scale: f32,
+    /// Attention scores are scaled by `1 / √query_pre_attn_scalar` (the head size, except
+    /// where Gemma says otherwise).
+    pub query_pre_attn_scalar: f32,
+    pub sliding_window: Option<SlidingWindow>,
 }
 
 impl LlamaConfig {
+    /// Whether layer `i` attends through the sliding window, and its size if so.
+    pub fn window_of(&self, layer: usize) -> Option<usize> {
+        self.sliding_window
+            .as_ref()
+            .filter(|w| w.layers.contains(layer))
+            .map(|w| w.size)
+    }
+
     /// Checks that the shapes divide as the forward pass needs; names the offending keys.
     pub fn validate(&self) -> Result<()> {
         let nonzero = [
@@ -126,6 +185,23 @@ impl LlamaConfig {
                 self.rope_theta
             );
         }
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        if !positive(self.rope_freq_scale) || !positive(self.query_pre_attn_scalar) {
+            bail!(
+                "model config: the RoPE scaling factor ({}) and query_pre_attn_scalar ({}) must be positive",
+                1.0 / self.rope_freq_scale,
+                self.query_pre_attn_scalar
+            );
+        }
+        if let Some(w) = &self.sliding_window {
+            if w.size == 0 || !positive(w.rope_theta) {
+                bail!(
+                    "model config: the sliding window ({}) and its RoPE base ({}) must be positive",
+                    w.size,
+                    w.rope_theta
+                );
+            }
+        }
         if let Some(id) = self
             .eos_token_ids
             .iter()
@@ -176,7 +252,7 @@ impl LlamaConfig {
         Ok(cfg)
     }
 
-    /// Reads the `llama.*` and `tokenizer.ggml.*` metadata of a GGUF file.
+    /// Reads the `{arch}.*` and `tokenizer.ggml.*` metadata of a GGUF file.
     pub fn from_gguf(content: &gguf_file::Content) -> Result<Self> {
         let md = &content.metadata;
         let arch = md
@@ -185,73 +261,133 @@ impl LlamaConfig {
             .transpose()
             .context("GGUF key `general.architecture` is not a string")?
             .unwrap_or_default();
-        if arch != "llama" {
+        let Some(family) = Family::from_gguf(&arch) else {
             bail!(
-                "unsupported architecture `{arch}` (GGUF key general.architecture); gen runs Llama-architecture models only"
+                "unsupported architecture `{arch}` (GGUF key general.architecture); gen runs {}",
+                Family::supported_list()
             );
-        }
-        let get = |key: &str| -> Result<&gguf_file::Value> {
-            md.get(key).with_context(|| {
-                format!(
-                    "GGUF metadata key `{key}` is missing; the file is not a complete llama GGUF"
-                )
+        };
+        let key = |k: &str| format!("{arch}.{k}");
+        let get = |k: &str| -> Result<&gguf_file::Value> {
+            let k = key(k);
+            md.get(&k).with_context(|| {
+                format!("GGUF metadata key `{k}` is missing; the file is not a complete {arch} GGUF")
             })
         };
-        let get_usize = |key: &str| -> Result<usize> {
-            Ok(value_u64(get(key)?).with_context(|| format!("GGUF key `{key}`"))? as usize)
+        let get_usize = |k: &str| -> Result<usize> {
+            Ok(value_u64(get(k)?).with_context(|| format!("GGUF key `{}`", key(k)))? as usize)
         };
-        let get_f32 = |key: &str| -> Result<f32> {
-            get(key)?
+        let get_f32 = |k: &str| -> Result<f32> {
+            get(k)?
                 .to_f32()
                 .map_err(anyhow::Error::from)
-                .with_context(|| format!("GGUF key `{key}`"))
+                .with_context(|| format!("GGUF key `{}`", key(k)))
         };
-        let hidden_size = get_usize("llama.embedding_length")?;
-        let num_attention_heads = get_usize("llama.attention.head_count")?;
-        let num_key_value_heads = match md.get("llama.attention.head_count_kv") {
-            Some(_) => get_usize("llama.attention.head_count_kv")?,
-            None => num_attention_heads,
+        let has = |k: &str| md.contains_key(&key(k));
+        let hidden_size = get_usize("embedding_length")?;
+        let num_attention_heads = get_usize("attention.head_count")?;
+        let num_key_value_heads = match has("attention.head_count_kv") {
+            true => get_usize("attention.head_count_kv")?,
+            false => num_attention_heads,
         };
-        let head_dim = match md.get("llama.attention.key_length") {
-            Some(_) => get_usize("llama.attention.key_length")?,
-            None if num_attention_heads > 0 => hidden_size / num_attention_heads,
-            None => 0,
+        let head_dim = match has("attention.key_length") {
+            true => get_usize("attention.key_length")?,
+            false if num_attention_heads > 0 => hidden_size / num_attention_heads,
+            false => 0,
         };
         let token_embd = content
             .tensor_infos
             .get("token_embd.weight")
             .context("GGUF tensor `token_embd.weight` is missing")?;
-        let vocab_size = match md.get("llama.vocab_size") {
-            Some(_) => get_usize("llama.vocab_size")?,
-            None => token_embd.shape.dims().first().copied().context(
-                "GGUF tensor `token_embd.weight` has no dimensions (and there is no `llama.vocab_size`)",
-            )?,
+        let vocab_size = match has("vocab_size") {
+            true => get_usize("vocab_size")?,
+            false => token_embd.shape.dims().first().copied().with_context(|| {
+                format!("GGUF tensor `token_embd.weight` has no dimensions (and there is no `{}`)", key("vocab_size"))
+            })?,
         };
         let opt_u32 = |key: &str| {
             md.get(key)
                 .and_then(|v| value_u64(v).ok())
                 .map(|v| v as u32)
         };
+        let rope_theta = match has("rope.freq_base") {
+            true => get_f32("rope.freq_base")?,
+            false => 10_000.0,
+        };
+        // llama.cpp reads `rope.scaling.factor` whatever the type says; linear (or none) is
+        // all it means for these families (llama3 scaling is baked into `rope_freqs.weight`).
+        if has("rope.scaling.type") {
+            let t = get("rope.scaling.type")?.to_string().cloned().unwrap_or_default();
+            if !matches!(t.as_str(), "linear" | "none" | "") {
+                bail!(
+                    "GGUF key `{}` is `{t}`, a RoPE scaling gen does not implement (supported: linear, none)",
+                    key("rope.scaling.type")
+                );
+            }
+        }
+        let rope_freq_scale = match has("rope.scaling.factor") {
+            true => match get_f32("rope.scaling.factor")? {
+                f if f == 0.0 => 1.0,
+                f => 1.0 / f,
+            },
+            false => 1.0,
+        };
+        let sliding_window = if family == Family::Gemma3 && has("attention.sliding_window") {
+            let size = get_usize("attention.sliding_window")?;
+            let layers = match get("attention.sliding_window_pattern") {
+                Err(_) => SlidingLayers::AllButEvery(6),
+                Ok(gguf_file::Value::Array(a)) => SlidingLayers::Listed(
+                    a.iter()
+                        .map(|v| v.to_bool().map_err(anyhow::Error::from))
+                        .collect::<Result<_>>()
+                        .with_context(|| format!("GGUF key `{}`", key("attention.sliding_window_pattern")))?,
+                ),
+                Ok(v) => SlidingLayers::AllButEvery(
+                    value_u64(v).with_context(|| format!("GGUF key `{}`", key("attention.sliding_window_pattern")))? as usize,
+                ),
+            };
+            let rope_theta = match has("rope.freq_base_swa") {
+                true => get_f32("rope.freq_base_swa")?,
+                false => 10_000.0,
+            };
+            (size > 0).then_some(SlidingWindow { size, layers, rope_theta })
+        } else {
+            None
+        };
+        let num_hidden_layers = get_usize("block_count")?;
+        // llama.cpp's `f_attention_scale` for Gemma 3: the head size, except the 27B (62
+        // layers), which scales by hidden / heads (`query_pre_attn_scalar` = 168).
+        let query_pre_attn_scalar = if family == Family::Gemma3 && num_hidden_layers == 62 && num_attention_heads > 0 {
+            (hidden_size / num_attention_heads) as f32
+        } else {
+            head_dim as f32
+        };
         let cfg = Self {
+            family,
             hidden_size,
-            intermediate_size: get_usize("llama.feed_forward_length")?,
-            num_hidden_layers: get_usize("llama.block_count")?,
+            intermediate_size: get_usize("feed_forward_length")?,
+            num_hidden_layers,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
             vocab_size,
-            rms_norm_eps: get_f32("llama.attention.layer_norm_rms_epsilon")? as f64,
-            rope_theta: match md.get("llama.rope.freq_base") {
-                Some(_) => get_f32("llama.rope.freq_base")?,
-                None => 10_000.0,
-            },
-            max_position_embeddings: get_usize("llama.context_length")?,
+            rms_norm_eps: get_f32("attention.layer_norm_rms_epsilon")? as f64,
+            rope_theta,
+            max_position_embeddings: get_usize("context_length")?,
             // GGUF bakes llama3 scaling into the `rope_freqs.weight` tensor, read by the model.
             rope_scaling: None,
             tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
-            rope_layout: RopeLayout::Interleaved,
+            rope_layout: if family.gguf_rope_interleaved() {
+                RopeLayout::Interleaved
+            } else {
+                RopeLayout::Neox
+            },
             bos_token_id: opt_u32("tokenizer.ggml.bos_token_id"),
             eos_token_ids: opt_u32("tokenizer.ggml.eos_token_id").into_iter().collect(),
+            attention_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+            rope_freq_scale,
+            query_pre_attn_scalar,
+            sliding_window,
         };
         cfg.validate().context("in the GGUF metadata")?;
         Ok(cfg)
@@ -290,17 +426,30 @@ impl IdList {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct HfRopeScaling {
     #[serde(alias = "type")]
-    rope_type: String,
+    rope_type: Option<String>,
+    rope_theta: Option<f32>,
     factor: Option<f32>,
     low_freq_factor: Option<f32>,
     high_freq_factor: Option<f32>,
     original_max_position_embeddings: Option<usize>,
 }
 
-/// `config.json` as Hugging Face writes it for `LlamaForCausalLM`.
+/// transformers 5's `rope_parameters`: one set, or one per layer type (Gemma 3).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum HfRopeParameters {
+    PerLayerType {
+        full_attention: HfRopeScaling,
+        sliding_attention: Option<HfRopeScaling>,
+    },
+    One(HfRopeScaling),
+}
+
+/// `config.json` as Hugging Face writes it for the supported families (the keys of
+/// transformers 4 and of transformers 5, which moved RoPE settings into `rope_parameters`).
 #[derive(Debug, Deserialize)]
 struct HfConfig {
     #[serde(default)]
@@ -315,15 +464,25 @@ struct HfConfig {
     vocab_size: usize,
     #[serde(default = "default_eps")]
     rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
-    rope_theta: f32,
+    rope_theta: Option<f32>,
     #[serde(default = "default_max_pos")]
     max_position_embeddings: usize,
     rope_scaling: Option<HfRopeScaling>,
-    #[serde(default)]
-    tie_word_embeddings: bool,
+    rope_parameters: Option<HfRopeParameters>,
+    tie_word_embeddings: Option<bool>,
     bos_token_id: Option<u32>,
     eos_token_id: Option<IdList>,
+    attention_bias: Option<bool>,
+    #[serde(alias = "hidden_activation")]
+    hidden_act: Option<String>,
+    sliding_window: Option<usize>,
+    use_sliding_window: Option<bool>,
+    layer_types: Option<Vec<String>>,
+    sliding_window_pattern: Option<usize>,
+    rope_local_base_freq: Option<f32>,
+    query_pre_attn_scalar: Option<f32>,
+    final_logit_softcapping: Option<f64>,
+    attn_logit_softcapping: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -335,30 +494,24 @@ struct HfGenerationConfig {
 fn default_eps() -> f64 {
     1e-6
 }
-fn default_theta() -> f32 {
-    10_000.0
-}
 fn default_max_pos() -> usize {
     2048
 }
 
-impl HfConfig {
-    fn resolve(self) -> Result<LlamaConfig> {
-        let is_llama = self.model_type.as_deref().is_none_or(|t| t == "llama")
-            && self.architectures.iter().all(|a| a == "LlamaForCausalLM");
-        if !is_llama {
-            bail!(
-                "unsupported architecture (model_type {:?}, architectures {:?}); gen runs Llama-architecture models only",
-                self.model_type,
-                self.architectures
-            );
+/// What a `rope_scaling` (or `rope_parameters`) entry means: llama3 scaling, a linear factor,
+/// or nothing.
+fn resolve_rope_scaling(s: &HfRopeScaling) -> Result<(Option<Llama3RopeScaling>, f32)> {
+    match s.rope_type.as_deref().unwrap_or("default") {
+        "default" => Ok((None, 1.0)),
+        "linear" => {
+            let f = s.factor.context("rope_scaling of type linear needs `factor`")?;
+            Ok((None, 1.0 / f))
         }
-        let rope_scaling = match self.rope_scaling {
-            None => None,
-            Some(s) if s.rope_type == "llama3" => {
-                let need = |v: Option<f32>, k: &str| {
-                    v.with_context(|| format!("rope_scaling of type llama3 needs `{k}`"))
-                };
+        "llama3" => {
+            let need = |v: Option<f32>, k: &str| {
+                v.with_context(|| format!("rope_scaling of type llama3 needs `{k}`"))
+            };
+            Ok((
                 Some(Llama3RopeScaling {
                     factor: need(s.factor, "factor")?,
                     low_freq_factor: need(s.low_freq_factor, "low_freq_factor")?,
@@ -366,13 +519,82 @@ impl HfConfig {
                     original_max_position_embeddings: s.original_max_position_embeddings.context(
                         "rope_scaling of type llama3 needs `original_max_position_embeddings`",
                     )?,
-                })
+                }),
+                1.0,
+            ))
+        }
+        other => bail!(
+            "rope_scaling type `{other}` is not supported (supported: llama3, linear, default)"
+        ),
+    }
+}
+
+impl HfConfig {
+    fn resolve(self) -> Result<LlamaConfig> {
+        let family = self.model_type.as_deref().map_or(Some(Family::Llama), Family::from_model_type);
+        let Some(family) = family.filter(|f| {
+            self.architectures.iter().all(|a| a == f.hf_architecture())
+        }) else {
+            bail!(
+                "unsupported architecture (model_type {:?}, architectures {:?}); gen runs {} (model_type {})",
+                self.model_type,
+                self.architectures,
+                Family::supported_list(),
+                Family::ALL.map(Family::hf_model_type).join(", ")
+            );
+        };
+        if let Some(c) = self.final_logit_softcapping.or(self.attn_logit_softcapping) {
+            bail!("logit soft-capping ({c}) is not supported; Gemma 3 has none (Gemma 2 does)");
+        }
+        let act = self.hidden_act.as_deref();
+        let act_ok = match family.activation() {
+            Activation::Silu => act.is_none_or(|a| a == "silu"),
+            Activation::GeluTanh => act.is_none_or(|a| a == "gelu_pytorch_tanh"),
+        };
+        if !act_ok {
+            bail!("hidden_act `{}` is not what gen computes for {} models", act.unwrap_or(""), family.gguf_name());
+        }
+        // transformers 4: rope_theta + rope_scaling (+ Gemma's rope_local_base_freq);
+        // transformers 5: rope_parameters, one set or one per layer type.
+        let (full, local) = match self.rope_parameters {
+            Some(HfRopeParameters::PerLayerType { full_attention, sliding_attention }) => {
+                (Some(full_attention), sliding_attention)
             }
-            Some(s) if s.rope_type == "default" => None,
-            Some(s) => bail!(
-                "rope_scaling type `{}` is not supported (supported: llama3, default)",
-                s.rope_type
-            ),
+            Some(HfRopeParameters::One(p)) => (Some(p), None),
+            None => (self.rope_scaling.clone(), None),
+        };
+        let rope_theta = full
+            .as_ref()
+            .and_then(|p| p.rope_theta)
+            .or(self.rope_theta)
+            .unwrap_or(if family == Family::Gemma3 { 1_000_000.0 } else { 10_000.0 });
+        let (rope_scaling, rope_freq_scale) = match &full {
+            Some(p) => resolve_rope_scaling(p)?,
+            None => (None, 1.0),
+        };
+        let local_theta = local
+            .as_ref()
+            .and_then(|p| p.rope_theta)
+            .or(self.rope_local_base_freq)
+            .unwrap_or(10_000.0);
+        let sliding_window = match family {
+            Family::Gemma3 => {
+                let layers = match &self.layer_types {
+                    Some(t) => SlidingLayers::Listed(t.iter().map(|t| t == "sliding_attention").collect()),
+                    None => SlidingLayers::AllButEvery(self.sliding_window_pattern.unwrap_or(6)),
+                };
+                self.sliding_window.map(|size| SlidingWindow { size, layers, rope_theta: local_theta })
+            }
+            Family::Qwen2 | Family::Qwen3 if self.use_sliding_window == Some(true) => {
+                bail!("use_sliding_window is true: Qwen's sliding-window attention is not supported")
+            }
+            Family::Qwen2 | Family::Qwen3 => None,
+            // Mistral: every layer, at one RoPE base.
+            Family::Llama => self.sliding_window.map(|size| SlidingWindow {
+                size,
+                layers: SlidingLayers::All,
+                rope_theta,
+            }),
         };
         let num_key_value_heads = self.num_key_value_heads.unwrap_or(self.num_attention_heads);
         let head_dim = match self.head_dim {
@@ -390,6 +612,7 @@ impl HfConfig {
             None => 0,
         };
         Ok(LlamaConfig {
+            family,
             hidden_size: self.hidden_size,
             intermediate_size: self.intermediate_size,
             num_hidden_layers: self.num_hidden_layers,
@@ -398,13 +621,17 @@ impl HfConfig {
             head_dim,
             vocab_size: self.vocab_size,
             rms_norm_eps: self.rms_norm_eps,
-            rope_theta: self.rope_theta,
+            rope_theta,
             max_position_embeddings: self.max_position_embeddings,
             rope_scaling,
-            tie_word_embeddings: self.tie_word_embeddings,
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(family == Family::Gemma3),
             rope_layout: RopeLayout::HalfSplit,
             bos_token_id: self.bos_token_id,
             eos_token_ids: self.eos_token_id.map(IdList::into_vec).unwrap_or_default(),
+            attention_bias: self.attention_bias.unwrap_or(family.qkv_bias()),
+            rope_freq_scale,
+            query_pre_attn_scalar: self.query_pre_attn_scalar.unwrap_or(head_dim as f32),
+            sliding_window,
         })
     }
 }
@@ -412,8 +639,8 @@ impl HfConfig {
 /// The `config.json` text for a configuration (used by `gen convert` and test fixtures).
 pub fn to_hf_config_json(cfg: &LlamaConfig) -> serde_json::Value {
     let mut v = serde_json::json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        "architectures": [cfg.family.hf_architecture()],
+        "model_type": cfg.family.hf_model_type(),
         "hidden_size": cfg.hidden_size,
         "intermediate_size": cfg.intermediate_size,
         "num_hidden_layers": cfg.num_hidden_layers,
@@ -425,8 +652,12 @@ pub fn to_hf_config_json(cfg: &LlamaConfig) -> serde_json::Value {
         "rope_theta": cfg.rope_theta,
         "max_position_embeddings": cfg.max_position_embeddings,
         "tie_word_embeddings": cfg.tie_word_embeddings,
-        "hidden_act": "silu",
-        "attention_bias": false,
+        "hidden_act": match cfg.family.activation() {
+            Activation::Silu => "silu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+        },
+        "attention_bias": cfg.attention_bias,
+        "query_pre_attn_scalar": cfg.query_pre_attn_scalar,
         "mlp_bias": false,
         "torch_dtype": "float32",
     });
@@ -437,6 +668,17 @@ pub fn to_hf_config_json(cfg: &LlamaConfig) -> serde_json::Value {
         [] => {}
         [one] => v["eos_token_id"] = (*one).into(),
         many => v["eos_token_id"] = many.to_vec().into(),
+    }
+    if cfg.rope_freq_scale != 1.0 {
+        v["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": 1.0 / cfg.rope_freq_scale});
+    }
+    if let Some(w) = &cfg.sliding_window {
+        v["sliding_window"] = w.size.into();
+        v["rope_local_base_freq"] = w.rope_theta.into();
+        v["layer_types"] = (0..cfg.num_hidden_layers)
+            .map(|i| if cfg.window_of(i).is_some() { "sliding_attention" } else { "full_attention" })
+            .collect::<Vec<_>>()
+            .into();
     }
     if let Some(s) = &cfg.rope_scaling {
         v["rope_scaling"] = serde_json::json!({

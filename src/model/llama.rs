@@ -1,11 +1,15 @@
 //! Our Llama: one forward pass for dense (safetensors) and quantized (GGUF) weights, reading and
 //! writing a caller-owned [`KvCache`]. Follows Hugging Face's `modeling_llama.py`; where GGUF
 //! differs (interleaved RoPE rows, llama3 scaling baked into `rope_freqs`) the config says so.
+//! The other families ([`super::family::Family`]: Qwen2, Qwen3, Gemma 3) are this pass with
+//! their extras switched on by the config: q/k/v biases, q/k norms, post-norms, GeGLU, scaled
+//! embeddings, sliding-window layers with their own RoPE base.
 
 use super::config::{LlamaConfig, RopeLayout};
+use super::family::Activation;
 use super::kv_cache::KvCache;
 use super::linear::{Linear, Projections};
-use crate::kernels::activation::swiglu;
+use crate::kernels::activation::{geglu_tanh, swiglu};
 use crate::kernels::attention::attention_as;
 use crate::weights::{TensorName, Weights};
 use anyhow::{bail, Context, Result};
@@ -72,6 +76,11 @@ impl RmsNorm {
 struct Attention {
     /// q, k and v.
     qkv: Projections,
+    /// Their biases (Qwen2), each `(rows,)`.
+    bias: Option<[Tensor; 3]>,
+    /// RMSNorm of each query and of each key head before RoPE (Qwen3, Gemma 3).
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
     o_proj: Linear,
 }
 
@@ -79,32 +88,53 @@ struct Mlp {
     /// gate and up.
     gate_up: Projections,
     down_proj: Linear,
+    activation: Activation,
+    /// ggml's GELU rounding (GGUF weights) rather than transformers' (see `geglu_tanh`).
+    ggml_gelu: bool,
 }
 
 struct Block {
     input_layernorm: RmsNorm,
     self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
+    /// Gemma's norm of attention's output before the residual.
+    post_attention_norm: Option<RmsNorm>,
+    /// The norm before the MLP (Hugging Face Llama calls it `post_attention_layernorm`).
+    pre_mlp_norm: RmsNorm,
     mlp: Mlp,
+    /// Gemma's norm of the MLP's output before the residual.
+    post_mlp_norm: Option<RmsNorm>,
+    /// The sliding window this layer attends through, if any.
+    window: Option<usize>,
 }
 
 /// One layer's tensor names in both layouts: `model.layers.{i}.{hf}.weight` and
 /// `blk.{i}.{gguf}.weight`.
 fn layer_tensor(i: usize, hf: &str, gguf: &str) -> TensorName {
+    layer_tensor_part(i, hf, gguf, "weight")
+}
+
+/// `layer_tensor` for another part than the weight (`bias`).
+fn layer_tensor_part(i: usize, hf: &str, gguf: &str, part: &str) -> TensorName {
     TensorName::new(
-        format!("model.layers.{i}.{hf}.weight"),
-        format!("blk.{i}.{gguf}.weight"),
+        format!("model.layers.{i}.{hf}.{part}"),
+        format!("blk.{i}.{gguf}.{part}"),
     )
 }
 
 impl RmsNorm {
+    /// A norm over `size` features. Gemma's safetensors store `w - 1` (transformers computes
+    /// `x̂ · (1 + w)`), GGUF `w` itself (llama.cpp's converter adds the 1).
     fn load(
         weights: &mut Weights,
         name: &TensorName,
         cfg: &LlamaConfig,
+        size: usize,
         device: &Device,
     ) -> Result<Self> {
-        let weight = weights.dense(name, &[cfg.hidden_size], device)?;
+        let mut weight = weights.dense(name, &[size], device)?;
+        if cfg.family.hf_norm_adds_one() && weights.gguf_content().is_none() {
+            weight = (weight + 1.0)?;
+        }
         Self::new(weight, cfg.rms_norm_eps as f32).with_context(|| format!("tensor `{}`", name.hf))
     }
 }
@@ -136,7 +166,36 @@ impl Attention {
             (m("self_attn.v_proj", "attn_v", kv_out, h)?, kv_out),
         ])?;
         let o_proj = m("self_attn.o_proj", "attn_output", h, q_out)?;
-        Ok(Self { qkv, o_proj })
+        let bias = if cfg.attention_bias {
+            let mut b = |hf: &str, gguf: &str, rows: usize| {
+                weights.dense(&layer_tensor_part(i, hf, gguf, "bias"), &[rows], device)
+            };
+            Some([
+                b("self_attn.q_proj", "attn_q", q_out)?,
+                b("self_attn.k_proj", "attn_k", kv_out)?,
+                b("self_attn.v_proj", "attn_v", kv_out)?,
+            ])
+        } else {
+            None
+        };
+        let (q_norm, k_norm) = if cfg.family.qk_norm() {
+            let mut n = |hf: &str, gguf: &str| {
+                RmsNorm::load(weights, &layer_tensor(i, hf, gguf), cfg, cfg.head_dim, device)
+            };
+            (
+                Some(n("self_attn.q_norm", "attn_q_norm")?),
+                Some(n("self_attn.k_norm", "attn_k_norm")?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            qkv,
+            bias,
+            q_norm,
+            k_norm,
+            o_proj,
+        })
     }
 }
 
@@ -151,20 +210,51 @@ impl Mlp {
             (m("mlp.up_proj", "ffn_up", ffn, h)?, ffn),
         ])?;
         let down_proj = m("mlp.down_proj", "ffn_down", h, ffn)?;
-        Ok(Self { gate_up, down_proj })
+        Ok(Self {
+            gate_up,
+            down_proj,
+            activation: cfg.family.activation(),
+            ggml_gelu: weights.gguf_content().is_some(),
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let [gate, up] = <[Tensor; 2]>::try_from(self.gate_up.forward(x)?)
+            .map_err(|_| anyhow::anyhow!("the MLP has two input projections"))?;
+        let h = match self.activation {
+            Activation::Silu => swiglu(&gate, &up)?,
+            Activation::GeluTanh => geglu_tanh(&gate, &up, self.ggml_gelu)?,
+        };
+        self.down_proj.forward(&h)
     }
 }
 
 impl Block {
     fn load(weights: &mut Weights, cfg: &LlamaConfig, i: usize, device: &Device) -> Result<Self> {
         let norm = |weights: &mut Weights, hf: &str, gguf: &str| {
-            RmsNorm::load(weights, &layer_tensor(i, hf, gguf), cfg, device)
+            RmsNorm::load(weights, &layer_tensor(i, hf, gguf), cfg, cfg.hidden_size, device)
+        };
+        let input_layernorm = norm(weights, "input_layernorm", "attn_norm")?;
+        let self_attn = Attention::load(weights, cfg, i, device)?;
+        // Gemma's four norms; in Llama's two, Hugging Face's `post_attention_layernorm` is the
+        // one before the MLP.
+        let (post_attention_norm, pre_mlp_norm, post_mlp_norm) = if cfg.family.post_norms() {
+            (
+                Some(norm(weights, "post_attention_layernorm", "post_attention_norm")?),
+                norm(weights, "pre_feedforward_layernorm", "ffn_norm")?,
+                Some(norm(weights, "post_feedforward_layernorm", "post_ffw_norm")?),
+            )
+        } else {
+            (None, norm(weights, "post_attention_layernorm", "ffn_norm")?, None)
         };
         Ok(Self {
-            input_layernorm: norm(weights, "input_layernorm", "attn_norm")?,
-            self_attn: Attention::load(weights, cfg, i, device)?,
-            post_attention_layernorm: norm(weights, "post_attention_layernorm", "ffn_norm")?,
+            input_layernorm,
+            self_attn,
+            post_attention_norm,
+            pre_mlp_norm,
             mlp: Mlp::load(weights, cfg, i, device)?,
+            post_mlp_norm,
+            window: cfg.window_of(i),
         })
     }
 }
@@ -177,8 +267,11 @@ struct Rope {
     inv_freq: Vec<f32>,
     /// ggml's `base^(-2/d)`, for the interleaved layout.
     theta_scale: f32,
-    /// GGUF `rope_freqs.weight` (llama3 scaling baked into the file), interleaved layout.
+    /// GGUF `rope_freqs.weight` (llama3 scaling baked into the file), ggml's layouts.
     freq_factors: Option<Vec<f32>>,
+    /// Linear scaling, ggml's layouts: angles are multiplied by it (transformers divides
+    /// `inv_freq` by the factor instead).
+    freq_scale: f32,
     layout: RopeLayout,
 }
 
@@ -190,6 +283,8 @@ pub struct Llama {
     norm: RmsNorm,
     lm_head: Linear, // (vocab, hidden)
     rope: Rope,
+    /// The sliding-window layers' RoPE, where its base differs (Gemma 3).
+    rope_local: Option<Rope>,
     device: Device,
     /// What new KV caches store keys and values as (see [`Llama::set_cache_dtype`]).
     cache_dtype: DType,
@@ -214,6 +309,7 @@ impl Llama {
             weights,
             &TensorName::new("model.norm.weight", "output_norm.weight"),
             &cfg,
+            cfg.hidden_size,
             device,
         )?;
         let head_name = TensorName::new("lm_head.weight", "output.weight");
@@ -241,7 +337,12 @@ impl Llama {
                 bail!("tensor `rope_freqs.weight` holds {bad}; RoPE frequency factors must be positive numbers (the file is corrupt)");
             }
         }
-        let rope = Rope::new(&cfg, freq_factors.as_deref())?;
+        let rope = Rope::new(&cfg, cfg.rope_theta, cfg.rope_freq_scale, freq_factors.as_deref());
+        let rope_local = cfg
+            .sliding_window
+            .as_ref()
+            .filter(|w| w.rope_theta != cfg.rope_theta || cfg.rope_freq_scale != 1.0)
+            .map(|w| Rope::new(&cfg, w.rope_theta, 1.0, None));
         // Each format's home default: llama.cpp caches f16, transformers the model's dtype
         // (f32 here). The CPU attention reads f16 directly; other devices keep f32.
         let cache_dtype = if weights.gguf_content().is_some() && device.is_cpu() {
@@ -256,6 +357,7 @@ impl Llama {
             norm,
             lm_head,
             rope,
+            rope_local,
             device: device.clone(),
             cache_dtype,
         })
@@ -392,31 +494,55 @@ impl Llama {
             );
         }
         let mut x = self.embed_tokens.embedding(tokens)?; // (b, s, hidden)
-        let (cos, sin) = self.rope.angles(pos, s, &self.device)?;
-        // The CPU attention applies the causal limit itself.
-        let mask = if s > 1 && !self.device.is_cpu() {
-            Some(causal_mask(s, pos, &self.device)?)
-        } else {
-            None
+        if self.cfg.family.scales_embeddings() {
+            // llama.cpp's `sqrtf(n_embd)`, in f32.
+            x = (x * f64::from((self.cfg.hidden_size as f32).sqrt()))?;
+        }
+        let angles = self.rope.angles(pos, s, &self.device)?;
+        let local_angles = match &self.rope_local {
+            Some(r) => Some(r.angles(pos, s, &self.device)?),
+            None => None,
         };
+        // The CPU attention applies the causal limit and the window itself.
+        let mut masks: Vec<(Option<usize>, Tensor)> = Vec::new();
         for (i, block) in self.layers.iter().enumerate() {
+            let mask = match block.window {
+                _ if self.device.is_cpu() => None,
+                None if s == 1 => None,
+                w => match masks.iter().find(|(mw, _)| *mw == w) {
+                    Some((_, m)) => Some(m.clone()),
+                    None => {
+                        let m = causal_mask(s, pos, w, &self.device)?;
+                        masks.push((w, m.clone()));
+                        Some(m)
+                    }
+                },
+            };
+            let (cos, sin) = match (&local_angles, block.window) {
+                (Some(local), Some(_)) => (&local.0, &local.1),
+                _ => (&angles.0, &angles.1),
+            };
             let residual = &x;
             let h = block.input_layernorm.forward(&x)?;
-            let h = self.attention(
-                &block.self_attn,
+            let mut h = self.attention(
+                block,
                 &h,
-                (&cos, &sin),
+                (cos, sin),
                 mask.as_ref(),
                 cache,
                 i,
                 as_steps,
             )?;
+            if let Some(n) = &block.post_attention_norm {
+                h = n.forward(&h)?;
+            }
             let x1 = (residual + h)?;
-            let h = block.post_attention_layernorm.forward(&x1)?;
-            let m = &block.mlp;
-            let [gate, up] = <[Tensor; 2]>::try_from(m.gate_up.forward(&h)?)
-                .map_err(|_| anyhow::anyhow!("the MLP has two input projections"))?;
-            x = (x1 + m.down_proj.forward(&swiglu(&gate, &up)?)?)?;
+            let h = block.pre_mlp_norm.forward(&x1)?;
+            let mut h = block.mlp.forward(&h)?;
+            if let Some(n) = &block.post_mlp_norm {
+                h = n.forward(&h)?;
+            }
+            x = (x1 + h)?;
         }
         let x = match which {
             Logits::Last => x.narrow(1, s - 1, 1)?,
@@ -433,7 +559,7 @@ impl Llama {
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
-        attn: &Attention,
+        block: &Block,
         x: &Tensor, // (b, s, hidden)
         (cos, sin): (&Tensor, &Tensor),
         mask: Option<&Tensor>,
@@ -449,17 +575,34 @@ impl Llama {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let [q, k, v] = <[Tensor; 3]>::try_from(attn.qkv.forward(x)?)
+        let attn = &block.self_attn;
+        let [mut q, mut k, mut v] = <[Tensor; 3]>::try_from(attn.qkv.forward(x)?)
             .map_err(|_| anyhow::anyhow!("attention has three input projections"))?;
+        if let Some([bq, bk, bv]) = &attn.bias {
+            q = q.broadcast_add(bq)?;
+            k = k.broadcast_add(bk)?;
+            v = v.broadcast_add(bv)?;
+        }
         let q = split(q, nh)?; // (b, nh, s, hd)
         let k = split(k, nkv)?; // (b, nkv, s, hd)
         let v = split(v, nkv)?; // (b, nkv, s, hd)
+        // Each head's RMSNorm runs over its last dimension, so the (b, heads, s, hd) layout
+        // needs no reshaping.
+        let q = match &attn.q_norm {
+            Some(n) => n.forward(&q)?,
+            None => q,
+        };
+        let k = match &attn.k_norm {
+            Some(n) => n.forward(&k)?,
+            None => k,
+        };
+        // Both ropes share the layout; only the angles differ.
         let q = self.rope.apply(&q, cos, sin)?;
         let k = self.rope.apply(&k, cos, sin)?;
         let (k_all, v_all) = cache.append(layer, &k, &v)?; // (b, nkv, len, hd)
-        let scale = 1.0 / (hd as f64).sqrt();
+        let scale = 1.0 / f64::from(c.query_pre_attn_scalar).sqrt();
         if self.device.is_cpu() {
-            let y = attention_as(&q, &k_all, &v_all, scale as f32, as_steps)?; // (b, s, nh * hd)
+            let y = attention_as(&q, &k_all, &v_all, scale as f32, as_steps, block.window)?; // (b, s, nh * hd)
             return attn.o_proj.forward(&y);
         }
         let (k_all, v_all) = (k_all.to_dtype(q.dtype())?, v_all.to_dtype(q.dtype())?);
@@ -487,11 +630,18 @@ impl Llama {
 }
 
 impl Rope {
-    fn new(cfg: &LlamaConfig, freq_factors: Option<&[f32]>) -> Result<Self> {
+    /// RoPE at base `theta` with linear scaling `freq_scale` (1 = none); llama3 scaling from
+    /// the config (Hugging Face) or the file's frequency factors (GGUF).
+    fn new(cfg: &LlamaConfig, theta: f32, freq_scale: f32, freq_factors: Option<&[f32]>) -> Self {
         let half = cfg.head_dim / 2;
         let mut inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f32 / cfg.head_dim as f32))
+            .map(|i| 1.0 / theta.powf(2.0 * i as f32 / cfg.head_dim as f32))
             .collect();
+        if freq_scale != 1.0 {
+            // transformers' linear scaling: `inv_freq /= factor`.
+            let factor = 1.0 / freq_scale;
+            inv_freq.iter_mut().for_each(|f| *f /= factor);
+        }
         if let Some(s) = &cfg.rope_scaling {
             // Llama 3.1's frequency-dependent scaling (HF `_compute_llama3_parameters`).
             let old = s.original_max_position_embeddings as f32;
@@ -508,12 +658,13 @@ impl Rope {
                 }
             }
         }
-        Ok(Self {
+        Self {
             inv_freq,
-            theta_scale: cfg.rope_theta.powf(-2.0 / cfg.head_dim as f32),
+            theta_scale: theta.powf(-2.0 / cfg.head_dim as f32),
             freq_factors: freq_factors.map(<[f32]>::to_vec),
+            freq_scale,
             layout: cfg.rope_layout,
-        })
+        }
     }
 
     /// The cos and sin tables `(s, head_dim / 2)` of positions `pos..pos + s`, each row
@@ -533,7 +684,7 @@ impl Rope {
             }
             // ggml (`rope_yarn` with no extrapolation): theta starts at the position and is
             // multiplied by base^(-2/d) per pair, so angles round exactly as llama.cpp's do.
-            RopeLayout::Interleaved => {
+            RopeLayout::Interleaved | RopeLayout::Neox => {
                 let mut cos = Vec::with_capacity(s * half);
                 let mut sin = Vec::with_capacity(s * half);
                 for p in pos..pos + s {
@@ -543,6 +694,8 @@ impl Rope {
                             Some(f) => theta / f[i],
                             None => theta,
                         };
+                        // `freq_scale * theta_extrap`; multiplying by 1 is exact.
+                        let t = self.freq_scale * t;
                         cos.push(t.cos());
                         sin.push(t.sin());
                         theta *= self.theta_scale;
@@ -561,17 +714,21 @@ impl Rope {
     fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         Ok(match self.layout {
             RopeLayout::HalfSplit => candle_nn::rotary_emb::rope(x, cos, sin)?,
-            RopeLayout::Interleaved if x.device().is_cpu() => rope_interleaved_cpu(x, cos, sin)?,
+            RopeLayout::Interleaved if x.device().is_cpu() => rope_cpu(x, cos, sin, false)?,
             RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(x, cos, sin)?,
+            RopeLayout::Neox if x.device().is_cpu() => rope_cpu(x, cos, sin, true)?,
+            RopeLayout::Neox => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?,
         })
     }
 }
 
-/// Interleaved RoPE on the CPU with ggml's rounding: llama.cpp's build (GCC, FMA enabled)
-/// contracts `x0·cos - x1·sin` and `x0·sin + x1·cos` into one fused multiply-add each, on the
-/// first product, so the rotated pair is `(fma(x0, cos, -(x1·sin)), fma(x0, sin, x1·cos))`
-/// (checked bit for bit against llama.cpp's own rotated queries).
-fn rope_interleaved_cpu(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+/// RoPE on the CPU with ggml's rounding: llama.cpp's build (GCC, FMA enabled) contracts
+/// `x0·cos - x1·sin` and `x0·sin + x1·cos` into one fused multiply-add each, on the first
+/// product, so the rotated pair is `(fma(x0, cos, -(x1·sin)), fma(x0, sin, x1·cos))` (checked
+/// bit for bit against llama.cpp's own rotated queries). The pair is adjacent values
+/// (`LLAMA_ROPE_TYPE_NORM`) or, with `neox`, value `i` and value `i + d/2` (the same code in
+/// ggml with another offset).
+fn rope_cpu(x: &Tensor, cos: &Tensor, sin: &Tensor, neox: bool) -> Result<Tensor> {
     let (b, h, s, d) = x.dims4()?;
     let half = d / 2;
     if cos.dims() != [s, half] || sin.dims() != [s, half] || d % 2 != 0 {
@@ -590,20 +747,32 @@ fn rope_interleaved_cpu(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor
             &cos[p * half..(p + 1) * half],
             &sin[p * half..(p + 1) * half],
         );
-        for ((pair, &c), &sn) in row.chunks_exact_mut(2).zip(c).zip(sn) {
-            let (x0, x1) = (pair[0], pair[1]);
-            pair[0] = x0.mul_add(c, -(x1 * sn));
-            pair[1] = x0.mul_add(sn, x1 * c);
+        let (step, offset) = if neox { (1, half) } else { (2, 1) };
+        for (i, (&c, &sn)) in c.iter().zip(sn).enumerate() {
+            let (a, b) = (i * step, i * step + offset);
+            let (x0, x1) = (row[a], row[b]);
+            row[a] = x0.mul_add(c, -(x1 * sn));
+            row[b] = x0.mul_add(sn, x1 * c);
         }
     }
     Ok(Tensor::from_vec(v, (b, h, s, d), x.device())?)
 }
 
-/// Additive mask `(s, pos + s)`: query `i` (at position `pos + i`) sees keys `0..=pos + i`.
-fn causal_mask(s: usize, pos: usize, device: &Device) -> Result<Tensor> {
+/// Additive mask `(s, pos + s)`: query `i` (at position `pos + i`) sees keys `0..=pos + i`,
+/// or with a sliding window only the last `window` of them.
+fn causal_mask(s: usize, pos: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
     let total = pos + s;
+    let window = window.unwrap_or(usize::MAX);
     let data: Vec<f32> = (0..s)
-        .flat_map(|i| (0..total).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > pos + i || pos + i - j >= window {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     Ok(Tensor::from_vec(data, (s, total), device)?)
 }

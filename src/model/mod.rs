@@ -3,11 +3,13 @@
 //! the caller owns. Model code never samples, prints or reads flags.
 
 pub mod config;
+pub mod family;
 pub mod kv_cache;
 pub mod linear;
 pub mod llama;
 
-pub use config::{LlamaConfig, RopeLayout};
+pub use config::{LlamaConfig, RopeLayout, SlidingLayers, SlidingWindow};
+pub use family::{Activation, Family};
 pub use kv_cache::KvCache;
 pub use linear::{Linear, Projections};
 pub use llama::{Llama, Logits};

@@ -1,0 +1,140 @@
+//! The architectures gen runs and what sets each apart from Llama, as data the one forward pass
+//! reads ([`super::llama::Llama`]): biases on q/k/v (Qwen2), RMSNorm of each query and key head
+//! before RoPE (Qwen3, Gemma 3), norms after attention and after the MLP (Gemma 3), the MLP's
+//! activation, embeddings scaled by √hidden (Gemma), and how GGUF lays out the rotary pairs.
+//! Everything a file can vary (sizes, RoPE bases, the sliding window) lives in the config.
+
+/// One supported architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Llama 1/2/3.x, TinyLlama, Mistral, SmolLM.
+    Llama,
+    /// Qwen2, Qwen2.5.
+    Qwen2,
+    /// Qwen3 (dense).
+    Qwen3,
+    /// Gemma 3 (text).
+    Gemma3,
+}
+
+/// The MLP's gate activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `x · sigmoid(x)` (SwiGLU).
+    Silu,
+    /// GELU with the tanh approximation (GeGLU; `gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+impl Family {
+    /// Every family, in the order error messages list them.
+    pub const ALL: [Family; 4] = [Family::Llama, Family::Qwen2, Family::Qwen3, Family::Gemma3];
+
+    /// GGUF `general.architecture`, also the prefix of the family's metadata keys.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+            Family::Gemma3 => "gemma3",
+        }
+    }
+
+    /// The family of a GGUF `general.architecture`.
+    pub fn from_gguf(arch: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.gguf_name() == arch)
+    }
+
+    /// The family of a `config.json` `model_type`. Mistral is a Llama with a sliding window
+    /// (which the config carries).
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        Some(match model_type {
+            "llama" | "mistral" => Family::Llama,
+            "qwen2" => Family::Qwen2,
+            "qwen3" => Family::Qwen3,
+            "gemma3_text" => Family::Gemma3,
+            _ => return None,
+        })
+    }
+
+    /// The `config.json` `architectures` entry transformers writes for the family.
+    pub fn hf_architecture(self) -> &'static str {
+        match self {
+            Family::Llama => "LlamaForCausalLM",
+            Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::Qwen3 => "Qwen3ForCausalLM",
+            Family::Gemma3 => "Gemma3ForCausalLM",
+        }
+    }
+
+    /// The `config.json` `model_type` transformers writes for the family.
+    pub fn hf_model_type(self) -> &'static str {
+        match self {
+            Family::Gemma3 => "gemma3_text",
+            other => other.gguf_name(),
+        }
+    }
+
+    /// Whether q, k and v have biases.
+    pub fn qkv_bias(self) -> bool {
+        self == Family::Qwen2
+    }
+
+    /// Whether each query and key head goes through its own RMSNorm before RoPE.
+    pub fn qk_norm(self) -> bool {
+        matches!(self, Family::Qwen3 | Family::Gemma3)
+    }
+
+    /// Whether attention's and the MLP's outputs are normed before joining the residual
+    /// (Gemma's "sandwich" norms).
+    pub fn post_norms(self) -> bool {
+        self == Family::Gemma3
+    }
+
+    /// The MLP's gate activation.
+    pub fn activation(self) -> Activation {
+        match self {
+            Family::Gemma3 => Activation::GeluTanh,
+            _ => Activation::Silu,
+        }
+    }
+
+    /// Whether token embeddings are multiplied by √hidden before the first layer.
+    pub fn scales_embeddings(self) -> bool {
+        self == Family::Gemma3
+    }
+
+    /// Whether transformers stores RMSNorm weights as `w - 1` (Gemma computes `x̂ · (1 + w)`;
+    /// llama.cpp's converter adds the 1 into the GGUF, so there the weight is used as is).
+    pub fn hf_norm_adds_one(self) -> bool {
+        self == Family::Gemma3
+    }
+
+    /// Whether GGUF keeps rotary pairs interleaved (llama.cpp's `LLAMA_ROPE_TYPE_NORM`; its
+    /// converter permutes Llama's Q/K rows into that order) rather than as halves of each head
+    /// (`LLAMA_ROPE_TYPE_NEOX`, the rows as transformers stores them).
+    pub fn gguf_rope_interleaved(self) -> bool {
+        self == Family::Llama
+    }
+
+    /// "llama, qwen2, qwen3, gemma3", for error messages.
+    pub fn supported_list() -> String {
+        Self::ALL.map(Family::gguf_name).join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for f in Family::ALL {
+            assert_eq!(Family::from_gguf(f.gguf_name()), Some(f));
+            assert_eq!(Family::from_model_type(f.hf_model_type()), Some(f));
+        }
+        assert_eq!(Family::from_model_type("mistral"), Some(Family::Llama));
+        assert_eq!(Family::from_gguf("phi3"), None);
+        assert_eq!(Family::supported_list(), "llama, qwen2, qwen3, gemma3");
+    }
+}

@@ -1,12 +1,14 @@
 //! `gen convert`: a GGUF file to a Hugging Face-layout folder (`model.safetensors`,
 //! `config.json`, `tokenizer.json`, `tokenizer_config.json`, `generation_config.json`).
-//! GGUF stores the Q and K projection rows permuted for interleaved RoPE; they are permuted back
-//! to Hugging Face's half-split layout here.
+//! GGUF stores Llama's Q and K projection rows permuted for interleaved RoPE; they are permuted
+//! back to Hugging Face's half-split layout here. Gemma's GGUF norms hold `1 + w`, its
+//! safetensors `w`. The other families' rows are stored as Hugging Face has them.
 
 use super::load::{open_gguf, GgufParts};
 use super::UsageError;
 use crate::config::ConvertConfig;
 use crate::model::config::to_hf_config_json;
+use crate::model::Family;
 use crate::output;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -66,7 +68,7 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<usize> {
     let bar = output::StepBar::new("convert", names.len());
     for (gguf_name, shape) in names {
         bar.step("tensors".into());
-        let hf_name = hf_tensor_name(&gguf_name).with_context(|| {
+        let hf_name = hf_tensor_name(&gguf_name, cfg.family).with_context(|| {
             format!(
                 "tensor `{gguf_name}` in {} has no Hugging Face counterpart",
                 input.display()
@@ -74,10 +76,13 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<usize> {
         })?;
         let name = crate::weights::TensorName::new(hf_name.clone(), gguf_name.clone());
         let mut t = weights.dense(&name, &shape, &device)?;
-        if gguf_name.ends_with("attn_q.weight") {
+        let interleaved = cfg.family.gguf_rope_interleaved();
+        if interleaved && gguf_name.ends_with("attn_q.weight") {
             t = unpermute_rows(&t, cfg.num_attention_heads)?;
-        } else if gguf_name.ends_with("attn_k.weight") {
+        } else if interleaved && gguf_name.ends_with("attn_k.weight") {
             t = unpermute_rows(&t, cfg.num_key_value_heads)?;
+        } else if cfg.family.hf_norm_adds_one() && gguf_name.ends_with("norm.weight") {
+            t = (t - 1.0)?;
         }
         tensors.insert(hf_name, t.to_dtype(dtype)?);
     }
@@ -123,8 +128,8 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
     std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
 }
 
-/// Maps a GGUF llama tensor name to its Hugging Face name.
-pub fn hf_tensor_name(gguf: &str) -> Option<String> {
+/// Maps a GGUF tensor name of a `family` model to its Hugging Face name.
+pub fn hf_tensor_name(gguf: &str, family: Family) -> Option<String> {
     let fixed = match gguf {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -137,12 +142,21 @@ pub fn hf_tensor_name(gguf: &str) -> Option<String> {
     let rest = gguf.strip_prefix("blk.")?;
     let (layer, part) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
+    let gemma = family.post_norms();
     let hf = match part {
         "attn_norm.weight" => "input_layernorm.weight",
         "attn_q.weight" => "self_attn.q_proj.weight",
         "attn_k.weight" => "self_attn.k_proj.weight",
         "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_q.bias" if family.qkv_bias() => "self_attn.q_proj.bias",
+        "attn_k.bias" if family.qkv_bias() => "self_attn.k_proj.bias",
+        "attn_v.bias" if family.qkv_bias() => "self_attn.v_proj.bias",
+        "attn_q_norm.weight" if family.qk_norm() => "self_attn.q_norm.weight",
+        "attn_k_norm.weight" if family.qk_norm() => "self_attn.k_norm.weight",
         "attn_output.weight" => "self_attn.o_proj.weight",
+        "post_attention_norm.weight" if gemma => "post_attention_layernorm.weight",
+        "ffn_norm.weight" if gemma => "pre_feedforward_layernorm.weight",
+        "post_ffw_norm.weight" if gemma => "post_feedforward_layernorm.weight",
         "ffn_norm.weight" => "post_attention_layernorm.weight",
         "ffn_gate.weight" => "mlp.gate_proj.weight",
         "ffn_up.weight" => "mlp.up_proj.weight",

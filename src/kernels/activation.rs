@@ -168,12 +168,27 @@ mod tests {
         let u = crate::kernels::test_values(n, 5);
         let gt = Tensor::from_vec(g.clone(), (2, 41), &Device::Cpu).unwrap();
         let ut = Tensor::from_vec(u.clone(), (2, 41), &Device::Cpu).unwrap();
-        let got = geglu_tanh(&gt, &ut, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let want = (gt.gelu().unwrap() * &ut).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let got = geglu_tanh(&gt, &ut, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let want = (gt.gelu().unwrap() * &ut)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
         }
-        let table = geglu_tanh(&gt, &ut, true).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let table = geglu_tanh(&gt, &ut, true)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         for ((&x, &y), &t) in g.iter().zip(&u).zip(&table) {
             let want = if x <= -10.0 {
                 0.0

@@ -45,6 +45,35 @@ pub fn matmul<W: Elem>(x: &[f32], w: &[W], k: usize) -> Vec<f32> {
     out
 }
 
+/// `x · wᵀ` summed as llama.cpp's CPU backend sums GGUF f32/f16 products: one activation row
+/// with ggml's `vec_dot` (a decode step), two or more with llamafile's tinyBLAS (one 8-lane
+/// accumulator per output, when `k` is a multiple of 8; otherwise ggml falls back to `vec_dot`
+/// too). `x` is `m × k` (any `m`), `w` is `n × k`; returns `m × n`.
+pub fn matmul_as_ggml<W: Elem>(x: &[f32], w: &[W], k: usize) -> Vec<f32> {
+    assert!(k > 0 && x.len().is_multiple_of(k) && w.len().is_multiple_of(k));
+    let (m, n) = (x.len() / k, w.len() / k);
+    let mut out = vec![0f32; m * n];
+    let dst = Out::new(out.as_mut_ptr(), n);
+    let tiny_blas = m > 1 && k.is_multiple_of(8);
+    crate::kernels::pool::run(n.div_ceil(ROWS_PER_TASK), &|t| {
+        let first = t * ROWS_PER_TASK;
+        let last = (first + ROWS_PER_TASK).min(n);
+        for j in first..last {
+            let wr = &w[j * k..(j + 1) * k];
+            for (i, xr) in x.chunks_exact(k).enumerate() {
+                let v = if tiny_blas {
+                    super::dot::dot_gemm(wr, xr)
+                } else {
+                    super::dot::vec_dot(wr, xr)
+                };
+                // SAFETY: this task alone writes columns `first..last` (< n) of rows `< m`.
+                unsafe { dst.write(i, j, v) };
+            }
+        }
+    });
+    out
+}
+
 /// Writes `group[r] · ws[j]` at `(row0 + r, first + j)` for every weight row `j` of `ws`.
 ///
 /// # Safety

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod attention;
 pub mod dense;
+pub(crate) mod dot;
 mod elem;
 pub mod ggml;
 pub mod pool;

@@ -271,7 +271,9 @@ impl LlamaConfig {
         let get = |k: &str| -> Result<&gguf_file::Value> {
             let k = key(k);
             md.get(&k).with_context(|| {
-                format!("GGUF metadata key `{k}` is missing; the file is not a complete {arch} GGUF")
+                format!(
+                    "GGUF metadata key `{k}` is missing; the file is not a complete {arch} GGUF"
+                )
             })
         };
         let get_usize = |k: &str| -> Result<usize> {
@@ -302,7 +304,10 @@ impl LlamaConfig {
         let vocab_size = match has("vocab_size") {
             true => get_usize("vocab_size")?,
             false => token_embd.shape.dims().first().copied().with_context(|| {
-                format!("GGUF tensor `token_embd.weight` has no dimensions (and there is no `{}`)", key("vocab_size"))
+                format!(
+                    "GGUF tensor `token_embd.weight` has no dimensions (and there is no `{}`)",
+                    key("vocab_size")
+                )
             })?,
         };
         let opt_u32 = |key: &str| {
@@ -317,7 +322,10 @@ impl LlamaConfig {
         // llama.cpp reads `rope.scaling.factor` whatever the type says; linear (or none) is
         // all it means for these families (llama3 scaling is baked into `rope_freqs.weight`).
         if has("rope.scaling.type") {
-            let t = get("rope.scaling.type")?.to_string().cloned().unwrap_or_default();
+            let t = get("rope.scaling.type")?
+                .to_string()
+                .cloned()
+                .unwrap_or_default();
             if !matches!(t.as_str(), "linear" | "none" | "") {
                 bail!(
                     "GGUF key `{}` is `{t}`, a RoPE scaling gen does not implement (supported: linear, none)",
@@ -340,28 +348,35 @@ impl LlamaConfig {
                     a.iter()
                         .map(|v| v.to_bool().map_err(anyhow::Error::from))
                         .collect::<Result<_>>()
-                        .with_context(|| format!("GGUF key `{}`", key("attention.sliding_window_pattern")))?,
+                        .with_context(|| {
+                            format!("GGUF key `{}`", key("attention.sliding_window_pattern"))
+                        })?,
                 ),
-                Ok(v) => SlidingLayers::AllButEvery(
-                    value_u64(v).with_context(|| format!("GGUF key `{}`", key("attention.sliding_window_pattern")))? as usize,
-                ),
+                Ok(v) => SlidingLayers::AllButEvery(value_u64(v).with_context(|| {
+                    format!("GGUF key `{}`", key("attention.sliding_window_pattern"))
+                })? as usize),
             };
             let rope_theta = match has("rope.freq_base_swa") {
                 true => get_f32("rope.freq_base_swa")?,
                 false => 10_000.0,
             };
-            (size > 0).then_some(SlidingWindow { size, layers, rope_theta })
+            (size > 0).then_some(SlidingWindow {
+                size,
+                layers,
+                rope_theta,
+            })
         } else {
             None
         };
         let num_hidden_layers = get_usize("block_count")?;
         // llama.cpp's `f_attention_scale` for Gemma 3: the head size, except the 27B (62
         // layers), which scales by hidden / heads (`query_pre_attn_scalar` = 168).
-        let query_pre_attn_scalar = if family == Family::Gemma3 && num_hidden_layers == 62 && num_attention_heads > 0 {
-            (hidden_size / num_attention_heads) as f32
-        } else {
-            head_dim as f32
-        };
+        let query_pre_attn_scalar =
+            if family == Family::Gemma3 && num_hidden_layers == 62 && num_attention_heads > 0 {
+                (hidden_size / num_attention_heads) as f32
+            } else {
+                head_dim as f32
+            };
         let cfg = Self {
             family,
             hidden_size,
@@ -504,7 +519,9 @@ fn resolve_rope_scaling(s: &HfRopeScaling) -> Result<(Option<Llama3RopeScaling>,
     match s.rope_type.as_deref().unwrap_or("default") {
         "default" => Ok((None, 1.0)),
         "linear" => {
-            let f = s.factor.context("rope_scaling of type linear needs `factor`")?;
+            let f = s
+                .factor
+                .context("rope_scaling of type linear needs `factor`")?;
             Ok((None, 1.0 / f))
         }
         "llama3" => {
@@ -531,10 +548,13 @@ fn resolve_rope_scaling(s: &HfRopeScaling) -> Result<(Option<Llama3RopeScaling>,
 
 impl HfConfig {
     fn resolve(self) -> Result<LlamaConfig> {
-        let family = self.model_type.as_deref().map_or(Some(Family::Llama), Family::from_model_type);
-        let Some(family) = family.filter(|f| {
-            self.architectures.iter().all(|a| a == f.hf_architecture())
-        }) else {
+        let family = self
+            .model_type
+            .as_deref()
+            .map_or(Some(Family::Llama), Family::from_model_type);
+        let Some(family) =
+            family.filter(|f| self.architectures.iter().all(|a| a == f.hf_architecture()))
+        else {
             bail!(
                 "unsupported architecture (model_type {:?}, architectures {:?}); gen runs {} (model_type {})",
                 self.model_type,
@@ -552,14 +572,19 @@ impl HfConfig {
             Activation::GeluTanh => act.is_none_or(|a| a == "gelu_pytorch_tanh"),
         };
         if !act_ok {
-            bail!("hidden_act `{}` is not what gen computes for {} models", act.unwrap_or(""), family.gguf_name());
+            bail!(
+                "hidden_act `{}` is not what gen computes for {} models",
+                act.unwrap_or(""),
+                family.gguf_name()
+            );
         }
         // transformers 4: rope_theta + rope_scaling (+ Gemma's rope_local_base_freq);
         // transformers 5: rope_parameters, one set or one per layer type.
         let (full, local) = match self.rope_parameters {
-            Some(HfRopeParameters::PerLayerType { full_attention, sliding_attention }) => {
-                (Some(full_attention), sliding_attention)
-            }
+            Some(HfRopeParameters::PerLayerType {
+                full_attention,
+                sliding_attention,
+            }) => (Some(full_attention), sliding_attention),
             Some(HfRopeParameters::One(p)) => (Some(p), None),
             None => (self.rope_scaling.clone(), None),
         };
@@ -567,7 +592,11 @@ impl HfConfig {
             .as_ref()
             .and_then(|p| p.rope_theta)
             .or(self.rope_theta)
-            .unwrap_or(if family == Family::Gemma3 { 1_000_000.0 } else { 10_000.0 });
+            .unwrap_or(if family == Family::Gemma3 {
+                1_000_000.0
+            } else {
+                10_000.0
+            });
         let (rope_scaling, rope_freq_scale) = match &full {
             Some(p) => resolve_rope_scaling(p)?,
             None => (None, 1.0),
@@ -580,13 +609,21 @@ impl HfConfig {
         let sliding_window = match family {
             Family::Gemma3 => {
                 let layers = match &self.layer_types {
-                    Some(t) => SlidingLayers::Listed(t.iter().map(|t| t == "sliding_attention").collect()),
+                    Some(t) => {
+                        SlidingLayers::Listed(t.iter().map(|t| t == "sliding_attention").collect())
+                    }
                     None => SlidingLayers::AllButEvery(self.sliding_window_pattern.unwrap_or(6)),
                 };
-                self.sliding_window.map(|size| SlidingWindow { size, layers, rope_theta: local_theta })
+                self.sliding_window.map(|size| SlidingWindow {
+                    size,
+                    layers,
+                    rope_theta: local_theta,
+                })
             }
             Family::Qwen2 | Family::Qwen3 if self.use_sliding_window == Some(true) => {
-                bail!("use_sliding_window is true: Qwen's sliding-window attention is not supported")
+                bail!(
+                    "use_sliding_window is true: Qwen's sliding-window attention is not supported"
+                )
             }
             Family::Qwen2 | Family::Qwen3 => None,
             // Mistral: every layer, at one RoPE base.
@@ -670,13 +707,20 @@ pub fn to_hf_config_json(cfg: &LlamaConfig) -> serde_json::Value {
         many => v["eos_token_id"] = many.to_vec().into(),
     }
     if cfg.rope_freq_scale != 1.0 {
-        v["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": 1.0 / cfg.rope_freq_scale});
+        v["rope_scaling"] =
+            serde_json::json!({"rope_type": "linear", "factor": 1.0 / cfg.rope_freq_scale});
     }
     if let Some(w) = &cfg.sliding_window {
         v["sliding_window"] = w.size.into();
         v["rope_local_base_freq"] = w.rope_theta.into();
         v["layer_types"] = (0..cfg.num_hidden_layers)
-            .map(|i| if cfg.window_of(i).is_some() { "sliding_attention" } else { "full_attention" })
+            .map(|i| {
+                if cfg.window_of(i).is_some() {
+                    "sliding_attention"
+                } else {
+                    "full_attention"
+                }
+            })
             .collect::<Vec<_>>()
             .into();
     }

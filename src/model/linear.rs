@@ -15,6 +15,8 @@ use candle_core::{DType, Storage, Tensor};
 pub enum Linear {
     Ggml(GgmlMatrix),
     Candle(QMatMul),
+    /// GGUF f32 or f16 weights, multiplied as llama.cpp does ([`Matrix::GgmlDense`]).
+    GgmlDense(Tensor),
 }
 
 impl Linear {
@@ -52,6 +54,7 @@ impl Linear {
                 Ok(candle_core::Module::forward(&w, x)?)
             }
             Self::Candle(m) => Ok(candle_core::Module::forward(m, x)?),
+            Self::GgmlDense(w) => ggml_dense(x, w),
         }
     }
 
@@ -62,6 +65,7 @@ impl Linear {
         match self {
             Self::Ggml(_) => false,
             Self::Candle(QMatMul::Tensor(_)) => rows > dense::MAX_ROWS,
+            Self::GgmlDense(_) => false,
             Self::Candle(_) => true,
         }
     }
@@ -73,6 +77,7 @@ impl Linear {
             Self::Candle(QMatMul::Tensor(w)) => format!("{:?}, dense", w.dtype()),
             Self::Candle(QMatMul::TensorF16(w)) => format!("{:?}, dense", w.dtype()),
             Self::Candle(QMatMul::QTensor(q)) => format!("{:?}, candle", q.dtype()),
+            Self::GgmlDense(w) => format!("{:?}, ggml-order dense", w.dtype()),
         }
     }
 
@@ -87,6 +92,14 @@ impl Linear {
                 Ok(Tensor::from_vec(y, shape, ids.device())?)
             }
             Self::Candle(m) => Ok(m.embedding(ids)?.to_dtype(DType::F32)?),
+            Self::GgmlDense(w) => {
+                let flat = ids.flatten_all()?.to_dtype(DType::U32)?;
+                let mut shape = ids.dims().to_vec();
+                shape.push(w.dim(1)?);
+                Ok(w.index_select(&flat, 0)?
+                    .to_dtype(DType::F32)?
+                    .reshape(shape)?)
+            }
         }
     }
 
@@ -98,11 +111,22 @@ impl Linear {
             .iter()
             .map(|p| match p {
                 Self::Ggml(g) => Some(g),
-                Self::Candle(_) => None,
+                _ => None,
             })
             .collect();
         if let Some(g) = ggml {
             return Ok(GgmlMatrix::stack(&g).map(Self::Ggml));
+        }
+        let half: Option<Vec<&Tensor>> = parts
+            .iter()
+            .map(|p| match p {
+                Self::GgmlDense(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        let half = half.filter(|d| d.iter().all(|t| t.dtype() == d[0].dtype()));
+        if let Some(h) = half {
+            return Ok(Some(Self::GgmlDense(Tensor::cat(&h, 0)?)));
         }
         let dense: Option<Vec<&Tensor>> = parts
             .iter()
@@ -125,6 +149,7 @@ impl From<Matrix> for Linear {
         match m {
             Matrix::Ggml(g) => Self::Ggml(g),
             Matrix::Candle(c) => Self::Candle(c),
+            Matrix::GgmlDense(t) => Self::GgmlDense(t),
         }
     }
 }
@@ -162,6 +187,37 @@ fn dense_few_rows(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     let mut shape = lead.to_vec();
     shape.push(w.dims()[0]);
     Ok(Some(Tensor::from_vec(y, shape, x.device())?))
+}
+
+/// `x · wᵀ` for GGUF f32/f16 weights as llama.cpp computes it: for f16 weights the
+/// activations are rounded to f16 first (ggml's `vec_dot_type` for F16), then the sums run in
+/// ggml's order ([`dense::matmul_as_ggml`]).
+fn ggml_dense(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let Some((&k, lead)) = dims.split_last() else {
+        bail!("matmul input must have at least one dimension");
+    };
+    let (n, wk) = w.dims2()?;
+    if wk != k {
+        bail!("matmul input has {k} features, the weight expects {wk}");
+    }
+    let mut xs = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let (storage, layout) = w.storage_and_layout();
+    let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+        bail!("internal: GGUF dense weights must be contiguous on the CPU");
+    };
+    let y = match w.dtype() {
+        DType::F16 => {
+            xs.iter_mut()
+                .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+            dense::matmul_as_ggml(&xs, &cpu.as_slice::<half::f16>()?[start..end], k)
+        }
+        DType::F32 => dense::matmul_as_ggml(&xs, &cpu.as_slice::<f32>()?[start..end], k),
+        other => bail!("internal: GGUF dense weights of type {other:?}"),
+    };
+    let mut shape = lead.to_vec();
+    shape.push(n);
+    Ok(Tensor::from_vec(y, shape, x.device())?)
 }
 
 /// Projections of one input (attention's q, k and v; the MLP's gate and up): one product over

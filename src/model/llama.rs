@@ -180,7 +180,13 @@ impl Attention {
         };
         let (q_norm, k_norm) = if cfg.family.qk_norm() {
             let mut n = |hf: &str, gguf: &str| {
-                RmsNorm::load(weights, &layer_tensor(i, hf, gguf), cfg, cfg.head_dim, device)
+                RmsNorm::load(
+                    weights,
+                    &layer_tensor(i, hf, gguf),
+                    cfg,
+                    cfg.head_dim,
+                    device,
+                )
             };
             (
                 Some(n("self_attn.q_norm", "attn_q_norm")?),
@@ -232,7 +238,13 @@ impl Mlp {
 impl Block {
     fn load(weights: &mut Weights, cfg: &LlamaConfig, i: usize, device: &Device) -> Result<Self> {
         let norm = |weights: &mut Weights, hf: &str, gguf: &str| {
-            RmsNorm::load(weights, &layer_tensor(i, hf, gguf), cfg, cfg.hidden_size, device)
+            RmsNorm::load(
+                weights,
+                &layer_tensor(i, hf, gguf),
+                cfg,
+                cfg.hidden_size,
+                device,
+            )
         };
         let input_layernorm = norm(weights, "input_layernorm", "attn_norm")?;
         let self_attn = Attention::load(weights, cfg, i, device)?;
@@ -240,12 +252,24 @@ impl Block {
         // one before the MLP.
         let (post_attention_norm, pre_mlp_norm, post_mlp_norm) = if cfg.family.post_norms() {
             (
-                Some(norm(weights, "post_attention_layernorm", "post_attention_norm")?),
+                Some(norm(
+                    weights,
+                    "post_attention_layernorm",
+                    "post_attention_norm",
+                )?),
                 norm(weights, "pre_feedforward_layernorm", "ffn_norm")?,
-                Some(norm(weights, "post_feedforward_layernorm", "post_ffw_norm")?),
+                Some(norm(
+                    weights,
+                    "post_feedforward_layernorm",
+                    "post_ffw_norm",
+                )?),
             )
         } else {
-            (None, norm(weights, "post_attention_layernorm", "ffn_norm")?, None)
+            (
+                None,
+                norm(weights, "post_attention_layernorm", "ffn_norm")?,
+                None,
+            )
         };
         Ok(Self {
             input_layernorm,
@@ -337,7 +361,12 @@ impl Llama {
                 bail!("tensor `rope_freqs.weight` holds {bad}; RoPE frequency factors must be positive numbers (the file is corrupt)");
             }
         }
-        let rope = Rope::new(&cfg, cfg.rope_theta, cfg.rope_freq_scale, freq_factors.as_deref());
+        let rope = Rope::new(
+            &cfg,
+            cfg.rope_theta,
+            cfg.rope_freq_scale,
+            freq_factors.as_deref(),
+        );
         let rope_local = cfg
             .sliding_window
             .as_ref()
@@ -524,15 +553,7 @@ impl Llama {
             };
             let residual = &x;
             let h = block.input_layernorm.forward(&x)?;
-            let mut h = self.attention(
-                block,
-                &h,
-                (cos, sin),
-                mask.as_ref(),
-                cache,
-                i,
-                as_steps,
-            )?;
+            let mut h = self.attention(block, &h, (cos, sin), mask.as_ref(), cache, i, as_steps)?;
             if let Some(n) = &block.post_attention_norm {
                 h = n.forward(&h)?;
             }
@@ -586,8 +607,8 @@ impl Llama {
         let q = split(q, nh)?; // (b, nh, s, hd)
         let k = split(k, nkv)?; // (b, nkv, s, hd)
         let v = split(v, nkv)?; // (b, nkv, s, hd)
-        // Each head's RMSNorm runs over its last dimension, so the (b, heads, s, hd) layout
-        // needs no reshaping.
+                                // Each head's RMSNorm runs over its last dimension, so the (b, heads, s, hd) layout
+                                // needs no reshaping.
         let q = match &attn.q_norm {
             Some(n) => n.forward(&q)?,
             None => q,

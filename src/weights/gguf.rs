@@ -4,7 +4,7 @@
 use super::{Matrix, TensorName, Weights};
 use crate::kernels::ggml::{BlockBytes, GgmlMatrix};
 use anyhow::{bail, Context, Result};
-use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::Device;
 use memmap2::Mmap;
 use std::fs::File;
@@ -82,6 +82,13 @@ impl Weights {
             return Ok(Matrix::Ggml(g));
         }
         let q = self.gguf_tensor(name, &[rows, cols], device)?;
+        if device.is_cpu() {
+            match q.dtype() {
+                GgmlDType::F16 => return Ok(Matrix::GgmlDense(q.dequantize_f16(device)?)),
+                GgmlDType::F32 => return Ok(Matrix::GgmlDense(q.dequantize(device)?)),
+                _ => {}
+            }
+        }
         Matrix::new(QMatMul::from_arc(Arc::new(q))?)
     }
 

@@ -28,6 +28,9 @@ use std::sync::Arc;
 pub enum Matrix {
     Ggml(GgmlMatrix),
     Candle(QMatMul),
+    /// GGUF f32 and f16 weights on the CPU, kept as stored `(rows, cols)` and multiplied in
+    /// llama.cpp's order ([`crate::kernels::dense::matmul_as_ggml`]).
+    GgmlDense(Tensor),
 }
 
 impl Matrix {

@@ -7,6 +7,7 @@ mod chat_session;
 mod cli;
 mod compare;
 mod crosscheck;
+mod families;
 mod input;
 mod model;
 mod quant_types;

@@ -51,7 +51,7 @@ pub fn full(model: &Llama, tokens: &[u32]) -> Vec<Vec<f32>> {
 }
 
 /// Logits after each token fed one at a time into `cache`.
-fn step(model: &Llama, cache: &mut KvCache, tokens: &[u32]) -> Vec<Vec<f32>> {
+pub fn step(model: &Llama, cache: &mut KvCache, tokens: &[u32]) -> Vec<Vec<f32>> {
     tokens
         .iter()
         .map(|&t| {

@@ -152,7 +152,7 @@ pub fn write_safetensors_dir(dir: &Path, s: &TinySpec, w: &HashMap<String, Tenso
 }
 
 /// GPT-2's byte-to-unicode table: the printable stand-in for each byte.
-fn byte_chars() -> Vec<char> {
+pub fn byte_chars() -> Vec<char> {
     let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
         .chain(0xA1..=0xAC)
         .chain(0xAE..=0xFF)

@@ -1,0 +1,172 @@
+//! Dot products in the orders llama.cpp's CPU backend sums them: ggml's `vec_dot_f32` /
+//! `vec_dot_f16` (one activation row: four 8-lane accumulators) and llamafile's tinyBLAS (two
+//! or more rows: one 8-lane accumulator per output), with their horizontal sums. Attention and
+//! the dense GGUF products share them, so both round as llama.cpp does.
+
+use super::Elem;
+
+/// ggml's `vec_dot_f32` / `vec_dot_f16` on AVX2: four 8-lane fused multiply-add accumulators
+/// over steps of 32, reduced by [`reduce4x8`], and any leftover past the last whole step added
+/// one by one (in f64 for f16, as `vec_dot_f16` does).
+pub(crate) fn vec_dot<T: Elem>(x: &[T], y: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::kernels::simd::avx2_fma_f16c() {
+            // SAFETY: the CPU supports AVX2, FMA and F16C (checked just above).
+            return unsafe { vec_dot_avx2(x, y) };
+        }
+    }
+    vec_dot_portable(x, y)
+}
+
+/// [`vec_dot`] with the intrinsics ggml's own build uses.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn vec_dot_avx2<T: Elem>(x: &[T], y: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = x.len().min(y.len());
+    let whole = n / 32 * 32;
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (xs, ys) in x[..whole].chunks_exact(32).zip(y[..whole].chunks_exact(32)) {
+        for (r, a) in acc.iter_mut().enumerate() {
+            // SAFETY: each chunk holds 32 values, so lanes r*8..r*8+8 are in bounds.
+            unsafe {
+                let xv = T::load8(xs.as_ptr().add(r * 8));
+                let yv = _mm256_loadu_ps(ys.as_ptr().add(r * 8));
+                *a = _mm256_fmadd_ps(xv, yv, *a);
+            }
+        }
+    }
+    let a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    let t0 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    let t1 = _mm_hadd_ps(t0, t0);
+    leftovers(
+        _mm_cvtss_f32(_mm_hadd_ps(t1, t1)),
+        &x[whole..n],
+        &y[whole..n],
+    )
+}
+
+/// Eight [`vec_dot`]s of the rows `k` with `q`, times `scale`, into `out`: the same sums in
+/// the same order, with the eight final reductions done side by side (the 128-bit halves of
+/// each, then two horizontal adds, as transposed vector operations). `q.len()` and every
+/// row's length are a multiple of 32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn vec_dot8_avx2<T: Elem>(k: [&[T]; 8], q: &[f32], scale: f32, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = q.len();
+    let a: [__m256; 8] = std::array::from_fn(|p| {
+        let row = &k[p][..n];
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (xs, ys) in row.chunks_exact(32).zip(q.chunks_exact(32)) {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: each chunk holds 32 values.
+                unsafe {
+                    let xv = T::load8(xs.as_ptr().add(r * 8));
+                    let yv = _mm256_loadu_ps(ys.as_ptr().add(r * 8));
+                    *acc = _mm256_fmadd_ps(xv, yv, *acc);
+                }
+            }
+        }
+        _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]))
+    });
+    // [halves of a_p | halves of a_q] = [t0_p | t0_q] for (p, q) = (0, 4) .. (3, 7).
+    let halves = |p: usize, q: usize| {
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(a[p], a[q]),
+            _mm256_permute2f128_ps::<0x31>(a[p], a[q]),
+        )
+    };
+    let h1 = _mm256_hadd_ps(halves(0, 4), halves(1, 5));
+    let h2 = _mm256_hadd_ps(halves(2, 6), halves(3, 7));
+    let sums = _mm256_mul_ps(_mm256_hadd_ps(h1, h2), _mm256_set1_ps(scale));
+    let out = &mut out[..8];
+    // SAFETY: `out` holds eight f32s.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sums) };
+}
+
+fn vec_dot_portable<T: Elem>(x: &[T], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let whole = n / 32 * 32;
+    let mut acc = [[0f32; 8]; 4];
+    for (xs, ys) in x[..whole].chunks_exact(32).zip(y[..whole].chunks_exact(32)) {
+        for (r, a) in acc.iter_mut().enumerate() {
+            for (l, lane) in a.iter_mut().enumerate() {
+                *lane = xs[r * 8 + l].to_f32().mul_add(ys[r * 8 + l], *lane);
+            }
+        }
+    }
+    leftovers(reduce4x8(&acc), &x[whole..n], &y[whole..n])
+}
+
+/// The products past the last whole step of 32, added one by one to `sum`.
+fn leftovers<T: Elem>(sum: f32, x: &[T], y: &[f32]) -> f32 {
+    if T::IS_F16 {
+        let mut s = sum as f64;
+        for (a, b) in x.iter().zip(y) {
+            s += (a.to_f32() * b) as f64;
+        }
+        s as f32
+    } else {
+        let mut s = sum;
+        for (a, b) in x.iter().zip(y) {
+            s += a.to_f32() * b;
+        }
+        s
+    }
+}
+
+/// `tinyBLAS`'s dot product: one 8-lane fused multiply-add accumulator, then [`hsum8`].
+/// `x.len()` is a multiple of 8 (the caller checks).
+pub(crate) fn dot_gemm<T: Elem>(x: &[T], y: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::kernels::simd::avx2_fma_f16c() {
+            // SAFETY: the CPU supports AVX2, FMA and F16C (checked just above).
+            return unsafe { dot_gemm_avx2(x, y) };
+        }
+    }
+    dot_gemm_portable(x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_gemm_avx2<T: Elem>(x: &[T], y: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    for (xs, ys) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        // SAFETY: each chunk holds eight values.
+        unsafe {
+            acc = _mm256_fmadd_ps(T::load8(xs.as_ptr()), _mm256_loadu_ps(ys.as_ptr()), acc);
+        }
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds eight f32s.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    hsum8(&lanes)
+}
+
+fn dot_gemm_portable<T: Elem>(x: &[T], y: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (xs, ys) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] = xs[l].to_f32().mul_add(ys[l], acc[l]);
+        }
+    }
+    hsum8(&acc)
+}
+
+/// `GGML_F32x8_REDUCE`: accumulators 0+2 and 1+3, then those two, then the 128-bit halves,
+/// then two horizontal adds.
+fn reduce4x8(acc: &[[f32; 8]; 4]) -> f32 {
+    let x: [f32; 8] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+    let t: [f32; 4] = std::array::from_fn(|l| x[l] + x[l + 4]);
+    (t[0] + t[1]) + (t[2] + t[3])
+}
+
+/// The AVX horizontal sum ggml's softmax and tinyBLAS use: halves, then pairs 0+2 and 1+3.
+pub(crate) fn hsum8(x: &[f32; 8]) -> f32 {
+    let t: [f32; 4] = std::array::from_fn(|l| x[l + 4] + x[l]);
+    (t[0] + t[2]) + (t[1] + t[3])
+}

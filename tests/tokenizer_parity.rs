@@ -502,7 +502,9 @@ fn unsupported_models_and_broken_vocabularies_are_clear_errors() {
         Tokenizer::from_gguf(&tiny_gguf("bert", None)).unwrap_err()
     );
     assert!(
-        msg.contains("\"bert\"") && msg.contains("tokenizer.ggml.model") && msg.contains("WordPiece"),
+        msg.contains("\"bert\"")
+            && msg.contains("tokenizer.ggml.model")
+            && msg.contains("WordPiece"),
         "{msg}"
     );
     let mut content = tiny_gguf("gpt2", Some("gpt-2"));
@@ -513,27 +515,41 @@ fn unsupported_models_and_broken_vocabularies_are_clear_errors() {
     // SentencePiece: scores of the wrong length or type, a BOS id out of range, a byte token
     // that is not <0xXX>, tokens that are not strings.
     let spm = || tiny_gguf("llama", None);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Content)>)> = vec![
-        ("tokenizer.ggml.scores", Box::new(|c: &mut Content| {
-            c.metadata.insert("tokenizer.ggml.scores".into(), Value::Array(vec![Value::F32(0.0); 3]));
-        })),
-        ("tokenizer.ggml.scores", Box::new(|c: &mut Content| {
-            c.metadata.insert("tokenizer.ggml.scores".into(), Value::String("x".into()));
-        })),
-        ("tokenizer.ggml.bos_token_id", Box::new(|c: &mut Content| {
-            c.metadata.insert("tokenizer.ggml.bos_token_id".into(), Value::U32(1 << 20));
-        })),
-        ("<0xXX>", Box::new(|c: &mut Content| {
+    /// What a case does to a good vocabulary.
+    type Breakage = fn(&mut Content);
+    let cases: Vec<(&str, Breakage)> = vec![
+        ("tokenizer.ggml.scores", |c: &mut Content| {
+            c.metadata.insert(
+                "tokenizer.ggml.scores".into(),
+                Value::Array(vec![Value::F32(0.0); 3]),
+            );
+        }),
+        ("tokenizer.ggml.scores", |c: &mut Content| {
+            c.metadata
+                .insert("tokenizer.ggml.scores".into(), Value::String("x".into()));
+        }),
+        ("tokenizer.ggml.bos_token_id", |c: &mut Content| {
+            c.metadata
+                .insert("tokenizer.ggml.bos_token_id".into(), Value::U32(1 << 20));
+        }),
+        ("<0xXX>", |c: &mut Content| {
             let mut types = vec![Value::I32(1); 259];
             types[0] = Value::I32(6);
-            c.metadata.insert("tokenizer.ggml.token_type".into(), Value::Array(types));
-        })),
-        ("tokenizer.ggml.tokens", Box::new(|c: &mut Content| {
-            c.metadata.insert("tokenizer.ggml.tokens".into(), Value::Array(vec![Value::U32(1)]));
-        })),
-        ("tokenizer.ggml.token_type", Box::new(|c: &mut Content| {
-            c.metadata.insert("tokenizer.ggml.token_type".into(), Value::Array(vec![Value::I32(1)]));
-        })),
+            c.metadata
+                .insert("tokenizer.ggml.token_type".into(), Value::Array(types));
+        }),
+        ("tokenizer.ggml.tokens", |c: &mut Content| {
+            c.metadata.insert(
+                "tokenizer.ggml.tokens".into(),
+                Value::Array(vec![Value::U32(1)]),
+            );
+        }),
+        ("tokenizer.ggml.token_type", |c: &mut Content| {
+            c.metadata.insert(
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(vec![Value::I32(1)]),
+            );
+        }),
     ];
     for (want, break_it) in cases {
         let mut c = spm();
@@ -548,7 +564,10 @@ fn a_tiny_sentencepiece_vocabulary_builds_with_llamacpp_defaults() {
     let t = Tokenizer::from_gguf(&tiny_gguf("llama", None)).unwrap();
     // No BOS key: llama.cpp's SentencePiece default id 1, added by default.
     assert_eq!((t.bos_id(), t.add_bos()), (Some(1), true));
-    assert_eq!(t.decode(&[5000]).unwrap_err().to_string(), "cannot decode token id 5000: the vocabulary has 259 tokens");
+    assert_eq!(
+        t.decode(&[5000]).unwrap_err().to_string(),
+        "cannot decode token id 5000: the vocabulary has 259 tokens"
+    );
 }
 
 fn without_special_text(s: &str) -> bool {

@@ -240,7 +240,10 @@ fn read_tokens(content: &Content) -> Result<Vec<String>> {
         bail!("GGUF metadata `{KEY_TOKENS}` is empty; load the model's tokenizer.json instead");
     }
     u32::try_from(tokens.len()).with_context(|| {
-        format!("`{KEY_TOKENS}` has {} entries, more than u32 ids allow", tokens.len())
+        format!(
+            "`{KEY_TOKENS}` has {} entries, more than u32 ids allow",
+            tokens.len()
+        )
     })?;
     Ok(tokens)
 }
@@ -323,7 +326,13 @@ fn spm_from_gguf(content: &Content) -> Result<Tokenizer> {
     };
     let add_bos = get_bool(content, KEY_ADD_BOS)?.unwrap_or(true);
     let add_eos = get_bool(content, KEY_ADD_EOS)?.unwrap_or(false);
-    check_bos_eos(add_bos, bos_id, add_eos, eos_id, "the SentencePiece default")?;
+    check_bos_eos(
+        add_bos,
+        bos_id,
+        add_eos,
+        eos_id,
+        "the SentencePiece default",
+    )?;
     let eog_seed = eog_seed(content, eos_id, n_tokens)?;
     let spm = Spm::new(SpmVocab {
         texts: tokens,

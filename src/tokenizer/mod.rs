@@ -316,9 +316,11 @@ impl Tokenizer {
         let add_bos = ids.bos_id.is_some() && added.front.first().copied() == ids.bos_id;
         let add_eos = ids.eos_id.is_some() && added.back.last().copied() == ids.eos_id;
         let specials = inner.get_added_vocabulary().get_vocab();
-        let eog_ids = end_of_generation(&ids.eog_seed, |name| specials.get(name).copied(), |id| {
-            inner.id_to_token(id)
-        });
+        let eog_ids = end_of_generation(
+            &ids.eog_seed,
+            |name| specials.get(name).copied(),
+            |id| inner.id_to_token(id),
+        );
         let mut control_ids: Vec<u32> = inner
             .get_added_tokens_decoder()
             .into_iter()
@@ -357,12 +359,7 @@ impl Tokenizer {
         );
         let control_ids: Vec<u32> = (0..spm.len())
             .filter_map(|i| u32::try_from(i).ok())
-            .filter(|&id| {
-                matches!(
-                    spm.kind(id),
-                    Some(spm::Kind::Control | spm::Kind::Unknown)
-                )
-            })
+            .filter(|&id| matches!(spm.kind(id), Some(spm::Kind::Control | spm::Kind::Unknown)))
             .collect();
         Ok(Self {
             vocab_size: spm.len(),
@@ -404,7 +401,8 @@ impl Tokenizer {
     /// Encodes text. Special tokens written in the text (e.g. `<|im_start|>`) become their
     /// single ids; BOS is prepended (and EOS appended) only when the model asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let fail = |e: &dyn std::fmt::Display| anyhow!("encoding {} bytes of text: {e}", text.len());
+        let fail =
+            |e: &dyn std::fmt::Display| anyhow!("encoding {} bytes of text: {e}", text.len());
         match &self.backend {
             Backend::Hf { inner, .. } => Ok(inner
                 .encode(text, true)
@@ -426,7 +424,8 @@ impl Tokenizer {
     /// (what its tokenizer test suite checks): no BOS/EOS, and the texts of control and unknown
     /// tokens are ordinary text; user-defined tokens are still matched whole.
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
-        let fail = |e: &dyn std::fmt::Display| anyhow!("encoding {} bytes of text: {e}", text.len());
+        let fail =
+            |e: &dyn std::fmt::Display| anyhow!("encoding {} bytes of text: {e}", text.len());
         match &self.backend {
             Backend::Hf { inner, plain } => {
                 let plain = plain.get_or_init(|| {
@@ -622,7 +621,11 @@ fn end_of_generation(
     text_of: impl Fn(u32) -> Option<String>,
 ) -> Vec<u32> {
     let mut ids: Vec<u32> = Vec::new();
-    for id in seed.iter().copied().chain(EOG_NAMES.iter().filter_map(|n| named(n))) {
+    for id in seed
+        .iter()
+        .copied()
+        .chain(EOG_NAMES.iter().filter_map(|n| named(n)))
+    {
         if !ids.contains(&id) {
             ids.push(id);
         }

@@ -146,12 +146,7 @@ impl Spm {
             });
         }
         let mut specials: Vec<u32> = (0..texts.len())
-            .filter(|&i| {
-                matches!(
-                    kinds[i],
-                    Kind::Control | Kind::Unknown | Kind::UserDefined
-                )
-            })
+            .filter(|&i| matches!(kinds[i], Kind::Control | Kind::Unknown | Kind::UserDefined))
             .filter_map(|i| u32::try_from(i).ok())
             .collect();
         specials.sort_by(|&a, &b| {
@@ -344,10 +339,12 @@ impl Spm {
     /// space, byte tokens as their byte, unused tokens as nothing.
     fn piece(&self, id: u32) -> Result<std::borrow::Cow<'_, [u8]>> {
         use std::borrow::Cow;
-        let text = self
-            .texts
-            .get(id as usize)
-            .ok_or_else(|| anyhow!("cannot decode token id {id}: the vocabulary has {} tokens", self.len()))?;
+        let text = self.texts.get(id as usize).ok_or_else(|| {
+            anyhow!(
+                "cannot decode token id {id}: the vocabulary has {} tokens",
+                self.len()
+            )
+        })?;
         Ok(match self.kinds[id as usize] {
             Kind::Control | Kind::Unknown | Kind::UserDefined => Cow::Borrowed(text.as_bytes()),
             Kind::Normal => Cow::Owned(text.replace(SPACE, " ").into_bytes()),
@@ -411,14 +408,25 @@ mod tests {
     }
 
     fn texts(spm: &Spm, ids: &[u32]) -> Vec<String> {
-        ids.iter().map(|&i| spm.id_to_token(i).unwrap().to_string()).collect()
+        ids.iter()
+            .map(|&i| spm.id_to_token(i).unwrap().to_string())
+            .collect()
     }
 
     #[test]
     fn highest_score_merges_first_and_ties_go_left() {
         // "▁ab": ▁a (score -1) beats ab (-2), so the result is ▁a + b.
-        let spm = vocab(&[("▁", -5.0), ("a", -5.0), ("b", -5.0), ("▁a", -1.0), ("ab", -2.0)]);
-        assert_eq!(texts(&spm, &spm.encode("ab", Specials::Parse).unwrap()), ["▁a", "b"]);
+        let spm = vocab(&[
+            ("▁", -5.0),
+            ("a", -5.0),
+            ("b", -5.0),
+            ("▁a", -1.0),
+            ("ab", -2.0),
+        ]);
+        assert_eq!(
+            texts(&spm, &spm.encode("ab", Specials::Parse).unwrap()),
+            ["▁a", "b"]
+        );
         // Equal scores: "aaa" merges the left pair first → aa + a.
         let spm = vocab(&[("▁", -5.0), ("a", -5.0), ("aa", -1.0)]);
         assert_eq!(

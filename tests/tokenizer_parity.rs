@@ -4,6 +4,9 @@
 //!
 //! The real model file must be present (run `models/fetch.sh`); without it these tests fail.
 
+#[path = "tokenizer_parity/llamacpp_vocabs.rs"]
+mod llamacpp_vocabs;
+
 use candle_core::quantized::gguf_file::{self, Content, Value};
 use gen::tokenizer::{supported_pre_tokenizers, TokenStream, Tokenizer};
 use proptest::prelude::*;
@@ -493,27 +496,78 @@ fn unknown_pre_tokenizer_is_an_error_naming_it() {
 }
 
 #[test]
-fn sentencepiece_and_other_models_are_clear_errors() {
-    let msg = format!(
-        "{:#}",
-        Tokenizer::from_gguf(&tiny_gguf("llama", Some("default"))).unwrap_err()
-    );
-    assert!(
-        msg.contains("SentencePiece") && msg.contains("tokenizer.json"),
-        "{msg}"
-    );
+fn unsupported_models_and_broken_vocabularies_are_clear_errors() {
     let msg = format!(
         "{:#}",
         Tokenizer::from_gguf(&tiny_gguf("bert", None)).unwrap_err()
     );
     assert!(
-        msg.contains("\"bert\"") && msg.contains("tokenizer.ggml.model"),
+        msg.contains("\"bert\"")
+            && msg.contains("tokenizer.ggml.model")
+            && msg.contains("WordPiece"),
         "{msg}"
     );
     let mut content = tiny_gguf("gpt2", Some("gpt-2"));
     content.metadata.remove("tokenizer.ggml.merges");
     let msg = format!("{:#}", Tokenizer::from_gguf(&content).unwrap_err());
     assert!(msg.contains("tokenizer.ggml.merges"), "{msg}");
+
+    // SentencePiece: scores of the wrong length or type, a BOS id out of range, a byte token
+    // that is not <0xXX>, tokens that are not strings.
+    let spm = || tiny_gguf("llama", None);
+    /// What a case does to a good vocabulary.
+    type Breakage = fn(&mut Content);
+    let cases: Vec<(&str, Breakage)> = vec![
+        ("tokenizer.ggml.scores", |c: &mut Content| {
+            c.metadata.insert(
+                "tokenizer.ggml.scores".into(),
+                Value::Array(vec![Value::F32(0.0); 3]),
+            );
+        }),
+        ("tokenizer.ggml.scores", |c: &mut Content| {
+            c.metadata
+                .insert("tokenizer.ggml.scores".into(), Value::String("x".into()));
+        }),
+        ("tokenizer.ggml.bos_token_id", |c: &mut Content| {
+            c.metadata
+                .insert("tokenizer.ggml.bos_token_id".into(), Value::U32(1 << 20));
+        }),
+        ("<0xXX>", |c: &mut Content| {
+            let mut types = vec![Value::I32(1); 259];
+            types[0] = Value::I32(6);
+            c.metadata
+                .insert("tokenizer.ggml.token_type".into(), Value::Array(types));
+        }),
+        ("tokenizer.ggml.tokens", |c: &mut Content| {
+            c.metadata.insert(
+                "tokenizer.ggml.tokens".into(),
+                Value::Array(vec![Value::U32(1)]),
+            );
+        }),
+        ("tokenizer.ggml.token_type", |c: &mut Content| {
+            c.metadata.insert(
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(vec![Value::I32(1)]),
+            );
+        }),
+    ];
+    for (want, break_it) in cases {
+        let mut c = spm();
+        break_it(&mut c);
+        let msg = format!("{:#}", Tokenizer::from_gguf(&c).unwrap_err());
+        assert!(msg.contains(want), "expected {want} in: {msg}");
+    }
+}
+
+#[test]
+fn a_tiny_sentencepiece_vocabulary_builds_with_llamacpp_defaults() {
+    let t = Tokenizer::from_gguf(&tiny_gguf("llama", None)).unwrap();
+    // No BOS key: llama.cpp's SentencePiece default id 1, added by default.
+    assert_eq!((t.bos_id(), t.add_bos()), (Some(1), true));
+    assert_eq!(
+        t.decode(&[5000]).unwrap_err().to_string(),
+        "cannot decode token id 5000: the vocabulary has 259 tokens"
+    );
 }
 
 fn without_special_text(s: &str) -> bool {

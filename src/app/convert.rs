@@ -47,6 +47,11 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<usize> {
         cfg,
         tokenizer,
     } = open_gguf(input)?;
+    // Before any weights are written: a SentencePiece vocabulary cannot become a faithful
+    // tokenizer.json, and that should not cost the user a finished conversion.
+    let tokenizer_json = tokenizer
+        .to_json_string()
+        .with_context(|| format!("converting the tokenizer of {}", input.display()))?;
     let content = weights
         .gguf_content()
         .context("internal: GGUF source without metadata")?;
@@ -108,7 +113,7 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<usize> {
     }
     write_json(&output.join("generation_config.json"), &gen_cfg)?;
     let tok_path = output.join("tokenizer.json");
-    std::fs::write(&tok_path, tokenizer.to_json_string()?)
+    std::fs::write(&tok_path, tokenizer_json)
         .with_context(|| format!("writing {}", tok_path.display()))?;
     let mut tok_cfg: serde_json::Value = serde_json::from_str(&tokenizer.to_config_json_string()?)?;
     tok_cfg["model_max_length"] = cfg.max_position_embeddings.into();

@@ -15,6 +15,9 @@ pub fn run(t: &TokenizeConfig) -> Result<()> {
         "no text to tokenize: pass it as an argument, with --file, or on stdin",
     )?;
     let tokenizer = load_tokenizer(t.model.as_deref())?;
+    if t.verbose {
+        output::note(&format!("gen: tokenizer: {}", tokenizer.summary()))?;
+    }
     let ids = tokenizer.encode(&text)?;
     // Each id decoded on its own, as llama.cpp's llama-tokenize shows pieces; a piece that is
     // part of a multi-byte character shows as U+FFFD.

@@ -499,6 +499,9 @@ struct TokenizeArgs {
     /// Print JSON ({"ids": [...], "pieces": [...]}) instead of one `id<TAB>piece` per line.
     #[arg(long)]
     json: bool,
+    /// Say on stderr which tokenizer was built (model, pre-tokenizer, size, BOS/EOS).
+    #[arg(short = 'v', long)]
+    verbose: bool,
 }
 
 #[derive(Debug, Args)]

@@ -234,6 +234,7 @@ impl Cli {
                         max_bytes: a.input_limit.max_prompt_bytes,
                     },
                     json: a.json,
+                    verbose: a.verbose,
                 }),
             },
             Some(SubCommand::Perplexity(a)) => Config {

@@ -5,12 +5,15 @@
 //! decoding, streamed decoding ([`TokenStream`]), and writing the tokenizer back out as
 //! `tokenizer.json` + `tokenizer_config.json` for `gen convert`.
 //!
-//! Everything runs on the Hugging Face `tokenizers` crate; a GGUF vocabulary is turned into the
-//! equivalent `tokenizers` pipeline (see `gguf.rs` and `pretokenizer.rs`), which is also what
-//! makes [`Tokenizer::to_json_string`] possible.
+//! Two backends sit behind the one [`Tokenizer`]: byte-level BPE (from tokenizer.json, or a GGUF
+//! `gpt2` vocabulary turned into the equivalent pipeline, see `gguf.rs` and `pretokenizer.rs`)
+//! runs on the Hugging Face `tokenizers` crate, which is also what makes
+//! [`Tokenizer::to_json_string`] possible; SentencePiece GGUF vocabularies (`llama`) run on our
+//! own encoder (`spm.rs`), because llama.cpp's merge order is not one the crate offers.
 
 mod gguf;
 mod pretokenizer;
+mod spm;
 mod stream;
 
 pub use pretokenizer::supported_pre_tokenizers;
@@ -49,11 +52,48 @@ pub(crate) const EOG_NAMES: &[&str] = &[
     "[e~[",
 ];
 
-/// A tokenizer for one model: a Hugging Face `tokenizers` pipeline plus what this project needs
-/// around it (BOS/EOS ids, whether BOS is prepended, the chat template).
+/// The encoder and decoder proper.
+#[derive(Clone)]
+enum Backend {
+    /// A Hugging Face pipeline. `plain` is a copy that reads special-token texts as text, made
+    /// on first use of [`Tokenizer::encode_plain`] (the crate keeps that switch on the
+    /// tokenizer, not per call).
+    Hf {
+        inner: Box<tokenizers::Tokenizer>,
+        plain: std::sync::OnceLock<Box<tokenizers::Tokenizer>>,
+    },
+    /// Our SentencePiece encoder.
+    Spm(Box<spm::Spm>),
+}
+
+/// Where a tokenizer came from, for `-v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A Hugging Face tokenizer.json.
+    Json,
+    /// A GGUF byte-level BPE vocabulary with this `tokenizer.ggml.pre`.
+    GgufBpe { pre: String },
+    /// A GGUF SentencePiece vocabulary.
+    GgufSpm,
+}
+
+/// BOS/EOS as a vocabulary declares them, and the ids that end generation besides the named
+/// end-of-turn tokens.
+pub(crate) struct SpecialIds {
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    pub add_bos: bool,
+    pub add_eos: bool,
+    /// EOS, EOT, EOM ids from the metadata, in that order.
+    pub eog_seed: Vec<u32>,
+}
+
+/// A tokenizer for one model: the encoder ([`Backend`]) plus what this project needs around it
+/// (BOS/EOS ids, whether BOS is prepended, the chat template).
 #[derive(Clone)]
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    backend: Backend,
+    origin: Origin,
     bos_id: Option<u32>,
     eos_id: Option<u32>,
     add_bos: bool,
@@ -252,29 +292,35 @@ impl Tokenizer {
             .copied()
             .max()
             .map_or(0, |m| m as usize + 1);
-        Self::from_parts(inner, bos_id, eos_id, vocab_size, chat_template)
+        let ids = SpecialIds {
+            bos_id,
+            eos_id,
+            add_bos: false,
+            add_eos: false,
+            eog_seed: eos_id.into_iter().collect(),
+        };
+        Self::from_parts(inner, Origin::Json, ids, vocab_size, chat_template)
     }
 
-    /// Finishes construction: works out whether BOS/EOS get added and which ids end generation.
+    /// Finishes a Hugging Face backed tokenizer: whether BOS/EOS get added is read off the
+    /// pipeline's post-processor (`ids.add_bos`/`add_eos` are ignored), and which ids end
+    /// generation.
     fn from_parts(
         inner: tokenizers::Tokenizer,
-        bos_id: Option<u32>,
-        eos_id: Option<u32>,
+        origin: Origin,
+        ids: SpecialIds,
         vocab_size: usize,
         chat_template: Option<String>,
     ) -> Result<Self> {
         let added = probe_added(&inner)?;
-        let add_bos = bos_id.is_some() && added.front.first().copied() == bos_id;
-        let add_eos = eos_id.is_some() && added.back.last().copied() == eos_id;
-        let specials = inner.get_added_vocabulary();
-        let mut eog_ids: Vec<u32> = eos_id.into_iter().collect();
-        for name in EOG_NAMES {
-            if let Some(id) = specials.get_vocab().get(*name) {
-                if !eog_ids.contains(id) {
-                    eog_ids.push(*id);
-                }
-            }
-        }
+        let add_bos = ids.bos_id.is_some() && added.front.first().copied() == ids.bos_id;
+        let add_eos = ids.eos_id.is_some() && added.back.last().copied() == ids.eos_id;
+        let specials = inner.get_added_vocabulary().get_vocab();
+        let eog_ids = end_of_generation(
+            &ids.eog_seed,
+            |name| specials.get(name).copied(),
+            |id| inner.id_to_token(id),
+        );
         let mut control_ids: Vec<u32> = inner
             .get_added_tokens_decoder()
             .into_iter()
@@ -283,9 +329,13 @@ impl Tokenizer {
             .collect();
         control_ids.sort_unstable();
         Ok(Self {
-            inner,
-            bos_id,
-            eos_id,
+            backend: Backend::Hf {
+                inner: Box::new(inner),
+                plain: std::sync::OnceLock::new(),
+            },
+            origin,
+            bos_id: ids.bos_id,
+            eos_id: ids.eos_id,
             add_bos,
             add_eos,
             vocab_size,
@@ -296,28 +346,136 @@ impl Tokenizer {
         })
     }
 
+    /// Finishes a SentencePiece tokenizer. Control and unknown tokens are the ones generated
+    /// text leaves out (llama.cpp's `token_to_piece` without `special`).
+    fn from_spm(spm: spm::Spm, ids: SpecialIds, chat_template: Option<String>) -> Result<Self> {
+        let eog_ids = end_of_generation(
+            &ids.eog_seed,
+            |name| {
+                spm.token_to_id(name)
+                    .filter(|&id| spm.kind(id) == Some(spm::Kind::Control))
+            },
+            |id| spm.id_to_token(id).map(str::to_string),
+        );
+        let control_ids: Vec<u32> = (0..spm.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .filter(|&id| matches!(spm.kind(id), Some(spm::Kind::Control | spm::Kind::Unknown)))
+            .collect();
+        Ok(Self {
+            vocab_size: spm.len(),
+            backend: Backend::Spm(Box::new(spm)),
+            origin: Origin::GgufSpm,
+            bos_id: ids.bos_id,
+            eos_id: ids.eos_id,
+            add_bos: ids.add_bos,
+            add_eos: ids.add_eos,
+            eog_ids,
+            control_ids,
+            chat_template,
+            longest_token: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// One line saying what was built, for `-v`: `SentencePiece (llama), 32000 tokens, add_bos`.
+    pub fn summary(&self) -> String {
+        let what = match &self.origin {
+            Origin::Json => "Hugging Face tokenizer.json".to_string(),
+            Origin::GgufBpe { pre } => format!("byte-level BPE, pre-tokenizer {pre}"),
+            Origin::GgufSpm => "SentencePiece (llama)".to_string(),
+        };
+        let mut line = format!("{what}, {} tokens", self.vocab_size);
+        if let Backend::Spm(spm) = &self.backend {
+            if !spm.add_space_prefix() {
+                line.push_str(", no space prefix");
+            }
+        }
+        for (on, name) in [(self.add_bos, "add_bos"), (self.add_eos, "add_eos")] {
+            if on {
+                line.push_str(", ");
+                line.push_str(name);
+            }
+        }
+        line
+    }
+
     /// Encodes text. Special tokens written in the text (e.g. `<|im_start|>`) become their
     /// single ids; BOS is prepended (and EOS appended) only when the model asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| anyhow!("encoding {} bytes of text: {e}", text.len()))?;
-        Ok(encoding.get_ids().to_vec())
+        let fail =
+            |e: &dyn std::fmt::Display| anyhow!("encoding {} bytes of text: {e}", text.len());
+        match &self.backend {
+            Backend::Hf { inner, .. } => Ok(inner
+                .encode(text, true)
+                .map_err(|e| fail(&e))?
+                .get_ids()
+                .to_vec()),
+            Backend::Spm(spm) => {
+                let body = spm
+                    .encode(text, spm::Specials::Parse)
+                    .map_err(|e| fail(&e))?;
+                let bos = self.bos_id.filter(|_| self.add_bos);
+                let eos = self.eos_id.filter(|_| self.add_eos);
+                Ok(bos.into_iter().chain(body).chain(eos).collect())
+            }
+        }
+    }
+
+    /// Encodes text as llama.cpp's `tokenize(text, add_special = false, parse_special = false)`
+    /// (what its tokenizer test suite checks): no BOS/EOS, and the texts of control and unknown
+    /// tokens are ordinary text; user-defined tokens are still matched whole.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let fail =
+            |e: &dyn std::fmt::Display| anyhow!("encoding {} bytes of text: {e}", text.len());
+        match &self.backend {
+            Backend::Hf { inner, plain } => {
+                let plain = plain.get_or_init(|| {
+                    let mut copy = inner.clone();
+                    copy.set_encode_special_tokens(true);
+                    copy
+                });
+                Ok(plain
+                    .encode(text, false)
+                    .map_err(|e| fail(&e))?
+                    .get_ids()
+                    .to_vec())
+            }
+            Backend::Spm(spm) => spm
+                .encode(text, spm::Specials::AsText)
+                .map_err(|e| fail(&e)),
+        }
     }
 
     /// Decodes ids to text, special tokens included as their text. Bytes that do not form
-    /// valid UTF-8 become U+FFFD. Ids outside the vocabulary are an error.
+    /// valid UTF-8 become U+FFFD. Ids outside the vocabulary are an error. For SentencePiece,
+    /// the space the encoder puts in front of the text is removed again when the ids start
+    /// with BOS (as a whole encoded text does); any other first piece keeps its space, so that
+    /// a generated continuation reads as llama.cpp prints it.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        if let Some(bad) = ids.iter().find(|&&id| self.inner.id_to_token(id).is_none()) {
+        self.decode_shown(ids, |_| true)
+    }
+
+    /// [`Tokenizer::decode`] of the ids for which `show` is true, the others given no text.
+    fn decode_shown(&self, ids: &[u32], show: impl Fn(u32) -> bool) -> Result<String> {
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             anyhow::bail!(
                 "cannot decode token id {bad}: the vocabulary has {} tokens",
                 self.vocab_size
             );
         }
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| anyhow!("decoding {} token ids: {e}", ids.len()))
+        match &self.backend {
+            Backend::Hf { inner, .. } => {
+                if let Some(bad) = ids.iter().find(|&&id| inner.id_to_token(id).is_none()) {
+                    anyhow::bail!(
+                        "cannot decode token id {bad}: the vocabulary has no token with that id"
+                    );
+                }
+                let kept: Vec<u32> = ids.iter().copied().filter(|&id| show(id)).collect();
+                inner
+                    .decode(&kept, false)
+                    .map_err(|e| anyhow!("decoding {} token ids: {e}", ids.len()))
+            }
+            Backend::Spm(spm) => spm.decode(ids, self.bos_id, show),
+        }
     }
 
     /// The length in bytes of the longest token's text in the vocabulary: a bound on how much
@@ -325,13 +483,16 @@ impl Tokenizer {
     /// BPE writes a byte as a character of 1–2 bytes, SentencePiece a space as 3 bytes).
     pub fn longest_token_bytes(&self) -> usize {
         *self.longest_token.get_or_init(|| {
-            self.inner
-                .get_vocab(true)
-                .keys()
-                .map(String::len)
-                .max()
-                .unwrap_or(1)
-                .max(1)
+            match &self.backend {
+                Backend::Hf { inner, .. } => inner
+                    .get_vocab(true)
+                    .keys()
+                    .map(String::len)
+                    .max()
+                    .unwrap_or(1),
+                Backend::Spm(spm) => spm.longest_token_bytes(),
+            }
+            .max(1)
         })
     }
 
@@ -346,12 +507,7 @@ impl Tokenizer {
         if special {
             return self.decode(ids);
         }
-        let kept: Vec<u32> = ids
-            .iter()
-            .copied()
-            .filter(|&id| !self.is_control(id))
-            .collect();
-        self.decode(&kept)
+        self.decode_shown(ids, |id| !self.is_control(id))
     }
 
     /// Starts a streaming decode (see [`TokenStream`]).
@@ -367,12 +523,18 @@ impl Tokenizer {
     /// The id of a token given its vocabulary text (byte-level form, e.g. `"Ġhello"`), or of a
     /// special token given its text.
     pub fn token_to_id(&self, tok: &str) -> Option<u32> {
-        self.inner.token_to_id(tok)
+        match &self.backend {
+            Backend::Hf { inner, .. } => inner.token_to_id(tok),
+            Backend::Spm(spm) => spm.token_to_id(tok),
+        }
     }
 
     /// The vocabulary text of an id (byte-level form for ordinary tokens), if the id exists.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        match &self.backend {
+            Backend::Hf { inner, .. } => inner.id_to_token(id),
+            Backend::Spm(spm) => spm.id_to_token(id).map(str::to_string),
+        }
     }
 
     /// The BOS token id, if the vocabulary has one (whether or not it is added).
@@ -408,24 +570,28 @@ impl Tokenizer {
         self.chat_template.as_deref()
     }
 
-    /// The underlying Hugging Face tokenizer.
-    pub fn hf(&self) -> &tokenizers::Tokenizer {
-        &self.inner
-    }
-
     /// Serialises the tokenizer as a Hugging Face `tokenizer.json`. Loading it with
     /// [`Tokenizer::from_json_file`] or with HF `tokenizers` gives the same ids for every text
-    /// (BOS/EOS handling is part of its post-processor).
+    /// (BOS/EOS handling is part of its post-processor). A SentencePiece GGUF vocabulary is an
+    /// error: no `tokenizers` model merges as llama.cpp's SentencePiece encoder does, so the
+    /// file would tokenize differently.
     pub fn to_json_string(&self) -> Result<String> {
-        self.inner
-            .to_string(true)
-            .map_err(|e| anyhow!("serialising the tokenizer as tokenizer.json: {e}"))
+        match &self.backend {
+            Backend::Hf { inner, .. } => inner
+                .to_string(true)
+                .map_err(|e| anyhow!("serialising the tokenizer as tokenizer.json: {e}")),
+            Backend::Spm(_) => anyhow::bail!(
+                "cannot write a tokenizer.json for a SentencePiece GGUF vocabulary: the Hugging Face \
+                 models do not merge as llama.cpp does, so it would tokenize differently; copy the \
+                 model's original tokenizer.json (and tokenizer.model) instead"
+            ),
+        }
     }
 
     /// A `tokenizer_config.json` to write beside [`Tokenizer::to_json_string`]'s output: BOS/EOS
     /// token texts, `add_bos_token`/`add_eos_token`, no space clean-up, and the chat template.
     pub fn to_config_json_string(&self) -> Result<String> {
-        let text = |id: Option<u32>| id.and_then(|id| self.inner.id_to_token(id));
+        let text = |id: Option<u32>| id.and_then(|id| self.id_to_token(id));
         let mut config = serde_json::json!({
             "tokenizer_class": "PreTrainedTokenizerFast",
             "bos_token": text(self.bos_id),
@@ -442,6 +608,43 @@ impl Tokenizer {
         }
         serde_json::to_string_pretty(&config).context("serialising tokenizer_config.json")
     }
+}
+
+/// The ids that end generation, as llama.cpp's `special_eog_ids`: `seed` (EOS, EOT, EOM) and
+/// every special token named in [`EOG_NAMES`] (`named` finds one), seed first. As llama.cpp,
+/// `<|end|>` is dropped when `<|return|>` and `<|call|>` (or `<|calls|>` and `<|flush|>`) are
+/// there too (gpt-oss ends a message with it, not the generation), and `</s>` when
+/// `<|tool_response>` or `<|plamo:eos|>` is (there it is ordinary text).
+fn end_of_generation(
+    seed: &[u32],
+    named: impl Fn(&str) -> Option<u32>,
+    text_of: impl Fn(u32) -> Option<String>,
+) -> Vec<u32> {
+    let mut ids: Vec<u32> = Vec::new();
+    for id in seed
+        .iter()
+        .copied()
+        .chain(EOG_NAMES.iter().filter_map(|n| named(n)))
+    {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let texts: Vec<Option<String>> = ids.iter().map(|&id| text_of(id)).collect();
+    let has = |t: &str| texts.iter().any(|x| x.as_deref() == Some(t));
+    let mut drop = Vec::new();
+    let call = has("<|call|>") || has("<|calls|>");
+    if has("<|end|>") && call && (has("<|return|>") || has("<|flush|>")) {
+        drop.push("<|end|>");
+    }
+    if (has("<|tool_response>") || has("<|plamo:eos|>")) && has("</s>") {
+        drop.push("</s>");
+    }
+    ids.into_iter()
+        .zip(texts)
+        .filter(|(_, t)| !t.as_deref().is_some_and(|t| drop.contains(&t)))
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// Parses a Hugging Face `tokenizer.json`. The tokenizers crate (0.22) panics, through an

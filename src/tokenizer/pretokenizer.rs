@@ -27,6 +27,35 @@ const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])
 /// The Qwen2 regex as adapted by llama.cpp: like Llama 3 but one digit per piece.
 const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// The Qwen 3.5 regex as adapted by llama.cpp: like Qwen2 with combining marks (`\p{M}`) kept
+/// with the letters they follow.
+const QWEN35: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// DeepSeek LLM's letter class, llama.cpp's spelled-out ranges (Latin, Greek, Cyrillic,
+/// Armenian, Georgian, Cherokee, ... and their fullwidth and supplementary forms), written as
+/// escapes because several of its characters (U+1FD3, U+2126, U+212A, ...) are changed by
+/// Unicode normalization, which an editor may apply to literal text.
+const DEEPSEEK_LLM_LETTERS: &str = concat!(
+    "\\s?[A-Za-z\u{B5}\u{C0}-\u{D6}\u{D8}-\u{F6}\u{F8}-\u{1BA}\u{1BC}-\u{1BF}\u{1C4}-\u{293}",
+    "\u{295}-\u{2AF}\u{370}-\u{373}\u{376}\u{377}\u{37B}-\u{37D}\u{37F}\u{386}\u{388}-\u{38A}",
+    "\u{38C}\u{38E}-\u{3A1}\u{3A3}-\u{3F5}\u{3F7}-\u{481}\u{48A}-\u{52F}\u{531}-\u{556}",
+    "\u{10A0}-\u{10C5}\u{13A0}-\u{13F5}\u{13F8}-\u{13FD}\u{1C90}-\u{1CBA}\u{1CBD}-\u{1CBF}",
+    "\u{1D00}-\u{1D2B}\u{1D6B}-\u{1D77}\u{1D79}-\u{1D9A}\u{1E00}-\u{1F15}\u{1F18}-\u{1F1D}",
+    "\u{1F20}-\u{1F45}\u{1F48}-\u{1F4D}\u{1F50}-\u{1F57}\u{1F59}\u{1F5B}\u{1F5D}\u{1F5F}-\u{1F7D}",
+    "\u{1F80}-\u{1FB4}\u{1FB6}-\u{1FBC}\u{1FBE}\u{1FC2}-\u{1FC4}\u{1FC6}-\u{1FCC}\u{1FD0}-\u{1FD3}",
+    "\u{1FD6}-\u{1FDB}\u{1FE0}-\u{1FEC}\u{1FF2}-\u{1FF4}\u{1FF6}-\u{1FFC}\u{2102}\u{2107}",
+    "\u{210A}-\u{2113}\u{2115}\u{2119}-\u{211D}\u{2124}\u{2126}\u{2128}\u{212A}-\u{212D}",
+    "\u{212F}-\u{2134}\u{2139}\u{213C}-\u{213F}\u{2145}-\u{2149}\u{214E}\u{2183}\u{2184}",
+    "\u{2C00}-\u{2C7B}\u{2C7E}-\u{2CE4}\u{2CEB}-\u{2CEE}\u{2CF2}\u{2CF3}\u{A640}-\u{A66D}",
+    "\u{A680}-\u{A69B}\u{A722}-\u{A76F}\u{A771}-\u{A787}\u{A78B}-\u{A78E}\u{AB70}-\u{ABBF}",
+    "\u{FB00}-\u{FB06}\u{FB13}-\u{FB17}\u{FF21}-\u{FF3A}\u{FF41}-\u{FF5A}\u{10400}-\u{1044F}",
+    "\u{104B0}-\u{104D3}\u{104D8}-\u{104FB}\u{10C80}-\u{10CB2}\u{10CC0}-\u{10CF2}\u{118A0}-\u{118DF}",
+    "\u{1E900}-\u{1E943}]+",
+);
+
+/// CJK ideographs and Hangul as DeepSeek's pre-tokenizers group them.
+const DEEPSEEK_CJK: &str = "[\u{4E00}-\u{9FA5}\u{800}-\u{4E00}\u{AC00}-\u{D7FF}]+";
+
 /// Which list of regexes a pre-tokenizer name stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Family {
@@ -40,6 +69,14 @@ pub(super) enum Family {
     Llama3,
     /// The Qwen2 regex.
     Qwen2,
+    /// The Qwen 3.5 regex.
+    Qwen35,
+    /// Punctuation runs, GPT-2, then groups of 3 ASCII digits (`LLAMA_VOCAB_PRE_TYPE_FALCON`).
+    Falcon,
+    /// Newlines, letter runs, punctuation runs, trailing space, CJK, digit runs.
+    DeepseekLlm,
+    /// Newlines, letter runs, punctuation runs, CJK, single digits.
+    DeepseekCoder,
 }
 
 /// What a `tokenizer.ggml.pre` name implies for tokenization.
@@ -115,6 +152,10 @@ const TABLE: &[(&str, PreSpec)] = &[
     ("stablelm2", spec(Family::Qwen2, false, false)),
     ("hunyuan", spec(Family::Qwen2, false, false)),
     ("solar-open", spec(Family::Qwen2, false, false)),
+    ("qwen35", spec(Family::Qwen35, false, false)),
+    ("falcon", spec(Family::Falcon, false, false)),
+    ("deepseek-llm", spec(Family::DeepseekLlm, false, false)),
+    ("deepseek-coder", spec(Family::DeepseekCoder, false, false)),
 ];
 
 /// The `tokenizer.ggml.pre` values this module accepts, in a stable order.
@@ -135,6 +176,25 @@ fn regexes(family: Family) -> &'static [&'static str] {
         Family::DigitsThenGpt2 => &[r"\p{N}", GPT2],
         Family::Llama3 => &[LLAMA3],
         Family::Qwen2 => &[QWEN2],
+        Family::Qwen35 => &[QWEN35],
+        Family::Falcon => &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, r"[0-9][0-9][0-9]"],
+        Family::DeepseekLlm => &[
+            r"[\r\n]",
+            DEEPSEEK_LLM_LETTERS,
+            "\\s?[!-/:-~\u{FF01}-\u{FF0F}\u{FF1A}-\u{FF5E}\u{2018}-\u{201F}\u{3000}-\u{3002}]+",
+            // `\z`, not `$`: in Oniguruma `$` also matches before a newline, llama.cpp's
+            // std::regex only at the end of the piece.
+            r"\s+\z",
+            DEEPSEEK_CJK,
+            r"\p{N}+",
+        ],
+        Family::DeepseekCoder => &[
+            r"[\r\n]",
+            r"\s?\p{L}+",
+            r"\s?\p{P}+",
+            DEEPSEEK_CJK,
+            r"\p{N}",
+        ],
     }
 }
 

@@ -3,6 +3,7 @@
 mod bad_input;
 mod beam;
 mod chat;
+mod chat_corpus;
 mod chat_session;
 mod cli;
 mod compare;

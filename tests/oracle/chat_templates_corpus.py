@@ -7,6 +7,10 @@ copied from the models' tokenizer configs. They are part of llama.cpp's test dat
 and the models' own permissively licensed configs; their sources are stored in the JSON so that
 the Rust test (tests/it/chat_corpus.rs) needs neither Python nor the sdist.
 
+Besides the corpus, a few hand-written templates (`gen-*`, HAND_WRITTEN) exercise what the
+corpus reaches only with tools or not at all (tojson's options, strftime_now formats, Python
+methods, namespace, loop.previtem).
+
 Every template renders the same conversations (system+user, user only, user/assistant/user,
 system+user/assistant/user), each without and with `add_generation_prompt`, through
 transformers' own renderer `transformers.utils.chat_template_utils.render_jinja_template` (what
@@ -122,6 +126,34 @@ FAMILY_TOKENS = [
 ]
 
 
+# Hand-written templates (names starting with `gen-`) for what the corpus reaches only with
+# tools or not at all: transformers' tojson options, strftime_now formats, loop.previtem,
+# namespace, dict and string methods, Python's `in`, and raise_exception.
+HAND_WRITTEN = {
+    "gen-tojson": (
+        "{{ messages | tojson }}\n{{ messages[0] | tojson(indent=2) }}\n"
+        "{{ {'b': [1, 2.5, none, true], 'a': 'é\"<>'} | tojson(sort_keys=true) }}\n"
+        "{{ messages | tojson(separators=(',', ':')) }}\n{{ 'é' | tojson(ensure_ascii=true) }}\n"
+        "{{ {'x': 1e20, 'y': 0.1, 'z': -0.00001, 'w': {}} | tojson(indent='\t') }}"
+    ),
+    "gen-strftime": "{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%A, %B %-d, %Y %H:%M:%S %j %p') }}"
+    "|{{ strftime_now('%Y-%m-%dT%H:%M:%S.%f%z%Z') }}",
+    "gen-python-methods": (
+        "{%- set ns = namespace(n=0, roles=[]) %}"
+        "{%- for m in messages %}"
+        "{%- set ns.n = ns.n + 1 %}"
+        "{%- if loop.previtem is defined %}<after {{ loop.previtem.role }}>{% endif %}"
+        "{{ m.role.title() }}: {{ m.content.split(' ') | join('_') }}|{{ m.content.rstrip('.!?') }}"
+        "|{{ m.content.lstrip('HW') }}|{{ m.content.replace('o', '0') }}|{{ 'e' in m.content }}"
+        "|{{ m.content.upper().startswith(('H', 'T')) }}|{% for k, v in m.items() %}{{ k }}={{ v | length }};{% endfor %}"
+        "{{ m.get('missing', 'dflt') }}|{{ m.keys() | list | length }}\n"
+        "{%- endfor %}"
+        "{{ ns.n }} {{ 'role' in messages[0] }} {{ messages | map(attribute='role') | join(',') }}"
+        "{%- if messages | length > 3 %}{{ raise_exception('at most 3 messages, got ' ~ messages | length) }}{% endif %}"
+    ),
+}
+
+
 def family_tokens(name):
     for key, bos, eos in FAMILY_TOKENS:
         if key in name:
@@ -195,6 +227,12 @@ def main():
         templates.append(entry)
         ok = sum("error" not in c for c in entry["cases"])
         print(f"{name}: {ok}/{len(entry['cases'])} rendered", file=sys.stderr)
+
+    for name, source in HAND_WRITTEN.items():
+        templates.append(
+            {"name": name, "bos_token": "<s>", "eos_token": "</s>", "template": source,
+             "cases": cases_for(source, "<s>", "</s>")}
+        )
 
     out = {
         "generator": {

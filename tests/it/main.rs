@@ -13,6 +13,7 @@ mod model;
 mod quant_types;
 mod quantize;
 mod readme;
+mod print_prompt;
 mod real;
 mod samples;
 mod sampling;

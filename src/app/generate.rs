@@ -120,7 +120,12 @@ fn run_each_line(g: &GenerateConfig, ctx: &Ctx, text: &str) -> Result<()> {
 
 /// `--print-prompt`: the model input as it is (text mode, no newline added in a pipe), or
 /// a record with its token ids (JSON modes); nothing is generated.
-fn print_model_input(g: &GenerateConfig, ctx: &Ctx, text: &str, ids: &[u32]) -> Result<Option<Value>> {
+fn print_model_input(
+    g: &GenerateConfig,
+    ctx: &Ctx,
+    text: &str,
+    ids: &[u32],
+) -> Result<Option<Value>> {
     if g.format == OutputFormat::Text {
         let mut out = output::TextOut::new();
         out.write(text)?;

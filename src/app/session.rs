@@ -3,8 +3,8 @@
 //! engine's [`DecodeParams`], and token texts for the printers.
 
 use super::load::LoadedModel;
-use crate::chat::{ChatTemplate, Message};
 use super::UsageError;
+use crate::chat::{ChatTemplate, Message};
 use crate::config::{GenerateConfig, TemplateChoice};
 use crate::engine::{self, DecodeParams, Interrupt};
 use anyhow::{bail, Context, Result};
@@ -157,8 +157,15 @@ pub fn template_file(g: &GenerateConfig) -> Result<Option<String>> {
     let usage = |msg: String| anyhow::Error::from(UsageError(msg));
     let mut bytes = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(g.prompt.max_bytes.saturating_add(1)).read_to_end(&mut bytes))
-        .map_err(|e| usage(format!("{flag}: {e}; give the path of a Jinja chat template file")))?;
+        .and_then(|f| {
+            f.take(g.prompt.max_bytes.saturating_add(1))
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| {
+            usage(format!(
+                "{flag}: {e}; give the path of a Jinja chat template file"
+            ))
+        })?;
     if bytes.len() as u64 > g.prompt.max_bytes {
         return Err(usage(format!(
             "{flag} is longer than {} bytes; a chat template is a few kilobytes (raise --max-prompt-bytes if it is meant to be)",
@@ -172,7 +179,9 @@ pub fn template_file(g: &GenerateConfig) -> Result<Option<String>> {
         ))
     })?;
     if source.trim().is_empty() {
-        return Err(usage(format!("{flag} is empty; give a file with a Jinja chat template")));
+        return Err(usage(format!(
+            "{flag} is empty; give a file with a Jinja chat template"
+        )));
     }
     ChatTemplate::new(&source, None, None).map_err(|e| not_compiling(path, &e))?;
     Ok(Some(source))

@@ -281,7 +281,11 @@ fn without_generation_tags(source: &str) -> String {
     match TAG.as_ref() {
         Some(tag) if source.contains("generation") => tag
             .replace_all(source, |c: &regex::Captures| {
-                let word = if c.get(3).is_some() { "endif" } else { "if true" };
+                let word = if c.get(3).is_some() {
+                    "endif"
+                } else {
+                    "if true"
+                };
                 format!("{{%{}{}{word}{}{}%}}", &c[1], &c[2], &c[4], &c[5])
             })
             .into_owned(),

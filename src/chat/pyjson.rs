@@ -262,7 +262,10 @@ mod tests {
             render(r#"{{ {"a": [1, 2.5, none, true], "é<>": "x\"\n\u0001"} | tojson }}"#),
             r#"{"a": [1, 2.5, null, true], "é<>": "x\"\n\u0001"}"#
         );
-        assert_eq!(render("{{ [] | tojson }}{{ {} | tojson(indent=2) }}"), "[]{}");
+        assert_eq!(
+            render("{{ [] | tojson }}{{ {} | tojson(indent=2) }}"),
+            "[]{}"
+        );
     }
 
     #[test]
@@ -275,7 +278,10 @@ mod tests {
             render(r#"{{ {"a": 1, "b": 2} | tojson(separators=(",", ":")) }}"#),
             r#"{"a":1,"b":2}"#
         );
-        assert_eq!(render(r#"{{ "é😀" | tojson(ensure_ascii=true) }}"#), r#""\u00e9\ud83d\ude00""#);
+        assert_eq!(
+            render(r#"{{ "é😀" | tojson(ensure_ascii=true) }}"#),
+            r#""\u00e9\ud83d\ude00""#
+        );
     }
 
     #[test]

@@ -6,9 +6,8 @@ use super::*;
 use crate::config::{
     BeamConfig, ChatConfig, Command, Config, ConvertConfig, DraftConfig, EarlyStopping, FileType,
     GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, QuantizeConfig, SamplingConfig,
-    SpecChoice, SpeculativeConfig, StageKind, Strategy, StrategyKind, TemplateChoice, TokenizeConfig,
-    VoteConfig,
-    Window,
+    SpecChoice, SpeculativeConfig, StageKind, Strategy, StrategyKind, TemplateChoice,
+    TokenizeConfig, VoteConfig, Window,
 };
 
 impl BeamArgs {

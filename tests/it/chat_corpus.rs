@@ -13,9 +13,21 @@ use std::path::PathBuf;
 /// Templates gen does not render as transformers does: (name, why, a piece of the first
 /// failing case's failure as [`check_template`] describes it). Mirrored in docs/TESTING.md.
 const NOT_SUPPORTED: &[(&str, &str, &str)] = &[
-    ("CohereForAI-c4ai-command-r-plus-tool_use", ITERATES_NONE, NONE_NOT_ITERABLE),
-    ("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", ITERATES_NONE, NONE_NOT_ITERABLE),
-    ("NousResearch-Hermes-3-Llama-3.1-8B-tool_use", ITERATES_NONE, NONE_NOT_ITERABLE),
+    (
+        "CohereForAI-c4ai-command-r-plus-tool_use",
+        ITERATES_NONE,
+        NONE_NOT_ITERABLE,
+    ),
+    (
+        "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use",
+        ITERATES_NONE,
+        NONE_NOT_ITERABLE,
+    ),
+    (
+        "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
+        ITERATES_NONE,
+        NONE_NOT_ITERABLE,
+    ),
 ];
 
 /// Why the tool-use variants differ.
@@ -29,8 +41,8 @@ const NONE_NOT_ITERABLE: &str =
 const CORPUS_SIZE: usize = 70;
 
 fn golden() -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/oracle/chat_templates_corpus.json");
+    let p =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/chat_templates_corpus.json");
     serde_json::from_str(
         &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
     )
@@ -92,7 +104,8 @@ fn check_template(
                 match err.strip_prefix("TemplateError: ") {
                     Some(msg) if case["raised"] == true => {
                         let want = format!("the chat template rejected the conversation: {msg}");
-                        (ours != want).then(|| format!("{name}: fails with {ours:?}, want {want:?}"))
+                        (ours != want)
+                            .then(|| format!("{name}: fails with {ours:?}, want {want:?}"))
                     }
                     _ => None,
                 }
@@ -120,7 +133,10 @@ fn real_templates_render_like_transformers() {
         .filter(|t| !t["name"].as_str().unwrap().starts_with("gen-"))
         .count();
     assert_eq!(corpus, CORPUS_SIZE);
-    assert!(templates.len() > corpus, "the hand-written gen-* templates are missing");
+    assert!(
+        templates.len() > corpus,
+        "the hand-written gen-* templates are missing"
+    );
     let mut sources: BTreeMap<&str, &str> = BTreeMap::new();
     let mut table = String::new();
     let mut unexpected = Vec::new();
@@ -151,7 +167,10 @@ fn real_templates_render_like_transformers() {
         }
     }
     for (n, why, _) in NOT_SUPPORTED {
-        assert!(sources.contains_key(n), "NOT_SUPPORTED names {n}, not in the corpus");
+        assert!(
+            sources.contains_key(n),
+            "NOT_SUPPORTED names {n}, not in the corpus"
+        );
         println!("not supported: {n}: {why}");
     }
     println!("{table}total: {all_passed}/{all_cases} cases");

@@ -8,7 +8,9 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn golden(name: &str) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracle").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/oracle")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
 
@@ -53,7 +55,12 @@ fn print_prompt_prints_the_rendered_template_exactly() {
     assert_eq!(printed(&["-f", f.to_str().unwrap()], ""), user);
     assert_eq!(
         printed(
-            &["-p", "Name a colour.", "--system", "You are a terse assistant."],
+            &[
+                "-p",
+                "Name a colour.",
+                "--system",
+                "You are a terse assistant."
+            ],
             ""
         ),
         gguf_case("system_user+gen")
@@ -76,7 +83,10 @@ fn print_prompt_json_has_the_token_ids_and_each_line_works() {
     assert_eq!(ids.first(), Some(&1), "{v}");
     assert!(ids.len() > 10, "{v}");
     let out = printed(&["--each-line", "--format", "jsonl"], "What is 2+2?\n{\"prompt\": \"Name a colour.\", \"system\": \"You are a terse assistant.\"}\n");
-    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert_eq!(lines[0]["model_input"], gguf_case("user+gen"));
     assert_eq!(lines[1]["model_input"], gguf_case("system_user+gen"));
@@ -114,10 +124,16 @@ fn chat_template_file_renders_like_transformers() {
             .unwrap()
             .clone()
     };
-    let base = case("system_user")["expected"].as_str().unwrap().to_string();
+    let base = case("system_user")["expected"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let with_gen = match case("system_user+gen").get("suffix") {
         Some(s) => format!("{base}{}", s.as_str().unwrap()),
-        None => case("system_user+gen")["expected"].as_str().unwrap().to_string(),
+        None => case("system_user+gen")["expected"]
+            .as_str()
+            .unwrap()
+            .to_string(),
     };
     let got = printed(
         &[

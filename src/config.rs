@@ -63,6 +63,18 @@ pub enum OutputFormat {
     Jsonl,
 }
 
+/// Which chat template prompts go through.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TemplateChoice {
+    /// The model's own (`tokenizer.chat_template`), when it has one; else plain text.
+    #[default]
+    Model,
+    /// The template in this file (`--chat-template-file`), instead of the model's.
+    File(PathBuf),
+    /// None: the prompt is sent as plain text (`--raw`).
+    Raw,
+}
+
 /// Settings for text generation.
 #[derive(Debug, Clone)]
 pub struct GenerateConfig {
@@ -91,8 +103,10 @@ pub struct GenerateConfig {
     pub each_line: bool,
     /// A system message for the chat template (`--system`).
     pub system: Option<String>,
-    /// Send the prompt as plain text, without the chat template (`--raw`).
-    pub raw: bool,
+    /// Which chat template prompts go through (`--raw`, `--chat-template-file`).
+    pub template: TemplateChoice,
+    /// Print the model input and stop, without generating (`--print-prompt`).
+    pub print_prompt: bool,
     /// `--compare`: run these strategies on the same prompt instead of one.
     pub compare: Option<Vec<Strategy>>,
     /// `--compare-sequential`: run the compared sampling strategies one after another instead

@@ -5,7 +5,7 @@
 
 use super::input;
 use super::load::load_model;
-use super::session::{chat_template, model_input, Ctx};
+use super::session::{chat_template, model_input, template_file, Ctx};
 use super::{interrupt_on_ctrl_c, is_broken_pipe, Interrupted, UsageError};
 use crate::config::{GenerateConfig, OutputFormat};
 use crate::engine::{self, Event, GenerateParams};
@@ -17,11 +17,12 @@ use std::time::Instant;
 /// `gen [PROMPT]`: one prompt, or one per line with `--each-line`.
 pub fn run(g: GenerateConfig) -> Result<()> {
     let text = input::read_input(&g.prompt)?;
+    let template_file = template_file(&g)?;
     // Before the model loads, so that an early Ctrl-C still ends the run cleanly.
     let interrupt = interrupt_on_ctrl_c();
     let start = Instant::now();
     let loaded = load_model(g.model.as_deref(), g.cache_type)?;
-    let chat = chat_template(&g, &loaded)?;
+    let chat = chat_template(&g, &loaded, template_file)?;
     let speculation = g
         .speculative
         .as_ref()
@@ -117,6 +118,24 @@ fn run_each_line(g: &GenerateConfig, ctx: &Ctx, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--print-prompt`: the model input as it is (text mode, no newline added in a pipe), or
+/// a record with its token ids (JSON modes); nothing is generated.
+fn print_model_input(
+    g: &GenerateConfig,
+    ctx: &Ctx,
+    text: &str,
+    ids: &[u32],
+) -> Result<Option<Value>> {
+    if g.format == OutputFormat::Text {
+        let mut out = output::TextOut::new();
+        out.write(text)?;
+        out.finish()?;
+        return Ok(None);
+    }
+    let model = ctx.loaded.path.display().to_string();
+    Ok(Some(output::model_input_json(&model, text, ids)))
+}
+
 fn interrupted(ctx: &Ctx) -> Result<()> {
     if ctx.is_interrupted() {
         return Err(Interrupted.into());
@@ -153,6 +172,9 @@ fn run_one(g: &GenerateConfig, ctx: &Ctx, prompt: &str) -> Result<Option<Value>>
         );
     }
     let ids = loaded.encode(&text)?;
+    if g.print_prompt {
+        return print_model_input(g, ctx, &text, &ids);
+    }
     if let Some(strategies) = &g.compare {
         return super::compare::run(g, ctx, &ids, strategies);
     }

@@ -132,8 +132,15 @@ struct GenerateArgs {
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
     /// Send the prompt as plain text to continue, without the model's chat template.
-    #[arg(long, conflicts_with = "system")]
+    #[arg(long, conflicts_with_all = ["system", "chat_template_file"])]
     raw: bool,
+    #[command(flatten)]
+    template: TemplateArgs,
+    /// Print the exact text the model would be fed (the prompt as the chat template renders
+    /// it, special tokens as text) on stdout and exit without generating. A BOS token the
+    /// tokenizer adds is not text: --format json shows it among the token ids.
+    #[arg(long)]
+    print_prompt: bool,
     /// Read the prompt from a file (`-` for stdin).
     #[arg(short = 'f', long, value_name = "PATH")]
     file: Option<PathBuf>,
@@ -391,6 +398,8 @@ struct ChatArgs {
     /// processed as in -p.
     #[arg(long)]
     system: Option<String>,
+    #[command(flatten)]
+    template: TemplateArgs,
     /// Most tokens per answer; -1 (the default, as llama-cli and ollama) = until the end of the
     /// turn or a full context.
     #[arg(short = 'n', long = "max-tokens", visible_alias = "n-predict", value_name = "N",
@@ -432,6 +441,15 @@ struct ChatArgs {
 enum ChatFormatArg {
     Text,
     Jsonl,
+}
+
+/// The chat template, for `gen` and `gen chat`.
+#[derive(Debug, Args)]
+struct TemplateArgs {
+    /// Render prompts with the Jinja chat template in FILE instead of the model's (llama.cpp's
+    /// flag; a `chat_template.jinja` from a Hugging Face repo, for instance).
+    #[arg(long, value_name = "FILE")]
+    chat_template_file: Option<PathBuf>,
 }
 
 /// Speculative decoding, for `gen` and `gen chat`.

@@ -6,8 +6,8 @@ use super::*;
 use crate::config::{
     BeamConfig, ChatConfig, Command, Config, ConvertConfig, DraftConfig, EarlyStopping, FileType,
     GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, QuantizeConfig, SamplingConfig,
-    SpecChoice, SpeculativeConfig, StageKind, Strategy, StrategyKind, TokenizeConfig, VoteConfig,
-    Window,
+    SpecChoice, SpeculativeConfig, StageKind, Strategy, StrategyKind, TemplateChoice,
+    TokenizeConfig, VoteConfig, Window,
 };
 
 impl BeamArgs {
@@ -60,6 +60,17 @@ impl SamplingArgs {
                 .samplers
                 .map_or_else(|| StageKind::DEFAULT_ORDER.to_vec(), |l| l.0),
             min_keep: self.min_keep as usize,
+        }
+    }
+}
+
+impl TemplateArgs {
+    /// `--raw` wins (clap refuses it with `--chat-template-file`), then the file.
+    fn choice(self, raw: bool) -> TemplateChoice {
+        match (raw, self.chat_template_file) {
+            (true, _) => TemplateChoice::Raw,
+            (false, Some(path)) => TemplateChoice::File(path),
+            (false, None) => TemplateChoice::Model,
         }
     }
 }
@@ -148,7 +159,8 @@ impl ChatArgs {
                 explain: None,
                 each_line: false,
                 system: self.system.map(|s| unescape(&s)),
-                raw: false,
+                template: self.template.choice(false),
+                print_prompt: false,
                 compare: None,
                 compare_sequential: false,
                 stop: self.stop.iter().map(|s| unescape(s)).collect(),
@@ -329,7 +341,8 @@ impl Cli {
                         compare,
                         compare_sequential: g.compare_sequential,
                         system,
-                        raw: g.raw,
+                        template: g.template.choice(g.raw),
+                        print_prompt: g.print_prompt,
                         samples: g.samples.map(|n| n as usize),
                         vote: g.vote.then_some(VoteConfig {
                             answer_regex: g.answer_regex,

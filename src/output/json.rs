@@ -20,6 +20,12 @@ pub struct RunInfo {
     pub sampler: Vec<String>,
 }
 
+/// `--print-prompt`'s record: the text the model is fed and its token ids (a BOS the
+/// tokenizer adds is among the ids, not in the text).
+pub fn model_input_json(model: &str, text: &str, ids: &[u32]) -> Value {
+    json!({"model": model, "model_input": text, "tokens": ids})
+}
+
 /// The JSON object describing a generation (`--format json`).
 pub fn generation_json(g: &Generation, run: &RunInfo, piece: Piece) -> Result<Value> {
     let t = &g.timings;

@@ -10,7 +10,10 @@ mod samples;
 mod tables;
 
 pub use compare::{compare_json, compare_records, compare_view, CompareReport, CompareRow};
-pub use json::{beam_json, chat_error_json, chat_turn_json, generation_json, stop_json, RunInfo};
+pub use json::{
+    beam_json, chat_error_json, chat_turn_json, generation_json, model_input_json, stop_json,
+    RunInfo,
+};
 pub use progress::{DownloadBar, HubReporter, StepBar};
 pub use samples::{samples_json, samples_jsonl, samples_stats_line, samples_text, SamplesRun};
 pub use tables::{beam_blocks, explain_table, explain_tables, logprobs_table};

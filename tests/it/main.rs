@@ -3,6 +3,7 @@
 mod bad_input;
 mod beam;
 mod chat;
+mod chat_corpus;
 mod chat_session;
 mod cli;
 mod compare;
@@ -10,6 +11,7 @@ mod crosscheck;
 mod families;
 mod input;
 mod model;
+mod print_prompt;
 mod quant_types;
 mod quantize;
 mod readme;

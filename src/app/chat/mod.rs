@@ -10,10 +10,10 @@ mod conversation;
 mod input;
 
 use super::load::load_model;
-use super::session::{chat_template, Ctx};
+use super::session::{chat_template, template_file, Ctx};
 use super::{signals::interrupt_on_ctrl_c, terminated, Interrupted, UsageError};
 use crate::cli::{apply_setting, current_settings};
-use crate::config::{ChatConfig, GenerateConfig, OutputFormat};
+use crate::config::{ChatConfig, GenerateConfig, OutputFormat, TemplateChoice};
 use crate::engine::{self, Event, GenerateParams, Generation, PrefixCache, StopReason};
 use crate::{output, sampling};
 use anyhow::{bail, Context, Result};
@@ -23,13 +23,14 @@ use std::time::Instant;
 
 /// Runs a chat session until `/bye`, Ctrl-D or the end of stdin.
 pub fn run(c: ChatConfig) -> Result<()> {
+    let template_file = template_file(&c.generate)?;
     let interrupt = interrupt_on_ctrl_c();
     let start = Instant::now();
     let loaded = load_model(c.generate.model.as_deref(), c.generate.cache_type)?;
-    let template = chat_template(&c.generate, &loaded)?;
+    let template = chat_template(&c.generate, &loaded, template_file)?;
     if template.is_none() {
         return Err(UsageError(format!(
-            "gen chat needs a chat template, and {} has none (no tokenizer.chat_template); use `gen` to continue plain text",
+            "gen chat needs a chat template, and {} has none (no tokenizer.chat_template); give one with --chat-template-file, or use `gen` to continue plain text",
             loaded.path.display()
         ))
         .into());
@@ -236,12 +237,16 @@ impl Session<'_> {
             .template()
             .and_then(|t| t.end_of_turn_token())
             .unwrap_or("none");
+        let template = match &self.g.template {
+            TemplateChoice::File(path) => path.display().to_string(),
+            _ => "the model's".to_string(),
+        };
         let settings: Vec<String> = current_settings(&self.g.sampling, self.g.max_tokens)
             .into_iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         output::note(&format!(
-            "model: {} ({:?})\ntemplate: the model's (end of turn {eot})\nsystem: {}\nsettings: {}\ncontext: {} of {} tokens used, {} exchanges",
+            "model: {} ({:?})\ntemplate: {template} (end of turn {eot})\nsystem: {}\nsettings: {}\ncontext: {} of {} tokens used, {} exchanges",
             loaded.path.display(),
             loaded.format,
             self.conversation.system.as_deref().unwrap_or("(none)"),

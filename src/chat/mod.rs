@@ -1,16 +1,24 @@
 //! Chat templates: turns a conversation into the prompt text a chat model was trained on, by
-//! rendering the model's Jinja template (GGUF `tokenizer.chat_template`, or `chat_template` in
-//! tokenizer_config.json) with minijinja the way Hugging Face `apply_chat_template` renders it
-//! with jinja2; and finds the marker the template ends a turn with, so generation can stop there.
+//! rendering the model's Jinja template (GGUF `tokenizer.chat_template`, `chat_template` in
+//! tokenizer_config.json, or `--chat-template-file`) with minijinja the way Hugging Face
+//! `apply_chat_template` renders it with jinja2; and finds the marker the template ends a turn
+//! with, so generation can stop there.
 //!
 //! Rendering follows transformers (`utils/chat_template_utils.py`, `_compile_jinja_template` and
 //! `render_jinja_template`): `trim_blocks` and `lstrip_blocks` on, `keep_trailing_newline` off,
-//! no auto-escaping, `{% break %}`/`{% continue %}` allowed, a `raise_exception(msg)` function,
-//! and the variables `messages`, `add_generation_prompt`, `bos_token` and `eos_token` (a token
-//! the model does not have is left undefined, as transformers passes only the tokens it has).
-//! Python string and dict methods that templates call (`.strip()`, `.startswith()`, `.items()`
-//! …) come from minijinja-contrib's `pycompat`. Not provided: `tools`, `documents`,
-//! `strftime_now` and the `tojson` filter (templates reach them only when given tools).
+//! no auto-escaping, `{% break %}`/`{% continue %}` allowed, the globals `raise_exception(msg)`,
+//! `strftime_now(fmt)` ([`Clock`]) and `namespace`, transformers' `tojson` filter (Python's
+//! `json.dumps`, [`pyjson`]), and the variables `messages`, `tools` and `documents` (None: gen
+//! passes no tools), `add_generation_prompt`, `bos_token` and `eos_token` (a token the model
+//! does not have is left undefined, as transformers passes only the tokens it has). Python
+//! string and dict methods that templates call (`.strip()`, `.startswith()`, `.items()` …) come
+//! from minijinja-contrib's `pycompat`. How close this is to transformers is measured on 70 real
+//! templates (tests/it/chat_corpus.rs; docs/TESTING.md lists the ones that differ and why).
+
+mod clock;
+mod pyjson;
+
+pub use clock::Clock;
 
 use anyhow::{anyhow, Result};
 use minijinja::value::Serde;
@@ -134,6 +142,16 @@ impl ChatTemplate {
     /// which the template sees as `bos_token` and `eos_token` (undefined when `None`). A
     /// template that does not compile is an error naming the problem and its line.
     pub fn new(source: &str, bos: Option<String>, eos: Option<String>) -> Result<Self> {
+        Self::with_clock(source, bos, eos, Clock::Local)
+    }
+
+    /// As [`ChatTemplate::new`], with `strftime_now` reading `clock` (tests pin the date).
+    pub fn with_clock(
+        source: &str,
+        bos: Option<String>,
+        eos: Option<String>,
+        clock: Clock,
+    ) -> Result<Self> {
         let mut env = Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
@@ -148,7 +166,14 @@ impl ChatTemplate {
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
-        env.add_template_owned(NAME, source.to_string())
+        env.add_function("strftime_now", move |format: String| {
+            clock
+                .strftime(&format)
+                .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))
+        });
+        env.add_filter("tojson", pyjson::tojson);
+        env.add_test("iterable", is_iterable);
+        env.add_template_owned(NAME, without_generation_tags(source))
             .map_err(|e| anyhow!("the chat template does not compile: {e}"))?;
         let mut template = Self {
             env,
@@ -169,6 +194,8 @@ impl ChatTemplate {
         let token = |t: &Option<String>| t.as_deref().map_or(Value::UNDEFINED, Value::from);
         let ctx = context! {
             messages => Value::from(Serde(messages)),
+            tools => Value::from(()),
+            documents => Value::from(()),
             add_generation_prompt => add_generation_prompt,
             bos_token => token(&self.bos),
             eos_token => token(&self.eos),
@@ -233,6 +260,36 @@ impl ChatTemplate {
             .max_by_key(|m| m.len())
             .or_else(|| special_token_shape(rest))
             .map(str::to_string)
+    }
+}
+
+/// jinja2's `is iterable`: a list, map, string or undefined (which iterates as empty), but not
+/// None, which minijinja would iterate as empty too and templates test first
+/// (`tools is iterable and tools | length > 0`).
+fn is_iterable(value: &Value) -> bool {
+    !value.is_none() && value.try_iter().is_ok()
+}
+
+/// `source` with transformers' `{% generation %}` … `{% endgeneration %}` tags (its
+/// AssistantTracker extension, which marks the assistant's text for training masks and
+/// otherwise renders the body as it is) turned into `{% if true %}` … `{% endif %}`: a block
+/// with the same body and the same whitespace control, on the same lines.
+fn without_generation_tags(source: &str) -> String {
+    static TAG: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\{%([-+]?)(\s*)(end)?generation(\s*)([-+]?)%\}").ok()
+    });
+    match TAG.as_ref() {
+        Some(tag) if source.contains("generation") => tag
+            .replace_all(source, |c: &regex::Captures| {
+                let word = if c.get(3).is_some() {
+                    "endif"
+                } else {
+                    "if true"
+                };
+                format!("{{%{}{}{word}{}{}%}}", &c[1], &c[2], &c[4], &c[5])
+            })
+            .into_owned(),
+        _ => source.to_string(),
     }
 }
 
@@ -388,6 +445,40 @@ mod tests {
         let plain = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n\n{% endfor %}";
         let t = ChatTemplate::new(plain, None, None).unwrap();
         assert_eq!(t.end_of_turn_token(), None);
+    }
+
+    #[test]
+    fn generation_tags_render_their_body() {
+        assert_eq!(
+            without_generation_tags("a{%- generation -%} b {%endgeneration%}{% if x %}"),
+            "a{%- if true -%} b {%endif%}{% if x %}"
+        );
+        let src = "{% for m in messages %}{% generation %}\n[{{ m.content }}]{%- endgeneration %}\n{% endfor %}";
+        let t = ChatTemplate::new(src, None, None).unwrap();
+        let msgs = [Message::new("user", "a"), Message::new("assistant", "b")];
+        assert_eq!(t.render(&msgs, false).unwrap(), "[a][b]");
+    }
+
+    #[test]
+    fn tools_and_documents_are_none_and_none_is_not_iterable() {
+        let src = "{{ tools is defined }} {{ tools is none }} {{ documents is none }} {{ tools is iterable }} {{ messages is iterable }} {{ nothing is iterable }}";
+        let t = ChatTemplate::new(src, None, None).unwrap();
+        assert_eq!(
+            t.render(&[Message::new("user", "x")], false).unwrap(),
+            "True True True False True True"
+        );
+    }
+
+    #[test]
+    fn strftime_now_reads_the_clock() {
+        let t = ChatTemplate::with_clock(
+            "{{ strftime_now('%d %B %Y') }}",
+            None,
+            None,
+            Clock::Fixed(0),
+        )
+        .unwrap();
+        assert_eq!(t.render(&[], false).unwrap(), "01 January 1970");
     }
 
     #[test]

@@ -32,15 +32,20 @@ pub fn run(g: GenerateConfig) -> Result<()> {
     if g.verbose {
         let c = loaded.model.config();
         output::note(&format!(
-            "gen: model {} ({:?}), {} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}",
+            "gen: model {} ({:?}), {}, {} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}{}",
             loaded.path.display(),
             loaded.format,
+            c.family.gguf_name(),
             c.num_hidden_layers,
             c.hidden_size,
             c.num_attention_heads,
             c.num_key_value_heads,
             c.vocab_size,
-            c.max_position_embeddings
+            c.max_position_embeddings,
+            match &c.sliding_window {
+                Some(w) => format!(", sliding window {}", w.size),
+                None => String::new(),
+            }
         ))?;
         let kernels: Vec<String> = loaded
             .model

@@ -640,33 +640,6 @@ mod tests {
         assert!(diff < 1e-5, "max difference {diff}");
     }
 
-    /// The AVX2 dot products are the portable ones bit for bit, for f32 and f16 rows,
-    /// leftovers past 32 included.
-    #[test]
-    fn dot_kernels_agree_exactly() {
-        for n in [8, 32, 64, 70, 100] {
-            let (x, y) = (values(n, 7), values(n, 8));
-            let x16: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
-            assert_eq!(
-                vec_dot(&x[..], &y).to_bits(),
-                vec_dot_portable(&x[..], &y).to_bits(),
-                "f32, n = {n}"
-            );
-            assert_eq!(
-                vec_dot(&x16[..], &y).to_bits(),
-                vec_dot_portable(&x16[..], &y).to_bits(),
-                "f16, n = {n}"
-            );
-            if n % 8 == 0 {
-                assert_eq!(
-                    dot_gemm(&x16[..], &y).to_bits(),
-                    dot_gemm_portable(&x16[..], &y).to_bits(),
-                    "tinyBLAS f16, n = {n}"
-                );
-            }
-        }
-    }
-
     /// The general path with the causal mask: matmul, masked softmax, matmul, with the KV
     /// heads repeated. Returns `(b, s, nh * hd)`.
     fn general_path(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Tensor {

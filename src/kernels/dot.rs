@@ -170,3 +170,63 @@ pub(crate) fn hsum8(x: &[f32; 8]) -> f32 {
     let t: [f32; 4] = std::array::from_fn(|l| x[l + 4] + x[l]);
     (t[0] + t[2]) + (t[1] + t[3])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_values as values;
+    use half::f16;
+
+    /// The AVX2 dot products are the portable ones bit for bit, for f32 and f16 rows,
+    /// leftovers past 32 included.
+    #[test]
+    fn dot_kernels_agree_exactly() {
+        for n in [8, 32, 64, 70, 100] {
+            let (x, y) = (values(n, 7), values(n, 8));
+            let x16: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+            assert_eq!(
+                vec_dot(&x[..], &y).to_bits(),
+                vec_dot_portable(&x[..], &y).to_bits(),
+                "f32, n = {n}"
+            );
+            assert_eq!(
+                vec_dot(&x16[..], &y).to_bits(),
+                vec_dot_portable(&x16[..], &y).to_bits(),
+                "f16, n = {n}"
+            );
+            if n % 8 == 0 {
+                assert_eq!(
+                    dot_gemm(&x16[..], &y).to_bits(),
+                    dot_gemm_portable(&x16[..], &y).to_bits(),
+                    "tinyBLAS f16, n = {n}"
+                );
+            }
+        }
+    }
+
+    /// A dense GGUF product sums each row as these dots do: `vec_dot` for one row, tinyBLAS
+    /// for more (and `vec_dot` again when the width is no multiple of 8).
+    #[test]
+    fn dense_product_orders_are_ggmls() {
+        for (m, k) in [(1, 64), (3, 64), (2, 36)] {
+            let (x, w) = (values(m * k, 3), values(5 * k, 4));
+            let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+            let got = crate::kernels::dense::matmul_as_ggml(&x, &w16, k);
+            for i in 0..m {
+                for j in 0..5 {
+                    let (xr, wr) = (&x[i * k..(i + 1) * k], &w16[j * k..(j + 1) * k]);
+                    let want = if m > 1 && k % 8 == 0 {
+                        dot_gemm(wr, xr)
+                    } else {
+                        vec_dot(wr, xr)
+                    };
+                    assert_eq!(
+                        got[i * 5 + j].to_bits(),
+                        want.to_bits(),
+                        "m {m}, k {k}, ({i}, {j})"
+                    );
+                }
+            }
+        }
+    }
+}

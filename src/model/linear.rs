@@ -70,6 +70,12 @@ impl Linear {
         }
     }
 
+    /// Whether a row's sums depend on how many rows come with it: GGUF f32/f16 matrices, which
+    /// sum one row in ggml's `vec_dot` order and several in tinyBLAS's.
+    pub fn batch_changes_sums(&self) -> bool {
+        matches!(self, Self::GgmlDense(_))
+    }
+
     /// The stored type and the kernel its products run on, for `-v` (`"Q5_0, ggml-exact"`).
     pub fn kernel(&self) -> String {
         match self {
@@ -252,6 +258,14 @@ impl Projections {
         match self {
             Self::Stacked { w, .. } => w.on_rayon(rows),
             Self::Separate(parts) => parts.iter().any(|p| p.on_rayon(rows)),
+        }
+    }
+
+    /// [`Linear::batch_changes_sums`] for any of the projections.
+    pub fn batch_changes_sums(&self) -> bool {
+        match self {
+            Self::Stacked { w, .. } => w.batch_changes_sums(),
+            Self::Separate(parts) => parts.iter().any(Linear::batch_changes_sums),
         }
     }
 

@@ -456,6 +456,18 @@ impl Llama {
             })
     }
 
+    /// Whether some product sums a row differently when it comes with others
+    /// ([`Linear::batch_changes_sums`]).
+    fn batch_changes_sums(&self) -> bool {
+        self.lm_head.batch_changes_sums()
+            || self.layers.iter().any(|l| {
+                l.self_attn.qkv.batch_changes_sums()
+                    || l.self_attn.o_proj.batch_changes_sums()
+                    || l.mlp.gate_up.batch_changes_sums()
+                    || l.mlp.down_proj.batch_changes_sums()
+            })
+    }
+
     /// What new KV caches store keys and values as.
     pub fn cache_dtype(&self) -> DType {
         self.cache_dtype
@@ -478,8 +490,14 @@ impl Llama {
             .dims2()
             .context("forward: tokens must be (batch, seq)")?;
         // Dense weights compute rows exactly as one row only up to `dense::MAX_ROWS` rows at a
-        // time (beyond, candle's blocked product takes over): longer inputs go in pieces.
-        let piece = crate::kernels::dense::MAX_ROWS;
+        // time (beyond, candle's blocked product takes over): longer inputs go in pieces. GGUF
+        // f32/f16 matrices sum several rows in another order than one (as llama.cpp does), so
+        // there each position is its own step.
+        let piece = if self.batch_changes_sums() {
+            1
+        } else {
+            crate::kernels::dense::MAX_ROWS
+        };
         if s <= piece {
             return self.forward_as(tokens, cache, Logits::All, true);
         }

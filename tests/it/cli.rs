@@ -325,7 +325,11 @@ fn bad_input_gets_clear_errors() {
     write_gguf_with(&arch, &spec, &w, GgmlDType::F32, |md| {
         md[0].1 = gguf_file::Value::String("mamba".into());
     });
-    fails_with(&["-m", &t(&arch), "-p", "x"], 1, &["mamba", "architecture"]);
+    fails_with(
+        &["-m", &t(&arch), "-p", "x"],
+        1,
+        &["mamba", "architecture", "llama, qwen2, qwen3, gemma3"],
+    );
     let pre = tmp.path().join("pre.gguf");
     write_gguf_with(&pre, &spec, &w, GgmlDType::F32, |md| {
         for (k, v) in md.iter_mut() {

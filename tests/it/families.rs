@@ -250,6 +250,24 @@ fn check_family(arch: &str) {
         // difference then moves a rounded activation by a whole f16 step, so the two paths
         // agree only to about 1e-2, in llama.cpp as here.) ggml's GELU is a table of f16
         // steps too, so Gemma's bound is wider.
+        // Speculative decoding's verify pass equals one-token steps bit for bit, also where
+        // a batch sums in another order than one row (both files here).
+        let mut cache = model.new_cache();
+        let input = Tensor::new(toks.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let verify = model
+            .forward_as_steps(&input, &mut cache)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let one_by_one = step(&model, &mut model.new_cache(), &toks);
+        assert_eq!(
+            verify.to_vec2::<f32>().unwrap(),
+            one_by_one,
+            "{arch} {outtype}: verify pass"
+        );
         if outtype == "f32" {
             let bound = if arch == "gemma3" { 2e-3 } else { 1e-4 };
             let stepped = step(&model, &mut model.new_cache(), &toks);

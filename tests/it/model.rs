@@ -284,12 +284,18 @@ fn quantized_types_load_and_track_f32() {
         let rel = rms(&err) / scale;
         eprintln!("{dt:?}: rms(Δlogit) / rms(logit) vs f32 = {rel:.4}");
         assert!(rel <= tol, "{dt:?}: relative logit error {rel} above {tol}");
-        // The cache path must agree with recomputation for quantized weights too.
+        // The cache path must agree with recomputation for quantized weights too. F16 is
+        // looser: as in llama.cpp, its activations are rounded to f16 before each product and a
+        // decode step sums in `vec_dot`'s order where a batch sums in tinyBLAS's, so a last-bit
+        // difference can move a rounded activation by a whole f16 step.
         let mut cache = model.new_cache();
         let inc = step(&model, &mut cache, &SEQ);
+        let d = max_diff(&got, &inc);
+        let bound = if dt == GgmlDType::F16 { 1e-2 } else { 1e-3 };
+        eprintln!("{dt:?}: cached decode vs recomputation {d:.2e} (scale {scale:.2})");
         assert!(
-            max_diff(&got, &inc) <= 1e-3 * scale.max(1.0),
-            "{dt:?}: cached decode differs"
+            d <= bound * scale.max(1.0),
+            "{dt:?}: cached decode differs by {d}"
         );
     }
 }

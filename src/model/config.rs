@@ -38,7 +38,7 @@ impl SlidingLayers {
     fn contains(&self, layer: usize) -> bool {
         match self {
             SlidingLayers::All => true,
-            SlidingLayers::AllButEvery(n) => *n == 0 || (layer + 1) % n != 0,
+            SlidingLayers::AllButEvery(n) => *n == 0 || !(layer + 1).is_multiple_of(*n),
             SlidingLayers::Listed(l) => l.get(layer).copied().unwrap_or(false),
         }
     }
@@ -334,8 +334,9 @@ impl LlamaConfig {
             }
         }
         let rope_freq_scale = match has("rope.scaling.factor") {
+            // llama.cpp reads a factor of 0 as "no scaling".
             true => match get_f32("rope.scaling.factor")? {
-                f if f == 0.0 => 1.0,
+                0.0 => 1.0,
                 f => 1.0 / f,
             },
             false => 1.0,

@@ -54,6 +54,17 @@ pub fn run(g: GenerateConfig) -> Result<()> {
             .map(|(k, n)| format!("{n} × {k}"))
             .collect();
         output::note(&format!("gen: matrices: {}", kernels.join("; ")))?;
+        let t = &loaded.tokenizer;
+        let ends: Vec<String> = t
+            .eog_ids()
+            .iter()
+            .map(|&id| t.id_to_token(id).unwrap_or_else(|| format!("#{id}")))
+            .collect();
+        output::note(&format!(
+            "gen: tokenizer: {}; generation ends at {}",
+            t.summary(),
+            ends.join(", ")
+        ))?;
     }
     if !g.each_line {
         if let Some(record) = run_one(&g, &ctx, &text)? {

@@ -334,3 +334,90 @@ fn whole_rows_match_llama_cpp() {
         }
     }
 }
+
+/// A Qwen2 GGUF as a user downloads one, but small: the real Qwen2 vocabulary (151,936 tokens,
+/// its ChatML template and special tokens, from llama.cpp's `ggml-vocab-qwen2.gguf`, which
+/// models/fetch.sh fetches) on the tiny random Qwen2 weights, the embedding widened to the
+/// vocabulary. `gen -m FILE -p ...` then renders Qwen's template, ends on its end-of-turn
+/// tokens and runs the family's forward pass end to end.
+#[test]
+fn a_qwen2_gguf_with_its_real_vocabulary_runs_from_the_cli() {
+    use gguf_file::Value as V;
+    let vocab_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/vocab/ggml-vocab-qwen2.gguf");
+    let vocab = gguf_file::Content::read(
+        &mut std::fs::File::open(&vocab_path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run models/fetch.sh", vocab_path.display())),
+    )
+    .unwrap();
+    let V::Array(tokens) = &vocab.metadata["tokenizer.ggml.tokens"] else {
+        panic!("no token list")
+    };
+    let n_vocab = tokens.len();
+    let rec = family("qwen2");
+    let mut md: Vec<(String, V)> = vec![("general.architecture".into(), V::String("qwen2".into()))];
+    for m in rec["gguf"]["f32"]["metadata"].as_array().unwrap() {
+        md.push((m["key"].as_str().unwrap().into(), metadata_value(m)));
+    }
+    for (k, v) in &vocab.metadata {
+        if k.starts_with("tokenizer.") {
+            md.push((k.clone(), v.clone()));
+        }
+    }
+    let hidden = rec["config"]["hidden_size"].as_u64().unwrap() as usize;
+    let w = weights(rec);
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    for t in rec["gguf"]["f32"]["tensors"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let src = match name {
+            "token_embd.weight" | "output.weight" => {
+                fill(t["from"].as_str().unwrap(), &[n_vocab, hidden], false)
+            }
+            _ => w[t["from"].as_str().unwrap()].clone(),
+        };
+        let dtype = if src.rank() == 2 {
+            GgmlDType::Q8_0
+        } else {
+            GgmlDType::F32
+        };
+        tensors.push((name.to_string(), QTensor::quantize(&src, dtype).unwrap()));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("qwen2-tiny.Q8_0.gguf");
+    let md_refs: Vec<(&str, &V)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(
+        &mut std::fs::File::create(&path).unwrap(),
+        &md_refs,
+        &t_refs,
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+
+    let out = crate::cli::gen()
+        .args(["-m", file, "-p", "Hello", "--print-prompt"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prompt = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        prompt.contains("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"),
+        "not Qwen's template: {prompt:?}"
+    );
+    let out = crate::cli::gen()
+        .args(["-m", file, "-p", "Hello", "-n", "6", "-v", "--seed", "3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("qwen2, 2 layers"), "{err}");
+    assert!(
+        err.contains("pre-tokenizer qwen2") && err.contains("<|im_end|>") && err.contains("<|endoftext|>"),
+        "{err}"
+    );
+    assert!(err.contains("generated"), "{err}");
+}

@@ -416,7 +416,9 @@ fn a_qwen2_gguf_with_its_real_vocabulary_runs_from_the_cli() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("qwen2, 2 layers"), "{err}");
     assert!(
-        err.contains("pre-tokenizer qwen2") && err.contains("<|im_end|>") && err.contains("<|endoftext|>"),
+        err.contains("pre-tokenizer qwen2")
+            && err.contains("<|im_end|>")
+            && err.contains("<|endoftext|>"),
         "{err}"
     );
     assert!(err.contains("generated"), "{err}");

@@ -553,9 +553,11 @@ impl HfConfig {
             .model_type
             .as_deref()
             .map_or(Some(Family::Llama), Family::from_model_type);
-        let Some(family) =
-            family.filter(|f| self.architectures.iter().all(|a| a == f.hf_architecture()))
-        else {
+        let Some(family) = family.filter(|f| {
+            self.architectures
+                .iter()
+                .all(|a| f.accepts_hf_architecture(a))
+        }) else {
             bail!(
                 "unsupported architecture (model_type {:?}, architectures {:?}); gen runs {} (model_type {})",
                 self.model_type,
@@ -735,4 +737,155 @@ pub fn to_hf_config_json(cfg: &LlamaConfig) -> serde_json::Value {
         });
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<LlamaConfig> {
+        let raw: HfConfig = serde_json::from_str(text)?;
+        let cfg = raw.resolve()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// config.json as the Hub ships it for Qwen2.5-0.5B-Instruct (transformers 4 keys): the
+    /// sliding window is there but switched off, biases implied by the family.
+    #[test]
+    fn qwen2_5_config() {
+        let cfg = resolve(
+            r#"{"architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0,
+            "bos_token_id": 151643, "eos_token_id": 151645, "hidden_act": "silu",
+            "hidden_size": 896, "initializer_range": 0.02, "intermediate_size": 4864,
+            "max_position_embeddings": 32768, "max_window_layers": 21, "model_type": "qwen2",
+            "num_attention_heads": 14, "num_hidden_layers": 24, "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768,
+            "tie_word_embeddings": true, "torch_dtype": "bfloat16", "use_cache": true,
+            "use_sliding_window": false, "vocab_size": 151936}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.family, Family::Qwen2);
+        assert!(cfg.attention_bias && cfg.tie_word_embeddings);
+        assert_eq!((cfg.head_dim, cfg.rope_theta), (64, 1e6));
+        assert_eq!(cfg.sliding_window, None);
+        assert_eq!(cfg.query_pre_attn_scalar, 64.0);
+    }
+
+    /// Qwen3-0.6B: head size 128 with 16 heads over a hidden size of 1024.
+    #[test]
+    fn qwen3_config() {
+        let cfg = resolve(
+            r#"{"architectures": ["Qwen3ForCausalLM"], "attention_bias": false,
+            "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+            "hidden_size": 1024, "intermediate_size": 3072, "max_position_embeddings": 40960,
+            "max_window_layers": 28, "model_type": "qwen3", "num_attention_heads": 16,
+            "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+            "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null,
+            "tie_word_embeddings": true, "use_sliding_window": false, "vocab_size": 151936}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.family, Family::Qwen3);
+        assert!(!cfg.attention_bias);
+        assert_eq!((cfg.head_dim, cfg.num_attention_heads), (128, 16));
+    }
+
+    /// Gemma 3 1B (transformers 4 keys: `sliding_window_pattern`, `rope_local_base_freq`) and
+    /// the same model as transformers 5 writes it (`layer_types`, `rope_parameters`).
+    #[test]
+    fn gemma3_configs_old_and_new() {
+        let old = resolve(
+            r#"{"architectures": ["Gemma3ForCausalLM"], "attention_bias": false,
+            "attn_logit_softcapping": null, "bos_token_id": 2, "cache_implementation": "hybrid",
+            "eos_token_id": [1, 106], "final_logit_softcapping": null, "head_dim": 256,
+            "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 1152,
+            "intermediate_size": 6912, "max_position_embeddings": 32768,
+            "model_type": "gemma3_text", "num_attention_heads": 4, "num_hidden_layers": 26,
+            "num_key_value_heads": 1, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06,
+            "rope_local_base_freq": 10000, "rope_scaling": null, "rope_theta": 1000000,
+            "sliding_window": 512, "sliding_window_pattern": 6, "vocab_size": 262144}"#,
+        )
+        .unwrap();
+        assert_eq!(old.family, Family::Gemma3);
+        assert!(old.tie_word_embeddings, "Gemma ties its head by default");
+        assert_eq!(old.eos_token_ids, [1, 106]);
+        let local: Vec<usize> = (0..26).filter(|&i| old.window_of(i).is_some()).collect();
+        assert_eq!(local.len(), 22);
+        assert!(old.window_of(5).is_none() && old.window_of(4) == Some(512));
+        assert_eq!(old.sliding_window.as_ref().unwrap().rope_theta, 10_000.0);
+        let layer_types: Vec<&str> = (0..26)
+            .map(|i| {
+                if (i + 1) % 6 == 0 {
+                    "full_attention"
+                } else {
+                    "sliding_attention"
+                }
+            })
+            .collect();
+        let new = resolve(&format!(
+            r#"{{"architectures": ["Gemma3ForCausalLM"], "head_dim": 256,
+            "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 1152,
+            "intermediate_size": 6912, "max_position_embeddings": 32768,
+            "model_type": "gemma3_text", "num_attention_heads": 4, "num_hidden_layers": 26,
+            "num_key_value_heads": 1, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06,
+            "sliding_window": 512, "layer_types": {}, "vocab_size": 262144,
+            "rope_parameters": {{"sliding_attention": {{"rope_type": "default", "rope_theta": 10000.0}},
+                                 "full_attention": {{"rope_type": "default", "rope_theta": 1000000.0}}}},
+            "bos_token_id": 2, "eos_token_id": [1, 106]}}"#,
+            serde_json::to_string(&layer_types).unwrap()
+        ))
+        .unwrap();
+        let norm = |c: &LlamaConfig| (0..26).map(|i| c.window_of(i)).collect::<Vec<_>>();
+        assert_eq!(norm(&old), norm(&new));
+        assert_eq!(
+            (old.rope_theta, old.query_pre_attn_scalar),
+            (new.rope_theta, new.query_pre_attn_scalar)
+        );
+        // Gemma 3 4B's linear scaling of the global layers.
+        let scaled = resolve(
+            r#"{"model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 1,
+            "head_dim": 16, "vocab_size": 300, "sliding_window": 8,
+            "rope_scaling": {"factor": 8.0, "rope_type": "linear"}}"#,
+        )
+        .unwrap();
+        assert_eq!(scaled.rope_freq_scale, 0.125);
+    }
+
+    /// Mistral 7B v0.1 (a sliding window on every layer), and what stays refused with the
+    /// supported list: Gemma 2 (soft-capping), Phi-3, Qwen's sliding window.
+    #[test]
+    fn mistral_and_refusals() {
+        let m = resolve(
+            r#"{"architectures": ["MistralForCausalLM"], "model_type": "mistral",
+            "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+            "rope_theta": 10000.0, "sliding_window": 4096, "max_position_embeddings": 32768}"#,
+        )
+        .unwrap();
+        assert_eq!(m.family, Family::Llama);
+        assert!((0..32).all(|i| m.window_of(i) == Some(4096)));
+        let phi = resolve(
+            r#"{"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 64,
+            "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "vocab_size": 300}"#,
+        );
+        let err = format!("{:#}", phi.unwrap_err());
+        assert!(
+            err.contains("unsupported architecture") && err.contains("llama, qwen2, qwen3, gemma3"),
+            "{err}"
+        );
+        let qwen_swa = resolve(
+            r#"{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 300,
+            "use_sliding_window": true, "sliding_window": 16}"#,
+        );
+        assert!(format!("{:#}", qwen_swa.unwrap_err()).contains("use_sliding_window"));
+        let capped = resolve(
+            r#"{"model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 300,
+            "final_logit_softcapping": 30.0}"#,
+        );
+        assert!(format!("{:#}", capped.unwrap_err()).contains("soft-capping"));
+    }
 }

@@ -67,6 +67,11 @@ impl Family {
         }
     }
 
+    /// Whether a `config.json` `architectures` entry names this family's causal LM.
+    pub fn accepts_hf_architecture(self, name: &str) -> bool {
+        name == self.hf_architecture() || (self == Family::Llama && name == "MistralForCausalLM")
+    }
+
     /// The `config.json` `model_type` transformers writes for the family.
     pub fn hf_model_type(self) -> &'static str {
         match self {

@@ -163,6 +163,8 @@ pub fn hf_tensor_name(gguf: &str, family: Family) -> Option<String> {
         "ffn_norm.weight" if gemma => "pre_feedforward_layernorm.weight",
         "post_ffw_norm.weight" if gemma => "post_feedforward_layernorm.weight",
         "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "attn_qkv.weight" if family.fused_projections() => "self_attn.qkv_proj.weight",
+        "ffn_up.weight" if family.fused_projections() => "mlp.gate_up_proj.weight",
         "ffn_gate.weight" => "mlp.gate_proj.weight",
         "ffn_up.weight" => "mlp.up_proj.weight",
         "ffn_down.weight" => "mlp.down_proj.weight",

@@ -369,6 +369,20 @@ impl LlamaConfig {
         } else {
             None
         };
+        if has("rope.dimension_count") {
+            let rot = get_usize("rope.dimension_count")?;
+            if rot != head_dim {
+                bail!(
+                    "GGUF key `{}` is {rot} but the head size is {head_dim}: partial rotary embeddings (Phi-4-mini, ...) are not supported",
+                    key("rope.dimension_count")
+                );
+            }
+        }
+        for t in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+            if content.tensor_infos.contains_key(t) {
+                bail!("tensor `{t}`: long-context RoPE factors (Phi-3 128k's longrope) are not supported; the 4k-context models are");
+            }
+        }
         let num_hidden_layers = get_usize("block_count")?;
         // llama.cpp's `f_attention_scale` for Gemma 3: the head size, except the 27B (62
         // layers), which scales by hidden / heads (`query_pre_attn_scalar` = 168).
@@ -493,6 +507,7 @@ struct HfConfig {
     hidden_act: Option<String>,
     sliding_window: Option<usize>,
     use_sliding_window: Option<bool>,
+    partial_rotary_factor: Option<f64>,
     layer_types: Option<Vec<String>>,
     sliding_window_pattern: Option<usize>,
     rope_local_base_freq: Option<f32>,
@@ -566,6 +581,9 @@ impl HfConfig {
                 Family::ALL.map(Family::hf_model_type).join(", ")
             );
         };
+        if let Some(f) = self.partial_rotary_factor.filter(|&f| f != 1.0) {
+            bail!("partial_rotary_factor {f}: partial rotary embeddings are not supported");
+        }
         if let Some(c) = self.final_logit_softcapping.or(self.attn_logit_softcapping) {
             bail!("logit soft-capping ({c}) is not supported; Gemma 3 has none (Gemma 2 does)");
         }
@@ -629,8 +647,8 @@ impl HfConfig {
                 )
             }
             Family::Qwen2 | Family::Qwen3 => None,
-            // Mistral: every layer, at one RoPE base.
-            Family::Llama => self.sliding_window.map(|size| SlidingWindow {
+            // Mistral and Phi-3 (as transformers applies theirs): every layer, one RoPE base.
+            Family::Llama | Family::Phi3 => self.sliding_window.map(|size| SlidingWindow {
                 size,
                 layers: SlidingLayers::All,
                 rope_theta,
@@ -866,13 +884,13 @@ mod tests {
         assert_eq!(m.family, Family::Llama);
         assert!((0..32).all(|i| m.window_of(i) == Some(4096)));
         let phi = resolve(
-            r#"{"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 64,
+            r#"{"architectures": ["Phi2ForCausalLM"], "model_type": "phi", "hidden_size": 64,
             "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
             "vocab_size": 300}"#,
         );
         let err = format!("{:#}", phi.unwrap_err());
         assert!(
-            err.contains("unsupported architecture") && err.contains("llama, qwen2, qwen3, gemma3"),
+            err.contains("unsupported architecture") && err.contains("llama, qwen2, qwen3, gemma3, phi3"),
             "{err}"
         );
         let qwen_swa = resolve(

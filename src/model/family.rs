@@ -1,7 +1,8 @@
 //! The architectures gen runs and what sets each apart from Llama, as data the one forward pass
 //! reads ([`super::llama::Llama`]): biases on q/k/v (Qwen2), RMSNorm of each query and key head
 //! before RoPE (Qwen3, Gemma 3), norms after attention and after the MLP (Gemma 3), the MLP's
-//! activation, embeddings scaled by √hidden (Gemma), and how GGUF lays out the rotary pairs.
+//! activation, embeddings scaled by √hidden (Gemma), q/k/v and gate/up stored as one matrix
+//! each (Phi-3), and how GGUF lays out the rotary pairs.
 //! Everything a file can vary (sizes, RoPE bases, the sliding window) lives in the config.
 
 /// One supported architecture.
@@ -15,6 +16,8 @@ pub enum Family {
     Qwen3,
     /// Gemma 3 (text).
     Gemma3,
+    /// Phi-3 (mini, medium; the 4k-context models: the 128k ones' "longrope" is refused).
+    Phi3,
 }
 
 /// The MLP's gate activation.
@@ -28,7 +31,13 @@ pub enum Activation {
 
 impl Family {
     /// Every family, in the order error messages list them.
-    pub const ALL: [Family; 4] = [Family::Llama, Family::Qwen2, Family::Qwen3, Family::Gemma3];
+    pub const ALL: [Family; 5] = [
+        Family::Llama,
+        Family::Qwen2,
+        Family::Qwen3,
+        Family::Gemma3,
+        Family::Phi3,
+    ];
 
     /// GGUF `general.architecture`, also the prefix of the family's metadata keys.
     pub fn gguf_name(self) -> &'static str {
@@ -37,6 +46,7 @@ impl Family {
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
             Family::Gemma3 => "gemma3",
+            Family::Phi3 => "phi3",
         }
     }
 
@@ -53,6 +63,7 @@ impl Family {
             "qwen2" => Family::Qwen2,
             "qwen3" => Family::Qwen3,
             "gemma3_text" => Family::Gemma3,
+            "phi3" => Family::Phi3,
             _ => return None,
         })
     }
@@ -64,6 +75,7 @@ impl Family {
             Family::Qwen2 => "Qwen2ForCausalLM",
             Family::Qwen3 => "Qwen3ForCausalLM",
             Family::Gemma3 => "Gemma3ForCausalLM",
+            Family::Phi3 => "Phi3ForCausalLM",
         }
     }
 
@@ -104,6 +116,12 @@ impl Family {
         }
     }
 
+    /// Whether q, k and v are one stored matrix, and gate and up another (Phi-3's `qkv_proj`
+    /// and `gate_up_proj`; GGUF `attn_qkv` and an `ffn_up` of twice the width, gate first).
+    pub fn fused_projections(self) -> bool {
+        self == Family::Phi3
+    }
+
     /// Whether token embeddings are multiplied by √hidden before the first layer.
     pub fn scales_embeddings(self) -> bool {
         self == Family::Gemma3
@@ -139,7 +157,7 @@ mod tests {
             assert_eq!(Family::from_model_type(f.hf_model_type()), Some(f));
         }
         assert_eq!(Family::from_model_type("mistral"), Some(Family::Llama));
-        assert_eq!(Family::from_gguf("phi3"), None);
-        assert_eq!(Family::supported_list(), "llama, qwen2, qwen3, gemma3");
+        assert_eq!(Family::from_gguf("phi2"), None);
+        assert_eq!(Family::supported_list(), "llama, qwen2, qwen3, gemma3, phi3");
     }
 }

@@ -245,6 +245,12 @@ impl Projections {
         })
     }
 
+    /// One stored matrix whose rows are the projections, `sizes` rows each (Phi-3's fused q/k/v
+    /// and gate/up).
+    pub fn fused(w: Linear, sizes: Vec<usize>) -> Self {
+        Self::Stacked { w, sizes }
+    }
+
     /// [`Linear::kernel`] of each stored matrix (a stacked one counts once per part).
     pub fn kernels(&self) -> Vec<String> {
         match self {

@@ -160,11 +160,16 @@ impl Attention {
         let mut m = |hf: &str, gguf: &str, rows: usize, cols: usize| {
             layer_linear(weights, i, (hf, gguf), (rows, cols), device)
         };
-        let qkv = Projections::new(vec![
-            (m("self_attn.q_proj", "attn_q", q_out, h)?, q_out),
-            (m("self_attn.k_proj", "attn_k", kv_out, h)?, kv_out),
-            (m("self_attn.v_proj", "attn_v", kv_out, h)?, kv_out),
-        ])?;
+        let qkv = if cfg.family.fused_projections() {
+            let w = m("self_attn.qkv_proj", "attn_qkv", q_out + 2 * kv_out, h)?;
+            Projections::fused(w, vec![q_out, kv_out, kv_out])
+        } else {
+            Projections::new(vec![
+                (m("self_attn.q_proj", "attn_q", q_out, h)?, q_out),
+                (m("self_attn.k_proj", "attn_k", kv_out, h)?, kv_out),
+                (m("self_attn.v_proj", "attn_v", kv_out, h)?, kv_out),
+            ])?
+        };
         let o_proj = m("self_attn.o_proj", "attn_output", h, q_out)?;
         let bias = if cfg.attention_bias {
             let mut b = |hf: &str, gguf: &str, rows: usize| {
@@ -211,10 +216,14 @@ impl Mlp {
         let mut m = |hf: &str, gguf: &str, rows: usize, cols: usize| {
             layer_linear(weights, i, (hf, gguf), (rows, cols), device)
         };
-        let gate_up = Projections::new(vec![
-            (m("mlp.gate_proj", "ffn_gate", ffn, h)?, ffn),
-            (m("mlp.up_proj", "ffn_up", ffn, h)?, ffn),
-        ])?;
+        let gate_up = if cfg.family.fused_projections() {
+            Projections::fused(m("mlp.gate_up_proj", "ffn_up", 2 * ffn, h)?, vec![ffn, ffn])
+        } else {
+            Projections::new(vec![
+                (m("mlp.gate_proj", "ffn_gate", ffn, h)?, ffn),
+                (m("mlp.up_proj", "ffn_up", ffn, h)?, ffn),
+            ])?
+        };
         let down_proj = m("mlp.down_proj", "ffn_down", h, ffn)?;
         Ok(Self {
             gate_up,

@@ -328,7 +328,7 @@ fn bad_input_gets_clear_errors() {
     fails_with(
         &["-m", &t(&arch), "-p", "x"],
         1,
-        &["mamba", "architecture", "llama, qwen2, qwen3, gemma3"],
+        &["mamba", "architecture", "llama, qwen2, qwen3, gemma3, phi3"],
     );
     let pre = tmp.path().join("pre.gguf");
     write_gguf_with(&pre, &spec, &w, GgmlDType::F32, |md| {

@@ -1,4 +1,4 @@
-//! Qwen2, Qwen3 and Gemma 3 on tiny random models, against transformers (the safetensors
+//! Qwen2, Qwen3, Gemma 3 and Phi-3 on tiny random models, against transformers (the safetensors
 //! folder, f32) and llama.cpp (the GGUF llama.cpp's own converter makes of that folder, f32 and
 //! f16): golden data from tests/oracle/families.py, which also records how it made the weights
 //! (one splitmix64 stream per tensor, seeded by the FNV-1a hash of its name), the converter's
@@ -311,11 +311,16 @@ fn gemma3_matches_transformers_and_llama_cpp() {
     check_family("gemma3");
 }
 
+#[test]
+fn phi3_matches_transformers_and_llama_cpp() {
+    check_family("phi3");
+}
+
 /// The full rows llama.cpp recorded for the f32 GGUF: every log-probability, not just the
 /// next token's.
 #[test]
 fn whole_rows_match_llama_cpp() {
-    for arch in ["qwen2", "qwen3", "gemma3"] {
+    for arch in ["qwen2", "qwen3", "gemma3", "phi3"] {
         let rec = family(arch);
         let toks = tokens(rec);
         let tmp = tempfile::tempdir().unwrap();

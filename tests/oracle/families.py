@@ -1,4 +1,4 @@
-"""Oracle: tiny random Qwen2, Qwen3 and Gemma 3 models, teacher-forced through transformers (f32)
+"""Oracle: tiny random Qwen2, Qwen3, Gemma 3 and Phi-3 models, teacher-forced through transformers (f32)
 and through llama.cpp on the GGUF that llama.cpp's own converter makes of them -> families.json
 
 Each model is made here from its config: every tensor of the Hugging Face state dict is filled
@@ -67,6 +67,15 @@ FAMILIES = {
         "layer_types": ["sliding_attention"] * 5 + ["full_attention"],
         "tie_word_embeddings": True, "hidden_activation": "gelu_pytorch_tanh",
         "final_logit_softcapping": None, "attn_logit_softcapping": None,
+    },
+    "phi3": {
+        "architectures": ["Phi3ForCausalLM"], "model_type": "phi3",
+        "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+        "max_position_embeddings": 128, "original_max_position_embeddings": 128,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False,
+        "hidden_act": "silu", "sliding_window": None, "pad_token_id": 0,
+        "bos_token_id": 1, "eos_token_id": 2,
     },
 }
 N_TOKENS = 48
@@ -152,6 +161,9 @@ def make_hf(family, cfg, folder):
         json.dump(cfg, f, indent=1)
     # What the converter reads for the vocabulary size of Gemma's embedding (its own
     # vocabulary step is replaced, see convert()).
+    # Phi-3's vocabulary step reads tokenizer_config.json and takes the byte-level path.
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "GPT2Tokenizer"}, f)
     with open(os.path.join(folder, "tokenizer.json"), "w") as f:
         json.dump({"model": {"vocab": {f"<{i}>": i for i in range(cfg["vocab_size"])}}, "added_tokens": []}, f)
     tokens = tokens_for(cfg)
@@ -265,7 +277,9 @@ def main():
                         f"llama.cpp of llama-cpp-python 0.3.36 (AVX2 build)", "families": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for family, cfg in FAMILIES.items():
-            folder = os.path.join(tmp, family)
+            # A neutral folder name: the converter writes it as general.name, and llama.cpp
+            # looks up tokens that the byte vocabulary lacks when that name says "phi3".
+            folder = os.path.join(tmp, family, "model")
             tokens, hf_lp, state = make_hf(family, cfg, folder)
             names = [{"name": n, "shape": list(state[n].shape)} for n in sorted(state)]
             rec = {"config": cfg, "tensors_hf": names, "tokens": tokens,

@@ -58,6 +58,13 @@ pub fn matmul_as_ggml<W: Elem>(x: &[f32], w: &[W], k: usize) -> Vec<f32> {
     crate::kernels::pool::run(n.div_ceil(ROWS_PER_TASK), &|t| {
         let first = t * ROWS_PER_TASK;
         let last = (first + ROWS_PER_TASK).min(n);
+        #[cfg(target_arch = "x86_64")]
+        if tiny_blas && crate::kernels::simd::avx2_fma_f16c() {
+            // SAFETY: the CPU has the features (checked just above); this task alone writes
+            // columns `first..last` (< n); `k` is a multiple of 8.
+            unsafe { avx2::tiny_blas(x, w, k, first..last, dst) };
+            return;
+        }
         for j in first..last {
             let wr = &w[j * k..(j + 1) * k];
             for (i, xr) in x.chunks_exact(k).enumerate() {
@@ -106,10 +113,72 @@ unsafe fn fill<W: Elem>(ws: &[W], k: usize, group: &[&[f32]], dst: Out, row0: us
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+
     use super::{Elem, Out};
     use crate::kernels::simd::{hsum, PREFETCH_BYTES};
     use std::arch::x86_64::*;
 
+    /// tinyBLAS's products for the weight rows `rows`: tiles of 4 activation rows × 2 weight
+    /// rows held in registers, each output one 8-lane accumulator over `k` in order, then
+    /// [`hsum8`](crate::kernels::dot::hsum8): every output is exactly
+    /// [`dot_gemm`](crate::kernels::dot::dot_gemm) of its two rows, only faster.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `k` is a multiple of 8; no other task writes the
+    /// columns `rows` of `dst`, which is `x.len() / k` × at least `rows.end`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn tiny_blas<W: Elem>(
+        x: &[f32],
+        w: &[W],
+        k: usize,
+        rows: std::ops::Range<usize>,
+        dst: Out,
+    ) {
+        const RM: usize = 4;
+        const RN: usize = 2;
+        let m = x.len() / k;
+        // Activation tiles outside, the task's few weight rows inside: both stay in L1.
+        let mut i = 0;
+        while i < m {
+            let rm = RM.min(m - i);
+            let mut j = rows.start;
+            while j < rows.end {
+                let rn = RN.min(rows.end - j);
+                let mut acc = [[_mm256_setzero_ps(); RM]; RN];
+                for l in (0..k).step_by(8) {
+                    // SAFETY: rows `i..i + rm` of x and `j..j + rn` of w exist and hold `k`
+                    // values; `l + 8 <= k`.
+                    unsafe {
+                        let xv: [__m256; RM] = std::array::from_fn(|r| {
+                            if r < rm {
+                                _mm256_loadu_ps(x.as_ptr().add((i + r) * k + l))
+                            } else {
+                                _mm256_setzero_ps()
+                            }
+                        });
+                        for (c, a) in acc.iter_mut().enumerate().take(rn) {
+                            let wv = W::load8(w.as_ptr().add((j + c) * k + l));
+                            for r in 0..rm {
+                                a[r] = _mm256_fmadd_ps(wv, xv[r], a[r]);
+                            }
+                        }
+                    }
+                }
+                for (c, a) in acc.iter().enumerate().take(rn) {
+                    for (r, v) in a.iter().enumerate().take(rm) {
+                        let mut lanes = [0f32; 8];
+                        // SAFETY: `lanes` holds eight f32s; the caller's contract for `dst`.
+                        unsafe {
+                            _mm256_storeu_ps(lanes.as_mut_ptr(), *v);
+                            dst.write(i + r, j + c, crate::kernels::dot::hsum8(&lanes));
+                        }
+                    }
+                }
+                j += rn;
+            }
+            i += rm;
+        }
+    }
     /// [`super::fill`] for `R` activation rows: 16 floats per step, two accumulators per row,
     /// the tail (k not a multiple of 16) in scalar.
     ///

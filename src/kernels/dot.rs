@@ -208,7 +208,7 @@ mod tests {
     /// for more (and `vec_dot` again when the width is no multiple of 8).
     #[test]
     fn dense_product_orders_are_ggmls() {
-        for (m, k) in [(1, 64), (3, 64), (2, 36)] {
+        for (m, k) in [(1, 64), (3, 64), (9, 64), (2, 36)] {
             let (x, w) = (values(m * k, 3), values(5 * k, 4));
             let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
             let got = crate::kernels::dense::matmul_as_ggml(&x, &w16, k);

@@ -890,7 +890,8 @@ mod tests {
         );
         let err = format!("{:#}", phi.unwrap_err());
         assert!(
-            err.contains("unsupported architecture") && err.contains("llama, qwen2, qwen3, gemma3, phi3"),
+            err.contains("unsupported architecture")
+                && err.contains("llama, qwen2, qwen3, gemma3, phi3"),
             "{err}"
         );
         let qwen_swa = resolve(

@@ -158,6 +158,9 @@ mod tests {
         }
         assert_eq!(Family::from_model_type("mistral"), Some(Family::Llama));
         assert_eq!(Family::from_gguf("phi2"), None);
-        assert_eq!(Family::supported_list(), "llama, qwen2, qwen3, gemma3, phi3");
+        assert_eq!(
+            Family::supported_list(),
+            "llama, qwen2, qwen3, gemma3, phi3"
+        );
     }
 }

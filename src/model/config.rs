@@ -325,7 +325,9 @@ impl LlamaConfig {
             let t = get("rope.scaling.type")?
                 .to_string()
                 .cloned()
-                .unwrap_or_default();
+                .with_context(|| {
+                    format!("GGUF key `{}` is not a string", key("rope.scaling.type"))
+                })?;
             if !matches!(t.as_str(), "linear" | "none" | "") {
                 bail!(
                     "GGUF key `{}` is `{t}`, a RoPE scaling gen does not implement (supported: linear, none)",

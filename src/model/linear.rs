@@ -110,8 +110,8 @@ impl Linear {
     }
 
     /// One matrix with the rows of `parts` one after another, when they can run as a single
-    /// product (our quantized kernels with one block type, or dense weights); `None` for other
-    /// quantized types, which stay separate.
+    /// product (our quantized kernels with one block type, GGUF f32/f16 of one type, or dense
+    /// weights); `None` for other quantized types, which stay separate.
     fn stack(parts: &[Linear]) -> Result<Option<Linear>> {
         let ggml: Option<Vec<&GgmlMatrix>> = parts
             .iter()
@@ -123,16 +123,17 @@ impl Linear {
         if let Some(g) = ggml {
             return Ok(GgmlMatrix::stack(&g).map(Self::Ggml));
         }
-        let half: Option<Vec<&Tensor>> = parts
+        // GGUF f32/f16 matrices of one stored type (a file may mix them).
+        let ggml_dense: Option<Vec<&Tensor>> = parts
             .iter()
             .map(|p| match p {
                 Self::GgmlDense(t) => Some(t),
                 _ => None,
             })
             .collect();
-        let half = half.filter(|d| d.iter().all(|t| t.dtype() == d[0].dtype()));
-        if let Some(h) = half {
-            return Ok(Some(Self::GgmlDense(Tensor::cat(&h, 0)?)));
+        let ggml_dense = ggml_dense.filter(|d| d.iter().all(|t| t.dtype() == d[0].dtype()));
+        if let Some(d) = ggml_dense {
+            return Ok(Some(Self::GgmlDense(Tensor::cat(&d, 0)?)));
         }
         let dense: Option<Vec<&Tensor>> = parts
             .iter()

@@ -2,6 +2,7 @@
 //! on the CPU.
 
 use crate::config::DEFAULT_MODEL_FILE;
+use crate::kernels::ggml::Arithmetic;
 use crate::model::{Llama, LlamaConfig};
 use crate::output::HubReporter;
 use crate::tokenizer::Tokenizer;
@@ -131,8 +132,13 @@ pub fn load(source: &ModelSource, device: &Device) -> Result<LoadedModel> {
 
 /// Loads from a local file or folder.
 pub fn load_path(path: &Path, device: &Device) -> Result<LoadedModel> {
+    load_path_as(path, device, Arithmetic::default())
+}
+
+/// Loads from a local file or folder, a GGUF file's ggml matrices following `arith`.
+pub fn load_path_as(path: &Path, device: &Device, arith: Arithmetic) -> Result<LoadedModel> {
     match ModelFiles::find(path)? {
-        ModelFiles::Gguf(file) => load_gguf(&file, device),
+        ModelFiles::Gguf(file) => load_gguf(&file, device, arith),
         ModelFiles::HfDir { dir, weights } => load_hf_dir(&dir, &weights, device),
     }
 }
@@ -161,12 +167,13 @@ pub fn open_gguf(path: &Path) -> Result<GgufParts> {
     })
 }
 
-fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel> {
+fn load_gguf(path: &Path, device: &Device, arith: Arithmetic) -> Result<LoadedModel> {
     let GgufParts {
         mut weights,
         cfg,
         tokenizer,
     } = open_gguf(path)?;
+    weights.set_arithmetic(arith);
     let model = Llama::load(&mut weights, cfg, device)
         .with_context(|| format!("loading {}", path.display()))?;
     Ok(LoadedModel {

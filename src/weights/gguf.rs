@@ -2,7 +2,7 @@
 //! that the block types our kernels compute are used where they lie.
 
 use super::{Matrix, TensorName, Weights};
-use crate::kernels::ggml::{BlockBytes, GgmlMatrix};
+use crate::kernels::ggml::{Arithmetic, BlockBytes, GgmlMatrix};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::Device;
@@ -66,6 +66,7 @@ impl Weights {
             content,
             file,
             map,
+            arith: Arithmetic::default(),
         })
     }
 
@@ -78,8 +79,12 @@ impl Weights {
         cols: usize,
         device: &Device,
     ) -> Result<Matrix> {
+        let arith = match self {
+            Self::Gguf { arith, .. } => *arith,
+            Self::Safetensors { .. } => Arithmetic::default(),
+        };
         if let Some(g) = self.mapped_matrix(name, rows, cols, device)? {
-            return Ok(Matrix::Ggml(g));
+            return Ok(Matrix::Ggml(g.with_arithmetic(arith)));
         }
         let q = self.gguf_tensor(name, &[rows, cols], device)?;
         if device.is_cpu() {
@@ -89,7 +94,10 @@ impl Weights {
                 _ => {}
             }
         }
-        Matrix::new(QMatMul::from_arc(Arc::new(q))?)
+        Ok(match Matrix::new(QMatMul::from_arc(Arc::new(q))?)? {
+            Matrix::Ggml(g) => Matrix::Ggml(g.with_arithmetic(arith)),
+            other => other,
+        })
     }
 
     /// A GGUF matrix our kernels compute, over the mapped file's bytes (no copy); `None` when

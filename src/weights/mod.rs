@@ -13,7 +13,7 @@ pub use gguf::read_header as read_gguf_header;
 pub(crate) use gguf::scalar_size as gguf_scalar_size;
 pub use source::{detect_format, Format, ModelFiles, ModelSource};
 
-use crate::kernels::ggml::GgmlMatrix;
+use crate::kernels::ggml::{Arithmetic, GgmlMatrix};
 use anyhow::Result;
 use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{DType, Device, Tensor};
@@ -73,6 +73,8 @@ pub enum Weights {
         content: gguf_file::Content,
         file: File,
         map: Option<Arc<Mmap>>,
+        /// Whose summation order the ggml matrices made from here follow.
+        arith: Arithmetic,
     },
     /// One or more memory-mapped safetensors files.
     Safetensors {
@@ -82,6 +84,14 @@ pub enum Weights {
 }
 
 impl Weights {
+    /// Makes the ggml matrices read from now on follow `arith` (a GGUF source; the others
+    /// hold no ggml blocks).
+    pub fn set_arithmetic(&mut self, to: Arithmetic) {
+        if let Self::Gguf { arith, .. } = self {
+            *arith = to;
+        }
+    }
+
     /// The GGUF metadata, when this is a GGUF source.
     pub fn gguf_content(&self) -> Option<&gguf_file::Content> {
         match self {

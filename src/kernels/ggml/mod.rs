@@ -6,6 +6,7 @@
 //! activations differently (and have no SIMD path for Q4_1).
 
 use super::Out;
+pub use arith::Arithmetic;
 use anyhow::{bail, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
@@ -28,6 +29,8 @@ pub struct GgmlMatrix {
     /// Raw ggml blocks, row-major, in one or more runs of whole rows (a stacked matrix keeps
     /// its parts where they are): `(rows, bytes)`.
     parts: Vec<(usize, BlockBytes)>,
+    /// Whose summation order the products follow (llama.cpp's default or its plain kernels).
+    arith: Arithmetic,
 }
 
 /// The bytes of whole rows of ggml blocks: read into memory, or a range of a memory-mapped GGUF
@@ -285,7 +288,19 @@ impl GgmlMatrix {
             rows,
             cols,
             parts: vec![(rows, bytes)],
+            arith: Arithmetic::default(),
         }))
+    }
+
+    /// The same matrix, its products following `arith`.
+    pub fn with_arithmetic(mut self, arith: Arithmetic) -> Self {
+        self.arith = arith;
+        self
+    }
+
+    /// Whose summation order the products follow.
+    pub fn arithmetic(&self) -> Arithmetic {
+        self.arith
     }
 
     /// One matrix with the rows of `parts` one after another, when they share a block type and
@@ -295,7 +310,7 @@ impl GgmlMatrix {
         let first = parts.first()?;
         if parts
             .iter()
-            .any(|p| p.format != first.format || p.cols != first.cols)
+            .any(|p| p.format != first.format || p.cols != first.cols || p.arith != first.arith)
         {
             return None;
         }
@@ -304,6 +319,7 @@ impl GgmlMatrix {
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
             parts: parts.iter().flat_map(|p| p.parts.iter().cloned()).collect(),
+            arith: first.arith,
         })
     }
 
@@ -583,6 +599,7 @@ fn dot_scalar(kind: Kind, w: &[u8], a: &[Q8Block]) -> f32 {
     acc + summs
 }
 
+mod arith;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub(crate) mod kquant;

@@ -2,6 +2,7 @@
 //! from it), so tests and benches build settings directly. Settings flow one way: flags
 //! ([`crate::cli`]) → these → the engine's parameters, each built once.
 
+use crate::kernels::ggml::Arithmetic;
 use candle_core::DType;
 use std::fmt;
 use std::path::PathBuf;
@@ -90,6 +91,8 @@ pub struct GenerateConfig {
     pub batch_size: usize,
     /// `--cache-type`: what the KV cache stores; `None` is the model format's default.
     pub cache_type: Option<DType>,
+    /// `--no-repack`: whose order a GGUF file's products sum in.
+    pub arith: Arithmetic,
     pub format: OutputFormat,
     pub verbose: bool,
     pub quiet: bool,
@@ -211,6 +214,8 @@ pub struct PerplexityConfig {
     pub context: usize,
     /// `--cache-type`: what the KV cache stores; `None` is the model format's default.
     pub cache_type: Option<DType>,
+    /// `--no-repack`: whose order a GGUF file's products sum in.
+    pub arith: Arithmetic,
     pub json: bool,
 }
 

@@ -5,22 +5,24 @@ use super::load::{load_model, LoadedModel};
 use super::UsageError;
 use crate::config::{DraftConfig, SpeculativeConfig};
 use crate::engine::{DraftSource, Speculation, Verify};
+use crate::kernels::ggml::Arithmetic;
 use anyhow::{Context, Result};
 use candle_core::DType;
 use std::path::Path;
 use std::sync::Arc;
 
 /// The speculation `cfg` asks for on `target`, loading a draft model when there is one (with
-/// the KV cache type `--cache-type` asked for).
+/// the KV cache type `--cache-type` and the arithmetic asked for).
 pub fn speculation(
     cfg: &SpeculativeConfig,
     target: &LoadedModel,
     cache_type: Option<DType>,
+    arith: Arithmetic,
 ) -> Result<Speculation> {
     let source = match &cfg.draft {
         DraftConfig::Lookup { ngram } => DraftSource::Lookup { ngram: *ngram },
         DraftConfig::Model(spec) => {
-            let draft = load_model(Some(spec), cache_type)
+            let draft = load_model(Some(spec), cache_type, arith)
                 .with_context(|| format!("loading the draft model (--model-draft {spec})"))?;
             check_same_vocabulary(target, &draft)?;
             // Decoding reads every weight once per step: the draft's step costs about its

@@ -21,12 +21,12 @@ pub fn run(g: GenerateConfig) -> Result<()> {
     // Before the model loads, so that an early Ctrl-C still ends the run cleanly.
     let interrupt = interrupt_on_ctrl_c();
     let start = Instant::now();
-    let loaded = load_model(g.model.as_deref(), g.cache_type)?;
+    let loaded = load_model(g.model.as_deref(), g.cache_type, g.arith)?;
     let chat = chat_template(&g, &loaded, template_file)?;
     let speculation = g
         .speculative
         .as_ref()
-        .map(|s| super::draft::speculation(s, &loaded, g.cache_type))
+        .map(|s| super::draft::speculation(s, &loaded, g.cache_type, g.arith))
         .transpose()?;
     let ctx = Ctx::new(&loaded, start.elapsed(), interrupt, chat).with_speculation(speculation);
     if g.verbose {

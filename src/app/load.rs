@@ -91,10 +91,15 @@ pub fn resolve_model_spec(model: Option<&str>) -> String {
 }
 
 /// Loads `--model` (or the default model) on the CPU, with the KV cache type `--cache-type`
-/// asked for (`None`: the format's default).
-pub fn load_model(model: Option<&str>, cache_type: Option<DType>) -> Result<LoadedModel> {
+/// asked for (`None`: the format's default) and a GGUF file's products following `arith`.
+pub fn load_model(
+    model: Option<&str>,
+    cache_type: Option<DType>,
+    arith: Arithmetic,
+) -> Result<LoadedModel> {
     let source = ModelSource::parse(&resolve_model_spec(model))?;
-    let mut loaded = load(&source, &Device::Cpu)?;
+    let path = source.local_path(Some(Arc::new(HubReporter)))?;
+    let mut loaded = load_path_as(&path, &Device::Cpu, arith)?;
     if let Some(dtype) = cache_type {
         loaded.model.set_cache_dtype(dtype)?;
     }

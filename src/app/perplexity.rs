@@ -8,7 +8,7 @@ use anyhow::Result;
 
 /// Scores `p.file` and prints the report.
 pub fn run(p: &PerplexityConfig) -> Result<()> {
-    let loaded = load_model(p.model.as_deref(), p.cache_type)?;
+    let loaded = load_model(p.model.as_deref(), p.cache_type, p.arith)?;
     // As llama-perplexity's `-f`: one trailing newline is not part of the text.
     let text = super::input::read_text_file(&p.file, "the text file", p.max_bytes)?;
     let ids = loaded.encode(&text)?;

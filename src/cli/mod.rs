@@ -59,6 +59,25 @@ enum SubCommand {
     Quantize(QuantizeArgs),
 }
 
+/// Whose arithmetic a GGUF file's products reproduce.
+#[derive(Debug, Args, Clone, Copy)]
+struct ArithArgs {
+    /// Multiply Q4_0 weights as llama.cpp does with its --no-repack (the plain kernels) instead
+    /// of as it does by default on AVX2 (weights repacked into 8×8 interleaved rows, which sum in
+    /// another order): the logits of llama.cpp run that way. Other types are not affected.
+    #[arg(long = "no-repack")]
+    no_repack: bool,
+}
+
+impl ArithArgs {
+    fn arithmetic(self) -> crate::kernels::ggml::Arithmetic {
+        crate::kernels::ggml::Arithmetic {
+            repack: !self.no_repack,
+            ..Default::default()
+        }
+    }
+}
+
 /// Where the model comes from.
 #[derive(Debug, Args, Clone)]
 struct ModelArgs {
@@ -177,6 +196,8 @@ struct GenerateArgs {
     /// f32 for safetensors.
     #[arg(long = "cache-type", value_enum, value_name = "TYPE")]
     cache_type: Option<CacheTypeArg>,
+    #[command(flatten)]
+    arith: ArithArgs,
     /// Prompt tokens per prefill forward pass.
     #[arg(short = 'b', long = "batch-size", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -416,6 +437,8 @@ struct ChatArgs {
     /// What the KV cache stores keys and values as (see `gen --help`).
     #[arg(long = "cache-type", value_enum, value_name = "TYPE")]
     cache_type: Option<CacheTypeArg>,
+    #[command(flatten)]
+    arith: ArithArgs,
     /// Prompt tokens per prefill forward pass.
     #[arg(short = 'b', long = "batch-size", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -539,6 +562,8 @@ struct PerplexityArgs {
     /// f32 for safetensors.
     #[arg(long = "cache-type", value_enum, value_name = "TYPE")]
     cache_type: Option<CacheTypeArg>,
+    #[command(flatten)]
+    arith: ArithArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,

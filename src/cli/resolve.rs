@@ -148,6 +148,7 @@ impl ChatArgs {
                 ctx_size: self.ctx_size.map(|c| c as usize),
                 batch_size: self.batch_size as usize,
                 cache_type: self.cache_type.map(CacheTypeArg::dtype),
+                arith: self.arith.arithmetic(),
                 format: match self.format {
                     ChatFormatArg::Text => OutputFormat::Text,
                     ChatFormatArg::Jsonl => OutputFormat::Jsonl,
@@ -257,6 +258,7 @@ impl Cli {
                     max_bytes: a.input_limit.max_prompt_bytes,
                     context: a.context as usize,
                     cache_type: a.cache_type.map(CacheTypeArg::dtype),
+                    arith: a.arith.arithmetic(),
                     json: a.json,
                 }),
             },
@@ -324,6 +326,7 @@ impl Cli {
                         ctx_size: g.ctx_size.map(|c| c as usize),
                         batch_size: g.batch_size as usize,
                         cache_type: g.cache_type.map(CacheTypeArg::dtype),
+                        arith: g.arith.arithmetic(),
                         format: match g.format {
                             FormatArg::Text => OutputFormat::Text,
                             FormatArg::Json => OutputFormat::Json,

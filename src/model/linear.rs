@@ -79,7 +79,7 @@ impl Linear {
     /// The stored type and the kernel its products run on, for `-v` (`"Q5_0, ggml-exact"`).
     pub fn kernel(&self) -> String {
         match self {
-            Self::Ggml(g) => format!("{}, ggml-exact", g.type_name()),
+            Self::Ggml(g) => format!("{}, {}", g.type_name(), g.order()),
             Self::Candle(QMatMul::Tensor(w)) => format!("{:?}, dense", w.dtype()),
             Self::Candle(QMatMul::TensorF16(w)) => format!("{:?}, dense", w.dtype()),
             Self::Candle(QMatMul::QTensor(q)) => format!("{:?}, candle", q.dtype()),

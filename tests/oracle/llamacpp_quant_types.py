@@ -26,6 +26,11 @@ mean NLL. Log-softmax in float64 numpy from llama.cpp's float32 logits.
 Run (the venv of llamacpp_logprobs.py):
     /root/oracle-venv/bin/python tests/oracle/llamacpp_quant_types.py [TYPE ...]
 Output: tests/oracle/llamacpp_quant_types.json (types not named keep their old entries).
+
+With --repack, the same runs with **weight repacking on** (llama.cpp's default; the tiled
+K-quant product still off), for the files holding repacked types (Q4_0, Q4_K), into
+llamacpp_quant_types_repack.json (no default_vs_golden: this is the default but for tiling):
+    /root/oracle-venv/bin/python tests/oracle/llamacpp_quant_types.py --repack [TYPE ...]
 """
 
 import argparse
@@ -45,6 +50,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import oracle_common as oc  # noqa: E402
 
 TYPES = ["Q4_0", "Q5_0", "Q5_1", "Q8_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q3_K_M", "Q2_K"]
+# The files of TYPES holding Q4_0 or Q4_K matrices, the types llama.cpp repacks on AVX2.
+REPACK_TYPES = ["Q4_0", "Q2_K", "Q4_K_M", "Q3_K_M"]
+OUT_REPACK = "llamacpp_quant_types_repack.json"
 N_PREFILL = 1024
 N_DECODE = 128
 N_BATCH = 512
@@ -182,13 +190,19 @@ def main():
     if sys.argv[1:2] == ["--as-default"]:
         return as_default(sys.argv[2])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("types", nargs="*", default=TYPES)
+    ap.add_argument("--repack", action="store_true",
+                    help="weight repacking on (tiling still off), into " + OUT_REPACK)
+    ap.add_argument("types", nargs="*")
     args = ap.parse_args()
+    repack = args.repack
+    if not args.types:
+        args.types = REPACK_TYPES if repack else TYPES
+    out_name = OUT_REPACK if repack else OUT
     import llama_cpp
     from llama_cpp import Llama
 
     src = oc.resolve_gguf(None)
-    out_path = os.path.join(oc.HERE, OUT)
+    out_path = os.path.join(oc.HERE, out_name)
     old = {}
     if os.path.exists(out_path):
         import json
@@ -201,7 +215,7 @@ def main():
     for t in args.types:
         t0 = time.time()
         path, q_secs = make_file(llama_cpp, src, t, old.get(t, {}).get("sha256"))
-        llm = load(llama_cpp, Llama, path, repack=False)
+        llm = load(llama_cpp, Llama, path, repack=repack)
         if tokens is None:
             tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:N_PREFILL]
             assert len(tokens) == N_PREFILL
@@ -210,12 +224,7 @@ def main():
         del llm
         import json
         import subprocess
-        env = {k: v for k, v in os.environ.items() if k != "GGML_CPU_TILED_MM"}
-        child = subprocess.run([sys.executable, os.path.abspath(__file__), "--as-default", path],
-                               capture_output=True, text=True, check=True, env=env)
-        rep_sum = json.loads(child.stdout.strip().splitlines()[-1])
-        d = np.abs(np.array(rep_sum["logp_next"]) - np.array(pre["logp_next"]))
-        results[t] = {
+        entry = {
             "file": os.path.relpath(path, oc.REPO_ROOT),
             "sha256": oc.sha256_file(path),
             "size": os.path.getsize(path),
@@ -223,6 +232,19 @@ def main():
             "tensor_types": tensor_types(path),
             "prefill": pre,
             "decode": dec,
+        }
+        if repack:
+            results[t] = entry
+            print(f"{t} repacked: {entry['tensor_types']} nll prefill {pre['mean_nll']} "
+                  f"decode {dec['mean_nll']}; {time.time() - t0:.1f}s", flush=True)
+            continue
+        env = {k: v for k, v in os.environ.items() if k != "GGML_CPU_TILED_MM"}
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), "--as-default", path],
+                               capture_output=True, text=True, check=True, env=env)
+        rep_sum = json.loads(child.stdout.strip().splitlines()[-1])
+        d = np.abs(np.array(rep_sum["logp_next"]) - np.array(pre["logp_next"]))
+        results[t] = {
+            **entry,
             "default_vs_golden": {
                 "argmax_agreement": oc.r6(np.mean(np.array(rep_sum["argmax"]) == np.array(pre["argmax"]))),
                 "mean_abs_dlogp": oc.r6(d.mean()),
@@ -239,7 +261,7 @@ def main():
             llama_system_info=llama_cpp.llama_print_system_info().decode().strip(),
             llama_params={"n_ctx": N_PREFILL, "n_batch": N_BATCH, "n_ubatch": N_BATCH,
                           "n_threads": N_THREADS, "logits_all": True, "flash_attn": False,
-                          "type_k": "f32", "type_v": "f32", "use_extra_bufts": False,
+                          "type_k": "f32", "type_v": "f32", "use_extra_bufts": repack,
                           "GGML_CPU_TILED_MM": "0"},
             tokenize="tokenize(text.encode('utf-8'), add_bos=False, special=False) on text.txt minus one trailing newline",
         ),
@@ -248,7 +270,7 @@ def main():
         "tokens": tokens if tokens is not None else [],
         "types": results,
     }
-    oc.write_json(OUT, out)
+    oc.write_json(out_name, out)
 
 
 if __name__ == "__main__":

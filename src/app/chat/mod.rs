@@ -26,7 +26,11 @@ pub fn run(c: ChatConfig) -> Result<()> {
     let template_file = template_file(&c.generate)?;
     let interrupt = interrupt_on_ctrl_c();
     let start = Instant::now();
-    let loaded = load_model(c.generate.model.as_deref(), c.generate.cache_type)?;
+    let loaded = load_model(
+        c.generate.model.as_deref(),
+        c.generate.cache_type,
+        c.generate.arith,
+    )?;
     let template = chat_template(&c.generate, &loaded, template_file)?;
     if template.is_none() {
         return Err(UsageError(format!(
@@ -39,7 +43,7 @@ pub fn run(c: ChatConfig) -> Result<()> {
         .generate
         .speculative
         .as_ref()
-        .map(|s| super::draft::speculation(s, &loaded, c.generate.cache_type))
+        .map(|s| super::draft::speculation(s, &loaded, c.generate.cache_type, c.generate.arith))
         .transpose()?;
     let ctx = Ctx::new(&loaded, start.elapsed(), interrupt, template).with_speculation(speculation);
     let ctx_size = engine::context_size(&loaded.model, c.generate.ctx_size);

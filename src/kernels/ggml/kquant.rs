@@ -194,6 +194,66 @@ pub(crate) fn dot_rows(kind: KQuant, w_row: &[u8], acts: &[&[Q8KBlock]], out: &m
     }
 }
 
+/// [`dot_rows`] for Q4_K in the order of llama.cpp's repacked kernels
+/// (`ggml_gemv_q4_K_8x8_q8_K` / `ggml_gemm_q4_K_8x8_q8_K`, its default on AVX2 for Q4_K matrices
+/// of a multiple of 8 rows; see `super::repack`): per block the exact integer sums
+/// `sumi = Σ scale·q·q8` and `summ = Σ min·bsum`, then `acc = fma(sumi, d·y.d, acc)` and
+/// `acc_m = fma(summ, dmin·y.d, acc_m)` block after block; the product is `acc − acc_m`. That
+/// is the gemv, which llama.cpp runs for the last `rows % 4` rows of a batch; its gemm, for
+/// the groups of four before them, does the same per 64 weights instead of per block. So a
+/// group of four rows here sums as the gemm, a smaller one as the gemv (groups of four from
+/// the first row, as `GgmlMatrix::matmul` forms them, put every row where llama.cpp does).
+///
+/// # Panics
+/// As [`dot_rows`].
+pub(crate) fn dot_rows_repacked(w_row: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    let kind = KQuant::Q4K;
+    assert!(
+        (1..=MAX_ROWS).contains(&acts.len())
+            && out.len() == acts.len()
+            && acts
+                .iter()
+                .all(|a| a.len() * kind.block_bytes() == w_row.len()),
+        "dot_rows_repacked: {} weight bytes against activation rows of {:?} blocks",
+        w_row.len(),
+        acts.iter().map(|a| a.len()).collect::<Vec<_>>()
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::kernels::simd::avx2_fma_f16c() {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the lengths match
+            // (asserted above).
+            unsafe { avx2::dot_rows_q4k_repacked(w_row, acts, out) };
+            return;
+        }
+    }
+    repacked_generic(w_row, acts, out);
+}
+
+/// [`dot_rows_repacked`] portably (`f32::mul_add` is the fused multiply-add).
+fn repacked_generic(w_row: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    let kind = KQuant::Q4K;
+    // Weights per fused multiply-add: the gemm's 64 or the gemv's whole block.
+    let span = if acts.len() == MAX_ROWS { 64 } else { QK_K };
+    for (o, a) in out.iter_mut().zip(acts) {
+        let (mut acc, mut acc_m) = (0f32, 0f32);
+        for (blk, y) in w_row.chunks_exact(kind.block_bytes()).zip(*a) {
+            let u = unpack(kind, blk);
+            for h in (0..QK_K).step_by(span) {
+                let sumi: i32 = (h..h + span)
+                    .map(|p| u.scale[p / 16] * i32::from(u.q[p]) * i32::from(y.qs[p]))
+                    .sum();
+                let summ: i32 = (h / 16..(h + span) / 16)
+                    .map(|s| u.min[s] * i32::from(y.bsums[s]))
+                    .sum();
+                acc = (sumi as f32).mul_add(u.d * y.d, acc);
+                acc_m = (summ as f32).mul_add(u.dmin * y.d, acc_m);
+            }
+        }
+        *o = acc - acc_m;
+    }
+}
+
 /// Activation rows [`dot_rows`] takes at once.
 pub(crate) const MAX_ROWS: usize = 4;
 

@@ -6,8 +6,8 @@
 //! activations differently (and have no SIMD path for Q4_1).
 
 use super::Out;
-pub use arith::Arithmetic;
 use anyhow::{bail, Result};
+pub use arith::Arithmetic;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 #[cfg(test)]
@@ -340,6 +340,21 @@ impl GgmlMatrix {
         Ok(out)
     }
 
+    /// Whose sums the products reproduce, for `-v`: llama.cpp's repacked 8×8 kernels (its
+    /// default for Q4_0 and Q4_K matrices of a multiple of 8 rows) or its plain ones.
+    pub fn order(&self) -> &'static str {
+        let repacked = self.arith.repack
+            && self
+                .parts
+                .iter()
+                .all(|(r, _)| repack::applies(self.format, *r));
+        if repacked {
+            "ggml-exact, repacked order"
+        } else {
+            "ggml-exact"
+        }
+    }
+
     /// ggml's name of the stored block type.
     pub fn type_name(&self) -> &'static str {
         self.format.name()
@@ -394,10 +409,19 @@ impl GgmlMatrix {
                 let rows: Vec<&[Q8Block]> = acts.chunks(blocks).collect();
                 let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
                 let row_bytes = self.row_bytes();
-                self.each_task(&|w, first| {
+                let repack = self.arith.repack;
+                self.each_task(&|w, first, part_rows| {
                     // SAFETY: this task writes only its own columns `first..` (one per row of
-                    // `w`), within `n`, of rows within `m`, and `out` outlives the tasks.
-                    unsafe { fill_task(kind, w, row_bytes, &groups, dst, first) };
+                    // `w`), within `n`, of rows within `m`, and `out` outlives the tasks. A
+                    // task's rows start at a multiple of 16 of its part, so a part of a
+                    // multiple of 8 rows gives whole groups of 8.
+                    unsafe {
+                        if repack && repack::applies(self.format, part_rows) {
+                            repack::fill_task(w, row_bytes, &groups, dst, first)
+                        } else {
+                            fill_task(kind, w, row_bytes, &groups, dst, first)
+                        }
+                    };
                 });
             }
             Format::K(kind) => {
@@ -407,12 +431,18 @@ impl GgmlMatrix {
                 }
                 let rows: Vec<&[kquant::Q8KBlock]> = acts.chunks(blocks).collect();
                 let row_bytes = self.row_bytes();
-                self.each_task(&|w, first| {
+                let repack = self.arith.repack;
+                self.each_task(&|w, first, part_rows| {
+                    let repacked = repack && repack::applies(self.format, part_rows);
                     let mut tile = [0f32; kquant::MAX_ROWS];
                     for (j, wrow) in w.chunks_exact(row_bytes).enumerate() {
                         for (g, group) in rows.chunks(kquant::MAX_ROWS).enumerate() {
                             let tile = &mut tile[..group.len()];
-                            kquant::dot_rows(kind, wrow, group, tile);
+                            if repacked {
+                                kquant::dot_rows_repacked(wrow, group, tile);
+                            } else {
+                                kquant::dot_rows(kind, wrow, group, tile);
+                            }
                             for (r, &v) in tile.iter().enumerate() {
                                 // SAFETY: as above; row `g * MAX_ROWS + r` is within `m`.
                                 unsafe { dst.write(g * kquant::MAX_ROWS + r, first + j, v) };
@@ -425,9 +455,10 @@ impl GgmlMatrix {
         Ok(out)
     }
 
-    /// Runs `task(w, first)` on the pool for runs of up to 16 weight rows `w` (whole rows, inside
-    /// one part), `first` being the output column of the run's first row.
-    fn each_task(&self, task: &(dyn Fn(&[u8], usize) + Sync)) {
+    /// Runs `task(w, first, part_rows)` on the pool for runs of up to 16 weight rows `w` (whole
+    /// rows, inside one part, starting at a multiple of 16 of it), `first` being the output
+    /// column of the run's first row and `part_rows` the rows of its part (the matrix it was).
+    fn each_task(&self, task: &(dyn Fn(&[u8], usize, usize) + Sync)) {
         const ROWS_PER_TASK: usize = 16;
         let row_bytes = self.row_bytes();
         let mut tasks = Vec::with_capacity(self.rows.div_ceil(ROWS_PER_TASK) + self.parts.len());
@@ -440,7 +471,11 @@ impl GgmlMatrix {
             let (p, r, first) = tasks[t];
             let (rows, bytes) = &self.parts[p];
             let last = (r + ROWS_PER_TASK).min(*rows);
-            task(&bytes.as_slice()[r * row_bytes..last * row_bytes], first);
+            task(
+                &bytes.as_slice()[r * row_bytes..last * row_bytes],
+                first,
+                *rows,
+            );
         });
     }
 }
@@ -603,6 +638,7 @@ mod arith;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub(crate) mod kquant;
+mod repack;
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,30 @@ pub(super) unsafe fn dot_rows(kind: KQuant, w: &[u8], acts: &[&[Q8KBlock]], out:
     }
 }
 
+/// [`super::dot_rows_repacked`] with AVX2.
+///
+/// # Safety
+/// As [`dot_rows`], for Q4_K.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows_q4k_repacked(w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        macro_rules! sized {
+            ($($r:literal),*) => {
+                match acts.len() {
+                    $($r => {
+                        let mut a: [&[Q8KBlock]; $r] = [&[]; $r];
+                        a.copy_from_slice(&acts[..$r]);
+                        out[..$r].copy_from_slice(&q4k_repacked(w, &a));
+                    })*
+                    _ => unreachable!("1 to {MAX_ROWS} rows"),
+                }
+            };
+        }
+        sized!(1, 2, 3, 4);
+    }
+}
+
 /// The kernel of `kind` for exactly `R` rows.
 ///
 /// # Safety
@@ -335,6 +359,90 @@ unsafe fn q4k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
             *o += _mm_cvtss_f32(m);
         }
         out
+    }
+}
+
+/// Q4_K in llama.cpp's repacked order (see [`super::dot_rows_repacked`]): [`q4k`]'s integer
+/// sums, reduced to one integer per block (one per 64 weights for a group of four rows, as the
+/// gemm), then one scalar fused multiply-add each for the scales and the mins.
+///
+/// # Safety
+/// As [`q4k`].
+#[inline(always)]
+unsafe fn q4k_repacked<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+    // SAFETY: as `q4k`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = [0f32; R];
+        let mut acc_m = [0f32; R];
+        for (b, blk) in w.chunks_exact(KQuant::Q4K.block_bytes()).enumerate() {
+            prefetch(blk);
+            let (wd, wmin) = (f16_at(blk, 0), f16_at(blk, 2));
+            let (sc, mins) = k4_scales(&blk[4..16]);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for j in 0..4 {
+                let bits = load(blk.as_ptr().add(16 + 32 * j));
+                q[2 * j] = _mm256_and_si256(bits, m4);
+                q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            }
+            for r in 0..R {
+                let y = &a[r][b];
+                // Lane `k`: the mins' products of the 64 weights `64k..64k + 64`.
+                let prod = k4_mins(mins, y);
+                let (ds, dm) = (wd * y.d, wmin * y.d);
+                let sums: [__m256i; 4] = std::array::from_fn(|h| {
+                    let (c0, c1) = (2 * h, 2 * h + 1);
+                    _mm256_add_epi32(
+                        weighted(q[c0], chunk(y, c0), sc[c0]),
+                        weighted(q[c1], chunk(y, c1), sc[c1]),
+                    )
+                });
+                if R == MAX_ROWS {
+                    let mut pm = [0i32; 4];
+                    _mm_storeu_si128(pm.as_mut_ptr() as *mut __m128i, prod);
+                    for (s, &m) in sums.iter().zip(&pm) {
+                        acc[r] = (hsum_i32x8(*s) as f32).mul_add(ds, acc[r]);
+                        acc_m[r] = (m as f32).mul_add(dm, acc_m[r]);
+                    }
+                } else {
+                    let s = _mm256_add_epi32(
+                        _mm256_add_epi32(sums[0], sums[1]),
+                        _mm256_add_epi32(sums[2], sums[3]),
+                    );
+                    acc[r] = (hsum_i32x8(s) as f32).mul_add(ds, acc[r]);
+                    acc_m[r] = (hsum_i32x4(prod) as f32).mul_add(dm, acc_m[r]);
+                }
+            }
+        }
+        std::array::from_fn(|r| acc[r] - acc_m[r])
+    }
+}
+
+/// The eight int32 lanes' sum (exact: integers).
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn hsum_i32x8(v: __m256i) -> i32 {
+    // SAFETY: this function's contract.
+    unsafe {
+        hsum_i32x4(_mm_add_epi32(
+            _mm256_castsi256_si128(v),
+            _mm256_extracti128_si256::<1>(v),
+        ))
+    }
+}
+
+/// The four int32 lanes' sum (exact: integers).
+///
+/// # Safety
+/// AVX2.
+#[inline(always)]
+unsafe fn hsum_i32x4(v: __m128i) -> i32 {
+    // SAFETY: this function's contract.
+    unsafe {
+        let v = _mm_hadd_epi32(v, v);
+        _mm_cvtsi128_si32(_mm_hadd_epi32(v, v))
     }
 }
 

@@ -339,6 +339,35 @@ fn dot_rows_equal_single_dots_bitwise() {
     }
 }
 
+/// Q4_K in llama.cpp's repacked order: the SIMD kernel gives the portable one's bits for every
+/// group size, and every size is the plain product up to rounding.
+#[test]
+fn repacked_q4k_simd_equals_generic_bitwise() {
+    let cols = 1024;
+    let (bytes, _) = weights(GgmlDType::Q4K, 2, cols, 23);
+    let row_bytes = cols / QK_K * KQuant::Q4K.block_bytes();
+    let rows: Vec<Vec<Q8KBlock>> = (0..MAX_ROWS as u32)
+        .map(|s| acts(&values(cols, 40 + s)))
+        .collect();
+    for w in bytes.chunks(row_bytes) {
+        for n in 1..=MAX_ROWS {
+            let acts: Vec<&[Q8KBlock]> = rows[..n].iter().map(|a| a.as_slice()).collect();
+            let (mut fast, mut slow) = (vec![0f32; n], vec![0f32; n]);
+            dot_rows_repacked(w, &acts, &mut fast);
+            repacked_generic(w, &acts, &mut slow);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&slow), "{n} rows");
+            for (f, a) in fast.iter().zip(&acts) {
+                let plain = dot(KQuant::Q4K, w, a);
+                assert!(
+                    (f - plain).abs() <= 1e-4 * plain.abs().max(1.0),
+                    "{f} vs {plain}"
+                );
+            }
+        }
+    }
+}
+
 /// Weights at an odd address (as in a memory-mapped GGUF file) give the same products.
 #[test]
 fn unaligned_weights_give_the_same_dot() {

@@ -73,7 +73,6 @@ impl ArithArgs {
     fn arithmetic(self) -> crate::kernels::ggml::Arithmetic {
         crate::kernels::ggml::Arithmetic {
             repack: !self.no_repack,
-            ..Default::default()
         }
     }
 }

@@ -71,9 +71,14 @@ impl Linear {
     }
 
     /// Whether a row's sums depend on how many rows come with it: GGUF f32/f16 matrices, which
-    /// sum one row in ggml's `vec_dot` order and several in tinyBLAS's.
+    /// sum one row in ggml's `vec_dot` order and several in tinyBLAS's, and Q4_K in llama.cpp's
+    /// repacked order (gemm for groups of four, gemv for the rest).
     pub fn batch_changes_sums(&self) -> bool {
-        matches!(self, Self::GgmlDense(_))
+        match self {
+            Self::GgmlDense(_) => true,
+            Self::Ggml(g) => g.batch_changes_sums(),
+            Self::Candle(_) => false,
+        }
     }
 
     /// The stored type and the kernel its products run on, for `-v` (`"Q5_0, ggml-exact"`).

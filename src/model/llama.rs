@@ -500,8 +500,8 @@ impl Llama {
             .context("forward: tokens must be (batch, seq)")?;
         // Dense weights compute rows exactly as one row only up to `dense::MAX_ROWS` rows at a
         // time (beyond, candle's blocked product takes over): longer inputs go in pieces. GGUF
-        // f32/f16 matrices sum several rows in another order than one (as llama.cpp does), so
-        // there each position is its own step.
+        // f32/f16 matrices, and Q4_K in the repacked order, sum several rows in another order
+        // than one (as llama.cpp does), so there each position is its own step.
         let piece = if self.batch_changes_sums() {
             1
         } else {

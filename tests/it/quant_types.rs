@@ -114,13 +114,11 @@ const PLAIN: Run = Run {
     arith: Arithmetic::PLAIN,
 };
 
-/// llama.cpp with its default weight repacking (tiling still off).
+/// llama.cpp with its default weight repacking (tiling still off, which gen does not
+/// reproduce).
 const REPACKED: Run = Run {
     file: "llamacpp_quant_types_repack.json",
-    arith: Arithmetic {
-        repack: true,
-        tiled: false,
-    },
+    arith: Arithmetic::DEFAULT,
 };
 
 fn check_type(name: &str) {
@@ -251,4 +249,44 @@ fn q4_k_m_matches_llama_cpp_repacked() {
 #[test]
 fn q3_k_m_matches_llama_cpp_repacked() {
     check_run("Q3_K_M", &REPACKED);
+}
+
+/// `-v` names the order each type's products follow; `--no-repack` switches Q4_0 (and Q4_K) to
+/// llama.cpp's plain kernels, and changes nothing else.
+#[test]
+fn verbose_names_the_repacked_order_and_no_repack_turns_it_off() {
+    let golden = oracle(PLAIN.file);
+    let path = quantized_file("Q4_0", &golden["types"]["Q4_0"]);
+    let run = |extra: &[&str]| {
+        let out = gen()
+            .arg("-m")
+            .arg(&path)
+            .args(["-p", "Hi", "-n", "1", "-v", "--temp", "0"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("gen: matrices:"))
+            .unwrap_or_else(|| panic!("no matrices line in {err}"))
+            .to_string();
+        line
+    };
+    let default = run(&[]);
+    assert!(
+        default.contains("Q4_0, ggml-exact, repacked order"),
+        "{default}"
+    );
+    let plain = run(&["--no-repack"]);
+    assert!(
+        plain.contains("Q4_0, ggml-exact") && !plain.contains("repacked"),
+        "{plain}"
+    );
+    assert!(plain.contains("Q8_0, ggml-exact"), "{plain}");
 }

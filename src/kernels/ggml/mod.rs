@@ -340,6 +340,18 @@ impl GgmlMatrix {
         Ok(out)
     }
 
+    /// Whether a row's sums depend on how many rows come with it: Q4_K in the repacked order,
+    /// where groups of four rows sum as llama.cpp's gemm and the rest as its gemv (Q4_0's two
+    /// sum alike).
+    pub fn batch_changes_sums(&self) -> bool {
+        self.arith.repack
+            && self.format == Format::K(KQuant::Q4K)
+            && self
+                .parts
+                .iter()
+                .any(|(r, _)| repack::applies(self.format, *r))
+    }
+
     /// Whose sums the products reproduce, for `-v`: llama.cpp's repacked 8×8 kernels (its
     /// default for Q4_0 and Q4_K matrices of a multiple of 8 rows) or its plain ones.
     pub fn order(&self) -> &'static str {
@@ -712,6 +724,28 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Only repacked Q4_K sums a row differently with others (gemm for groups of four, gemv
+    /// for the rest), and says so; repacked Q4_0 sums alike either way.
+    #[test]
+    fn repacked_q4k_reports_batch_dependent_sums() {
+        let (n, k) = (16, 512);
+        let w = Tensor::from_vec(row(n * k, 9), (n, k), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(row(4 * k, 3), (4, k), &Device::Cpu).unwrap();
+        for (dt, changes) in [(GgmlDType::Q4K, true), (GgmlDType::Q4_0, false)] {
+            let q = QTensor::quantize(&w, dt).unwrap();
+            let mat = GgmlMatrix::from_qtensor(&q).unwrap().unwrap();
+            assert_eq!(mat.batch_changes_sums(), changes, "{dt:?}");
+            let plain = mat.clone().with_arithmetic(Arithmetic::PLAIN);
+            assert!(!plain.batch_changes_sums(), "{dt:?} plain");
+            let all = mat.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+            let first = mat.forward(&x.narrow(0, 0, 1).unwrap()).unwrap();
+            let first = first.to_vec2::<f32>().unwrap();
+            let diff = all[0].iter().zip(&first[0]).any(|(a, b)| a != b);
+            assert!(diff || !changes, "{dt:?}: four rows summed as one");
+            assert!(!diff || changes, "{dt:?}: four rows not summed as one");
         }
     }
 

@@ -7,7 +7,7 @@
 
 use crate::cli::gen;
 use crate::quantize::sha256_file;
-use crate::real::{argmax, floats, ids, oracle, real_gguf, repo};
+use crate::real::{argmax, floats, ids, oracle, real_gguf, repo, teacher_forced_with};
 use candle_core::{DType, Device, Tensor};
 use gen::app::load::load_path_as;
 use gen::kernels::ggml::Arithmetic;
@@ -87,21 +87,6 @@ fn log_softmax_f64(logits: &Tensor) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Teacher forcing in prefill chunks of 512 (llama.cpp's n_batch), log-softmax in f64.
-fn teacher_forced_f64(model: &gen::model::Llama, tokens: &[u32]) -> Vec<Vec<f64>> {
-    let mut cache = model.new_cache();
-    let mut rows = Vec::new();
-    for chunk in tokens.chunks(512) {
-        let input = Tensor::new(chunk, &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let logits = model.forward(&input, &mut cache, Logits::All).unwrap();
-        rows.extend(log_softmax_f64(&logits));
-    }
-    rows
-}
-
 /// A golden file and the arithmetic of the llama.cpp run it holds.
 struct Run {
     file: &'static str,
@@ -138,7 +123,7 @@ fn check_run(name: &str, run: &Run) {
     let mut m = load_path_as(&path, &Device::Cpu, run.arith).unwrap();
     m.model.set_cache_dtype(DType::F32).unwrap();
 
-    let rows = teacher_forced_f64(&m.model, &tokens);
+    let rows = teacher_forced_with(&m.model, &tokens, log_softmax_f64);
     let prefill = distance(&rows, &tokens, &entry["prefill"]);
     let nll = (0..tokens.len() - 1)
         .map(|i| -rows[i][tokens[i + 1] as usize])

@@ -152,6 +152,15 @@ fn gguf_teacher_forced_f16_cache_tracks_llama_cpp() {
 /// Log-softmax rows for every position of `tokens` run as one sequence from an empty cache, in
 /// 512-token batches (llama.cpp's n_batch in the golden runs).
 pub(crate) fn teacher_forced_rows(model: &gen::model::Llama, tokens: &[u32]) -> Vec<Vec<f64>> {
+    teacher_forced_with(model, tokens, log_softmax_rows)
+}
+
+/// [`teacher_forced_rows`] with the log-softmax `lsm` of each batch's `(positions, vocab)` logits.
+pub(crate) fn teacher_forced_with(
+    model: &gen::model::Llama,
+    tokens: &[u32],
+    lsm: fn(&Tensor) -> Vec<Vec<f64>>,
+) -> Vec<Vec<f64>> {
     let mut cache = model.new_cache();
     let mut rows = Vec::new();
     for chunk in tokens.chunks(512) {
@@ -164,7 +173,7 @@ pub(crate) fn teacher_forced_rows(model: &gen::model::Llama, tokens: &[u32]) -> 
             .unwrap()
             .squeeze(0)
             .unwrap();
-        rows.extend(log_softmax_rows(&logits));
+        rows.extend(lsm(&logits));
     }
     rows
 }

@@ -143,6 +143,17 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// The exact integer dot `Σ x·q` of a weight block with an activation block.
+    fn int_dot(self, blk: &[u8], y: &Q8Block) -> i32 {
+        self.values(blk)
+            .iter()
+            .zip(&y.qs)
+            .map(|(&x, &q)| x * q as i32)
+            .sum()
+    }
+}
+
 /// One block of quantized activations, scales already widened to f32.
 #[derive(Debug, Clone, Copy)]
 struct Q8Block {
@@ -634,13 +645,7 @@ fn dot_scalar(kind: Kind, w: &[u8], a: &[Q8Block]) -> f32 {
     let mut summs = 0f32;
     for (blk, y) in w.chunks_exact(kind.block_bytes()).zip(a) {
         let (d, m) = kind.scales(blk);
-        let sumi: i32 = kind
-            .values(blk)
-            .iter()
-            .zip(&y.qs)
-            .map(|(&x, &q)| x * q as i32)
-            .sum();
-        acc += d * y.d * sumi as f32;
+        acc += d * y.d * kind.int_dot(blk, y) as f32;
         summs += m * y.s;
     }
     acc + summs

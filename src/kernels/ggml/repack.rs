@@ -62,13 +62,7 @@ fn dot_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
     let mut acc = 0f32;
     for (blk, y) in w.chunks_exact(kind.block_bytes()).zip(a) {
         let (d, _) = kind.scales(blk);
-        let sumi: i32 = kind
-            .values(blk)
-            .iter()
-            .zip(&y.qs)
-            .map(|(&x, &q)| x * q as i32)
-            .sum();
-        acc = (sumi as f32).mul_add(d * y.d, acc);
+        acc = (kind.int_dot(blk, y) as f32).mul_add(d * y.d, acc);
     }
     acc
 }

@@ -315,6 +315,43 @@ unsafe fn k4_scales(packed: &[u8]) -> ([__m256i; 8], __m128i) {
     }
 }
 
+/// One Q4_K block unpacked: its scales, its chunks' 16-bit scales and mins, and its 256
+/// nibbles as eight vectors of 32 bytes (chunk `c`: weights `32c..32c + 32`).
+struct Q4KBlock {
+    wd: f32,
+    wmin: f32,
+    sc: [__m256i; 8],
+    mins: __m128i,
+    q: [__m256i; 8],
+}
+
+/// Unpacks (and prefetches past) one 144-byte Q4_K block.
+///
+/// # Safety
+/// AVX2 and F16C; `blk` holds 144 bytes.
+#[inline(always)]
+unsafe fn q4k_block(blk: &[u8]) -> Q4KBlock {
+    // SAFETY: this function's contract; the loads stay inside the block (nibbles 16..144).
+    unsafe {
+        prefetch(blk);
+        let m4 = _mm256_set1_epi8(0x0F);
+        let (sc, mins) = k4_scales(&blk[4..16]);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let bits = load(blk.as_ptr().add(16 + 32 * j));
+            q[2 * j] = _mm256_and_si256(bits, m4);
+            q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+        }
+        Q4KBlock {
+            wd: f16_at(blk, 0),
+            wmin: f16_at(blk, 2),
+            sc,
+            mins,
+            q,
+        }
+    }
+}
+
 /// Q4_K: `acc = fma(d, sumi, acc)` in eight lanes and `acc_m = fma(dmin, mins, acc_m)` in
 /// four, `d = y.d·d_x`, `dmin = -y.d·dmin_x`; at the end `acc_m` is reduced as
 /// `(m0 + m2) + (m1 + m3)` and added to `hsum_float_8(acc)`.
@@ -326,19 +363,16 @@ unsafe fn q4k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
     // SAFETY: the caller's contract; every load stays inside its 144-byte block (nibbles
     // 16..144) or inside a `Q8KBlock`.
     unsafe {
-        let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); R];
         let mut acc_m = [_mm_setzero_ps(); R];
         for (b, blk) in w.chunks_exact(KQuant::Q4K.block_bytes()).enumerate() {
-            prefetch(blk);
-            let (wd, wmin) = (f16_at(blk, 0), f16_at(blk, 2));
-            let (sc, mins) = k4_scales(&blk[4..16]);
-            let mut q = [_mm256_setzero_si256(); 8];
-            for j in 0..4 {
-                let bits = load(blk.as_ptr().add(16 + 32 * j));
-                q[2 * j] = _mm256_and_si256(bits, m4);
-                q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            }
+            let Q4KBlock {
+                wd,
+                wmin,
+                sc,
+                mins,
+                q,
+            } = q4k_block(blk);
             for r in 0..R {
                 let y = &a[r][b];
                 let d = y.d * wd;
@@ -372,19 +406,16 @@ unsafe fn q4k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
 unsafe fn q4k_repacked<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
     // SAFETY: as `q4k`.
     unsafe {
-        let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [0f32; R];
         let mut acc_m = [0f32; R];
         for (b, blk) in w.chunks_exact(KQuant::Q4K.block_bytes()).enumerate() {
-            prefetch(blk);
-            let (wd, wmin) = (f16_at(blk, 0), f16_at(blk, 2));
-            let (sc, mins) = k4_scales(&blk[4..16]);
-            let mut q = [_mm256_setzero_si256(); 8];
-            for j in 0..4 {
-                let bits = load(blk.as_ptr().add(16 + 32 * j));
-                q[2 * j] = _mm256_and_si256(bits, m4);
-                q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            }
+            let Q4KBlock {
+                wd,
+                wmin,
+                sc,
+                mins,
+                q,
+            } = q4k_block(blk);
             for r in 0..R {
                 let y = &a[r][b];
                 // Lane `k`: the mins' products of the 64 weights `64k..64k + 64`.

@@ -98,8 +98,7 @@ pub fn load_model(
     arith: Arithmetic,
 ) -> Result<LoadedModel> {
     let source = ModelSource::parse(&resolve_model_spec(model))?;
-    let path = source.local_path(Some(Arc::new(HubReporter)))?;
-    let mut loaded = load_path_as(&path, &Device::Cpu, arith)?;
+    let mut loaded = load_as(&source, &Device::Cpu, arith)?;
     if let Some(dtype) = cache_type {
         loaded.model.set_cache_dtype(dtype)?;
     }
@@ -132,7 +131,16 @@ fn hf_tokenizer(dir: &Path) -> Result<Tokenizer> {
 
 /// Loads a model from any source on the given device (a Hub download shown on stderr).
 pub fn load(source: &ModelSource, device: &Device) -> Result<LoadedModel> {
-    load_path(&source.local_path(Some(Arc::new(HubReporter)))?, device)
+    load_as(source, device, Arithmetic::default())
+}
+
+/// [`load`] with a GGUF file's products following `arith`.
+pub fn load_as(source: &ModelSource, device: &Device, arith: Arithmetic) -> Result<LoadedModel> {
+    load_path_as(
+        &source.local_path(Some(Arc::new(HubReporter)))?,
+        device,
+        arith,
+    )
 }
 
 /// Loads from a local file or folder.

@@ -62,9 +62,10 @@ enum SubCommand {
 /// Whose arithmetic a GGUF file's products reproduce.
 #[derive(Debug, Args, Clone, Copy)]
 struct ArithArgs {
-    /// Multiply Q4_0 weights as llama.cpp does with its --no-repack (the plain kernels) instead
-    /// of as it does by default on AVX2 (weights repacked into 8×8 interleaved rows, which sum in
-    /// another order): the logits of llama.cpp run that way. Other types are not affected.
+    /// Multiply Q4_0 and Q4_K weights as llama.cpp does with its --no-repack (the plain
+    /// kernels) instead of as it does by default on AVX2 (weights repacked into 8×8 interleaved
+    /// rows, which sum in another order): the logits of llama.cpp run that way. Other types are
+    /// not affected.
     #[arg(long = "no-repack")]
     no_repack: bool,
 }

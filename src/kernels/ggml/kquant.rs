@@ -167,19 +167,7 @@ pub(crate) fn dot(kind: KQuant, w_row: &[u8], a: &[Q8KBlock]) -> f32 {
 /// If `acts` is empty or holds more than four rows, `out` does not have one value per row, or
 /// a row's blocks do not match `w_row`'s.
 pub(crate) fn dot_rows(kind: KQuant, w_row: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
-    assert!(
-        (1..=MAX_ROWS).contains(&acts.len()) && out.len() == acts.len(),
-        "dot_rows: {} activation rows and {} outputs (1 to {MAX_ROWS} each, equal)",
-        acts.len(),
-        out.len()
-    );
-    let nb = acts[0].len();
-    assert!(
-        w_row.len() == nb * kind.block_bytes() && acts.iter().all(|a| a.len() == nb),
-        "dot_rows: {} weight bytes for {kind:?} against activation rows of {:?} blocks",
-        w_row.len(),
-        acts.iter().map(|a| a.len()).collect::<Vec<_>>()
-    );
+    check_rows(kind, w_row, acts, out);
     #[cfg(target_arch = "x86_64")]
     {
         if crate::kernels::simd::avx2_fma_f16c() {
@@ -207,17 +195,7 @@ pub(crate) fn dot_rows(kind: KQuant, w_row: &[u8], acts: &[&[Q8KBlock]], out: &m
 /// # Panics
 /// As [`dot_rows`].
 pub(crate) fn dot_rows_repacked(w_row: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
-    let kind = KQuant::Q4K;
-    assert!(
-        (1..=MAX_ROWS).contains(&acts.len())
-            && out.len() == acts.len()
-            && acts
-                .iter()
-                .all(|a| a.len() * kind.block_bytes() == w_row.len()),
-        "dot_rows_repacked: {} weight bytes against activation rows of {:?} blocks",
-        w_row.len(),
-        acts.iter().map(|a| a.len()).collect::<Vec<_>>()
-    );
+    check_rows(KQuant::Q4K, w_row, acts, out);
     #[cfg(target_arch = "x86_64")]
     {
         if crate::kernels::simd::avx2_fma_f16c() {
@@ -228,6 +206,24 @@ pub(crate) fn dot_rows_repacked(w_row: &[u8], acts: &[&[Q8KBlock]], out: &mut [f
         }
     }
     repacked_generic(w_row, acts, out);
+}
+
+/// The shapes [`dot_rows`] and [`dot_rows_repacked`] take: 1 to [`MAX_ROWS`] activation rows,
+/// one output each, every row as many blocks as `w_row`.
+fn check_rows(kind: KQuant, w_row: &[u8], acts: &[&[Q8KBlock]], out: &[f32]) {
+    assert!(
+        (1..=MAX_ROWS).contains(&acts.len()) && out.len() == acts.len(),
+        "dot_rows: {} activation rows and {} outputs (1 to {MAX_ROWS} each, equal)",
+        acts.len(),
+        out.len()
+    );
+    let nb = acts[0].len();
+    assert!(
+        w_row.len() == nb * kind.block_bytes() && acts.iter().all(|a| a.len() == nb),
+        "dot_rows: {} weight bytes for {kind:?} against activation rows of {:?} blocks",
+        w_row.len(),
+        acts.iter().map(|a| a.len()).collect::<Vec<_>>()
+    );
 }
 
 /// [`dot_rows_repacked`] portably (`f32::mul_add` is the fused multiply-add).

@@ -116,6 +116,15 @@ impl Kind {
         (f16_at(blk, 0), m)
     }
 
+    /// The exact integer dot `Σ x·q` of a weight block with an activation block.
+    fn int_dot(self, blk: &[u8], y: &Q8Block) -> i32 {
+        self.values(blk)
+            .iter()
+            .zip(&y.qs)
+            .map(|(&x, &q)| x * q as i32)
+            .sum()
+    }
+
     /// The block's 32 integers in element order. The 4- and 5-bit types hold elements 0..16 in
     /// the low nibbles and 16..32 in the high nibbles of `qs`; the fifth bit of element `j` is
     /// bit `j` of `qh`; Q4_0 and Q5_0 are stored offset by 8 and 16.
@@ -140,17 +149,6 @@ impl Kind {
             x[j + 16] = (q >> 4) as i32 + hi(j + 16) - bias;
         }
         x
-    }
-}
-
-impl Kind {
-    /// The exact integer dot `Σ x·q` of a weight block with an activation block.
-    fn int_dot(self, blk: &[u8], y: &Q8Block) -> i32 {
-        self.values(blk)
-            .iter()
-            .zip(&y.qs)
-            .map(|(&x, &q)| x * q as i32)
-            .sum()
     }
 }
 
@@ -355,23 +353,18 @@ impl GgmlMatrix {
     /// where groups of four rows sum as llama.cpp's gemm and the rest as its gemv (Q4_0's two
     /// sum alike).
     pub fn batch_changes_sums(&self) -> bool {
-        self.arith.repack
-            && self.format == Format::K(KQuant::Q4K)
-            && self
-                .parts
-                .iter()
-                .any(|(r, _)| repack::applies(self.format, *r))
+        self.format == Format::K(KQuant::Q4K) && self.parts.iter().any(|(r, _)| self.repacked(*r))
+    }
+
+    /// Whether a part of `rows` rows sums in the repacked order.
+    fn repacked(&self, rows: usize) -> bool {
+        self.arith.repack && repack::applies(self.format, rows)
     }
 
     /// Whose sums the products reproduce, for `-v`: llama.cpp's repacked 8×8 kernels (its
     /// default for Q4_0 and Q4_K matrices of a multiple of 8 rows) or its plain ones.
     pub fn order(&self) -> &'static str {
-        let repacked = self.arith.repack
-            && self
-                .parts
-                .iter()
-                .all(|(r, _)| repack::applies(self.format, *r));
-        if repacked {
+        if self.parts.iter().all(|(r, _)| self.repacked(*r)) {
             "ggml-exact, repacked order"
         } else {
             "ggml-exact"
@@ -432,14 +425,13 @@ impl GgmlMatrix {
                 let rows: Vec<&[Q8Block]> = acts.chunks(blocks).collect();
                 let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
                 let row_bytes = self.row_bytes();
-                let repack = self.arith.repack;
-                self.each_task(&|w, first, part_rows| {
+                self.each_task(&|w, first, repacked| {
                     // SAFETY: this task writes only its own columns `first..` (one per row of
                     // `w`), within `n`, of rows within `m`, and `out` outlives the tasks. A
-                    // task's rows start at a multiple of 16 of its part, so a part of a
-                    // multiple of 8 rows gives whole groups of 8.
+                    // task's rows start at a multiple of 16 of its part, so a repacked part
+                    // (a multiple of 8 rows) gives whole groups of 8.
                     unsafe {
-                        if repack && repack::applies(self.format, part_rows) {
+                        if repacked {
                             repack::fill_task(w, row_bytes, &groups, dst, first)
                         } else {
                             fill_task(kind, w, row_bytes, &groups, dst, first)
@@ -454,9 +446,7 @@ impl GgmlMatrix {
                 }
                 let rows: Vec<&[kquant::Q8KBlock]> = acts.chunks(blocks).collect();
                 let row_bytes = self.row_bytes();
-                let repack = self.arith.repack;
-                self.each_task(&|w, first, part_rows| {
-                    let repacked = repack && repack::applies(self.format, part_rows);
+                self.each_task(&|w, first, repacked| {
                     let mut tile = [0f32; kquant::MAX_ROWS];
                     for (j, wrow) in w.chunks_exact(row_bytes).enumerate() {
                         for (g, group) in rows.chunks(kquant::MAX_ROWS).enumerate() {
@@ -478,10 +468,11 @@ impl GgmlMatrix {
         Ok(out)
     }
 
-    /// Runs `task(w, first, part_rows)` on the pool for runs of up to 16 weight rows `w` (whole
+    /// Runs `task(w, first, repacked)` on the pool for runs of up to 16 weight rows `w` (whole
     /// rows, inside one part, starting at a multiple of 16 of it), `first` being the output
-    /// column of the run's first row and `part_rows` the rows of its part (the matrix it was).
-    fn each_task(&self, task: &(dyn Fn(&[u8], usize, usize) + Sync)) {
+    /// column of the run's first row and `repacked` whether its part (the matrix it was) sums
+    /// in the repacked order.
+    fn each_task(&self, task: &(dyn Fn(&[u8], usize, bool) + Sync)) {
         const ROWS_PER_TASK: usize = 16;
         let row_bytes = self.row_bytes();
         let mut tasks = Vec::with_capacity(self.rows.div_ceil(ROWS_PER_TASK) + self.parts.len());
@@ -497,7 +488,7 @@ impl GgmlMatrix {
             task(
                 &bytes.as_slice()[r * row_bytes..last * row_bytes],
                 first,
-                *rows,
+                self.repacked(*rows),
             );
         });
     }

@@ -186,11 +186,25 @@ pub struct BeamConfig {
 /// Settings for `gen convert`.
 #[derive(Debug, Clone)]
 pub struct ConvertConfig {
+    /// A GGUF file (written as a folder) or a Hugging Face folder (written as a GGUF file).
     pub input: PathBuf,
     pub output: PathBuf,
-    pub dtype: DType,
+    /// `--dtype`; unset: f32 for a folder, the converter's `auto` for a GGUF file.
+    pub dtype: Option<ConvertDtype>,
     /// Write into `output` even when it already holds files (`--force`).
     pub force: bool,
+}
+
+/// `gen convert --dtype`: the weights' type in the written folder or GGUF file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvertDtype {
+    F32,
+    F16,
+    Bf16,
+    /// GGUF output only (convert_hf_to_gguf.py's `--outtype q8_0`).
+    Q8_0,
+    /// GGUF output only: bf16 when the weights are bf16, else f16 (the converter's default).
+    Auto,
 }
 
 /// Settings for `gen tokenize`.

@@ -1,12 +1,14 @@
 //! `gen convert`: a GGUF file to a Hugging Face-layout folder (`model.safetensors`,
-//! `config.json`, `tokenizer.json`, `tokenizer_config.json`, `generation_config.json`).
+//! `config.json`, `tokenizer.json`, `tokenizer_config.json`, `generation_config.json`), or,
+//! given a folder, the other way ([`super::to_gguf`]).
 //! GGUF stores Llama's Q and K projection rows permuted for interleaved RoPE; they are permuted
 //! back to Hugging Face's half-split layout here. Gemma's GGUF norms hold `1 + w`, its
 //! safetensors `w`. The other families' rows are stored as Hugging Face has them.
 
 use super::load::{open_gguf, GgufParts};
 use super::UsageError;
-use crate::config::ConvertConfig;
+use crate::config::{ConvertConfig, ConvertDtype};
+use crate::quant::hf::OutType;
 use crate::model::config::to_hf_config_json;
 use crate::model::Family;
 use crate::output;
@@ -18,6 +20,21 @@ use std::path::Path;
 /// `gen convert`: refuses to write into a folder that already holds files unless `--force`,
 /// converts with a progress bar on a terminal, and says what it wrote.
 pub fn run(c: &ConvertConfig) -> Result<()> {
+    if c.input.is_dir() {
+        return run_to_gguf(c);
+    }
+    let dtype = match c.dtype {
+        None | Some(ConvertDtype::F32) => DType::F32,
+        Some(ConvertDtype::F16) => DType::F16,
+        Some(ConvertDtype::Bf16) => DType::BF16,
+        Some(d @ (ConvertDtype::Q8_0 | ConvertDtype::Auto)) => {
+            return Err(UsageError(format!(
+                "--dtype {} is for converting a folder into GGUF; a GGUF file converts into f32, f16 or bf16 safetensors (gen quantize writes quantized GGUF)",
+                if d == ConvertDtype::Q8_0 { "q8_0" } else { "auto" }
+            ))
+            .into())
+        }
+    };
     if !c.force && c.output.exists() {
         let has_files = std::fs::read_dir(&c.output)
             .map(|mut d| d.next().is_some())
@@ -30,11 +47,44 @@ pub fn run(c: &ConvertConfig) -> Result<()> {
             .into());
         }
     }
-    let n = convert(&c.input, &c.output, c.dtype)?;
+    let n = convert(&c.input, &c.output, dtype)?;
     output::note(&format!(
-        "gen: wrote {} ({n} tensors as {:?}, config, tokenizer)",
+        "gen: wrote {} ({n} tensors as {dtype:?}, config, tokenizer)",
         c.output.display(),
-        c.dtype
+    ))
+}
+
+/// `gen convert FOLDER OUT.gguf`.
+fn run_to_gguf(c: &ConvertConfig) -> Result<()> {
+    if !c.force && c.output.exists() {
+        return Err(UsageError(format!(
+            "{} already exists; choose another file, or pass --force to replace it",
+            c.output.display()
+        ))
+        .into());
+    }
+    if c.output.is_dir() {
+        return Err(UsageError(format!(
+            "{} is a folder; converting a folder writes one GGUF file: name it, e.g. {}",
+            c.output.display(),
+            c.output.join("model.gguf").display()
+        ))
+        .into());
+    }
+    let out_type = match c.dtype.unwrap_or(ConvertDtype::Auto) {
+        ConvertDtype::F32 => OutType::F32,
+        ConvertDtype::F16 => OutType::F16,
+        ConvertDtype::Bf16 => OutType::Bf16,
+        ConvertDtype::Q8_0 => OutType::Q8_0,
+        ConvertDtype::Auto => OutType::Auto,
+    };
+    let start = std::time::Instant::now();
+    let (n, bytes, resolved) = super::to_gguf::convert(&c.input, &c.output, out_type)?;
+    output::note(&format!(
+        "gen: wrote {} ({n} tensors, {resolved:?}; {:.2} MiB) in {:.2} s",
+        c.output.display(),
+        bytes as f64 / (1024.0 * 1024.0),
+        start.elapsed().as_secs_f64()
     ))
 }
 

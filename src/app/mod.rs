@@ -14,6 +14,7 @@ pub mod quantize;
 pub mod samples;
 pub mod session;
 mod signals;
+pub mod to_gguf;
 pub mod tokenize;
 
 use signals::interrupt_on_ctrl_c;

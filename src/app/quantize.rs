@@ -1,11 +1,14 @@
 //! `gen quantize IN OUT TYPE`: a GGUF model rewritten as another file type, byte for byte as
-//! llama.cpp's llama-quantize writes it (see [`crate::quant`]). The output is written to a
-//! temporary file beside OUT and renamed over it only once complete, so a failure (a full
-//! disk, Ctrl-C) never leaves a partial OUT behind.
+//! llama.cpp's llama-quantize writes it (see [`crate::quant`]). IN may be a Hugging Face
+//! folder: it is first converted to an f32 GGUF beside OUT, as convert_hf_to_gguf.py
+//! `--outtype f32` writes it (lossless), then quantized; the intermediate file is removed.
+//! The output is written to a temporary file beside OUT and renamed over it only once
+//! complete, so a failure (a full disk, Ctrl-C) never leaves a partial OUT behind.
 
 use super::{interrupt_on_ctrl_c, Interrupted, UsageError};
 use crate::config::QuantizeConfig;
 use crate::output;
+use crate::quant::hf::OutType;
 use crate::quant::{self, Input, TensorDone};
 use anyhow::{Context, Result};
 use memmap2::Mmap;
@@ -24,11 +27,21 @@ pub fn run(c: &QuantizeConfig) -> Result<()> {
         .into());
     }
     let start = Instant::now();
-    let file = File::open(&c.input).with_context(|| format!("opening {}", c.input.display()))?;
+    if c.input.is_dir() {
+        let (temp, _) = Temp::create(&c.output, "f32")?;
+        super::to_gguf::convert(&c.input, &temp.path, OutType::F32)?;
+        return quantize_file(c, &temp.path, start);
+    }
+    quantize_file(c, &c.input, start)
+}
+
+/// Quantizes the GGUF file `input` as `c` says.
+fn quantize_file(c: &QuantizeConfig, path: &Path, start: Instant) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: mapped read-only; as every mmap-based loader (llama.cpp's included) we rely on
     // the file not being truncated or rewritten while we read it.
     let map =
-        unsafe { Mmap::map(&file) }.with_context(|| format!("reading {}", c.input.display()))?;
+        unsafe { Mmap::map(&file) }.with_context(|| format!("reading {}", path.display()))?;
     let input = Input::parse(&map).with_context(|| format!("reading {}", c.input.display()))?;
     let plan = quant::plan(&input, c.file_type)
         .with_context(|| format!("quantizing {}", c.input.display()))?;
@@ -105,7 +118,7 @@ struct Temp {
 }
 
 impl Temp {
-    fn create(target: &Path) -> Result<(Self, File)> {
+    fn create(target: &Path, what: &str) -> Result<(Self, File)> {
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -114,7 +127,7 @@ impl Temp {
             .file_name()
             .with_context(|| format!("{} is not a file name", target.display()))?;
         let path = dir.join(format!(
-            ".{}.gen-quantize-{}.tmp",
+            ".{}.gen-quantize-{what}-{}.tmp",
             name.to_string_lossy(),
             std::process::id()
         ));
@@ -143,8 +156,8 @@ impl Drop for Temp {
 
 /// Runs `write` into a temporary file beside `target`, flushed to disk, then renames it to
 /// `target`; on any failure the temporary file is removed and `target` is untouched.
-fn write_atomically(target: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let (temp, file) = Temp::create(target)?;
+pub(super) fn write_atomically(target: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let (temp, file) = Temp::create(target, "out")?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let context = || format!("writing {}", target.display());
     write(&mut out).with_context(context)?;

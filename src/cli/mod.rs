@@ -331,21 +331,29 @@ enum DtypeArg {
     F32,
     F16,
     Bf16,
+    /// GGUF output only.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// GGUF output only: bf16 when the weights are bf16, else f16.
+    Auto,
 }
 
 #[derive(Debug, Args)]
 struct ConvertArgs {
-    /// The GGUF file to convert.
+    /// The GGUF file to convert into a Hugging Face folder, or a Hugging Face Llama folder
+    /// (safetensors, config.json, tokenizer.json) to convert into one GGUF file, as llama.cpp's
+    /// convert_hf_to_gguf.py does.
     input: PathBuf,
     /// The folder to write (created if missing; an existing folder that is not empty needs
-    /// --force).
+    /// --force), or, from a folder, the GGUF file to write (an existing one needs --force).
     output: PathBuf,
-    /// Write into an existing folder that already holds files, replacing those gen writes.
+    /// Write into an existing folder that already holds files, replacing those gen writes
+    /// (or replace an existing GGUF file).
     #[arg(long)]
     force: bool,
-    /// Data type of the written weights.
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    dtype: DtypeArg,
+    /// Data type of the written weights [default: f32 for a folder, auto for a GGUF file].
+    #[arg(long, value_enum)]
+    dtype: Option<DtypeArg>,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@
 use super::values::{unescape, TopKArg};
 use super::*;
 use crate::config::{
-    BeamConfig, ChatConfig, Command, Config, ConvertConfig, DraftConfig, EarlyStopping, FileType,
+    BeamConfig, ChatConfig, Command, Config, ConvertConfig, ConvertDtype, DraftConfig, EarlyStopping, FileType,
     GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, QuantizeConfig, SamplingConfig,
     SpecChoice, SpeculativeConfig, StageKind, Strategy, StrategyKind, TemplateChoice,
     TokenizeConfig, VoteConfig, Window,
@@ -220,11 +220,13 @@ impl Cli {
                     input: a.input,
                     output: a.output,
                     force: a.force,
-                    dtype: match a.dtype {
-                        DtypeArg::F32 => candle_core::DType::F32,
-                        DtypeArg::F16 => candle_core::DType::F16,
-                        DtypeArg::Bf16 => candle_core::DType::BF16,
-                    },
+                    dtype: a.dtype.map(|d| match d {
+                        DtypeArg::F32 => ConvertDtype::F32,
+                        DtypeArg::F16 => ConvertDtype::F16,
+                        DtypeArg::Bf16 => ConvertDtype::Bf16,
+                        DtypeArg::Q8_0 => ConvertDtype::Q8_0,
+                        DtypeArg::Auto => ConvertDtype::Auto,
+                    }),
                 }),
             },
             Some(SubCommand::Quantize(a)) => Config {

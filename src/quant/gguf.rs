@@ -21,6 +21,10 @@ const STRING: u32 = 8;
 const BOOL: u32 = 7;
 /// GGUF's type id for u32.
 pub const U32: u32 = 4;
+/// GGUF's type id for i32.
+const I32: u32 = 5;
+/// GGUF's type id for f32.
+const F32: u32 = 6;
 
 use crate::weights::gguf_scalar_size as scalar_size;
 
@@ -44,6 +48,44 @@ impl Value {
         Value::Scalar {
             ty: U32,
             bytes: v.to_le_bytes().to_vec(),
+        }
+    }
+
+    /// An i32 value.
+    pub fn i32(v: i32) -> Self {
+        Value::Scalar {
+            ty: I32,
+            bytes: v.to_le_bytes().to_vec(),
+        }
+    }
+
+    /// An f32 value.
+    pub fn f32(v: f32) -> Self {
+        Value::Scalar {
+            ty: F32,
+            bytes: v.to_le_bytes().to_vec(),
+        }
+    }
+
+    /// A boolean.
+    pub fn bool(v: bool) -> Self {
+        Value::Scalar {
+            ty: BOOL,
+            bytes: vec![u8::from(v)],
+        }
+    }
+
+    /// A string.
+    pub fn str(s: &str) -> Self {
+        Value::Str(s.as_bytes().to_vec())
+    }
+
+    /// An array of i32.
+    pub fn i32_array(v: &[i32]) -> Self {
+        Value::Array {
+            ty: I32,
+            n: v.len() as u64,
+            bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         }
     }
 

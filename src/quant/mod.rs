@@ -19,6 +19,7 @@
 pub mod codec;
 pub mod fp;
 pub mod gguf;
+pub mod hf;
 pub mod kquants;
 pub mod legacy;
 pub mod rules;

@@ -56,18 +56,18 @@ pub fn run(c: &ConvertConfig) -> Result<()> {
 
 /// `gen convert FOLDER OUT.gguf`.
 fn run_to_gguf(c: &ConvertConfig) -> Result<()> {
-    if !c.force && c.output.exists() {
-        return Err(UsageError(format!(
-            "{} already exists; choose another file, or pass --force to replace it",
-            c.output.display()
-        ))
-        .into());
-    }
     if c.output.is_dir() {
         return Err(UsageError(format!(
             "{} is a folder; converting a folder writes one GGUF file: name it, e.g. {}",
             c.output.display(),
             c.output.join("model.gguf").display()
+        ))
+        .into());
+    }
+    if !c.force && c.output.exists() {
+        return Err(UsageError(format!(
+            "{} already exists; choose another file, or pass --force to replace it",
+            c.output.display()
         ))
         .into());
     }

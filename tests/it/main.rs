@@ -9,6 +9,7 @@ mod cli;
 mod compare;
 mod crosscheck;
 mod families;
+mod hf_to_gguf;
 mod input;
 mod model;
 mod print_prompt;

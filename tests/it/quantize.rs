@@ -122,8 +122,9 @@ fn real_model_quantizes_as_llama_cpp() {
 }
 
 /// The tiny f32 model of llamacpp_quantize.py (`TINY`, `tiny_tensors`, `tiny_metadata`),
-/// written as that script writes it.
-fn write_oracle_tiny(path: &Path, spec: &Json) {
+/// written as that script writes it, with `extra` keys after its own (hf_to_gguf.py's
+/// `write_tiny_vocab` appends the real model's tokenizer so).
+pub fn write_oracle_tiny(path: &Path, spec: &Json, extra: &[Kv]) {
     let n = |k: &str| spec[k].as_u64().unwrap();
     let (h, f, vocab) = (n("hidden"), n("ffn"), n("vocab"));
     let kv = n("kv_heads") * (h / n("heads"));
@@ -180,6 +181,7 @@ fn write_oracle_tiny(path: &Path, spec: &Json) {
         u32kv("llama.vocab_size", vocab),
         u32kv("general.file_type", 0),
     ];
+    let kvs: Vec<Kv> = kvs.into_iter().chain(extra.iter().cloned()).collect();
     let infos: Vec<OutTensor> = tensors
         .iter()
         .map(|(name, ne, _)| {
@@ -210,7 +212,7 @@ fn tiny_model_quantizes_as_llama_cpp() {
     let tiny = &oracle["tiny"];
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("tiny-f32.gguf");
-    write_oracle_tiny(&input, &tiny["spec"]);
+    write_oracle_tiny(&input, &tiny["spec"], &[]);
     assert_eq!(
         sha256_file(&input),
         tiny["input_sha256"].as_str().unwrap(),

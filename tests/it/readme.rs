@@ -126,7 +126,7 @@ fn every_readme_command_runs_and_does_what_it_says() {
             hub_cache(
                 &hf_home,
                 "HuggingFaceTB/SmolLM2-135M-Instruct",
-                &dir.join("models/smollm2-f32"),
+                &dir.join("models/SmolLM2-135M-Instruct"),
             );
         }
         let r = run(&dir, &hf_home, cmd);
@@ -210,23 +210,41 @@ fn check(cmd: &str, r: &Run, dir: &Path, hf_home: &Path, ctx: &str) {
     if cmd.contains(" -md ") || cmd.contains("--lookup") {
         assert!(stats()[0].contains("| draft: "), "{ctx}");
     }
-    if cmd.starts_with("gen convert") {
-        let out = dir.join("models/smollm2-f32");
-        for f in ["model.safetensors", "config.json", "tokenizer.json"] {
-            assert!(out.join(f).exists(), "{f}: {ctx}");
+    // `gen convert|quantize IN OUT ...`: what OUT must be.
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    let (input, out) = (args.get(2).copied().unwrap_or(""), args.get(3).copied().unwrap_or(""));
+    let hf_to_gguf = || {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/hf_to_gguf.json");
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        v["inputs"]["real"].clone()
+    };
+    let sha = |p: &str| crate::quantize::sha256_file(&dir.join(p));
+    if cmd.starts_with("gen convert") && input.ends_with(".gguf") {
+        // The folder hf_to_gguf.py converted, file for file.
+        for (name, f) in hf_to_gguf()["files"].as_object().unwrap() {
+            assert_eq!(sha(&format!("{out}/{name}")), f["sha256"].as_str().unwrap(), "{name}: {ctx}");
         }
     }
+    if cmd.starts_with("gen convert") && out.ends_with(".gguf") {
+        let dtype = args[args.iter().position(|&a| a == "--dtype").unwrap() + 1];
+        assert_eq!(sha(out), hf_to_gguf()["convert"][dtype]["sha256"].as_str().unwrap(), "{ctx}");
+    }
     if cmd.starts_with("gen quantize") {
-        let out = dir.join("models/smollm2-q4_k_m.gguf");
-        let oracle = crate::quantize::oracle();
-        let want = oracle["real"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Q4_K_M")
-            .and_then(|c| c["sha256"].as_str())
-            .unwrap();
-        assert_eq!(crate::quantize::sha256_file(&out), want, "{ctx}");
+        let ty = args[4];
+        let want = if input.ends_with(".gguf") {
+            let oracle = crate::quantize::oracle();
+            oracle["real"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == ty)
+                .and_then(|c| c["sha256"].as_str())
+                .unwrap()
+                .to_string()
+        } else {
+            hf_to_gguf()["quantize"][ty]["sha256"].as_str().unwrap().to_string()
+        };
+        assert_eq!(sha(out), want, "{ctx}");
     }
     if cmd.contains("tokenize --json") {
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();

@@ -354,51 +354,46 @@ fn rounded_count(n: u64) -> String {
 mod tests {
     use super::*;
 
-    fn c(id: &str, total: u64) -> (Option<String>, Option<String>, Option<String>, Option<String>) {
-        let c = components(id, total);
-        (c.basename, c.finetune, c.version, c.size_label)
+    /// tests/oracle/gguf_names.json: gguf-py's own answers (gguf_names.py).
+    fn oracle() -> Json {
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle/gguf_names.json");
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     }
 
-    fn s(v: &str) -> Option<String> {
-        Some(v.to_string())
-    }
-
-    /// Cases worked through gguf-py's rules (and two seen in llama.cpp's own converter output).
     #[test]
     fn model_ids_split_as_gguf_py_splits_them() {
-        assert_eq!(
-            c("SmolLM2-135M-Instruct", 134_515_008),
-            (s("SmolLM2"), s("Instruct"), None, s("135M"))
-        );
-        assert_eq!(
-            c("tiny-llama-v0.1", 26_346_752),
-            (s("tiny-llama"), None, s("v0.1"), None)
-        );
-        assert_eq!(
-            c("Mistral-7B-Instruct-v0.2", 7_000_000_000),
-            (s("Mistral"), s("Instruct"), s("v0.2"), s("7B"))
-        );
-        // A context length, not a size: kept lowercase, as a finetune.
-        assert_eq!(
-            c("Llama-3-8B-Instruct-262k", 8_000_000_000),
-            (s("Llama-3"), s("Instruct-262k"), None, s("8B"))
-        );
-        assert_eq!(c("smol", 1000), (None, None, None, None));
-        assert_eq!(
-            c("bloom-7b1", 7_100_000_000),
-            (s("bloom"), None, None, s("7.1B"))
-        );
+        let o = oracle();
+        let cases = o["components"].as_array().unwrap();
+        assert!(cases.len() >= 100);
+        let mut wrong = Vec::new();
+        for case in cases {
+            let id = case["id"].as_str().unwrap();
+            let total = case["total_params"].as_u64().unwrap();
+            let got = components(id, total);
+            let want = |k: &str| case[k].as_str().map(str::to_string);
+            let want = Components {
+                full_name: want("full_name"),
+                organization: want("organization"),
+                basename: want("basename"),
+                finetune: want("finetune"),
+                version: want("version"),
+                size_label: want("size_label"),
+            };
+            if got != want {
+                wrong.push(format!("{id} ({total}): gen {got:?}, gguf-py {want:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     #[test]
-    fn titles_and_counts_follow_python() {
-        assert_eq!(id_to_title("SmolLM2-135M-Instruct"), "SmolLM2 135M Instruct");
-        assert_eq!(id_to_title("tiny-llama-v0.1"), "Tiny Llama v0.1");
-        assert_eq!(id_to_title("SmolLM2-135M-Instruct-bf16"), "SmolLM2 135M Instruct Bf16");
-        assert_eq!(id_to_title("abc2def"), "Abc2Def");
-        assert_eq!(rounded_count(26_346_752), "26M");
-        assert_eq!(rounded_count(134_515_008), "135M");
-        assert_eq!(rounded_count(1_711_376_384), "1.7B");
-        assert_eq!(rounded_count(3_500), "3.5K");
+    fn titles_and_counts_follow_gguf_py() {
+        let o = oracle();
+        for (id, want) in o["titles"].as_object().unwrap() {
+            assert_eq!(id_to_title(id), want.as_str().unwrap(), "{id}");
+        }
+        for (n, want) in o["counts"].as_object().unwrap() {
+            assert_eq!(rounded_count(n.parse().unwrap()), want.as_str().unwrap(), "{n}");
+        }
     }
 }

@@ -45,7 +45,8 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 enum SubCommand {
-    /// Write a Hugging Face-layout folder (safetensors + config + tokenizer) from a GGUF file.
+    /// Write a Hugging Face-layout folder (safetensors + config + tokenizer) from a GGUF file,
+    /// or a GGUF file from a Hugging Face Llama folder (as convert_hf_to_gguf.py does).
     Convert(ConvertArgs),
     /// Print the token ids of a text.
     Tokenize(TokenizeArgs),
@@ -54,8 +55,8 @@ enum SubCommand {
     /// Talk to the model turn after turn, its KV cache kept between turns (`/help` inside).
     /// With stdin not a terminal, every line (or JSONL message) is a user turn.
     Chat(Box<ChatArgs>),
-    /// Write a GGUF model as another quantization type, byte for byte as llama.cpp's
-    /// llama-quantize does (no importance matrix).
+    /// Write a GGUF model (or a Hugging Face Llama folder) as another quantization type, byte
+    /// for byte as llama.cpp's llama-quantize does (no importance matrix).
     Quantize(QuantizeArgs),
 }
 
@@ -358,7 +359,8 @@ struct ConvertArgs {
 
 #[derive(Debug, Args)]
 struct QuantizeArgs {
-    /// The GGUF model to read.
+    /// The GGUF model to read, or a Hugging Face Llama folder (converted as
+    /// convert_hf_to_gguf.py --outtype f32 does, then quantized).
     input: PathBuf,
     /// The GGUF file to write. An existing file needs --force (llama-quantize would replace
     /// it silently).

@@ -5,9 +5,11 @@
 
 use super::Elem;
 
-/// ggml's `vec_dot_f32` / `vec_dot_f16` on AVX2: four 8-lane fused multiply-add accumulators
-/// over steps of 32, reduced by [`reduce4x8`], and any leftover past the last whole step added
-/// one by one (in f64 for f16, as `vec_dot_f16` does).
+/// ggml's `vec_dot_f32` / `vec_dot_f16` / `vec_dot_bf16` on AVX2: four 8-lane fused
+/// multiply-add accumulators over steps of 32 (bf16's source writes a multiply and an add,
+/// which GCC fuses: llama.cpp builds ggml as GNU C++, where contraction is on), reduced by
+/// [`reduce4x8`] (bf16: its own last steps, see [`Elem::IS_BF16`]), and any leftover past the
+/// last whole step added one by one (in f64 for f16 and bf16, as ggml does).
 pub(crate) fn vec_dot<T: Elem>(x: &[T], y: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
@@ -39,12 +41,14 @@ fn vec_dot_avx2<T: Elem>(x: &[T], y: &[f32]) -> f32 {
     }
     let a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
     let t0 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    let t1 = _mm_hadd_ps(t0, t0);
-    leftovers(
-        _mm_cvtss_f32(_mm_hadd_ps(t1, t1)),
-        &x[whole..n],
-        &y[whole..n],
-    )
+    let sum = if T::IS_BF16 {
+        let g = _mm_add_ps(t0, _mm_movehl_ps(t0, t0));
+        _mm_cvtss_f32(_mm_add_ss(g, _mm_movehdup_ps(g)))
+    } else {
+        let t1 = _mm_hadd_ps(t0, t0);
+        _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
+    };
+    leftovers(sum, &x[whole..n], &y[whole..n])
 }
 
 /// Eight [`vec_dot`]s of the rows `k` with `q`, times `scale`, into `out`: the same sums in
@@ -97,12 +101,19 @@ fn vec_dot_portable<T: Elem>(x: &[T], y: &[f32]) -> f32 {
             }
         }
     }
-    leftovers(reduce4x8(&acc), &x[whole..n], &y[whole..n])
+    let sum = if T::IS_BF16 {
+        let l: [f32; 8] = std::array::from_fn(|i| (acc[0][i] + acc[2][i]) + (acc[1][i] + acc[3][i]));
+        let h: [f32; 4] = std::array::from_fn(|i| l[i] + l[i + 4]);
+        (h[0] + h[2]) + (h[1] + h[3])
+    } else {
+        reduce4x8(&acc)
+    };
+    leftovers(sum, &x[whole..n], &y[whole..n])
 }
 
 /// The products past the last whole step of 32, added one by one to `sum`.
 fn leftovers<T: Elem>(sum: f32, x: &[T], y: &[f32]) -> f32 {
-    if T::IS_F16 {
+    if T::IS_F16 || T::IS_BF16 {
         let mut s = sum as f64;
         for (a, b) in x.iter().zip(y) {
             s += (a.to_f32() * b) as f64;

@@ -11,6 +11,10 @@ pub trait Elem: Copy + Send + Sync + 'static {
     /// reproduce it do the same.
     const IS_F16: bool = false;
 
+    /// True for bf16: ggml's `vec_dot_bf16` ends with another horizontal sum than
+    /// `vec_dot_f16` (halves, then lanes 0+2 and 1+3, then those two).
+    const IS_BF16: bool = false;
+
     /// The value as f32 (exact for every type here).
     fn to_f32(self) -> f32;
 
@@ -48,6 +52,8 @@ impl Elem for f32 {
 }
 
 impl Elem for bf16 {
+    const IS_BF16: bool = true;
+
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
     }

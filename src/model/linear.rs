@@ -15,7 +15,7 @@ use candle_core::{DType, Storage, Tensor};
 pub enum Linear {
     Ggml(GgmlMatrix),
     Candle(QMatMul),
-    /// GGUF f32 or f16 weights, multiplied as llama.cpp does ([`Matrix::GgmlDense`]).
+    /// GGUF f32, f16 or bf16 weights, multiplied as llama.cpp does ([`Matrix::GgmlDense`]).
     GgmlDense(Tensor),
 }
 
@@ -201,8 +201,8 @@ fn dense_few_rows(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     Ok(Some(Tensor::from_vec(y, shape, x.device())?))
 }
 
-/// `x · wᵀ` for GGUF f32/f16 weights as llama.cpp computes it: for f16 weights the
-/// activations are rounded to f16 first (ggml's `vec_dot_type` for F16), then the sums run in
+/// `x · wᵀ` for GGUF f32/f16/bf16 weights as llama.cpp computes it: for f16 (bf16) weights the
+/// activations are rounded to f16 (bf16) first (ggml's `vec_dot_type`), then the sums run in
 /// ggml's order ([`dense::matmul_as_ggml`]).
 fn ggml_dense(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let dims = x.dims();
@@ -223,6 +223,12 @@ fn ggml_dense(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             xs.iter_mut()
                 .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
             dense::matmul_as_ggml(&xs, &cpu.as_slice::<half::f16>()?[start..end], k)
+        }
+        DType::BF16 => {
+            // ggml's `vec_dot_type` for BF16 is BF16: activations rounded as ggml rounds them.
+            xs.iter_mut()
+                .for_each(|v| *v = crate::quant::fp::bf16_to_f32(crate::quant::fp::f32_to_bf16(*v)));
+            dense::matmul_as_ggml(&xs, &cpu.as_slice::<half::bf16>()?[start..end], k)
         }
         DType::F32 => dense::matmul_as_ggml(&xs, &cpu.as_slice::<f32>()?[start..end], k),
         other => bail!("internal: GGUF dense weights of type {other:?}"),

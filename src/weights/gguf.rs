@@ -5,7 +5,7 @@ use super::{Matrix, TensorName, Weights};
 use crate::kernels::ggml::{Arithmetic, BlockBytes, GgmlMatrix};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use memmap2::Mmap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -90,6 +90,11 @@ impl Weights {
         if device.is_cpu() {
             match q.dtype() {
                 GgmlDType::F16 => return Ok(Matrix::GgmlDense(q.dequantize_f16(device)?)),
+                // Kept as stored (candle would widen it to f32): llama.cpp multiplies bf16.
+                GgmlDType::BF16 => {
+                    let w = Tensor::from_raw_buffer(&q.data()?, DType::BF16, &[rows, cols], device)?;
+                    return Ok(Matrix::GgmlDense(w));
+                }
                 GgmlDType::F32 => return Ok(Matrix::GgmlDense(q.dequantize(device)?)),
                 _ => {}
             }

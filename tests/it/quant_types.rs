@@ -216,6 +216,19 @@ fn q2_k_matches_llama_cpp() {
     check_type("Q2_K");
 }
 
+/// GGUF F16 matrices: activations rounded to f16, `vec_dot_f16` for one row, tinyBLAS for more.
+#[test]
+fn f16_matches_llama_cpp() {
+    check_type("F16");
+}
+
+/// GGUF BF16 matrices: activations rounded to bf16, `vec_dot_bf16` for one row, tinyBLAS for
+/// more (the AVX2 build's kernels).
+#[test]
+fn bf16_matches_llama_cpp() {
+    check_type("BF16");
+}
+
 #[test]
 fn q4_0_matches_llama_cpp_repacked() {
     check_run("Q4_0", &REPACKED);

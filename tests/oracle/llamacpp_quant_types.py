@@ -7,7 +7,7 @@ the first N_PREFILL tokens of tests/oracle/text.txt (tokenized as llamacpp_logpr
 
   prefill  the tokens as ONE sequence from an empty KV cache, fed in n_batch = 512 chunks with
            logits for every position (llama.cpp's batched matrix products: tinyBLAS for Q4_0,
-           Q5_0 and Q8_0, vec_dot for the rest);
+           Q5_0, Q8_0, F16 and BF16, vec_dot for the rest);
   decode   the first N_DECODE tokens one llama_decode per token (the one-row products).
 
 Both runs use an f32 KV cache, no flash attention, 2 threads, **weight repacking off** (model
@@ -49,7 +49,7 @@ if "--as-default" not in sys.argv:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import oracle_common as oc  # noqa: E402
 
-TYPES = ["Q4_0", "Q5_0", "Q5_1", "Q8_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q3_K_M", "Q2_K"]
+TYPES = ["Q4_0", "Q5_0", "Q5_1", "Q8_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q3_K_M", "Q2_K", "F16", "BF16"]
 # The files of TYPES holding Q4_0 or Q4_K matrices, the types llama.cpp repacks on AVX2.
 REPACK_TYPES = ["Q4_0", "Q2_K", "Q4_K_M", "Q3_K_M"]
 OUT_REPACK = "llamacpp_quant_types_repack.json"

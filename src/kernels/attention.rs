@@ -17,7 +17,9 @@
 //! next product: a difference in the last bit can flip a rounding and grow from there. The
 //! general path (batched matmuls, a softmax op) also costs a dozen small ops per layer.
 
-use super::dot::{dot_gemm, hsum8, vec_dot, vec_dot8_avx2};
+use super::dot::{dot_gemm, hsum8, vec_dot};
+#[cfg(target_arch = "x86_64")]
+use super::dot::{dot_gemm8_avx2, vec_dot8_avx2};
 use super::vexp::exp8;
 use super::{simd, Elem};
 use anyhow::{bail, Context, Result};
@@ -472,7 +474,29 @@ fn softmax_scores<'a, T: Elem>(
     // Padded to whole eights with -inf, whose exp is exactly 0, as the masked tail of
     // llama.cpp's (256-padded) row; positions before the window are -inf too.
     let mut w = vec![f32::NEG_INFINITY; seen.div_ceil(8) * 8];
-    for (j, x) in w.iter_mut().enumerate().take(seen).skip(visible.start) {
+    let mut j0 = visible.start;
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::avx2_fma_f16c()
+        && match reduce {
+            Reduce::VecDot => q.len().is_multiple_of(32),
+            Reduce::Gemm => q.len().is_multiple_of(8),
+        }
+    {
+        // Eight keys at a time, each dot summed exactly as alone, the q loads shared.
+        while j0 + 8 <= seen {
+            let k: [&[T]; 8] = std::array::from_fn(|i| key(j0 + i));
+            let out = &mut w[j0..j0 + 8];
+            // SAFETY: the CPU has the features and the lengths fit (both checked above).
+            unsafe {
+                match reduce {
+                    Reduce::VecDot => vec_dot8_avx2(k, q, scale, out),
+                    Reduce::Gemm => dot_gemm8_avx2(k, q, scale, out),
+                }
+            }
+            j0 += 8;
+        }
+    }
+    for (j, x) in w.iter_mut().enumerate().take(seen).skip(j0) {
         let dot = match reduce {
             Reduce::VecDot => vec_dot(key(j), q),
             Reduce::Gemm => dot_gemm(key(j), q),
@@ -509,12 +533,58 @@ fn weighted_sum<'a, T: Elem>(
         Reduce::VecDot => 32,
     };
     let mut acc = vec![0f32; lanes * hd];
-    for (j, &pj) in p.iter().enumerate() {
-        let lane = &mut acc[(j % lanes) * hd..(j % lanes + 1) * hd];
-        axpy(lane, value(j), pj);
+    #[cfg(target_arch = "x86_64")]
+    let in_registers = hd.is_multiple_of(32) && crate::kernels::simd::avx2_fma_f16c();
+    #[cfg(not(target_arch = "x86_64"))]
+    let in_registers = false;
+    if in_registers {
+        // SAFETY: the CPU has the features and `hd` is a multiple of 32 (checked above).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            lane_sums_avx2(&mut acc, p, &value, lanes, hd)
+        };
+    } else {
+        for (j, &pj) in p.iter().enumerate() {
+            let lane = &mut acc[(j % lanes) * hd..(j % lanes + 1) * hd];
+            axpy(lane, value(j), pj);
+        }
     }
     fold_lanes(&mut acc, hd, reduce);
     y.copy_from_slice(&acc[..hd]);
+}
+
+/// The accumulation of [`weighted_sum`] with the sums in registers: for each lane and each 32
+/// dimensions, the lane's positions (`j ≡ lane (mod lanes)`, in order) multiplied and added
+/// in four vectors, then stored once; the same fused multiply-adds as [`axpy`] per position.
+/// `hd` is a multiple of 32 and every row `value` returns holds `hd` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn lane_sums_avx2<'a, T: Elem>(
+    acc: &mut [f32],
+    p: &[f32],
+    value: &impl Fn(usize) -> &'a [T],
+    lanes: usize,
+    hd: usize,
+) {
+    use std::arch::x86_64::*;
+    for l in 0..lanes {
+        for dc in (0..hd).step_by(32) {
+            let mut a = [_mm256_setzero_ps(); 4];
+            for j in (l..p.len()).step_by(lanes) {
+                let row = &value(j)[dc..dc + 32];
+                let pj = _mm256_set1_ps(p[j]);
+                for (c, a) in a.iter_mut().enumerate() {
+                    // SAFETY: `row` holds 32 values.
+                    *a = _mm256_fmadd_ps(unsafe { T::load8(row.as_ptr().add(c * 8)) }, pj, *a);
+                }
+            }
+            let out = &mut acc[l * hd + dc..l * hd + dc + 32];
+            for (c, v) in a.iter().enumerate() {
+                // SAFETY: `out` holds 32 f32s.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(c * 8), *v) };
+            }
+        }
+    }
 }
 
 /// Sums the lanes of `acc` (`hd` values each: 8 for tinyBLAS, 32 for `vec_dot`) in the

@@ -90,6 +90,48 @@ pub(crate) fn vec_dot8_avx2<T: Elem>(k: [&[T]; 8], q: &[f32], scale: f32, out: &
     unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sums) };
 }
 
+/// Eight [`dot_gemm`]s of the rows `k` with `q`, times `scale`, into `out`: one accumulator per
+/// row as there, `q` loaded once for all eight, and [`hsum8`]'s steps done on the eight side by
+/// side (halves, then lanes 0+2 and 1+3, then those two). `q.len()` and every row's length are
+/// a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dot_gemm8_avx2<T: Elem>(k: [&[T]; 8], q: &[f32], scale: f32, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = q.len() / 8 * 8;
+    let rows: [&[T]; 8] = std::array::from_fn(|p| &k[p][..n]);
+    let mut a = [_mm256_setzero_ps(); 8];
+    for c in (0..n).step_by(8) {
+        // SAFETY: `c + 8 <= n`, and `q` and every row hold `n` values.
+        unsafe {
+            let qv = _mm256_loadu_ps(q.as_ptr().add(c));
+            for (p, a) in a.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(T::load8(rows[p].as_ptr().add(c)), qv, *a);
+            }
+        }
+    }
+    // [lo_p + hi_p | lo_q + hi_q] for (p, q) = (0, 4) .. (3, 7).
+    let halves = |p: usize, q: usize| {
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(a[p], a[q]),
+            _mm256_permute2f128_ps::<0x31>(a[p], a[q]),
+        )
+    };
+    let mut res = [0f32; 8];
+    for p in 0..4 {
+        let h = halves(p, p + 4);
+        // Lane 0 of each half: (t0 + t2) + (t1 + t3) (lane 1 holds the same sum, swapped).
+        let s1 = _mm256_add_ps(h, _mm256_permute_ps::<0b01_00_11_10>(h));
+        let s2 = _mm256_add_ps(s1, _mm256_permute_ps::<0b10_11_00_01>(s1));
+        let mut l = [0f32; 8];
+        // SAFETY: `l` holds eight f32s.
+        unsafe { _mm256_storeu_ps(l.as_mut_ptr(), s2) };
+        res[p] = l[0] * scale;
+        res[p + 4] = l[4] * scale;
+    }
+    out[..8].copy_from_slice(&res);
+}
+
 fn vec_dot_portable<T: Elem>(x: &[T], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
     let whole = n / 32 * 32;
@@ -237,6 +279,42 @@ mod tests {
                         "m {m}, k {k}, ({i}, {j})"
                     );
                 }
+            }
+        }
+    }
+
+    /// bf16 rows: `vec_dot_bf16`'s own last reduction steps, AVX2 and portable alike.
+    #[test]
+    fn bf16_dot_agrees_exactly() {
+        for n in [32, 64, 70, 576] {
+            let (x, y) = (values(n, 9), values(n, 10));
+            let xb: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            assert_eq!(
+                vec_dot(&xb[..], &y).to_bits(),
+                vec_dot_portable(&xb[..], &y).to_bits(),
+                "bf16, n = {n}"
+            );
+        }
+    }
+
+    /// Eight tinyBLAS dots at once are the eight dots one by one, bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn eight_gemm_dots_are_eight_dots() {
+        if !crate::kernels::simd::avx2_fma_f16c() {
+            return;
+        }
+        for n in [8, 64, 72, 128] {
+            let q = values(n, 3);
+            let rows: Vec<Vec<f16>> = (0..8)
+                .map(|r| values(n, 20 + r).iter().map(|&v| f16::from_f32(v)).collect())
+                .collect();
+            let k: [&[f16]; 8] = std::array::from_fn(|r| &rows[r][..]);
+            let mut out = [0f32; 8];
+            // SAFETY: the CPU has the features (checked above); lengths are multiples of 8.
+            unsafe { dot_gemm8_avx2(k, &q, 0.125, &mut out) };
+            for r in 0..8 {
+                assert_eq!(out[r].to_bits(), (dot_gemm(k[r], &q) * 0.125).to_bits(), "n {n}, row {r}");
             }
         }
     }

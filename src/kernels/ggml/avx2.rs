@@ -108,8 +108,10 @@ unsafe fn fill_with<const D: u8>(
 ) {
     // SAFETY: the callers' contract.
     unsafe {
+        // The VNNI kernels of the signed types (see `tile_biased`) take four weight rows.
+        let biased = D != MADD && matches!(kind, Kind::Q4_0 | Kind::Q5_0 | Kind::Q8_0);
         super::fill_tiles(
-            kind.tile_rows(),
+            if biased { 4 } else { kind.tile_rows() },
             w,
             row_bytes,
             groups,
@@ -230,9 +232,35 @@ unsafe fn dot_tile<const D: u8>(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out:
                 }
             };
         }
+        macro_rules! biased {
+            ($k:ident) => {
+                match (ws.len(), a.len()) {
+                    (1, 1) => tile_biased::<D, $k, 1, 1>(ws, a, out),
+                    (1, 2) => tile_biased::<D, $k, 1, 2>(ws, a, out),
+                    (1, 3) => tile_biased::<D, $k, 1, 3>(ws, a, out),
+                    (1, 4) => tile_biased::<D, $k, 1, 4>(ws, a, out),
+                    (2, 1) => tile_biased::<D, $k, 2, 1>(ws, a, out),
+                    (2, 2) => tile_biased::<D, $k, 2, 2>(ws, a, out),
+                    (2, 3) => tile_biased::<D, $k, 2, 3>(ws, a, out),
+                    (2, 4) => tile_biased::<D, $k, 2, 4>(ws, a, out),
+                    (3, 1) => tile_biased::<D, $k, 3, 1>(ws, a, out),
+                    (3, 2) => tile_biased::<D, $k, 3, 2>(ws, a, out),
+                    (3, 3) => tile_biased::<D, $k, 3, 3>(ws, a, out),
+                    (3, 4) => tile_biased::<D, $k, 3, 4>(ws, a, out),
+                    (4, 1) => tile_biased::<D, $k, 4, 1>(ws, a, out),
+                    (4, 2) => tile_biased::<D, $k, 4, 2>(ws, a, out),
+                    (4, 3) => tile_biased::<D, $k, 4, 3>(ws, a, out),
+                    (4, 4) => tile_biased::<D, $k, 4, 4>(ws, a, out),
+                    _ => {}
+                }
+            };
+        }
         macro_rules! typed {
             ($($kind:ident),*) => {
                 match kind {
+                    Kind::Q4_0 if D != MADD => biased!(Q4_0),
+                    Kind::Q5_0 if D != MADD => biased!(Q5_0),
+                    Kind::Q8_0 if D != MADD => biased!(Q8_0),
                     $(Kind::$kind => sized!($kind; 1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4),)*
                 }
             };
@@ -303,6 +331,79 @@ unsafe fn unpack<const K: u8>(blk: &[u8]) -> __m256i {
                 _mm256_and_si256(bit_bytes(p.add(4)), _mm256_set1_epi8(0x10)),
             ),
             _ => _mm256_loadu_si256(p.add(2) as *const __m256i),
+        }
+    }
+}
+
+/// [`tile`] for the signed types (Q4_0, Q5_0, Q8_0) with a VNNI `dpbusd`, the same integers by
+/// another route: ggml multiplies `|x|` by `y` carrying `x`'s sign, per (weight row,
+/// activation row) pair; here the weights are made unsigned once per block by their bias `c`
+/// (8, 16, 128: `x + c` is the stored nibble, the nibble and fifth bit, or `x ^ 0x80`), and
+/// each pair's `dpbusd` starts from `-c · Σy` (per 4-byte lane, once per activation block), so
+/// every lane ends at `Σ x·y` exactly as ggml's, then the same conversion, scale and
+/// multiply-add. One instruction per pair instead of two.
+///
+/// # Safety
+/// As [`tile`], with `D` a VNNI choice.
+#[inline(always)]
+unsafe fn tile_biased<const D: u8, const K: u8, const W: usize, const R: usize>(
+    ws: &[&[u8]],
+    a: &[&[Q8Block]],
+    out: &mut Tile,
+) {
+    // SAFETY: this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        let (bytes, bias) = match K {
+            Q4_0 => (18, 8u8),
+            Q5_0 => (22, 16),
+            _ => (34, 128),
+        };
+        let nb = a[0].len();
+        assert!(a.len() == R && ws.len() == W);
+        assert!(a.iter().all(|r| r.len() == nb) && ws.iter().all(|w| w.len() == nb * bytes));
+        let dpbusd = |src: __m256i, u: __m256i, s: __m256i| match D {
+            AVX512_VNNI => _mm256_dpbusd_epi32(src, u, s),
+            _ => _mm256_dpbusd_avx_epi32(src, u, s),
+        };
+        let cv = _mm256_set1_epi8(bias as i8);
+        let mut acc = [[_mm256_setzero_ps(); R]; W];
+        for b in 0..nb {
+            let mut qy = [_mm256_setzero_si256(); R];
+            let mut base = [_mm256_setzero_si256(); R];
+            let mut dy = [_mm256_setzero_ps(); R];
+            for r in 0..R {
+                let y = a[r].get_unchecked(b);
+                qy[r] = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                let c_sum = dpbusd(_mm256_setzero_si256(), cv, qy[r]);
+                base[r] = _mm256_sub_epi32(_mm256_setzero_si256(), c_sum);
+                dy[r] = _mm256_broadcast_ss(&y.d);
+            }
+            for i in 0..W {
+                let blk = ws[i].get_unchecked(b * bytes..(b + 1) * bytes);
+                _mm_prefetch::<_MM_HINT_T0>(blk.as_ptr().wrapping_add(PREFETCH_BYTES) as *const i8);
+                let p = blk.as_ptr();
+                let ux = match K {
+                    Q4_0 => nibbles(p.add(2)),
+                    Q5_0 => _mm256_or_si256(
+                        nibbles(p.add(6)),
+                        _mm256_and_si256(bit_bytes(p.add(2)), _mm256_set1_epi8(0x10)),
+                    ),
+                    _ => _mm256_xor_si256(
+                        _mm256_loadu_si256(p.add(2) as *const __m256i),
+                        _mm256_set1_epi8(0x80u8 as i8),
+                    ),
+                };
+                let dv = _mm256_set1_ps(f16_at_f16c(blk, 0));
+                for r in 0..R {
+                    let xy = _mm256_cvtepi32_ps(dpbusd(base[r], ux, qy[r]));
+                    acc[i][r] = _mm256_fmadd_ps(_mm256_mul_ps(dv, dy[r]), xy, acc[i][r]);
+                }
+            }
+        }
+        for i in 0..W {
+            for r in 0..R {
+                out[i][r] = hsum(acc[i][r]);
+            }
         }
     }
 }

@@ -86,7 +86,7 @@ impl Kind {
     fn tile_rows(self) -> usize {
         match self {
             Kind::Q8_0 => 1,
-            _ => TILE_W,
+            _ => 2,
         }
     }
 
@@ -550,9 +550,11 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
-/// Weight rows per tile: two independent accumulation chains per activation row hide the
-/// latency of the multiply-add chain when there is only one activation row.
-const TILE_W: usize = 2;
+/// Weight rows per tile, at most: two independent accumulation chains per activation row hide
+/// the latency of the multiply-add chain when there is only one activation row; the VNNI
+/// kernels of the signed types take four (their per-row work is smaller, and AVX512VL's 32
+/// registers hold the 16 accumulators).
+const TILE_W: usize = 4;
 /// Activation rows per tile (beams, a batch of prompts, prefill chunks).
 const TILE_R: usize = 4;
 
@@ -874,8 +876,10 @@ mod tests {
         }
     }
 
-    /// Every byte-product instruction this CPU has (AVX2's maddubs/madd, VNNI's dpbusd) gives
-    /// the same outputs bit for bit, for every tile shape.
+    /// Every byte-product instruction this CPU has (AVX2's maddubs/madd, VNNI's dpbusd, the
+    /// biased VNNI kernels of the signed types) gives the same outputs bit for bit, for every
+    /// tile shape (1 to 7 weight rows: tiles of 1 to 4 and their tails; 1 to 5 activation
+    /// rows).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn byte_dot_instructions_agree_bit_for_bit() {
@@ -897,8 +901,12 @@ mod tests {
         if has("avxvnni") {
             dots.push(ByteDot::AvxVnni);
         }
-        let (n, k) = (7, 128);
-        for (dt, kind) in TYPES {
+        let k = 128;
+        let shapes = (1..=7).flat_map(|n| (1..=5).map(move |m| (n, m)));
+        let cases = TYPES.into_iter().flat_map(|t| shapes.clone().map(move |s| (t, s)));
+        let mut checked = 0;
+        for ((dt, kind), (n, m)) in cases {
+            checked += 1;
             let w = Tensor::from_vec(row(n * k, 13), (n, k), &Device::Cpu).unwrap();
             let bytes = QTensor::quantize(&w, dt)
                 .unwrap()
@@ -906,14 +914,14 @@ mod tests {
                 .unwrap()
                 .into_owned();
             // Extreme activations: values at ±amax make ±127 bytes, the largest pair sums.
-            let mut x = row(5 * k, 17);
+            let mut x = row(m * k, 17);
             x[3] = 40.0;
-            x[k + 9] = -40.0;
+            x[(m - 1) * k + 9] = -40.0;
             let acts: Vec<Q8Block> = x.chunks(k).flat_map(|r| quantize_row(r, kind)).collect();
             let rows: Vec<&[Q8Block]> = acts.chunks(k / QK).collect();
             let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
             let run = |dot: ByteDot| {
-                let mut out = vec![0f32; 5 * n];
+                let mut out = vec![0f32; m * n];
                 let dst = Out {
                     ptr: out.as_mut_ptr(),
                     n,
@@ -924,9 +932,10 @@ mod tests {
             };
             let want = run(ByteDot::Madd);
             for &dot in &dots[1..] {
-                assert_eq!(run(dot), want, "{kind:?} with {dot:?}");
+                assert_eq!(run(dot), want, "{kind:?} with {dot:?}, {n} × {m}");
             }
         }
+        assert_eq!(checked, TYPES.len() * 35);
     }
 
     /// The SIMD quantization gives exactly the portable one's blocks, ties and zeros included.

@@ -10,7 +10,6 @@ use super::UsageError;
 use crate::config::{ConvertConfig, ConvertDtype};
 use crate::quant::hf::OutType;
 use crate::model::config::to_hf_config_json;
-use crate::model::Family;
 use crate::output;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -123,7 +122,7 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<usize> {
     let bar = output::StepBar::new("convert", names.len());
     for (gguf_name, shape) in names {
         bar.step("tensors".into());
-        let hf_name = hf_tensor_name(&gguf_name, cfg.family).with_context(|| {
+        let hf_name = cfg.family.hf_tensor_name(&gguf_name).with_context(|| {
             format!(
                 "tensor `{gguf_name}` in {} has no Hugging Face counterpart",
                 input.display()
@@ -181,46 +180,6 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<usize> {
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(v)?;
     std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
-}
-
-/// Maps a GGUF tensor name of a `family` model to its Hugging Face name.
-pub fn hf_tensor_name(gguf: &str, family: Family) -> Option<String> {
-    let fixed = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(f.to_string());
-    }
-    let rest = gguf.strip_prefix("blk.")?;
-    let (layer, part) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let gemma = family.post_norms();
-    let hf = match part {
-        "attn_norm.weight" => "input_layernorm.weight",
-        "attn_q.weight" => "self_attn.q_proj.weight",
-        "attn_k.weight" => "self_attn.k_proj.weight",
-        "attn_v.weight" => "self_attn.v_proj.weight",
-        "attn_q.bias" if family.qkv_bias() => "self_attn.q_proj.bias",
-        "attn_k.bias" if family.qkv_bias() => "self_attn.k_proj.bias",
-        "attn_v.bias" if family.qkv_bias() => "self_attn.v_proj.bias",
-        "attn_q_norm.weight" if family.qk_norm() => "self_attn.q_norm.weight",
-        "attn_k_norm.weight" if family.qk_norm() => "self_attn.k_norm.weight",
-        "attn_output.weight" => "self_attn.o_proj.weight",
-        "post_attention_norm.weight" if gemma => "post_attention_layernorm.weight",
-        "ffn_norm.weight" if gemma => "pre_feedforward_layernorm.weight",
-        "post_ffw_norm.weight" if gemma => "post_feedforward_layernorm.weight",
-        "ffn_norm.weight" => "post_attention_layernorm.weight",
-        "attn_qkv.weight" if family.fused_projections() => "self_attn.qkv_proj.weight",
-        "ffn_up.weight" if family.fused_projections() => "mlp.gate_up_proj.weight",
-        "ffn_gate.weight" => "mlp.gate_proj.weight",
-        "ffn_up.weight" => "mlp.up_proj.weight",
-        "ffn_down.weight" => "mlp.down_proj.weight",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf}"))
 }
 
 /// Undoes llama.cpp's `permute` of Q/K rows: within each head, GGUF interleaves the two halves

@@ -30,6 +30,47 @@ pub enum Activation {
 }
 
 impl Family {
+    /// The Hugging Face name of this family's tensor called `gguf` in a GGUF file.
+    pub fn hf_tensor_name(self, gguf: &str) -> Option<String> {
+        let family = self;
+        let fixed = match gguf {
+            "token_embd.weight" => Some("model.embed_tokens.weight"),
+            "output_norm.weight" => Some("model.norm.weight"),
+            "output.weight" => Some("lm_head.weight"),
+            _ => None,
+        };
+        if let Some(f) = fixed {
+            return Some(f.to_string());
+        }
+        let rest = gguf.strip_prefix("blk.")?;
+        let (layer, part) = rest.split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        let gemma = family.post_norms();
+        let hf = match part {
+            "attn_norm.weight" => "input_layernorm.weight",
+            "attn_q.weight" => "self_attn.q_proj.weight",
+            "attn_k.weight" => "self_attn.k_proj.weight",
+            "attn_v.weight" => "self_attn.v_proj.weight",
+            "attn_q.bias" if family.qkv_bias() => "self_attn.q_proj.bias",
+            "attn_k.bias" if family.qkv_bias() => "self_attn.k_proj.bias",
+            "attn_v.bias" if family.qkv_bias() => "self_attn.v_proj.bias",
+            "attn_q_norm.weight" if family.qk_norm() => "self_attn.q_norm.weight",
+            "attn_k_norm.weight" if family.qk_norm() => "self_attn.k_norm.weight",
+            "attn_output.weight" => "self_attn.o_proj.weight",
+            "post_attention_norm.weight" if gemma => "post_attention_layernorm.weight",
+            "ffn_norm.weight" if gemma => "pre_feedforward_layernorm.weight",
+            "post_ffw_norm.weight" if gemma => "post_feedforward_layernorm.weight",
+            "ffn_norm.weight" => "post_attention_layernorm.weight",
+            "attn_qkv.weight" if family.fused_projections() => "self_attn.qkv_proj.weight",
+            "ffn_up.weight" if family.fused_projections() => "mlp.gate_up_proj.weight",
+            "ffn_gate.weight" => "mlp.gate_proj.weight",
+            "ffn_up.weight" => "mlp.up_proj.weight",
+            "ffn_down.weight" => "mlp.down_proj.weight",
+            _ => return None,
+        };
+        Some(format!("model.layers.{layer}.{hf}"))
+    }
+
     /// Every family, in the order error messages list them.
     pub const ALL: [Family; 5] = [
         Family::Llama,

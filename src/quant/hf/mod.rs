@@ -26,6 +26,7 @@ use super::codec;
 use super::fp::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 use super::gguf::{self, Kv, OutTensor, Value};
 use super::types::GgmlType;
+use crate::model::Family;
 use anyhow::{bail, Context, Result};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
@@ -410,37 +411,32 @@ fn map_parts(folder: &Path) -> Result<Vec<(PathBuf, Mmap)>> {
     Ok(out)
 }
 
-/// llama.cpp's name for a Llama tensor of Hugging Face name `hf`.
+/// llama.cpp's name for a Llama tensor of Hugging Face name `hf`: the GGUF name that
+/// [`Family::hf_tensor_name`] (the one mapping, which `gen convert` uses the other way) maps
+/// to `hf`.
 fn gguf_tensor_name(hf: &str) -> Option<String> {
-    let fixed = match hf {
-        "model.embed_tokens.weight" => Some("token_embd.weight"),
-        "model.norm.weight" => Some("output_norm.weight"),
-        "lm_head.weight" => Some("output.weight"),
-        _ => None,
+    const OUTSIDE_LAYERS: [&str; 3] = ["token_embd.weight", "output_norm.weight", "output.weight"];
+    const IN_LAYERS: [&str; 9] = [
+        "attn_norm.weight",
+        "attn_q.weight",
+        "attn_k.weight",
+        "attn_v.weight",
+        "attn_output.weight",
+        "ffn_norm.weight",
+        "ffn_gate.weight",
+        "ffn_up.weight",
+        "ffn_down.weight",
+    ];
+    let candidates: Vec<String> = match hf.strip_prefix("model.layers.") {
+        Some(rest) => {
+            let layer: usize = rest.split_once('.')?.0.parse().ok()?;
+            IN_LAYERS.iter().map(|p| format!("blk.{layer}.{p}")).collect()
+        }
+        None => OUTSIDE_LAYERS.iter().map(|n| n.to_string()).collect(),
     };
-    if let Some(f) = fixed {
-        return Some(f.into());
-    }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, part) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let g = match part {
-        "input_layernorm.weight" => "attn_norm.weight",
-        "self_attn.q_proj.weight" => "attn_q.weight",
-        "self_attn.k_proj.weight" => "attn_k.weight",
-        "self_attn.v_proj.weight" => "attn_v.weight",
-        "self_attn.o_proj.weight" => "attn_output.weight",
-        "self_attn.q_proj.bias" => "attn_q.bias",
-        "self_attn.k_proj.bias" => "attn_k.bias",
-        "self_attn.v_proj.bias" => "attn_v.bias",
-        "self_attn.o_proj.bias" => "attn_output.bias",
-        "post_attention_layernorm.weight" => "ffn_norm.weight",
-        "mlp.gate_proj.weight" => "ffn_gate.weight",
-        "mlp.up_proj.weight" => "ffn_up.weight",
-        "mlp.down_proj.weight" => "ffn_down.weight",
-        _ => return None,
-    };
-    Some(format!("blk.{layer}.{g}"))
+    candidates
+        .into_iter()
+        .find(|g| Family::Llama.hf_tensor_name(g).as_deref() == Some(hf))
 }
 
 /// Writes the planned file to `out`, calling `progress` after each tensor.

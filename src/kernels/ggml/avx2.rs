@@ -108,8 +108,12 @@ unsafe fn fill_with<const D: u8>(
 ) {
     // SAFETY: the callers' contract.
     unsafe {
-        // The VNNI kernels of the signed types (see `tile_biased`) take four weight rows.
-        let biased = D != MADD && matches!(kind, Kind::Q4_0 | Kind::Q5_0 | Kind::Q8_0);
+        // The VNNI kernels of the signed types (see `tile_biased`) take four weight rows, for
+        // several activation rows only: with one (a decode step) the product streams weights
+        // and the plain kernel's narrower tiles read them faster (docs/PERFORMANCE.md).
+        let biased = D != MADD
+            && matches!(kind, Kind::Q4_0 | Kind::Q5_0 | Kind::Q8_0)
+            && groups.iter().any(|g| g.len() > 1);
         super::fill_tiles(
             if biased { 4 } else { kind.tile_rows() },
             w,
@@ -121,9 +125,9 @@ unsafe fn fill_with<const D: u8>(
             // inlined into it would become calls unless the whole build enables AVX2: the
             // closure calls a kernel entry compiled with `D`'s features instead.
             |ws, a, out| match D {
-                AVX512_VNNI => tile_avx512_vnni(kind, ws, a, out),
-                AVX_VNNI => tile_avx_vnni(kind, ws, a, out),
-                _ => tile_madd(kind, ws, a, out),
+                AVX512_VNNI => tile_avx512_vnni(kind, biased, ws, a, out),
+                AVX_VNNI => tile_avx_vnni(kind, biased, ws, a, out),
+                _ => tile_madd(kind, false, ws, a, out),
             },
         )
     };
@@ -134,9 +138,9 @@ unsafe fn fill_with<const D: u8>(
 /// # Safety
 /// As [`dot_tile`], for AVX2 and FMA.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_madd(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
+unsafe fn tile_madd(kind: Kind, biased: bool, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
     // SAFETY: as `dot_tile`.
-    unsafe { dot_tile::<MADD>(kind, ws, a, out) }
+    unsafe { dot_tile::<MADD>(kind, biased, ws, a, out) }
 }
 
 /// [`dot_tile`] with AVX512-VNNI's `dpbusd` on 256-bit vectors.
@@ -144,9 +148,9 @@ unsafe fn tile_madd(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) 
 /// # Safety
 /// As [`dot_tile`], for AVX2, FMA, AVX512-VNNI and AVX512VL.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-unsafe fn tile_avx512_vnni(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
+unsafe fn tile_avx512_vnni(kind: Kind, biased: bool, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
     // SAFETY: as `dot_tile`.
-    unsafe { dot_tile::<AVX512_VNNI>(kind, ws, a, out) }
+    unsafe { dot_tile::<AVX512_VNNI>(kind, biased, ws, a, out) }
 }
 
 /// [`dot_tile`] with AVX-VNNI's `dpbusd`.
@@ -154,9 +158,9 @@ unsafe fn tile_avx512_vnni(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut
 /// # Safety
 /// As [`dot_tile`], for AVX2, FMA and AVX-VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn tile_avx_vnni(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
+unsafe fn tile_avx_vnni(kind: Kind, biased: bool, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
     // SAFETY: as `dot_tile`.
-    unsafe { dot_tile::<AVX_VNNI>(kind, ws, a, out) }
+    unsafe { dot_tile::<AVX_VNNI>(kind, biased, ws, a, out) }
 }
 
 /// [`super::quantize_block`] eight lanes at a time, as ggml's AVX2 `quantize_row_q8_1`:
@@ -216,12 +220,19 @@ const Q5_0: u8 = 2;
 const Q5_1: u8 = 3;
 const Q8_0: u8 = 4;
 
-/// Dispatches a tile to the kernel instantiated for its block type and exact size.
+/// Dispatches a tile to the kernel instantiated for its block type and exact size (the biased
+/// VNNI kernel when `biased`; both give the same bits).
 ///
 /// # Safety
 /// As [`tile`].
 #[inline(always)]
-unsafe fn dot_tile<const D: u8>(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
+unsafe fn dot_tile<const D: u8>(
+    kind: Kind,
+    biased: bool,
+    ws: &[&[u8]],
+    a: &[&[Q8Block]],
+    out: &mut Tile,
+) {
     // SAFETY: this function's `# Safety` contract, which the caller upholds.
     unsafe {
         macro_rules! sized {
@@ -258,9 +269,9 @@ unsafe fn dot_tile<const D: u8>(kind: Kind, ws: &[&[u8]], a: &[&[Q8Block]], out:
         macro_rules! typed {
             ($($kind:ident),*) => {
                 match kind {
-                    Kind::Q4_0 if D != MADD => biased!(Q4_0),
-                    Kind::Q5_0 if D != MADD => biased!(Q5_0),
-                    Kind::Q8_0 if D != MADD => biased!(Q8_0),
+                    Kind::Q4_0 if D != MADD && biased => biased!(Q4_0),
+                    Kind::Q5_0 if D != MADD && biased => biased!(Q5_0),
+                    Kind::Q8_0 if D != MADD && biased => biased!(Q8_0),
                     $(Kind::$kind => sized!($kind; 1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4),)*
                 }
             };

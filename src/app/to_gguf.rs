@@ -32,7 +32,10 @@ pub fn convert(folder: &Path, output: &Path, out_type: OutType) -> Result<(usize
     bar.finish();
     if let Err(e) = written {
         if e.is::<Interrupted>() {
-            output::note(&format!("gen: interrupted; {} was not written", output.display()))?;
+            output::note(&format!(
+                "gen: interrupted; {} was not written",
+                output.display()
+            ))?;
         }
         return Err(e);
     }

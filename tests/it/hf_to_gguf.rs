@@ -60,7 +60,10 @@ fn check_all(folder: &Path, record: &Json, dir: &Path) -> Vec<String> {
         run_ok(&["convert", s(folder), s(&out), "--dtype", outtype]);
         let got = sha256_file(&out);
         if got != want["sha256"].as_str().unwrap() {
-            failures.push(format!("convert --dtype {outtype}: sha256 {got}, llama.cpp {}", want["sha256"]));
+            failures.push(format!(
+                "convert --dtype {outtype}: sha256 {got}, llama.cpp {}",
+                want["sha256"]
+            ));
         }
         std::fs::remove_file(&out).unwrap();
     }
@@ -69,7 +72,10 @@ fn check_all(folder: &Path, record: &Json, dir: &Path) -> Vec<String> {
         run_ok(&["quantize", s(folder), s(&out), ty]);
         let got = sha256_file(&out);
         if got != want["sha256"].as_str().unwrap() {
-            failures.push(format!("quantize {ty}: sha256 {got}, llama.cpp {}", want["sha256"]));
+            failures.push(format!(
+                "quantize {ty}: sha256 {got}, llama.cpp {}",
+                want["sha256"]
+            ));
         }
         std::fs::remove_file(&out).unwrap();
     }
@@ -83,10 +89,17 @@ fn real_model_folders_convert_as_llama_cpp() {
     let mut failures = Vec::new();
     for key in ["real", "real_bf16"] {
         let record = &oracle["inputs"][key];
-        assert_eq!(sha256_file(&real_gguf()), record["gguf_sha256"].as_str().unwrap());
+        assert_eq!(
+            sha256_file(&real_gguf()),
+            record["gguf_sha256"].as_str().unwrap()
+        );
         let dir = tmp.path().join(key);
         let folder = folder_of(&real_gguf(), record, &dir);
-        failures.extend(check_all(&folder, record, &dir).into_iter().map(|f| format!("{key}: {f}")));
+        failures.extend(
+            check_all(&folder, record, &dir)
+                .into_iter()
+                .map(|f| format!("{key}: {f}")),
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -122,10 +135,25 @@ fn tiny_model_folder_converts_as_llama_cpp() {
     // those of the GGUF the folder came from (f32 all the way, the same arithmetic).
     let gen_text = |m: &Path| -> String {
         let out = gen()
-            .args(["-m", s(m), "--raw", "--greedy", "-n", "8", "-q", "--ignore-eos", "-p", "The cat"])
+            .args([
+                "-m",
+                s(m),
+                "--raw",
+                "--greedy",
+                "-n",
+                "8",
+                "-q",
+                "--ignore-eos",
+                "-p",
+                "The cat",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let f32_file = tmp.path().join("back.gguf");
@@ -142,33 +170,64 @@ fn bad_folders_get_one_line_errors_and_leave_no_file() {
     std::fs::create_dir(&folder).unwrap();
     let out = dir.join("out.gguf");
     let config = |extra: &str| {
-        let text = format!(r#"{{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4{extra}}}"#);
+        let text = format!(
+            r#"{{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4{extra}}}"#
+        );
         std::fs::write(folder.join("config.json"), text).unwrap();
     };
     fails_with(&["convert", s(&folder), s(&out)], 1, &["config.json"]);
-    std::fs::write(folder.join("config.json"), r#"{"architectures": ["Qwen2ForCausalLM"]}"#).unwrap();
-    fails_with(&["convert", s(&folder), s(&out)], 1, &["Qwen2ForCausalLM", "Llama"]);
+    std::fs::write(
+        folder.join("config.json"),
+        r#"{"architectures": ["Qwen2ForCausalLM"]}"#,
+    )
+    .unwrap();
+    fails_with(
+        &["convert", s(&folder), s(&out)],
+        1,
+        &["Qwen2ForCausalLM", "Llama"],
+    );
     config(r#", "rope_scaling": {"rope_type": "llama3", "factor": 8.0}"#);
     fails_with(&["convert", s(&folder), s(&out)], 1, &["llama3"]);
     config("");
     fails_with(&["convert", s(&folder), s(&out)], 1, &["safetensors"]);
     std::fs::write(folder.join("model.safetensors"), b"not a safetensors file").unwrap();
     fails_with(&["convert", s(&folder), s(&out)], 1, &["model.safetensors"]);
-    fails_with(&["quantize", s(&folder), s(&out), "Q4_K_M"], 1, &["model.safetensors"]);
+    fails_with(
+        &["quantize", s(&folder), s(&out), "Q4_K_M"],
+        1,
+        &["model.safetensors"],
+    );
     let save = |names: &[&str]| {
-        let t = candle_core::Tensor::zeros((8, 64), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let t =
+            candle_core::Tensor::zeros((8, 64), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap();
         let map: std::collections::HashMap<String, candle_core::Tensor> =
             names.iter().map(|n| (n.to_string(), t.clone())).collect();
         candle_core::safetensors::save(&map, folder.join("model.safetensors")).unwrap();
     };
-    save(&["model.embed_tokens.weight", "model.vision_tower.proj.weight"]);
-    fails_with(&["convert", s(&folder), s(&out)], 1, &["model.vision_tower.proj.weight"]);
+    save(&[
+        "model.embed_tokens.weight",
+        "model.vision_tower.proj.weight",
+    ]);
+    fails_with(
+        &["convert", s(&folder), s(&out)],
+        1,
+        &["model.vision_tower.proj.weight"],
+    );
     save(&["model.embed_tokens.weight"]);
     fails_with(&["convert", s(&folder), s(&out)], 1, &["tokenizer.json"]);
     std::fs::write(folder.join("tokenizer.model"), b"sentencepiece").unwrap();
-    fails_with(&["convert", s(&folder), s(&out)], 1, &["SentencePiece", "tokenizer.model"]);
+    fails_with(
+        &["convert", s(&folder), s(&out)],
+        1,
+        &["SentencePiece", "tokenizer.model"],
+    );
     // Flags that only one direction takes.
-    fails_with(&["convert", s(&tiny), s(&dir.join("f")), "--dtype", "q8_0"], 2, &["q8_0"]);
+    fails_with(
+        &["convert", s(&tiny), s(&dir.join("f")), "--dtype", "q8_0"],
+        2,
+        &["q8_0"],
+    );
     fails_with(&["convert", s(&folder), s(dir)], 2, &["folder"]);
     std::fs::write(&out, b"keep").unwrap();
     fails_with(&["convert", s(&folder), s(&out)], 2, &["--force"]);

@@ -138,18 +138,17 @@ struct Components {
 
 static VERSION: LazyLock<Regex> = LazyLock::new(|| re(r"(v|iter)?\d+([.]\d+)*"));
 static QUANT_TYPE: LazyLock<Regex> = LazyLock::new(|| re(r"i?q\d(_\w)*|b?fp?(16|32)"));
-static SIZE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(([A]|\d+[x])?\d+([._]\d+)?[KMBT][\d]?|small|mini|medium|large|x?xl)")
-});
+static SIZE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(([A]|\d+[x])?\d+([._]\d+)?[KMBT][\d]?|small|mini|medium|large|x?xl)"));
 static FINETUNE: LazyLock<Regex> = LazyLock::new(|| re(r"chat|instruct|vision|lora"));
 static NOT_TITLED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(v\d+(?:\.\d+)*|\d.*)$").unwrap_or_else(|e| panic!("pattern: {e}"))
+    Regex::new(r"^(v\d+(?:\.\d+)*|\d.*)$").unwrap_or_else(|_| unreachable!("a valid pattern"))
 });
 
 /// A case-insensitive whole-string match (Python's `re.fullmatch(p, s, re.IGNORECASE)`).
 fn re(p: &str) -> Regex {
-    // The patterns are constants of this file: a bad one is a bug caught by every test.
-    Regex::new(&format!("(?i)^(?:{p})$")).unwrap_or_else(|e| panic!("pattern {p}: {e}"))
+    // The patterns are constants of this file, each compiled by the unit tests.
+    Regex::new(&format!("(?i)^(?:{p})$")).unwrap_or_else(|_| unreachable!("a valid pattern"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -393,7 +392,11 @@ mod tests {
             assert_eq!(id_to_title(id), want.as_str().unwrap(), "{id}");
         }
         for (n, want) in o["counts"].as_object().unwrap() {
-            assert_eq!(rounded_count(n.parse().unwrap()), want.as_str().unwrap(), "{n}");
+            assert_eq!(
+                rounded_count(n.parse().unwrap()),
+                want.as_str().unwrap(),
+                "{n}"
+            );
         }
     }
 }

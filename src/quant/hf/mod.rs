@@ -214,7 +214,13 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
         for name in names {
             let view = st.tensor(&name)?;
             let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
-            sources.push((i, name, view.dtype(), view.shape().to_vec(), (start, start + view.data().len())));
+            sources.push((
+                i,
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                (start, start + view.data().len()),
+            ));
         }
     }
     let out_type = match out_type {
@@ -265,13 +271,19 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
             }
         }
         if shape.len() > 4 {
-            bail!("tensor `{name}` has {} dimensions; GGUF holds at most 4", shape.len());
+            bail!(
+                "tensor `{name}` has {} dimensions; GGUF holds at most 4",
+                shape.len()
+            );
         }
         let mut ne = [1u64; 4];
         for (d, &n) in shape.iter().rev().enumerate() {
             ne[d] = n as u64;
         }
-        let mut ty = if shape.len() <= 1 || gguf_name.ends_with("_norm.weight") || !gguf_name.ends_with(".weight") {
+        let mut ty = if shape.len() <= 1
+            || gguf_name.ends_with("_norm.weight")
+            || !gguf_name.ends_with(".weight")
+        {
             GgmlType::F32
         } else {
             out_type.ggml()
@@ -299,7 +311,10 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
     if tensors.is_empty() {
         bail!("{} holds no tensors", folder.display());
     }
-    let total: u64 = tensors.iter().map(|t| t.out.ne.iter().product::<u64>()).sum();
+    let total: u64 = tensors
+        .iter()
+        .map(|t| t.out.ne.iter().product::<u64>())
+        .sum();
 
     let str_kv = |k: &str, v: &str| Kv {
         key: k.into(),
@@ -308,14 +323,19 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
     let u32_kv = |k: &str, v: u64| -> Result<Kv> {
         Ok(Kv {
             key: k.into(),
-            value: Value::u32(u32::try_from(v).with_context(|| format!("{k} = {v} does not fit GGUF's u32"))?),
+            value: Value::u32(
+                u32::try_from(v).with_context(|| format!("{k} = {v} does not fit GGUF's u32"))?,
+            ),
         })
     };
     let f32_kv = |k: &str, v: f64| Kv {
         key: k.into(),
         value: Value::f32(v as f32),
     };
-    let mut kvs = vec![str_kv("general.architecture", "llama"), str_kv("general.type", "model")];
+    let mut kvs = vec![
+        str_kv("general.architecture", "llama"),
+        str_kv("general.type", "model"),
+    ];
     let gen_config = vocab::read_json(&folder.join("generation_config.json"))
         .ok()
         .flatten()
@@ -340,10 +360,16 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
     kvs.push(f32_kv("llama.attention.layer_norm_rms_epsilon", hp.rms_eps));
     kvs.push(u32_kv("llama.attention.key_length", hp.head_dim)?);
     kvs.push(u32_kv("llama.attention.value_length", hp.head_dim)?);
-    kvs.push(u32_kv("general.file_type", u64::from(out_type.file_type()))?);
+    kvs.push(u32_kv(
+        "general.file_type",
+        u64::from(out_type.file_type()),
+    )?);
     kvs.push(u32_kv("llama.vocab_size", hp.vocab)?);
     kvs.push(u32_kv("llama.rope.dimension_count", hp.head_dim)?);
-    kvs.push(u32_kv("general.quantization_version", u64::from(QUANTIZATION_VERSION))?);
+    kvs.push(u32_kv(
+        "general.quantization_version",
+        u64::from(QUANTIZATION_VERSION),
+    )?);
     let vocab_size = usize::try_from(hp.vocab).context("vocab_size")?;
     kvs.extend(vocab::kvs(folder, vocab_size, &raw)?);
     // The converter's rule for 49152-token vocabularies (Granite, SmolLM): no BOS.
@@ -378,13 +404,18 @@ fn map_parts(folder: &Path) -> Result<Vec<(PathBuf, Mmap)>> {
         let map = j["weight_map"]
             .as_object()
             .with_context(|| format!("{} has no weight_map", index.display()))?;
-        let mut v: Vec<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        let mut v: Vec<String> = map
+            .values()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
         v.sort();
         v.dedup();
         v
     } else {
         let mut v = Vec::new();
-        for e in std::fs::read_dir(folder).with_context(|| format!("listing {}", folder.display()))? {
+        for e in
+            std::fs::read_dir(folder).with_context(|| format!("listing {}", folder.display()))?
+        {
             let n = e?.file_name().to_string_lossy().into_owned();
             if n.starts_with("model") && n.ends_with(".safetensors") {
                 v.push(n);
@@ -430,7 +461,10 @@ fn gguf_tensor_name(hf: &str) -> Option<String> {
     let candidates: Vec<String> = match hf.strip_prefix("model.layers.") {
         Some(rest) => {
             let layer: usize = rest.split_once('.')?.0.parse().ok()?;
-            IN_LAYERS.iter().map(|p| format!("blk.{layer}.{p}")).collect()
+            IN_LAYERS
+                .iter()
+                .map(|p| format!("blk.{layer}.{p}"))
+                .collect()
         }
         None => OUTSIDE_LAYERS.iter().map(|n| n.to_string()).collect(),
     };
@@ -470,15 +504,27 @@ fn encode(t: &Planned, bytes: &[u8], buf: &mut Vec<u8>) -> Result<()> {
     let n: usize = t.out.ne.iter().product::<u64>() as usize;
     // f16 kept as f16: copied as its bits (the converter never widens it).
     if t.dtype == Dtype::F16 && t.out.ty == GgmlType::F16 {
-        let halves: Vec<u16> = bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+        let halves: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
         let halves = permuted(halves, t);
         buf.extend(halves.iter().flat_map(|h| h.to_le_bytes()));
         return Ok(());
     }
     let values: Vec<f32> = match t.dtype {
-        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-        Dtype::BF16 => bytes.chunks_exact(2).map(|b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
         Dtype::F64 => bytes
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)

@@ -66,7 +66,10 @@ pub fn kvs(folder: &Path, vocab_size: usize, raw_config: &Json) -> Result<Vec<Kv
     }
     let (tokens, types) = token_list(&tokenizer, vocab_size, &tok_path)?;
     out.push(kv("tokenizer.ggml.model", Value::str("gpt2")));
-    out.push(kv("tokenizer.ggml.pre", Value::str(&pre_tokenizer(&tokenizer)?)));
+    out.push(kv(
+        "tokenizer.ggml.pre",
+        Value::str(&pre_tokenizer(&tokenizer)?),
+    ));
     out.push(kv(
         "tokenizer.ggml.tokens",
         Value::StrArray(tokens.into_iter().map(String::into_bytes).collect()),
@@ -120,7 +123,10 @@ fn token_list(tok: &Tokenizer, vocab_size: usize, path: &Path) -> Result<(Vec<St
     let added = tok.get_added_tokens_decoder();
     let added_contents: std::collections::HashSet<&str> =
         added.values().map(|t| t.content.as_str()).collect();
-    let (mut tokens, mut types) = (Vec::with_capacity(vocab_size), Vec::with_capacity(vocab_size));
+    let (mut tokens, mut types) = (
+        Vec::with_capacity(vocab_size),
+        Vec::with_capacity(vocab_size),
+    );
     for (i, text) in reverse.into_iter().enumerate() {
         let Some(mut text) = text else {
             tokens.push(format!("[PAD{i}]"));
@@ -201,12 +207,13 @@ fn special_vocab(
     let mut types: Vec<&str> = vec!["bos", "eos", "unk", "sep", "pad", "cls", "mask"];
     let mut ids: Vec<(String, u32)> = Vec::new();
     let mut add: Vec<(String, bool)> = Vec::new();
-    let set_add = |add: &mut Vec<(String, bool)>, typ: &str, v: bool, overwrite: bool| {
-        match add.iter_mut().find(|(t, _)| t == typ) {
-            Some(e) if overwrite => e.1 = v,
-            Some(_) => {}
-            None => add.push((typ.to_string(), v)),
-        }
+    let set_add = |add: &mut Vec<(String, bool)>, typ: &str, v: bool, overwrite: bool| match add
+        .iter_mut()
+        .find(|(t, _)| t == typ)
+    {
+        Some(e) if overwrite => e.1 = v,
+        Some(_) => {}
+        None => add.push((typ.to_string(), v)),
     };
 
     let merges = merges(&tok_json["model"]["merges"])?;
@@ -256,15 +263,21 @@ fn special_vocab(
                         set_add(&mut add, t, true, true);
                     }
                     if cls.is_none() && has_cfg(&cfg) {
-                        cls = Some(p["cls"].get(0).cloned().unwrap_or_else(|| {
-                            bos.clone().unwrap_or(Json::Null)
-                        }));
+                        cls = Some(
+                            p["cls"]
+                                .get(0)
+                                .cloned()
+                                .unwrap_or_else(|| bos.clone().unwrap_or(Json::Null)),
+                        );
                         put(&mut cfg, "cls_token", cls.as_ref().unwrap_or(&Json::Null));
                     }
                     if sep.is_none() && has_cfg(&cfg) {
-                        sep = Some(p["sep"].get(0).cloned().unwrap_or_else(|| {
-                            eos.clone().unwrap_or(Json::Null)
-                        }));
+                        sep = Some(
+                            p["sep"]
+                                .get(0)
+                                .cloned()
+                                .unwrap_or_else(|| eos.clone().unwrap_or(Json::Null)),
+                        );
                         put(&mut cfg, "sep_token", sep.as_ref().unwrap_or(&Json::Null));
                     }
                 }
@@ -319,24 +332,29 @@ fn special_vocab(
                         }
                     }
                     if !pair.is_empty() {
-                        let start = usize::from(
-                            first.is_some() && special_id(&pair[0]) == first,
-                        );
-                        let stop = if last.is_some() && special_id(&pair[pair.len() - 1]) == last
-                        {
+                        let start = usize::from(first.is_some() && special_id(&pair[0]) == first);
+                        let stop = if last.is_some() && special_id(&pair[pair.len() - 1]) == last {
                             pair.len() - 1
                         } else {
                             pair.len()
                         };
-                        let pair = if start <= stop { &pair[start..stop] } else { &[][..] };
+                        let pair = if start <= stop {
+                            &pair[start..stop]
+                        } else {
+                            &[][..]
+                        };
                         if !pair.is_empty() {
                             let seq = |e: &Json| e["Sequence"]["id"].as_str().map(str::to_string);
                             let (a, b) = (seq(&pair[0]), seq(&pair[pair.len() - 1]));
-                            if a.as_deref() == Some("A") && b.as_deref() == Some("B") && pair.len() > 2
+                            if a.as_deref() == Some("A")
+                                && b.as_deref() == Some("B")
+                                && pair.len() > 2
                             {
                                 let middle = &pair[1..pair.len() - 1];
                                 let is_sep_or_eos = |e: &Option<Json>| {
-                                    e.is_some() && (e.as_ref() == sep.as_ref() || e.as_ref() == eos.as_ref())
+                                    e.is_some()
+                                        && (e.as_ref() == sep.as_ref()
+                                            || e.as_ref() == eos.as_ref())
                                 };
                                 let mut add_sep = false;
                                 let m0 = special_id(&middle[0]);
@@ -385,7 +403,10 @@ fn special_vocab(
             ),
             _ => {}
         }
-        let added_tokens = tok_json["added_tokens"].as_array().cloned().unwrap_or_default();
+        let added_tokens = tok_json["added_tokens"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for typ in &types {
             if let Some(b) = cfg.get(&format!("add_{typ}_token")).and_then(Json::as_bool) {
                 set_add(&mut add, typ, b, false);
@@ -431,7 +452,10 @@ fn special_vocab(
     }
     for (typ, v) in add {
         if matches!(typ.as_str(), "bos" | "eos" | "sep") {
-            out.push(kv(&format!("tokenizer.ggml.add_{typ}_token"), Value::bool(v)));
+            out.push(kv(
+                &format!("tokenizer.ggml.add_{typ}_token"),
+                Value::bool(v),
+            ));
         }
     }
     if let Some(t) = chat_template {
@@ -442,7 +466,10 @@ fn special_vocab(
         out.push(kv("tokenizer.ggml.normalizer.lowercase", Value::bool(v)));
     }
     if let Some(v) = strip {
-        out.push(kv("tokenizer.ggml.normalizer.strip_accents", Value::bool(v)));
+        out.push(kv(
+            "tokenizer.ggml.normalizer.strip_accents",
+            Value::bool(v),
+        ));
     }
     Ok(())
 }
@@ -473,7 +500,9 @@ fn merges(m: &Json) -> Result<Option<Vec<Vec<u8>>>> {
             Json::Array(pair) if pair.len() == 2 => {
                 let part = |v: &Json| -> Result<String> {
                     let s = v.as_str().context("a merge part is not a string")?;
-                    Ok(s.chars().map(|c| if c == ' ' { '\u{120}' } else { c }).collect())
+                    Ok(s.chars()
+                        .map(|c| if c == ' ' { '\u{120}' } else { c })
+                        .collect())
                 };
                 format!("{} {}", part(&pair[0])?, part(&pair[1])?)
             }

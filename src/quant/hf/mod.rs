@@ -204,7 +204,61 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
     let hp = Hparams::read(&raw, &config_path)?;
     let parts = map_parts(folder)?;
     let mut notes = Vec::new();
+    let sources = sources(&parts)?;
+    let out_type = match out_type {
+        OutType::Auto => {
+            let first = sources.iter().find(|s| s.shape.len() >= 2);
+            if first.is_some_and(|s| s.dtype == Dtype::BF16) {
+                OutType::Bf16
+            } else {
+                OutType::F16
+            }
+        }
+        t => t,
+    };
 
+    let tensors = plan_tensors(sources, &parts, &hp, out_type, &mut notes)?;
+    if tensors.is_empty() {
+        bail!("{} holds no tensors", folder.display());
+    }
+    let total: u64 = tensors
+        .iter()
+        .map(|t| t.out.ne.iter().product::<u64>())
+        .sum();
+
+    let mut kvs = header_kvs(folder, &raw, &hp, out_type, total)?;
+    let vocab_size = usize::try_from(hp.vocab).context("vocab_size")?;
+    kvs.extend(vocab::kvs(folder, vocab_size, &raw)?);
+    // The converter's rule for 49152-token vocabularies (Granite, SmolLM): no BOS.
+    if hp.vocab == 49152 {
+        vocab::set(&mut kvs, "tokenizer.ggml.add_bos_token", Value::bool(false));
+    }
+    if has_front_matter(&folder.join("README.md")) {
+        notes.push(
+            "README.md's model card (license, tags, base model...) is not copied into the GGUF; convert_hf_to_gguf.py would add those keys".into(),
+        );
+    }
+    Ok(Conversion {
+        kvs,
+        tensors,
+        out_type,
+        notes,
+        parts,
+    })
+}
+
+/// One tensor of a safetensors part, as the header describes it.
+struct Source {
+    part: usize,
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Byte range of its data in the part's map.
+    range: (usize, usize),
+}
+
+/// Every part's tensors, in the converter's order: part by part, by name within a part.
+fn sources(parts: &[(PathBuf, Mmap)]) -> Result<Vec<Source>> {
     let mut sources = Vec::new();
     for (i, (path, map)) in parts.iter().enumerate() {
         let st = SafeTensors::deserialize(map)
@@ -214,29 +268,35 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
         for name in names {
             let view = st.tensor(&name)?;
             let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
-            sources.push((
-                i,
+            sources.push(Source {
+                part: i,
+                dtype: view.dtype(),
+                shape: view.shape().to_vec(),
+                range: (start, start + view.data().len()),
                 name,
-                view.dtype(),
-                view.shape().to_vec(),
-                (start, start + view.data().len()),
-            ));
+            });
         }
     }
-    let out_type = match out_type {
-        OutType::Auto => {
-            let first = sources.iter().find(|s| s.3.len() >= 2);
-            if first.is_some_and(|s| s.2 == Dtype::BF16) {
-                OutType::Bf16
-            } else {
-                OutType::F16
-            }
-        }
-        t => t,
-    };
+    Ok(sources)
+}
 
+/// Each tensor's llama.cpp name, shape and stored type (notes on the F16 fallbacks).
+fn plan_tensors(
+    sources: Vec<Source>,
+    parts: &[(PathBuf, Mmap)],
+    hp: &Hparams,
+    out_type: OutType,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Planned>> {
     let mut tensors = Vec::new();
-    for (part, name, dtype, shape, range) in sources {
+    for Source {
+        part,
+        name,
+        dtype,
+        shape,
+        range,
+    } in sources
+    {
         if name.ends_with(".attention.masked_bias")
             || name.ends_with(".attention.bias")
             || name.ends_with(".rotary_emb.inv_freq")
@@ -308,14 +368,18 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
             permute_heads: permute_heads.map(|h| h as usize),
         });
     }
-    if tensors.is_empty() {
-        bail!("{} holds no tensors", folder.display());
-    }
-    let total: u64 = tensors
-        .iter()
-        .map(|t| t.out.ne.iter().product::<u64>())
-        .sum();
+    Ok(tensors)
+}
 
+/// The keys before the vocabulary's: architecture, type, sampling, names, hyperparameters,
+/// file type, quantization version.
+fn header_kvs(
+    folder: &Path,
+    raw: &Json,
+    hp: &Hparams,
+    out_type: OutType,
+    total: u64,
+) -> Result<Vec<Kv>> {
     let str_kv = |k: &str, v: &str| Kv {
         key: k.into(),
         value: Value::str(v),
@@ -345,7 +409,7 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    kvs.extend(metadata::names(&raw, &folder_name, total));
+    kvs.extend(metadata::names(raw, &folder_name, total));
     kvs.push(u32_kv("llama.block_count", hp.layers)?);
     kvs.push(u32_kv("llama.context_length", hp.context)?);
     kvs.push(u32_kv("llama.embedding_length", hp.hidden)?);
@@ -370,24 +434,7 @@ pub fn plan(folder: &Path, out_type: OutType) -> Result<Conversion> {
         "general.quantization_version",
         u64::from(QUANTIZATION_VERSION),
     )?);
-    let vocab_size = usize::try_from(hp.vocab).context("vocab_size")?;
-    kvs.extend(vocab::kvs(folder, vocab_size, &raw)?);
-    // The converter's rule for 49152-token vocabularies (Granite, SmolLM): no BOS.
-    if hp.vocab == 49152 {
-        vocab::set(&mut kvs, "tokenizer.ggml.add_bos_token", Value::bool(false));
-    }
-    if has_front_matter(&folder.join("README.md")) {
-        notes.push(
-            "README.md's model card (license, tags, base model...) is not copied into the GGUF; convert_hf_to_gguf.py would add those keys".into(),
-        );
-    }
-    Ok(Conversion {
-        kvs,
-        tensors,
-        out_type,
-        notes,
-        parts,
-    })
+    Ok(kvs)
 }
 
 /// Whether a model card starts with YAML front matter, which the converter reads.

@@ -34,6 +34,18 @@ pub fn gen_json(args: &[&str]) -> serde_json::Value {
 }
 
 /// All of a child's piped stderr.
+/// Runs `gen` with `args`, which must succeed (else the failure shows its stderr); its stdout.
+pub fn gen_ok(args: &[&str]) -> String {
+    let out = gen().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "gen {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn stderr_of(child: &mut std::process::Child) -> String {
     use std::io::Read;
     let mut err = String::new();

@@ -5,7 +5,7 @@
 //! checked file by file against the script's record first; a converted file loads and
 //! generates in gen; bad folders get one-line errors and leave no file behind.
 
-use crate::cli::{fails_with, gen};
+use crate::cli::{fails_with, gen_ok};
 use crate::quantize::{sha256_file, write_oracle_tiny};
 use crate::real::real_gguf;
 use gen::quant::gguf::{self, Kv};
@@ -18,13 +18,7 @@ fn oracle() -> Json {
 }
 
 fn run_ok(args: &[&str]) {
-    let out = gen().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "gen {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gen_ok(args);
 }
 
 fn s(p: &Path) -> &str {
@@ -134,27 +128,9 @@ fn tiny_model_folder_converts_as_llama_cpp() {
     // What was converted runs: greedy tokens from the f32 and the Q4_K_M files agree with
     // those of the GGUF the folder came from (f32 all the way, the same arithmetic).
     let gen_text = |m: &Path| -> String {
-        let out = gen()
-            .args([
-                "-m",
-                s(m),
-                "--raw",
-                "--greedy",
-                "-n",
-                "8",
-                "-q",
-                "--ignore-eos",
-                "-p",
-                "The cat",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        gen_ok(&[
+            "-m", s(m), "--raw", "--greedy", "-n", "8", "-q", "--ignore-eos", "-p", "The cat",
+        ])
     };
     let f32_file = tmp.path().join("back.gguf");
     run_ok(&["convert", s(&folder), s(&f32_file), "--dtype", "f32"]);

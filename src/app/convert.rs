@@ -8,9 +8,9 @@
 use super::load::{open_gguf, GgufParts};
 use super::UsageError;
 use crate::config::{ConvertConfig, ConvertDtype};
-use crate::quant::hf::OutType;
 use crate::model::config::to_hf_config_json;
 use crate::output;
+use crate::quant::hf::OutType;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;

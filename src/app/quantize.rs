@@ -40,8 +40,7 @@ fn quantize_file(c: &QuantizeConfig, path: &Path, start: Instant) -> Result<()> 
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: mapped read-only; as every mmap-based loader (llama.cpp's included) we rely on
     // the file not being truncated or rewritten while we read it.
-    let map =
-        unsafe { Mmap::map(&file) }.with_context(|| format!("reading {}", path.display()))?;
+    let map = unsafe { Mmap::map(&file) }.with_context(|| format!("reading {}", path.display()))?;
     let input = Input::parse(&map).with_context(|| format!("reading {}", c.input.display()))?;
     let plan = quant::plan(&input, c.file_type)
         .with_context(|| format!("quantizing {}", c.input.display()))?;
@@ -156,7 +155,10 @@ impl Drop for Temp {
 
 /// Runs `write` into a temporary file beside `target`, flushed to disk, then renames it to
 /// `target`; on any failure the temporary file is removed and `target` is untouched.
-pub(super) fn write_atomically(target: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+pub(super) fn write_atomically(
+    target: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let (temp, file) = Temp::create(target, "out")?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let context = || format!("writing {}", target.display());

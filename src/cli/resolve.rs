@@ -4,10 +4,10 @@
 use super::values::{unescape, TopKArg};
 use super::*;
 use crate::config::{
-    BeamConfig, ChatConfig, Command, Config, ConvertConfig, ConvertDtype, DraftConfig, EarlyStopping, FileType,
-    GenerateConfig, OutputFormat, PerplexityConfig, PromptSource, QuantizeConfig, SamplingConfig,
-    SpecChoice, SpeculativeConfig, StageKind, Strategy, StrategyKind, TemplateChoice,
-    TokenizeConfig, VoteConfig, Window,
+    BeamConfig, ChatConfig, Command, Config, ConvertConfig, ConvertDtype, DraftConfig,
+    EarlyStopping, FileType, GenerateConfig, OutputFormat, PerplexityConfig, PromptSource,
+    QuantizeConfig, SamplingConfig, SpecChoice, SpeculativeConfig, StageKind, Strategy,
+    StrategyKind, TemplateChoice, TokenizeConfig, VoteConfig, Window,
 };
 
 impl BeamArgs {

@@ -144,7 +144,8 @@ fn vec_dot_portable<T: Elem>(x: &[T], y: &[f32]) -> f32 {
         }
     }
     let sum = if T::IS_BF16 {
-        let l: [f32; 8] = std::array::from_fn(|i| (acc[0][i] + acc[2][i]) + (acc[1][i] + acc[3][i]));
+        let l: [f32; 8] =
+            std::array::from_fn(|i| (acc[0][i] + acc[2][i]) + (acc[1][i] + acc[3][i]));
         let h: [f32; 4] = std::array::from_fn(|i| l[i] + l[i + 4]);
         (h[0] + h[2]) + (h[1] + h[3])
     } else {
@@ -307,14 +308,23 @@ mod tests {
         for n in [8, 64, 72, 128] {
             let q = values(n, 3);
             let rows: Vec<Vec<f16>> = (0..8)
-                .map(|r| values(n, 20 + r).iter().map(|&v| f16::from_f32(v)).collect())
+                .map(|r| {
+                    values(n, 20 + r)
+                        .iter()
+                        .map(|&v| f16::from_f32(v))
+                        .collect()
+                })
                 .collect();
             let k: [&[f16]; 8] = std::array::from_fn(|r| &rows[r][..]);
             let mut out = [0f32; 8];
             // SAFETY: the CPU has the features (checked above); lengths are multiples of 8.
             unsafe { dot_gemm8_avx2(k, &q, 0.125, &mut out) };
             for r in 0..8 {
-                assert_eq!(out[r].to_bits(), (dot_gemm(k[r], &q) * 0.125).to_bits(), "n {n}, row {r}");
+                assert_eq!(
+                    out[r].to_bits(),
+                    (dot_gemm(k[r], &q) * 0.125).to_bits(),
+                    "n {n}, row {r}"
+                );
             }
         }
     }

@@ -226,8 +226,9 @@ fn ggml_dense(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         }
         DType::BF16 => {
             // ggml's `vec_dot_type` for BF16 is BF16: activations rounded as ggml rounds them.
-            xs.iter_mut()
-                .for_each(|v| *v = crate::quant::fp::bf16_to_f32(crate::quant::fp::f32_to_bf16(*v)));
+            xs.iter_mut().for_each(|v| {
+                *v = crate::quant::fp::bf16_to_f32(crate::quant::fp::f32_to_bf16(*v))
+            });
             dense::matmul_as_ggml(&xs, &cpu.as_slice::<half::bf16>()?[start..end], k)
         }
         DType::F32 => dense::matmul_as_ggml(&xs, &cpu.as_slice::<f32>()?[start..end], k),

@@ -92,7 +92,8 @@ impl Weights {
                 GgmlDType::F16 => return Ok(Matrix::GgmlDense(q.dequantize_f16(device)?)),
                 // Kept as stored (candle would widen it to f32): llama.cpp multiplies bf16.
                 GgmlDType::BF16 => {
-                    let w = Tensor::from_raw_buffer(&q.data()?, DType::BF16, &[rows, cols], device)?;
+                    let w =
+                        Tensor::from_raw_buffer(&q.data()?, DType::BF16, &[rows, cols], device)?;
                     return Ok(Matrix::GgmlDense(w));
                 }
                 GgmlDType::F32 => return Ok(Matrix::GgmlDense(q.dequantize(device)?)),

@@ -129,7 +129,16 @@ fn tiny_model_folder_converts_as_llama_cpp() {
     // those of the GGUF the folder came from (f32 all the way, the same arithmetic).
     let gen_text = |m: &Path| -> String {
         gen_ok(&[
-            "-m", s(m), "--raw", "--greedy", "-n", "8", "-q", "--ignore-eos", "-p", "The cat",
+            "-m",
+            s(m),
+            "--raw",
+            "--greedy",
+            "-n",
+            "8",
+            "-q",
+            "--ignore-eos",
+            "-p",
+            "The cat",
         ])
     };
     let f32_file = tmp.path().join("back.gguf");

@@ -212,22 +212,34 @@ fn check(cmd: &str, r: &Run, dir: &Path, hf_home: &Path, ctx: &str) {
     }
     // `gen convert|quantize IN OUT ...`: what OUT must be.
     let args: Vec<&str> = cmd.split_whitespace().collect();
-    let (input, out) = (args.get(2).copied().unwrap_or(""), args.get(3).copied().unwrap_or(""));
+    let (input, out) = (
+        args.get(2).copied().unwrap_or(""),
+        args.get(3).copied().unwrap_or(""),
+    );
     let hf_to_gguf = || {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/hf_to_gguf.json");
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
         v["inputs"]["real"].clone()
     };
     let sha = |p: &str| crate::quantize::sha256_file(&dir.join(p));
     if cmd.starts_with("gen convert") && input.ends_with(".gguf") {
         // The folder hf_to_gguf.py converted, file for file.
         for (name, f) in hf_to_gguf()["files"].as_object().unwrap() {
-            assert_eq!(sha(&format!("{out}/{name}")), f["sha256"].as_str().unwrap(), "{name}: {ctx}");
+            assert_eq!(
+                sha(&format!("{out}/{name}")),
+                f["sha256"].as_str().unwrap(),
+                "{name}: {ctx}"
+            );
         }
     }
     if cmd.starts_with("gen convert") && out.ends_with(".gguf") {
         let dtype = args[args.iter().position(|&a| a == "--dtype").unwrap() + 1];
-        assert_eq!(sha(out), hf_to_gguf()["convert"][dtype]["sha256"].as_str().unwrap(), "{ctx}");
+        assert_eq!(
+            sha(out),
+            hf_to_gguf()["convert"][dtype]["sha256"].as_str().unwrap(),
+            "{ctx}"
+        );
     }
     if cmd.starts_with("gen quantize") {
         let ty = args[4];
@@ -242,7 +254,10 @@ fn check(cmd: &str, r: &Run, dir: &Path, hf_home: &Path, ctx: &str) {
                 .unwrap()
                 .to_string()
         } else {
-            hf_to_gguf()["quantize"][ty]["sha256"].as_str().unwrap().to_string()
+            hf_to_gguf()["quantize"][ty]["sha256"]
+                .as_str()
+                .unwrap()
+                .to_string()
         };
         assert_eq!(sha(out), want, "{ctx}");
     }

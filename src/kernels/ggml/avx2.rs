@@ -148,7 +148,13 @@ unsafe fn tile_madd(kind: Kind, biased: bool, ws: &[&[u8]], a: &[&[Q8Block]], ou
 /// # Safety
 /// As [`dot_tile`], for AVX2, FMA, AVX512-VNNI and AVX512VL.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-unsafe fn tile_avx512_vnni(kind: Kind, biased: bool, ws: &[&[u8]], a: &[&[Q8Block]], out: &mut Tile) {
+unsafe fn tile_avx512_vnni(
+    kind: Kind,
+    biased: bool,
+    ws: &[&[u8]],
+    a: &[&[Q8Block]],
+    out: &mut Tile,
+) {
     // SAFETY: as `dot_tile`.
     unsafe { dot_tile::<AVX512_VNNI>(kind, biased, ws, a, out) }
 }

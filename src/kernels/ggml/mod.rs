@@ -903,7 +903,9 @@ mod tests {
         }
         let k = 128;
         let shapes = (1..=7).flat_map(|n| (1..=5).map(move |m| (n, m)));
-        let cases = TYPES.into_iter().flat_map(|t| shapes.clone().map(move |s| (t, s)));
+        let cases = TYPES
+            .into_iter()
+            .flat_map(|t| shapes.clone().map(move |s| (t, s)));
         let mut checked = 0;
         for ((dt, kind), (n, m)) in cases {
             checked += 1;

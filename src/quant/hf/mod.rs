@@ -317,9 +317,10 @@ fn plan_tensors(
                 parts[part].0.display()
             )
         })?;
-        let permute_heads = if name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias") {
+        // (Biases have no llama.cpp name in gen's Llama, so only weights get here.)
+        let permute_heads = if name.ends_with("q_proj.weight") {
             Some(hp.heads)
-        } else if name.ends_with("k_proj.weight") || name.ends_with("k_proj.bias") {
+        } else if name.ends_with("k_proj.weight") {
             Some(hp.kv_heads)
         } else {
             None

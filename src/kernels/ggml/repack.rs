@@ -39,10 +39,10 @@ pub(super) unsafe fn fill_task(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::kernels::simd::avx2_fma_f16c() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the caller's
-            // contract covers the writes.
-            unsafe { avx2::fill_task(w, row_bytes, groups, out, first) };
+        if let Some(dot) = crate::kernels::simd::byte_dot() {
+            // SAFETY: the CPU has AVX2, FMA, F16C and `dot`'s instructions (`byte_dot`
+            // checked them); the caller's contract covers the writes.
+            unsafe { avx2::fill_task(dot, w, row_bytes, groups, out, first) };
             return;
         }
     }
@@ -70,18 +70,123 @@ fn dot_scalar(w: &[u8], a: &[Q8Block]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Out, Q8Block, ROWS, TILE_R};
+    use crate::kernels::simd::ByteDot;
     use std::arch::x86_64::*;
 
     const BLOCK: usize = 18; // Q4_0: d (f16), 16 bytes of nibbles
 
-    /// [`super::fill_task`] on AVX2: per tile of 8 weight rows and up to 4 activation rows,
-    /// each block's 8×4 integer dots, reduced so that lane `r` holds row `r`'s, then one fused
-    /// multiply-add per lane, as llama.cpp's kernels do.
+    /// How a row pair's byte products are summed (a [`ByteDot`] as a const parameter, so
+    /// that the kernel is compiled once per instruction choice).
+    const MADD: u8 = 0;
+    const AVX512_VNNI: u8 = 1;
+    const AVX_VNNI: u8 = 2;
+
+    /// Which weight row each lane of a tile's result holds: the order the `hadd` tree in
+    /// [`fill_with`] leaves them in. The scales are gathered in this order and the outputs
+    /// written back through it, so no lane is ever moved.
+    const LANE_ROW: [usize; ROWS] = [0, 2, 4, 6, 1, 3, 5, 7];
+
+    /// How many tiles ahead the weights are prefetched (2 measured faster than 1 in decode;
+    /// docs/PERFORMANCE.md).
+    const AHEAD_TILES: usize = 2;
+
+    /// [`super::fill_task`] on AVX2 with `dot`'s byte products.
     ///
     /// # Safety
-    /// The CPU has AVX2, FMA and F16C; [`super::fill_task`]'s contract.
-    #[target_feature(enable = "avx2,fma,f16c")]
+    /// The CPU has AVX2, FMA, F16C and `dot`'s instructions; [`super::fill_task`]'s contract.
     pub(super) unsafe fn fill_task(
+        dot: ByteDot,
+        w: &[u8],
+        row_bytes: usize,
+        groups: &[&[&[Q8Block]]],
+        out: Out,
+        first: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match dot {
+                ByteDot::Madd => fill_madd(w, row_bytes, groups, out, first),
+                ByteDot::Avx512Vnni => fill_avx512_vnni(w, row_bytes, groups, out, first),
+                ByteDot::AvxVnni => fill_avx_vnni(w, row_bytes, groups, out, first),
+            }
+        }
+    }
+
+    /// [`fill_task`] with `maddubs` + `madd`.
+    ///
+    /// # Safety
+    /// As [`fill_task`], for AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn fill_madd(w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
+        // SAFETY: as `fill_task`.
+        unsafe { fill_with::<MADD>(w, rb, g, o, f) }
+    }
+
+    /// [`fill_task`] with AVX512-VNNI's `dpbusd` on 256-bit vectors.
+    ///
+    /// # Safety
+    /// As [`fill_task`], for AVX2, FMA, AVX512-VNNI and AVX512VL.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    unsafe fn fill_avx512_vnni(w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
+        // SAFETY: as `fill_task`.
+        unsafe { fill_with::<AVX512_VNNI>(w, rb, g, o, f) }
+    }
+
+    /// [`fill_task`] with AVX-VNNI's `dpbusd`.
+    ///
+    /// # Safety
+    /// As [`fill_task`], for AVX2, FMA and AVX-VNNI.
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    unsafe fn fill_avx_vnni(w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
+        // SAFETY: as `fill_task`.
+        unsafe { fill_with::<AVX_VNNI>(w, rb, g, o, f) }
+    }
+
+    /// The byte dots of two weight rows' blocks (row `2k` in the low 128-bit lane, `2k + 1` in
+    /// the high one, as unsigned nibbles: elements 0..16 in `lo`, 16..32 in `hi`) with one
+    /// activation block (`ylo`, `yhi`: its bytes 0..16 and 16..32 in both lanes), as four
+    /// partial sums per row. `maddubs` cannot saturate: a pair is at most 2·15·128.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and `D`'s instructions.
+    #[inline(always)]
+    unsafe fn pair_dot<const D: u8>(
+        lo: __m256i,
+        hi: __m256i,
+        ylo: __m256i,
+        yhi: __m256i,
+    ) -> __m256i {
+        // SAFETY: this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            match D {
+                AVX512_VNNI => {
+                    let s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, ylo);
+                    _mm256_dpbusd_epi32(s, hi, yhi)
+                }
+                AVX_VNNI => {
+                    let s = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), lo, ylo);
+                    _mm256_dpbusd_avx_epi32(s, hi, yhi)
+                }
+                _ => {
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, ylo),
+                        _mm256_maddubs_epi16(hi, yhi),
+                    );
+                    _mm256_madd_epi16(s, _mm256_set1_epi16(1))
+                }
+            }
+        }
+    }
+
+    /// Per tile of 8 weight rows and up to 4 activation rows: each block's 8 integer dots,
+    /// exactly (the nibbles are used unsigned, `x + 8`, and `8·Σy` taken off afterwards, as
+    /// integers), converted to f32, then one fused multiply-add per output with `d_w·d_a`, as
+    /// llama.cpp's repacked kernels do.
+    ///
+    /// # Safety
+    /// As [`fill_task`], for `D`'s instructions.
+    #[inline(always)]
+    unsafe fn fill_with<const D: u8>(
         w: &[u8],
         row_bytes: usize,
         groups: &[&[&[Q8Block]]],
@@ -91,59 +196,74 @@ mod avx2 {
         let rows = w.len() / row_bytes;
         let blocks = row_bytes / BLOCK;
         debug_assert!(rows.is_multiple_of(ROWS) && blocks * BLOCK == row_bytes);
+        // `8·Σy` of every activation block, once for all the tiles of this task.
+        let bias: Vec<Vec<i32>> = groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .map(|a| {
+                a.iter()
+                    .map(|y| 8 * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>())
+                    .collect()
+            })
+            .collect();
         // SAFETY: every read is inside `w` (rows `j..j + 8`, blocks `< blocks`) or inside an
         // activation row's `blocks` blocks; the writes are the caller's contract.
         unsafe {
             let low = _mm256_set1_epi8(0x0F);
-            let eight = _mm256_set1_epi8(8);
             for j in (0..rows).step_by(ROWS) {
                 let base = w.as_ptr().add(j * row_bytes);
                 for (g, acts) in groups.iter().enumerate() {
                     let mut acc = [_mm256_setzero_ps(); TILE_R];
                     for b in 0..blocks {
-                        let mut dh = [0u16; ROWS];
-                        let mut ax = [_mm256_setzero_si256(); ROWS];
-                        let mut sx = [_mm256_setzero_si256(); ROWS];
-                        for r in 0..ROWS {
-                            let p = base.add(r * row_bytes + b * BLOCK);
-                            dh[r] = u16::from_le_bytes([*p, *p.add(1)]);
-                            let raw = _mm_loadu_si128(p.add(2) as *const __m128i);
-                            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-                            let x = _mm256_sub_epi8(_mm256_and_si256(both, low), eight);
-                            ax[r] = _mm256_sign_epi8(x, x);
-                            sx[r] = x;
+                        // The tile walks 8 rows side by side, a pattern the hardware
+                        // prefetchers follow poorly: fetch the bytes of the tile
+                        // [`AHEAD_TILES`] on ahead, 8 blocks' worth per block.
+                        // `wrapping_add`: the last tiles' hints point past `w`, which a
+                        // prefetch may.
+                        let next = AHEAD_TILES * ROWS * row_bytes;
+                        let ahead = base.wrapping_add(next + b * ROWS * BLOCK);
+                        for l in 0..3 {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * l) as *const i8);
                         }
-                        let dw = _mm256_cvtph_ps(_mm_loadu_si128(dh.as_ptr() as *const __m128i));
+                        let at = |r: usize| base.add(r * row_bytes + b * BLOCK);
+                        let d = |l: usize| {
+                            let p = at(LANE_ROW[l]);
+                            i16::from_le_bytes([*p, *p.add(1)])
+                        };
+                        let dh = _mm_setr_epi16(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7));
+                        let dw = _mm256_cvtph_ps(dh);
+                        let mut lo = [_mm256_setzero_si256(); ROWS / 2];
+                        let mut hi = [_mm256_setzero_si256(); ROWS / 2];
+                        for k in 0..ROWS / 2 {
+                            let v = _mm256_loadu2_m128i(
+                                at(2 * k + 1).add(2) as *const __m128i,
+                                at(2 * k).add(2) as *const __m128i,
+                            );
+                            lo[k] = _mm256_and_si256(v, low);
+                            hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                        }
                         for (i, a) in acts.iter().enumerate() {
                             let y = a.get_unchecked(b);
-                            let yv = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-                            // |x|·sign(y, x): 16 pair sums of at most 2·8·127 per row, so even
-                            // all 32 products (≤ 32,512) fit the 16-bit adds below.
-                            let p: [__m256i; ROWS] = std::array::from_fn(|r| {
-                                _mm256_maddubs_epi16(ax[r], _mm256_sign_epi8(yv, sx[r]))
-                            });
-                            let h01 = _mm256_hadd_epi16(p[0], p[1]);
-                            let h23 = _mm256_hadd_epi16(p[2], p[3]);
-                            let h45 = _mm256_hadd_epi16(p[4], p[5]);
-                            let h67 = _mm256_hadd_epi16(p[6], p[7]);
-                            let h03 = _mm256_hadd_epi16(h01, h23);
-                            let h47 = _mm256_hadd_epi16(h45, h67);
-                            // Each 128-bit half: rows 0..8's sums over that half's products.
-                            let h = _mm256_hadd_epi16(h03, h47);
-                            let s = _mm_add_epi16(
-                                _mm256_castsi256_si128(h),
-                                _mm256_extracti128_si256(h, 1),
+                            let q = y.qs.as_ptr() as *const __m128i;
+                            let ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(q));
+                            let yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(q.add(1)));
+                            let s: [__m256i; ROWS / 2] =
+                                std::array::from_fn(|k| pair_dot::<D>(lo[k], hi[k], ylo, yhi));
+                            let h = _mm256_hadd_epi32(
+                                _mm256_hadd_epi32(s[0], s[1]),
+                                _mm256_hadd_epi32(s[2], s[3]),
                             );
-                            let s = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(s));
+                            let c = *bias.get_unchecked(g * TILE_R + i).get_unchecked(b);
+                            let h = _mm256_sub_epi32(h, _mm256_set1_epi32(c));
                             let d = _mm256_mul_ps(dw, _mm256_set1_ps(y.d));
-                            acc[i] = _mm256_fmadd_ps(s, d, acc[i]);
+                            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), d, acc[i]);
                         }
                     }
                     for (i, acc) in acc.iter().take(acts.len()).enumerate() {
                         let mut v = [0f32; ROWS];
                         _mm256_storeu_ps(v.as_mut_ptr(), *acc);
-                        for (r, &v) in v.iter().enumerate() {
-                            dst.write(g * TILE_R + i, first + j + r, v);
+                        for (l, &v) in v.iter().enumerate() {
+                            dst.write(g * TILE_R + i, first + j + LANE_ROW[l], v);
                         }
                     }
                 }
@@ -188,16 +308,48 @@ mod tests {
                 .collect();
             let rows: Vec<&[Q8Block]> = acts.chunks(k / 32).collect();
             let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
-            let mut got = vec![0f32; m * n];
-            // SAFETY: one call writes every output of `got`.
-            unsafe { fill_task(&w, row_bytes, &groups, Out::new(got.as_mut_ptr(), n), 0) };
-            for (i, a) in rows.iter().enumerate() {
-                for (j, wrow) in w.chunks_exact(row_bytes).enumerate() {
-                    let want = dot_scalar(wrow, a);
-                    assert_eq!(got[i * n + j].to_bits(), want.to_bits(), "m {m} [{i},{j}]");
+            for dot in dots() {
+                let mut got = vec![0f32; m * n];
+                let out = Out::new(got.as_mut_ptr(), n);
+                // SAFETY: one call writes every output of `got`; `dots` lists only the
+                // instructions this CPU has.
+                unsafe {
+                    match dot {
+                        #[cfg(target_arch = "x86_64")]
+                        Some(d) => avx2::fill_task(d, &w, row_bytes, &groups, out, 0),
+                        _ => fill_task(&w, row_bytes, &groups, out, 0),
+                    }
+                };
+                for (i, a) in rows.iter().enumerate() {
+                    for (j, wrow) in w.chunks_exact(row_bytes).enumerate() {
+                        let want = dot_scalar(wrow, a);
+                        let got = got[i * n + j];
+                        assert_eq!(got.to_bits(), want.to_bits(), "{dot:?} m {m} [{i},{j}]");
+                    }
                 }
             }
         }
+    }
+
+    /// The kernels to compare: the dispatched one, and on x86 every byte-dot instruction this
+    /// CPU has.
+    fn dots() -> Vec<Option<crate::kernels::simd::ByteDot>> {
+        #[allow(unused_mut)]
+        let mut dots = vec![None];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::kernels::simd::ByteDot;
+            if crate::kernels::simd::byte_dot().is_some() {
+                dots.push(Some(ByteDot::Madd));
+                if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                    dots.push(Some(ByteDot::Avx512Vnni));
+                }
+                if is_x86_feature_detected!("avxvnni") {
+                    dots.push(Some(ByteDot::AvxVnni));
+                }
+            }
+        }
+        dots
     }
 
     /// The repacked order is a reordering of the plain product's sums: equal up to rounding.

@@ -425,6 +425,12 @@ impl GgmlMatrix {
                 let rows: Vec<&[Q8Block]> = acts.chunks(blocks).collect();
                 let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
                 let row_bytes = self.row_bytes();
+                let any_repacked = self.parts.iter().any(|(r, _)| self.repacked(*r));
+                let bias = if any_repacked {
+                    repack::biases(&rows)
+                } else {
+                    Vec::new()
+                };
                 self.each_task(&|w, first, repacked| {
                     // SAFETY: this task writes only its own columns `first..` (one per row of
                     // `w`), within `n`, of rows within `m`, and `out` outlives the tasks. A
@@ -432,7 +438,7 @@ impl GgmlMatrix {
                     // (a multiple of 8 rows) gives whole groups of 8.
                     unsafe {
                         if repacked {
-                            repack::fill_task(w, row_bytes, &groups, dst, first)
+                            repack::fill_task(w, row_bytes, &groups, &bias, dst, first)
                         } else {
                             fill_task(kind, w, row_bytes, &groups, dst, first)
                         }

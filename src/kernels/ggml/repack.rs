@@ -25,15 +25,27 @@ pub(super) fn applies(format: Format, rows: usize) -> bool {
         && rows.is_multiple_of(ROWS)
 }
 
+/// `8·Σy` of every activation block, row after row: what the SIMD kernel takes off its
+/// unsigned-nibble dots. Computed once per product, for all its tasks.
+pub(super) fn biases(rows: &[&[Q8Block]]) -> Vec<i32> {
+    rows.iter()
+        .flat_map(|a| a.iter())
+        .map(|y| 8 * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>())
+        .collect()
+}
+
 /// Writes the outputs of the Q4_0 weight rows in `w` (a multiple of [`ROWS`] rows; columns
-/// `first..` of `out`) for every activation row of `groups`, in the repacked order.
+/// `first..` of `out`) for every activation row of `groups`, in the repacked order. `bias`
+/// is [`biases`] of the activation rows.
 ///
 /// # Safety
-/// As [`Out::write`] for columns `first..first + w.len() / row_bytes` and the rows in `groups`.
+/// As [`Out::write`] for columns `first..first + w.len() / row_bytes` and the rows in `groups`;
+/// `bias` holds one value per activation block of `groups`.
 pub(super) unsafe fn fill_task(
     w: &[u8],
     row_bytes: usize,
     groups: &[&[&[Q8Block]]],
+    bias: &[i32],
     out: Out,
     first: usize,
 ) {
@@ -42,10 +54,11 @@ pub(super) unsafe fn fill_task(
         if let Some(dot) = crate::kernels::simd::byte_dot() {
             // SAFETY: the CPU has AVX2, FMA, F16C and `dot`'s instructions (`byte_dot`
             // checked them); the caller's contract covers the writes.
-            unsafe { avx2::fill_task(dot, w, row_bytes, groups, out, first) };
+            unsafe { avx2::fill_task(dot, w, row_bytes, groups, bias, out, first) };
             return;
         }
     }
+    let _ = bias; // the portable order works on signed values
     for (j, wrow) in w.chunks_exact(row_bytes).enumerate() {
         for (g, group) in groups.iter().enumerate() {
             for (r, a) in group.iter().enumerate() {
@@ -99,15 +112,16 @@ mod avx2 {
         w: &[u8],
         row_bytes: usize,
         groups: &[&[&[Q8Block]]],
+        bias: &[i32],
         out: Out,
         first: usize,
     ) {
         // SAFETY: the caller's contract.
         unsafe {
             match dot {
-                ByteDot::Madd => fill_madd(w, row_bytes, groups, out, first),
-                ByteDot::Avx512Vnni => fill_avx512_vnni(w, row_bytes, groups, out, first),
-                ByteDot::AvxVnni => fill_avx_vnni(w, row_bytes, groups, out, first),
+                ByteDot::Madd => fill_madd(w, row_bytes, groups, bias, out, first),
+                ByteDot::Avx512Vnni => fill_avx512_vnni(w, row_bytes, groups, bias, out, first),
+                ByteDot::AvxVnni => fill_avx_vnni(w, row_bytes, groups, bias, out, first),
             }
         }
     }
@@ -117,9 +131,9 @@ mod avx2 {
     /// # Safety
     /// As [`fill_task`], for AVX2 and FMA.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn fill_madd(w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
+    unsafe fn fill_madd(w: &[u8], rb: usize, g: &[&[&[Q8Block]]], c: &[i32], o: Out, f: usize) {
         // SAFETY: as `fill_task`.
-        unsafe { fill_with::<MADD>(w, rb, g, o, f) }
+        unsafe { fill_with::<MADD>(w, rb, g, c, o, f) }
     }
 
     /// [`fill_task`] with AVX512-VNNI's `dpbusd` on 256-bit vectors.
@@ -127,9 +141,16 @@ mod avx2 {
     /// # Safety
     /// As [`fill_task`], for AVX2, FMA, AVX512-VNNI and AVX512VL.
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    unsafe fn fill_avx512_vnni(w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
+    unsafe fn fill_avx512_vnni(
+        w: &[u8],
+        rb: usize,
+        g: &[&[&[Q8Block]]],
+        c: &[i32],
+        o: Out,
+        f: usize,
+    ) {
         // SAFETY: as `fill_task`.
-        unsafe { fill_with::<AVX512_VNNI>(w, rb, g, o, f) }
+        unsafe { fill_with::<AVX512_VNNI>(w, rb, g, c, o, f) }
     }
 
     /// [`fill_task`] with AVX-VNNI's `dpbusd`.
@@ -137,9 +158,9 @@ mod avx2 {
     /// # Safety
     /// As [`fill_task`], for AVX2, FMA and AVX-VNNI.
     #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-    unsafe fn fill_avx_vnni(w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
+    unsafe fn fill_avx_vnni(w: &[u8], rb: usize, g: &[&[&[Q8Block]]], c: &[i32], o: Out, f: usize) {
         // SAFETY: as `fill_task`.
-        unsafe { fill_with::<AVX_VNNI>(w, rb, g, o, f) }
+        unsafe { fill_with::<AVX_VNNI>(w, rb, g, c, o, f) }
     }
 
     /// The byte dots of two weight rows' blocks (row `2k` in the low 128-bit lane, `2k + 1` in
@@ -190,22 +211,15 @@ mod avx2 {
         w: &[u8],
         row_bytes: usize,
         groups: &[&[&[Q8Block]]],
+        bias: &[i32],
         dst: Out,
         first: usize,
     ) {
         let rows = w.len() / row_bytes;
         let blocks = row_bytes / BLOCK;
         debug_assert!(rows.is_multiple_of(ROWS) && blocks * BLOCK == row_bytes);
-        // `8·Σy` of every activation block, once for all the tiles of this task.
-        let bias: Vec<Vec<i32>> = groups
-            .iter()
-            .flat_map(|g| g.iter())
-            .map(|a| {
-                a.iter()
-                    .map(|y| 8 * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>())
-                    .collect()
-            })
-            .collect();
+        let acts: usize = groups.iter().map(|g| g.len()).sum();
+        assert_eq!(bias.len(), acts * blocks, "one bias per activation block");
         // SAFETY: every read is inside `w` (rows `j..j + 8`, blocks `< blocks`) or inside an
         // activation row's `blocks` blocks; the writes are the caller's contract.
         unsafe {
@@ -253,7 +267,7 @@ mod avx2 {
                                 _mm256_hadd_epi32(s[0], s[1]),
                                 _mm256_hadd_epi32(s[2], s[3]),
                             );
-                            let c = *bias.get_unchecked(g * TILE_R + i).get_unchecked(b);
+                            let c = *bias.get_unchecked((g * TILE_R + i) * blocks + b);
                             let h = _mm256_sub_epi32(h, _mm256_set1_epi32(c));
                             let d = _mm256_mul_ps(dw, _mm256_set1_ps(y.d));
                             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), d, acc[i]);
@@ -308,6 +322,7 @@ mod tests {
                 .collect();
             let rows: Vec<&[Q8Block]> = acts.chunks(k / 32).collect();
             let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
+            let bias = biases(&rows);
             for dot in dots() {
                 let mut got = vec![0f32; m * n];
                 let out = Out::new(got.as_mut_ptr(), n);
@@ -316,8 +331,8 @@ mod tests {
                 unsafe {
                     match dot {
                         #[cfg(target_arch = "x86_64")]
-                        Some(d) => avx2::fill_task(d, &w, row_bytes, &groups, out, 0),
-                        _ => fill_task(&w, row_bytes, &groups, out, 0),
+                        Some(d) => avx2::fill_task(d, &w, row_bytes, &groups, &bias, out, 0),
+                        _ => fill_task(&w, row_bytes, &groups, &bias, out, 0),
                     }
                 };
                 for (i, a) in rows.iter().enumerate() {

@@ -3,6 +3,10 @@
 //! for the tied output head), for one activation row (greedy, sampling) and four (`--beams 4`,
 //! `--compare` batches). The weights are random; the kernels' cost does not depend on values.
 //!
+//! The `types` group runs the `ffn_down` shape (576 × 1536, whose rows fit every block type) in
+//! each quantization type gen has kernels for, for one activation row (decode) and 128
+//! (a slice of prefill); select one with e.g. `cargo bench --bench matmul -- types/q3k`.
+//!
 //! The `dense` group runs the same shapes with dense weights (a safetensors folder); `stream`
 //! compares an f32 product as large as the whole f32 model with a plain pass over its bytes.
 //!
@@ -26,6 +30,20 @@ const SHAPES: [(&str, usize, usize, GgmlDType); 5] = [
     ("head_49152x576_q8_0", 49152, 576, GgmlDType::Q8_0),
 ];
 
+/// Every quantized type of the `types` group, as `llama-quantize` names them.
+const TYPES: [(&str, GgmlDType); 10] = [
+    ("q4_0", GgmlDType::Q4_0),
+    ("q4_1", GgmlDType::Q4_1),
+    ("q5_0", GgmlDType::Q5_0),
+    ("q5_1", GgmlDType::Q5_1),
+    ("q8_0", GgmlDType::Q8_0),
+    ("q2k", GgmlDType::Q2K),
+    ("q3k", GgmlDType::Q3K),
+    ("q4k", GgmlDType::Q4K),
+    ("q5k", GgmlDType::Q5K),
+    ("q6k", GgmlDType::Q6K),
+];
+
 fn values(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
         .map(|i| {
@@ -33,6 +51,29 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
             h as f32 / 8388608.0 - 1.0
         })
         .collect()
+}
+
+/// One type's product of the `ffn_down` shape through gen's own kernels.
+fn types(c: &mut Criterion) {
+    let (n, k) = (576, 1536);
+    let mut group = c.benchmark_group("types");
+    let w = Tensor::from_vec(values(n * k, 1), (n, k), &Device::Cpu).expect("weights");
+    for (name, dt) in TYPES {
+        let q = QTensor::quantize(&w, dt).expect("quantize");
+        let mat = Linear::Ggml(
+            GgmlMatrix::from_qtensor(&q)
+                .expect("supported type")
+                .expect("CPU block type"),
+        );
+        for m in [1usize, 128] {
+            let x = Tensor::from_vec(values(m * k, 7), (m, k), &Device::Cpu).expect("input");
+            group.throughput(Throughput::Elements((m * n * k) as u64));
+            group.bench_with_input(BenchmarkId::new(name, format!("rows{m}")), &x, |b, x| {
+                b.iter(|| black_box(mat.forward(black_box(x)).expect("matmul")))
+            });
+        }
+    }
+    group.finish();
 }
 
 fn matmul(c: &mut Criterion) {
@@ -158,5 +199,5 @@ fn stream(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, dense, stream);
+criterion_group!(benches, matmul, types, dense, stream);
 criterion_main!(benches);

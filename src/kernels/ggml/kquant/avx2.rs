@@ -9,7 +9,7 @@
 //! lands in matters; the float work per block and the final reduction follow ggml operation
 //! for operation, the ones that differ between types written out in each kernel.
 
-use super::{k4_scales_mins, q3k_scales, KQuant, Q8KBlock, MAX_ROWS};
+use super::{k4_scales_mins, KQuant, Q8KBlock, MAX_ROWS};
 use crate::kernels::simd::{f16_bits_to_f32, hsum, PREFETCH_BYTES};
 use std::arch::x86_64::*;
 
@@ -128,14 +128,59 @@ unsafe fn bsums(y: &Q8KBlock) -> __m256i {
     unsafe { load(y.bsums.as_ptr() as *const u8) }
 }
 
-/// A chunk's scales: `lo` for its first 16 weights, `hi` for the last 16.
+/// The eight chunks' scales from a block's sixteen 16-bit scales (one per 16 weights, `s16`
+/// lane `j` for weights `16j..16j + 16`): chunk `c` gets scale `2c` in its low 128-bit lane
+/// (its first 16 weights) and `2c + 1` in the high one. Two lane broadcasts and a byte shuffle
+/// per chunk.
 ///
 /// # Safety
 /// AVX2.
 #[inline(always)]
-unsafe fn halves(lo: i16, hi: i16) -> __m256i {
+unsafe fn chunk_scales(s16: __m256i) -> [__m256i; 8] {
     // SAFETY: this function's contract.
-    unsafe { _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)) }
+    unsafe {
+        let first = _mm256_permute2x128_si256::<0x00>(s16, s16); // scales 0..8 in both lanes
+        let last = _mm256_permute2x128_si256::<0x11>(s16, s16); // scales 8..16 in both lanes
+        std::array::from_fn(|c| {
+            // Bytes of 16-bit element `2(c % 4)` in the low lane, of the next one in the high.
+            let e = 4 * (c % 4) as i8;
+            let pick = _mm256_setr_epi8(
+                e,
+                e + 1,
+                e,
+                e + 1,
+                e,
+                e + 1,
+                e,
+                e + 1,
+                e,
+                e + 1,
+                e,
+                e + 1,
+                e,
+                e + 1,
+                e,
+                e + 1,
+                e + 2,
+                e + 3,
+                e + 2,
+                e + 3,
+                e + 2,
+                e + 3,
+                e + 2,
+                e + 3,
+                e + 2,
+                e + 3,
+                e + 2,
+                e + 3,
+                e + 2,
+                e + 3,
+                e + 2,
+                e + 3,
+            );
+            _mm256_shuffle_epi8(if c < 4 { first } else { last }, pick)
+        })
+    }
 }
 
 /// `scale · q · y` of one chunk, in ggml's eight int32 lanes.
@@ -203,13 +248,10 @@ unsafe fn q2k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
                 q[4 * j + 2] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m3);
                 q[4 * j + 3] = _mm256_and_si256(_mm256_srli_epi16::<6>(bits), m3);
             }
-            let mut sc = [_mm256_setzero_si256(); 8];
-            for (c, s) in sc.iter_mut().enumerate() {
-                *s = halves(
-                    i16::from(blk[2 * c] & 0x0F),
-                    i16::from(blk[2 * c + 1] & 0x0F),
-                );
-            }
+            let sc = chunk_scales(_mm256_cvtepu8_epi16(_mm_and_si128(
+                raw,
+                _mm_set1_epi8(0x0F),
+            )));
             for r in 0..R {
                 let y = &a[r][b];
                 let d = y.d * wd;
@@ -244,7 +286,7 @@ unsafe fn q3k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
         for (b, blk) in w.chunks_exact(KQuant::Q3K.block_bytes()).enumerate() {
             prefetch(blk);
             let wd = f16_at(blk, 108);
-            let scales = q3k_scales(&blk[96..108]);
+            let scales = q3k_scales_simd(&blk[96..108]);
             let hbits = load(blk.as_ptr());
             let mut q = [_mm256_setzero_si256(); 8];
             for j in 0..2 {
@@ -261,10 +303,7 @@ unsafe fn q3k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
                     q[c] = _mm256_sub_epi8(low, minus4);
                 }
             }
-            let mut sc = [_mm256_setzero_si256(); 8];
-            for (c, s) in sc.iter_mut().enumerate() {
-                *s = halves(i16::from(scales[2 * c]), i16::from(scales[2 * c + 1]));
-            }
+            let sc = chunk_scales(_mm256_cvtepi8_epi16(scales));
             for r in 0..R {
                 let y = &a[r][b];
                 let d = y.d * wd;
@@ -278,6 +317,28 @@ unsafe fn q3k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
             }
         }
         finish(&acc)
+    }
+}
+
+/// [`super::q3k_scales`] four at a time in 32-bit words, as 16 signed bytes (scale `j` in byte `j`).
+///
+/// # Safety
+/// SSE4.1; `s` holds 12 bytes.
+#[inline(always)]
+unsafe fn q3k_scales_simd(s: &[u8]) -> __m128i {
+    let word = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a, b, top) = (word(0), word(1), word(2));
+    let (nib, two) = (0x0F0F_0F0F, 0x0303_0303);
+    let w = [
+        (a & nib) | ((top & two) << 4),
+        (b & nib) | (((top >> 2) & two) << 4),
+        ((a >> 4) & nib) | (((top >> 4) & two) << 4),
+        ((b >> 4) & nib) | (((top >> 6) & two) << 4),
+    ];
+    // SAFETY: this function's contract.
+    unsafe {
+        let v = _mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32);
+        _mm_sub_epi8(v, _mm_set1_epi8(32))
     }
 }
 
@@ -564,11 +625,7 @@ unsafe fn q6k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
                 q[4 * n + 2] = _mm256_or_si256(l1h, h2);
                 q[4 * n + 3] = _mm256_or_si256(l2h, h3);
             }
-            let mut sc = [_mm256_setzero_si256(); 8];
-            for (c, s) in sc.iter_mut().enumerate() {
-                let (lo, hi) = (blk[192 + 2 * c] as i8, blk[193 + 2 * c] as i8);
-                *s = halves(i16::from(lo), i16::from(hi));
-            }
+            let sc = chunk_scales(scales16);
             for r in 0..R {
                 let y = &a[r][b];
                 let d = y.d * wd;

@@ -490,11 +490,19 @@ unsafe fn q4k_repacked<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; 
                     )
                 });
                 if R == MAX_ROWS {
-                    let mut pm = [0i32; 4];
-                    _mm_storeu_si128(pm.as_mut_ptr() as *mut __m128i, prod);
-                    for (s, &m) in sums.iter().zip(&pm) {
-                        acc[r] = (hsum_i32x8(*s) as f32).mul_add(ds, acc[r]);
-                        acc_m[r] = (m as f32).mul_add(dm, acc_m[r]);
+                    // The four sums' totals side by side (integers: any order is exact).
+                    let t = _mm256_hadd_epi32(
+                        _mm256_hadd_epi32(sums[0], sums[1]),
+                        _mm256_hadd_epi32(sums[2], sums[3]),
+                    );
+                    let t =
+                        _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+                    let (mut st, mut pm) = ([0f32; 4], [0f32; 4]);
+                    _mm_storeu_ps(st.as_mut_ptr(), _mm_cvtepi32_ps(t));
+                    _mm_storeu_ps(pm.as_mut_ptr(), _mm_cvtepi32_ps(prod));
+                    for (&s, &m) in st.iter().zip(&pm) {
+                        acc[r] = s.mul_add(ds, acc[r]);
+                        acc_m[r] = m.mul_add(dm, acc_m[r]);
                     }
                 } else {
                     let s = _mm256_add_epi32(

@@ -108,14 +108,24 @@ unsafe fn fill_with<const D: u8>(
 ) {
     // SAFETY: the callers' contract.
     unsafe {
-        // The VNNI kernels of the signed types (see `tile_biased`) take four weight rows, for
-        // several activation rows only: with one (a decode step) the product streams weights
-        // and the plain kernel's narrower tiles read them faster (docs/PERFORMANCE.md).
+        // The VNNI kernels of the signed types (see `tile_biased`) take four weight rows. With
+        // one activation row (a decode step) the product streams weights: Q4_0 and Q5_0 read
+        // them faster with the plain kernel's narrower tiles, Q8_0 (twice the bytes per
+        // weight, no unpacking) gains from the biased kernel at its own tile width
+        // (docs/PERFORMANCE.md).
+        let several = groups.iter().any(|g| g.len() > 1);
         let biased = D != MADD
-            && matches!(kind, Kind::Q4_0 | Kind::Q5_0 | Kind::Q8_0)
-            && groups.iter().any(|g| g.len() > 1);
+            && match kind {
+                Kind::Q8_0 => true,
+                Kind::Q4_0 | Kind::Q5_0 => several,
+                _ => false,
+            };
         super::fill_tiles(
-            if biased { 4 } else { kind.tile_rows() },
+            if biased && several {
+                4
+            } else {
+                kind.tile_rows()
+            },
             w,
             row_bytes,
             groups,

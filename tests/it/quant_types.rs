@@ -14,11 +14,16 @@ use gen::kernels::ggml::Arithmetic;
 use gen::model::Logits;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// The file the golden data of `entry` were made from: where the oracle script leaves it
 /// (`models/quant/`) when it is there with the recorded checksum, else made from the real model
 /// with `gen quantize`, whose output must be that same file byte for byte (the sha256 decides).
+/// Tests run in parallel and several want the same file (Q4_0 plain and repacked): one lock
+/// makes each file once (`gen quantize` itself writes to a temporary name and renames), so no
+/// test finds a file another test is still making.
 fn quantized_file(name: &str, entry: &Value) -> PathBuf {
+    static MAKING: Mutex<()> = Mutex::new(());
     let want = entry["sha256"].as_str().unwrap();
     let local = repo().join(entry["file"].as_str().unwrap());
     if local.exists() && sha256_file(&local) == want {
@@ -27,10 +32,10 @@ fn quantized_file(name: &str, entry: &Value) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("quant");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("SmolLM2-135M-Instruct.{name}.gguf"));
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     if !(path.exists() && sha256_file(&path) == want) {
-        let _ = std::fs::remove_file(&path);
         let out = gen()
-            .args(["quantize", real_gguf().to_str().unwrap()])
+            .args(["quantize", "--force", real_gguf().to_str().unwrap()])
             .arg(&path)
             .arg(name)
             .output()

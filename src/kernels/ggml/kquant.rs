@@ -170,10 +170,10 @@ pub(crate) fn dot_rows(kind: KQuant, w_row: &[u8], acts: &[&[Q8KBlock]], out: &m
     check_rows(kind, w_row, acts, out);
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::kernels::simd::avx2_fma_f16c() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the lengths match
-            // (asserted above).
-            unsafe { avx2::dot_rows(kind, w_row, acts, out) };
+        if let Some(dot) = crate::kernels::simd::byte_dot() {
+            // SAFETY: the CPU has AVX2, FMA, F16C and `dot`'s instructions (`byte_dot`); the
+            // lengths match (asserted above).
+            unsafe { avx2::dot_rows(dot, kind, w_row, acts, out) };
             return;
         }
     }
@@ -198,10 +198,10 @@ pub(crate) fn dot_rows_repacked(w_row: &[u8], acts: &[&[Q8KBlock]], out: &mut [f
     check_rows(KQuant::Q4K, w_row, acts, out);
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::kernels::simd::avx2_fma_f16c() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); the lengths match
-            // (asserted above).
-            unsafe { avx2::dot_rows_q4k_repacked(w_row, acts, out) };
+        if let Some(dot) = crate::kernels::simd::byte_dot() {
+            // SAFETY: the CPU has AVX2, FMA, F16C and `dot`'s instructions (`byte_dot`); the
+            // lengths match (asserted above).
+            unsafe { avx2::dot_rows_q4k_repacked(dot, w_row, acts, out) };
             return;
         }
     }

@@ -7,36 +7,146 @@
 //! the weights at `p % 32` in `4k..4k + 4`, as in ggml. No partial sum can saturate (weights
 //! below 64, activations within ±127), so every lane is exact and only which lane a product
 //! lands in matters; the float work per block and the final reduction follow ggml operation
-//! for operation, the ones that differ between types written out in each kernel.
+//! for operation, the ones that differ between types written out in each kernel. With VNNI
+//! the scales' `madd` and the add into the block's sum are one `dpwssd`: the same integers.
 
 use super::{k4_scales_mins, KQuant, Q8KBlock, MAX_ROWS};
-use crate::kernels::simd::{f16_bits_to_f32, hsum, PREFETCH_BYTES};
+use crate::kernels::simd::{f16_bits_to_f32, hsum, ByteDot, PREFETCH_BYTES};
 use std::arch::x86_64::*;
 
-/// [`super::dot_rows`] with AVX2: `out[r]` is the product of `w` with `acts[r]`.
+/// How [`add_weighted`] applies the scales (a [`ByteDot`] as a const parameter, so that each
+/// kernel is compiled once per instruction choice).
+const MADD: u8 = 0;
+const AVX512_VNNI: u8 = 1;
+const AVX_VNNI: u8 = 2;
+
+/// [`super::dot_rows`] with AVX2 and `dot`'s instructions: `out[r]` is the product of `w` with
+/// `acts[r]`.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C; `acts` holds 1 to 4 rows of `w.len() / block bytes` blocks
-/// each and `out` one value per row (which `super::dot_rows` asserts).
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_rows(kind: KQuant, w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+/// The CPU has AVX2, FMA, F16C and `dot`'s instructions; `acts` holds 1 to 4 rows of
+/// `w.len() / block bytes` blocks each and `out` one value per row (which `super::dot_rows`
+/// asserts).
+pub(super) unsafe fn dot_rows(
+    dot: ByteDot,
+    kind: KQuant,
+    w: &[u8],
+    acts: &[&[Q8KBlock]],
+    out: &mut [f32],
+) {
     // SAFETY: the caller's contract.
     unsafe {
-        match acts.len() {
-            1 => rows::<1>(kind, w, acts, out),
-            2 => rows::<2>(kind, w, acts, out),
-            3 => rows::<3>(kind, w, acts, out),
-            _ => rows::<MAX_ROWS>(kind, w, acts, out),
+        match dot {
+            ByteDot::Madd => rows_madd(kind, w, acts, out),
+            ByteDot::Avx512Vnni => rows_avx512_vnni(kind, w, acts, out),
+            ByteDot::AvxVnni => rows_avx_vnni(kind, w, acts, out),
         }
     }
 }
 
-/// [`super::dot_rows_repacked`] with AVX2.
+/// [`dot_rows`] with `maddubs` + `madd`.
+///
+/// # Safety
+/// As [`dot_rows`], for AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_madd(kind: KQuant, w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    // SAFETY: as `dot_rows`.
+    unsafe { rows_any::<MADD>(kind, w, acts, out) }
+}
+
+/// [`dot_rows`] with AVX512-VNNI's `dpwssd` on 256-bit vectors.
+///
+/// # Safety
+/// As [`dot_rows`], for AVX2, FMA, F16C, AVX512-VNNI and AVX512VL.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+unsafe fn rows_avx512_vnni(kind: KQuant, w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    // SAFETY: as `dot_rows`.
+    unsafe { rows_any::<AVX512_VNNI>(kind, w, acts, out) }
+}
+
+/// [`dot_rows`] with AVX-VNNI's `dpwssd`.
+///
+/// # Safety
+/// As [`dot_rows`], for AVX2, FMA, F16C and AVX-VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn rows_avx_vnni(kind: KQuant, w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    // SAFETY: as `dot_rows`.
+    unsafe { rows_any::<AVX_VNNI>(kind, w, acts, out) }
+}
+
+/// [`dot_rows`] for `D`, by the number of rows.
+///
+/// # Safety
+/// As [`dot_rows`], for `D`'s instructions.
+#[inline(always)]
+unsafe fn rows_any<const D: u8>(kind: KQuant, w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match acts.len() {
+            1 => rows::<D, 1>(kind, w, acts, out),
+            2 => rows::<D, 2>(kind, w, acts, out),
+            3 => rows::<D, 3>(kind, w, acts, out),
+            _ => rows::<D, MAX_ROWS>(kind, w, acts, out),
+        }
+    }
+}
+
+/// [`super::dot_rows_repacked`] with AVX2 and `dot`'s instructions.
 ///
 /// # Safety
 /// As [`dot_rows`], for Q4_K.
+pub(super) unsafe fn dot_rows_q4k_repacked(
+    dot: ByteDot,
+    w: &[u8],
+    acts: &[&[Q8KBlock]],
+    out: &mut [f32],
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match dot {
+            ByteDot::Madd => repacked_madd(w, acts, out),
+            ByteDot::Avx512Vnni => repacked_avx512_vnni(w, acts, out),
+            ByteDot::AvxVnni => repacked_avx_vnni(w, acts, out),
+        }
+    }
+}
+
+/// [`dot_rows_q4k_repacked`] with `maddubs` + `madd`.
+///
+/// # Safety
+/// As [`dot_rows_q4k_repacked`], for AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_rows_q4k_repacked(w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+unsafe fn repacked_madd(w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    // SAFETY: as `dot_rows_q4k_repacked`.
+    unsafe { repacked_any::<MADD>(w, acts, out) }
+}
+
+/// [`dot_rows_q4k_repacked`] with AVX512-VNNI's `dpwssd` on 256-bit vectors.
+///
+/// # Safety
+/// As [`dot_rows_q4k_repacked`], for AVX2, FMA, F16C, AVX512-VNNI and AVX512VL.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+unsafe fn repacked_avx512_vnni(w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    // SAFETY: as `dot_rows_q4k_repacked`.
+    unsafe { repacked_any::<AVX512_VNNI>(w, acts, out) }
+}
+
+/// [`dot_rows_q4k_repacked`] with AVX-VNNI's `dpwssd`.
+///
+/// # Safety
+/// As [`dot_rows_q4k_repacked`], for AVX2, FMA, F16C and AVX-VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn repacked_avx_vnni(w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+    // SAFETY: as `dot_rows_q4k_repacked`.
+    unsafe { repacked_any::<AVX_VNNI>(w, acts, out) }
+}
+
+/// [`dot_rows_q4k_repacked`] for `D`, by the number of rows.
+///
+/// # Safety
+/// As [`dot_rows_q4k_repacked`], for `D`'s instructions.
+#[inline(always)]
+unsafe fn repacked_any<const D: u8>(w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
     // SAFETY: the caller's contract.
     unsafe {
         macro_rules! sized {
@@ -45,7 +155,7 @@ pub(super) unsafe fn dot_rows_q4k_repacked(w: &[u8], acts: &[&[Q8KBlock]], out: 
                     $($r => {
                         let mut a: [&[Q8KBlock]; $r] = [&[]; $r];
                         a.copy_from_slice(&acts[..$r]);
-                        out[..$r].copy_from_slice(&q4k_repacked(w, &a));
+                        out[..$r].copy_from_slice(&q4k_repacked::<D, $r>(w, &a));
                     })*
                     _ => unreachable!("1 to {MAX_ROWS} rows"),
                 }
@@ -60,17 +170,22 @@ pub(super) unsafe fn dot_rows_q4k_repacked(w: &[u8], acts: &[&[Q8KBlock]], out: 
 /// # Safety
 /// As [`dot_rows`], with `acts.len() == out.len() == R`.
 #[inline(always)]
-unsafe fn rows<const R: usize>(kind: KQuant, w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+unsafe fn rows<const D: u8, const R: usize>(
+    kind: KQuant,
+    w: &[u8],
+    acts: &[&[Q8KBlock]],
+    out: &mut [f32],
+) {
     let mut a: [&[Q8KBlock]; R] = [&[]; R];
     a.copy_from_slice(&acts[..R]);
     // SAFETY: the caller's contract.
     let res = unsafe {
         match kind {
-            KQuant::Q2K => q2k(w, &a),
-            KQuant::Q3K => q3k(w, &a),
-            KQuant::Q4K => q4k(w, &a),
-            KQuant::Q5K => q5k(w, &a),
-            KQuant::Q6K => q6k(w, &a),
+            KQuant::Q2K => q2k::<D, R>(w, &a),
+            KQuant::Q3K => q3k::<D, R>(w, &a),
+            KQuant::Q4K => q4k::<D, R>(w, &a),
+            KQuant::Q5K => q5k::<D, R>(w, &a),
+            KQuant::Q6K => q6k::<D, R>(w, &a),
         }
     };
     out[..R].copy_from_slice(&res);
@@ -183,14 +298,27 @@ unsafe fn chunk_scales(s16: __m256i) -> [__m256i; 8] {
     }
 }
 
-/// `scale · q · y` of one chunk, in ggml's eight int32 lanes.
+/// `sum` plus `scale · q · y` of one chunk, in ggml's eight int32 lanes: `madd` then add, or
+/// one `dpwssd` (the same pair products and sums; no lane can overflow).
 ///
 /// # Safety
-/// AVX2.
+/// AVX2 and `D`'s instructions (AVX512-VNNI with AVX512VL, or AVX-VNNI).
 #[inline(always)]
-unsafe fn weighted(q: __m256i, y: __m256i, scale: __m256i) -> __m256i {
+unsafe fn add_weighted<const D: u8>(
+    sum: __m256i,
+    q: __m256i,
+    y: __m256i,
+    scale: __m256i,
+) -> __m256i {
     // SAFETY: this function's contract.
-    unsafe { _mm256_madd_epi16(scale, _mm256_maddubs_epi16(q, y)) }
+    unsafe {
+        let pairs = _mm256_maddubs_epi16(q, y);
+        match D {
+            AVX512_VNNI => _mm256_dpwssd_epi32(sum, pairs, scale),
+            AVX_VNNI => _mm256_dpwssd_avx_epi32(sum, pairs, scale),
+            _ => _mm256_add_epi32(sum, _mm256_madd_epi16(scale, pairs)),
+        }
+    }
 }
 
 /// A byte of `val` where bit `bit` of the byte of `bits` is set, 0 where it is clear.
@@ -228,7 +356,7 @@ unsafe fn finish<const R: usize>(acc: &[__m256; R]) -> [f32; R] {
 /// # Safety
 /// AVX2, FMA, F16C; every row of `a` has `w.len() / 84` blocks.
 #[inline(always)]
-unsafe fn q2k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+unsafe fn q2k<const D: u8, const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
     // SAFETY: the caller's contract; every load stays inside its 84-byte block (scales
     // 0..16, quants 16..80) or inside a `Q8KBlock`.
     unsafe {
@@ -260,7 +388,7 @@ unsafe fn q2k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc[r]);
                 let mut sumi = _mm256_setzero_si256();
                 for c in 0..8 {
-                    sumi = _mm256_add_epi32(sumi, weighted(q[c], chunk(y, c), sc[c]));
+                    sumi = add_weighted::<D>(sumi, q[c], chunk(y, c), sc[c]);
                 }
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
             }
@@ -277,7 +405,7 @@ unsafe fn q2k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
 /// # Safety
 /// AVX2, FMA, F16C; every row of `a` has `w.len() / 110` blocks.
 #[inline(always)]
-unsafe fn q3k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+unsafe fn q3k<const D: u8, const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
     // SAFETY: the caller's contract; every load stays inside its 110-byte block (high bits
     // 0..32, quants 32..96) or inside a `Q8KBlock`.
     unsafe {
@@ -310,8 +438,7 @@ unsafe fn q3k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
                 let mut sumi = _mm256_setzero_si256();
                 for c in 0..8 {
                     let sy = _mm256_sign_epi8(chunk(y, c), q[c]);
-                    let p = weighted(_mm256_abs_epi8(q[c]), sy, sc[c]);
-                    sumi = _mm256_add_epi32(sumi, p);
+                    sumi = add_weighted::<D>(sumi, _mm256_abs_epi8(q[c]), sy, sc[c]);
                 }
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
             }
@@ -420,7 +547,7 @@ unsafe fn q4k_block(blk: &[u8]) -> Q4KBlock {
 /// # Safety
 /// AVX2, FMA, F16C; every row of `a` has `w.len() / 144` blocks.
 #[inline(always)]
-unsafe fn q4k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+unsafe fn q4k<const D: u8, const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
     // SAFETY: the caller's contract; every load stays inside its 144-byte block (nibbles
     // 16..144) or inside a `Q8KBlock`.
     unsafe {
@@ -442,7 +569,7 @@ unsafe fn q4k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
                 acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[r]);
                 let mut sumi = _mm256_setzero_si256();
                 for c in 0..8 {
-                    sumi = _mm256_add_epi32(sumi, weighted(q[c], chunk(y, c), sc[c]));
+                    sumi = add_weighted::<D>(sumi, q[c], chunk(y, c), sc[c]);
                 }
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
             }
@@ -464,9 +591,10 @@ unsafe fn q4k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
 /// # Safety
 /// As [`q4k`].
 #[inline(always)]
-unsafe fn q4k_repacked<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+unsafe fn q4k_repacked<const D: u8, const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
     // SAFETY: as `q4k`.
     unsafe {
+        let zero = _mm256_setzero_si256();
         let mut acc = [0f32; R];
         let mut acc_m = [0f32; R];
         for (b, blk) in w.chunks_exact(KQuant::Q4K.block_bytes()).enumerate() {
@@ -484,10 +612,8 @@ unsafe fn q4k_repacked<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; 
                 let (ds, dm) = (wd * y.d, wmin * y.d);
                 let sums: [__m256i; 4] = std::array::from_fn(|h| {
                     let (c0, c1) = (2 * h, 2 * h + 1);
-                    _mm256_add_epi32(
-                        weighted(q[c0], chunk(y, c0), sc[c0]),
-                        weighted(q[c1], chunk(y, c1), sc[c1]),
-                    )
+                    let s = add_weighted::<D>(zero, q[c0], chunk(y, c0), sc[c0]);
+                    add_weighted::<D>(s, q[c1], chunk(y, c1), sc[c1])
                 });
                 if R == MAX_ROWS {
                     // The four sums' totals side by side (integers: any order is exact).
@@ -554,7 +680,7 @@ unsafe fn hsum_i32x4(v: __m128i) -> i32 {
 /// # Safety
 /// AVX2, FMA, F16C; every row of `a` has `w.len() / 176` blocks.
 #[inline(always)]
-unsafe fn q5k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+unsafe fn q5k<const D: u8, const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
     // SAFETY: the caller's contract; every load stays inside its 176-byte block (fifth bits
     // 16..48, nibbles 48..176) or inside a `Q8KBlock`.
     unsafe {
@@ -584,7 +710,7 @@ unsafe fn q5k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
                 summs[r] = dmin.mul_add(s as f32, summs[r]);
                 let mut sumi = _mm256_setzero_si256();
                 for c in 0..8 {
-                    sumi = _mm256_add_epi32(sumi, weighted(q[c], chunk(y, c), sc[c]));
+                    sumi = add_weighted::<D>(sumi, q[c], chunk(y, c), sc[c]);
                 }
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
             }
@@ -605,7 +731,7 @@ unsafe fn q5k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
 /// # Safety
 /// AVX2, FMA, F16C; every row of `a` has `w.len() / 210` blocks.
 #[inline(always)]
-unsafe fn q6k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
+unsafe fn q6k<const D: u8, const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
     // SAFETY: the caller's contract; every load stays inside its 210-byte block (low nibbles
     // 0..128, high bits 128..192, scales 192..208) or inside a `Q8KBlock`.
     unsafe {
@@ -640,7 +766,7 @@ unsafe fn q6k<const R: usize>(w: &[u8], a: &[&[Q8KBlock]; R]) -> [f32; R] {
                 let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums(y), scales16));
                 let mut sumi = _mm256_setzero_si256();
                 for c in 0..8 {
-                    sumi = _mm256_add_epi32(sumi, weighted(q[c], chunk(y, c), sc[c]));
+                    sumi = add_weighted::<D>(sumi, q[c], chunk(y, c), sc[c]);
                 }
                 let sumi = _mm256_sub_epi32(sumi, offset);
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);

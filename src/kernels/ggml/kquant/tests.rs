@@ -339,6 +339,60 @@ fn dot_rows_equal_single_dots_bitwise() {
     }
 }
 
+/// Every byte-product instruction this CPU has (AVX2's `madd` + add, VNNI's `dpwssd`) gives
+/// the same outputs bit for bit, for every type, row count and the repacked Q4_K order.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn byte_dot_instructions_agree_bit_for_bit() {
+    use crate::kernels::simd::ByteDot;
+    if crate::kernels::simd::byte_dot().is_none() {
+        return; // no SIMD kernels on this CPU: nothing to compare
+    }
+    let mut dots = vec![ByteDot::Madd];
+    if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl") {
+        dots.push(ByteDot::Avx512Vnni);
+    }
+    if std::is_x86_feature_detected!("avxvnni") {
+        dots.push(ByteDot::AvxVnni);
+    }
+    let cols = 768;
+    // Extreme activations too: ±amax makes ±127 bytes, the largest pair sums.
+    let mut x: Vec<Vec<f32>> = (0..MAX_ROWS as u32).map(|s| values(cols, 50 + s)).collect();
+    x[0][5] = 500.0;
+    x[3][700] = -500.0;
+    let rows: Vec<Vec<Q8KBlock>> = x.iter().map(|r| acts(r)).collect();
+    let mut checked = 0;
+    for (dt, kind) in KINDS {
+        let (bytes, _) = weights(dt, 2, cols, 27);
+        let row_bytes = cols / QK_K * kind.block_bytes();
+        for w in bytes.chunks(row_bytes) {
+            for n in 1..=MAX_ROWS {
+                let acts: Vec<&[Q8KBlock]> = rows[..n].iter().map(|a| a.as_slice()).collect();
+                let run = |dot: ByteDot, repacked: bool| {
+                    let mut out = vec![0f32; n];
+                    // SAFETY: the CPU has `dot` (listed above); the shapes match.
+                    unsafe {
+                        if repacked {
+                            avx2::dot_rows_q4k_repacked(dot, w, &acts, &mut out)
+                        } else {
+                            avx2::dot_rows(dot, kind, w, &acts, &mut out)
+                        }
+                    };
+                    out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                for repacked in [false, kind == KQuant::Q4K] {
+                    let want = run(ByteDot::Madd, repacked);
+                    for &dot in &dots[1..] {
+                        assert_eq!(run(dot, repacked), want, "{kind:?} {dot:?} {n} rows");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(dots.len() == 1 || checked > 0);
+}
+
 /// Q4_K in llama.cpp's repacked order: the SIMD kernel gives the portable one's bits for every
 /// group size, and every size is the plain product up to rounding.
 #[test]

@@ -452,19 +452,31 @@ impl GgmlMatrix {
                 }
                 let rows: Vec<&[kquant::Q8KBlock]> = acts.chunks(blocks).collect();
                 let row_bytes = self.row_bytes();
+                // Each weight row meets every activation row, one group of four at a time.
+                // Against a whole prompt's activations at once (a megabyte for 512 rows of
+                // 1,536) every weight row would stream them from L2 again; in runs of
+                // `chunk` rows that fit in L1 beside the task's weight rows, they are read
+                // from L1 (docs/PERFORMANCE.md). Runs are whole groups of four, so every
+                // group, and so the repacked order's sums, stays as it was.
+                let act_bytes = blocks * std::mem::size_of::<kquant::Q8KBlock>();
+                let chunk =
+                    (L1_ACTIVATION_BYTES / act_bytes / kquant::MAX_ROWS).max(1) * kquant::MAX_ROWS;
                 self.each_task(&|w, first, repacked| {
                     let mut tile = [0f32; kquant::MAX_ROWS];
-                    for (j, wrow) in w.chunks_exact(row_bytes).enumerate() {
-                        for (g, group) in rows.chunks(kquant::MAX_ROWS).enumerate() {
-                            let tile = &mut tile[..group.len()];
-                            if repacked {
-                                kquant::dot_rows_repacked(wrow, group, tile);
-                            } else {
-                                kquant::dot_rows(kind, wrow, group, tile);
-                            }
-                            for (r, &v) in tile.iter().enumerate() {
-                                // SAFETY: as above; row `g * MAX_ROWS + r` is within `m`.
-                                unsafe { dst.write(g * kquant::MAX_ROWS + r, first + j, v) };
+                    for (c, run) in rows.chunks(chunk).enumerate() {
+                        for (j, wrow) in w.chunks_exact(row_bytes).enumerate() {
+                            for (g, group) in run.chunks(kquant::MAX_ROWS).enumerate() {
+                                let tile = &mut tile[..group.len()];
+                                if repacked {
+                                    kquant::dot_rows_repacked(wrow, group, tile);
+                                } else {
+                                    kquant::dot_rows(kind, wrow, group, tile);
+                                }
+                                let row0 = c * chunk + g * kquant::MAX_ROWS;
+                                for (r, &v) in tile.iter().enumerate() {
+                                    // SAFETY: as above; row `row0 + r` is within `m`.
+                                    unsafe { dst.write(row0 + r, first + j, v) };
+                                }
                             }
                         }
                     }
@@ -499,6 +511,10 @@ impl GgmlMatrix {
         });
     }
 }
+
+/// The activation bytes a K-quant task keeps in L1 at a time (half of a 32 KiB L1 data cache,
+/// the rest for the task's weight rows and its stack).
+const L1_ACTIVATION_BYTES: usize = 16 * 1024;
 
 /// Quantizes one activation row into `out` (`x.len() / 32` blocks), through the fastest
 /// kernel this CPU has; every kernel gives the same blocks.

@@ -11,6 +11,7 @@ venv="${GEN_BENCH_VENV:-$HOME/.cache/gen-bench-venv}"
 types=("$@")
 [ ${#types[@]} -gt 0 ] || types=(Q4_1 Q4_0 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_M Q4_K_M Q5_K_M Q6_K)
 cargo build --release --quiet
+mkdir -p models/quant
 out=benches/results/quant_types.md
 {
   echo "# gen vs llama.cpp per quantization type ($(date -u +%F), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores)"

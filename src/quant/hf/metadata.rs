@@ -265,10 +265,11 @@ fn components(model_id: &str, total_params: u64) -> Components {
     let join = |want: Part, exclude: Option<Part>, dedup: bool| -> Option<String> {
         let mut picked: Vec<&str> = Vec::new();
         for (n, t) in parts.iter().zip(&types) {
-            if t.contains(&want) && !exclude.is_some_and(|x| t.contains(&x)) {
-                if !(dedup && picked.contains(&n.as_str())) {
-                    picked.push(n);
-                }
+            if t.contains(&want)
+                && !exclude.is_some_and(|x| t.contains(&x))
+                && !(dedup && picked.contains(&n.as_str()))
+            {
+                picked.push(n);
             }
         }
         (!picked.is_empty()).then(|| picked.join("-"))

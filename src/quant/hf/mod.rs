@@ -327,7 +327,7 @@ fn plan_tensors(
         };
         if let Some(h) = permute_heads {
             let rows = shape.first().copied().unwrap_or(0) as u64;
-            if h == 0 || rows % (2 * h) != 0 {
+            if h == 0 || !rows.is_multiple_of(2 * h) {
                 bail!("tensor `{name}` has {rows} rows, which do not split into {h} heads");
             }
         }

@@ -188,8 +188,7 @@ fn pre_tokenizer(tok: &Tokenizer) -> Result<String> {
     // The converter's ifs do not stop at a match: the last one wins.
     let name = lines
         .filter_map(|l| l.split_once(' '))
-        .filter(|(h, _)| *h == hash)
-        .last()
+        .rfind(|(h, _)| *h == hash)
         .map(|(_, n)| n.to_string());
     name.with_context(|| {
         format!("the tokenizer's pre-tokenizer is not one llama.cpp knows (check hash {hash}); llama.cpp could not run it either")
@@ -378,7 +377,7 @@ fn special_vocab(
     }
     let mut chat_template: Option<String> = None;
     if has_cfg(&cfg) {
-        let cfg = cfg.as_ref().map(|m| m.clone()).unwrap_or_default();
+        let cfg = cfg.clone().unwrap_or_default();
         let jinja = folder.join("chat_template.jinja");
         let alt: Option<Json> = if jinja.is_file() {
             if folder.join("additional_chat_templates").is_dir() {

@@ -74,6 +74,27 @@ fn detect_byte_dot() -> Option<ByteDot> {
     }
 }
 
+/// Whether the quantized prefill tiles may use 512-bit registers: AVX512 F, BW and VL with
+/// AVX512-VNNI (and [`byte_dot`] not told off VNNI). They give the same bits as the 256-bit
+/// ones; setting `GEN_NO_AVX512` in the environment keeps the 256-bit kernels (to compare the
+/// two in a benchmark). Detected once per process.
+pub fn avx512_tiles() -> bool {
+    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            byte_dot() == Some(ByteDot::Avx512Vnni)
+                && std::env::var_os("GEN_NO_AVX512").is_none()
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 /// An f16 (its bits) as f32, with F16C. `half`'s conversion checks the CPU on every call
 /// unless the whole build enables F16C, so a kernel compiled with its own features (the
 /// portable build) converts with this instead, inlined.

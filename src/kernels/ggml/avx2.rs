@@ -40,12 +40,17 @@ unsafe fn mul_sum_us8<const D: u8>(ux: __m256i, sy: __m256i) -> __m256 {
     }
 }
 
-/// [`super::fill_task`] with the tile kernels inlined, compiled for `dot`'s instructions.
+/// [`super::fill_task`] with the tile kernels inlined, compiled for `dot`'s instructions;
+/// `wide` lets the prefill tiles of the signed types use 512-bit registers (with
+/// [`ByteDot::Avx512Vnni`] only; same bits).
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and `dot`'s instructions; [`super::fill_task`]'s contract.
+/// The CPU has AVX2, FMA and `dot`'s instructions, and with `wide` AVX512F and AVX512BW;
+/// [`super::fill_task`]'s contract.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn fill_task(
     dot: ByteDot,
+    wide: bool,
     kind: Kind,
     w: &[u8],
     row_bytes: usize,
@@ -57,6 +62,7 @@ pub unsafe fn fill_task(
     unsafe {
         match dot {
             ByteDot::Madd => fill_madd(kind, w, row_bytes, groups, out, first),
+            ByteDot::Avx512Vnni if wide => fill_avx512(kind, w, row_bytes, groups, out, first),
             ByteDot::Avx512Vnni => fill_avx512_vnni(kind, w, row_bytes, groups, out, first),
             ByteDot::AvxVnni => fill_avx_vnni(kind, w, row_bytes, groups, out, first),
         }
@@ -70,7 +76,7 @@ pub unsafe fn fill_task(
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn fill_madd(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
     // SAFETY: as `fill_task`.
-    unsafe { fill_with::<MADD>(k, w, rb, g, o, f) }
+    unsafe { fill_with::<MADD>(k, w, rb, g, o, f, false) }
 }
 
 /// [`fill_task`] with AVX512-VNNI's `dpbusd` on 256-bit vectors.
@@ -80,7 +86,17 @@ unsafe fn fill_madd(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 unsafe fn fill_avx512_vnni(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
     // SAFETY: as `fill_task`.
-    unsafe { fill_with::<AVX512_VNNI>(k, w, rb, g, o, f) }
+    unsafe { fill_with::<AVX512_VNNI>(k, w, rb, g, o, f, false) }
+}
+
+/// [`fill_avx512_vnni`] with the signed types' prefill tiles in 512-bit registers.
+///
+/// # Safety
+/// As [`fill_task`], for AVX2, FMA, AVX512F, AVX512BW, AVX512-VNNI and AVX512VL.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+unsafe fn fill_avx512(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
+    // SAFETY: as `fill_task`.
+    unsafe { fill_with::<AVX512_VNNI>(k, w, rb, g, o, f, true) }
 }
 
 /// [`fill_task`] with AVX-VNNI's `dpbusd`.
@@ -90,7 +106,7 @@ unsafe fn fill_avx512_vnni(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o:
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 unsafe fn fill_avx_vnni(k: Kind, w: &[u8], rb: usize, g: &[&[&[Q8Block]]], o: Out, f: usize) {
     // SAFETY: as `fill_task`.
-    unsafe { fill_with::<AVX_VNNI>(k, w, rb, g, o, f) }
+    unsafe { fill_with::<AVX_VNNI>(k, w, rb, g, o, f, false) }
 }
 
 /// The tile walk with `D`'s kernels, inlined into each `fill_*` entry point.
@@ -105,6 +121,7 @@ unsafe fn fill_with<const D: u8>(
     groups: &[&[&[Q8Block]]],
     out: Out,
     first: usize,
+    wide: bool,
 ) {
     // SAFETY: the callers' contract.
     unsafe {
@@ -120,6 +137,9 @@ unsafe fn fill_with<const D: u8>(
                 Kind::Q4_0 | Kind::Q5_0 => several,
                 _ => false,
             };
+        // With several activation rows the signed types' tiles may run two outputs per
+        // 512-bit register (`super::avx512`, same bits).
+        let wide = wide && D == AVX512_VNNI && biased && several;
         super::fill_tiles(
             if biased && several {
                 4
@@ -135,6 +155,9 @@ unsafe fn fill_with<const D: u8>(
             // inlined into it would become calls unless the whole build enables AVX2: the
             // closure calls a kernel entry compiled with `D`'s features instead.
             |ws, a, out| match D {
+                AVX512_VNNI if wide && super::avx512::takes(ws.len()) => {
+                    super::avx512::tile_biased(kind, ws, a, out)
+                }
                 AVX512_VNNI => tile_avx512_vnni(kind, biased, ws, a, out),
                 AVX_VNNI => tile_avx_vnni(kind, biased, ws, a, out),
                 _ => tile_madd(kind, false, ws, a, out),

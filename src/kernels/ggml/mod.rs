@@ -599,9 +599,11 @@ unsafe fn fill_task(
     #[cfg(target_arch = "x86_64")]
     {
         if let Some(dot) = crate::kernels::simd::byte_dot() {
+            let wide = crate::kernels::simd::avx512_tiles();
             // SAFETY: the CPU supports AVX2, FMA and `dot`'s instructions (detected by
-            // `byte_dot`); the caller's contract covers the writes.
-            unsafe { avx2::fill_task(dot, kind, w, row_bytes, groups, out, first) };
+            // `byte_dot`), and AVX512 F and BW when `wide` (`avx512_tiles`); the caller's
+            // contract covers the writes.
+            unsafe { avx2::fill_task(dot, wide, kind, w, row_bytes, groups, out, first) };
             return;
         }
     }
@@ -669,6 +671,8 @@ fn dot_scalar(kind: Kind, w: &[u8], a: &[Q8Block]) -> f32 {
 mod arith;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub(crate) mod kquant;
 mod repack;
 
@@ -899,7 +903,7 @@ mod tests {
     }
 
     /// Every byte-product instruction this CPU has (AVX2's maddubs/madd, VNNI's dpbusd, the
-    /// biased VNNI kernels of the signed types) gives the same outputs bit for bit, for every
+    /// biased VNNI kernels of the signed types, their 512-bit tiles) gives the same outputs bit for bit, for every
     /// tile shape (1 to 7 weight rows: tiles of 1 to 4 and their tails; 1 to 5 activation
     /// rows).
     #[cfg(target_arch = "x86_64")]
@@ -923,6 +927,10 @@ mod tests {
         if has("avxvnni") {
             dots.push(ByteDot::AvxVnni);
         }
+        // The 512-bit tiles (AVX512 F and BW besides VNNI), compared too where the CPU has them.
+        let wide = has("avx512vnni")
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw");
         let k = 128;
         let shapes = (1..=7).flat_map(|n| (1..=5).map(move |m| (n, m)));
         let cases = TYPES
@@ -944,19 +952,26 @@ mod tests {
             let acts: Vec<Q8Block> = x.chunks(k).flat_map(|r| quantize_row(r, kind)).collect();
             let rows: Vec<&[Q8Block]> = acts.chunks(k / QK).collect();
             let groups: Vec<&[&[Q8Block]]> = rows.chunks(TILE_R).collect();
-            let run = |dot: ByteDot| {
+            let run = |dot: ByteDot, wide: bool| {
                 let mut out = vec![0f32; m * n];
                 let dst = Out {
                     ptr: out.as_mut_ptr(),
                     n,
                 };
                 // SAFETY: the CPU has `dot` (listed above); one call writes every output.
-                unsafe { avx2::fill_task(dot, kind, &bytes, bytes.len() / n, &groups, dst, 0) };
+                unsafe {
+                    let rb = bytes.len() / n;
+                    avx2::fill_task(dot, wide, kind, &bytes, rb, &groups, dst, 0)
+                };
                 out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             };
-            let want = run(ByteDot::Madd);
+            let want = run(ByteDot::Madd, false);
             for &dot in &dots[1..] {
-                assert_eq!(run(dot), want, "{kind:?} with {dot:?}, {n} × {m}");
+                assert_eq!(run(dot, false), want, "{kind:?} with {dot:?}, {n} × {m}");
+            }
+            if wide {
+                let got = run(ByteDot::Avx512Vnni, true);
+                assert_eq!(got, want, "{kind:?}, 512-bit tiles, {n} × {m}");
             }
         }
         assert_eq!(checked, TYPES.len() * 35);

@@ -59,6 +59,13 @@ pub fn matmul_as_ggml<W: Elem>(x: &[f32], w: &[W], k: usize) -> Vec<f32> {
         let first = t * ROWS_PER_TASK;
         let last = (first + ROWS_PER_TASK).min(n);
         #[cfg(target_arch = "x86_64")]
+        if tiny_blas && crate::kernels::simd::avx512() {
+            // SAFETY: the CPU has AVX-512 F, BW, VL, AVX2, FMA and F16C (checked just above);
+            // this task alone writes columns `first..last` (< n); `k` is a multiple of 8.
+            unsafe { avx512::tiny_blas(x, w, k, first..last, dst) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if tiny_blas && crate::kernels::simd::avx2_fma_f16c() {
             // SAFETY: the CPU has the features (checked just above); this task alone writes
             // columns `first..last` (< n); `k` is a multiple of 8.
@@ -227,6 +234,111 @@ mod avx2 {
                         v += w.get_unchecked(i).to_f32() * *a[r].add(i);
                     }
                     dst.write(row0 + r, first + j, v);
+                }
+            }
+        }
+    }
+}
+
+/// tinyBLAS's products in 512-bit registers: each register holds two outputs, two weight rows'
+/// eight lanes side by side against one activation row, so every output is the same 8-lane
+/// accumulator as in [`avx2::tiny_blas`] (same bits) at half the instructions.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Elem, Out};
+    use std::arch::x86_64::*;
+
+    /// Activation rows per tile.
+    const RM: usize = 4;
+    /// Pairs of weight rows per tile (16 accumulators, 4 activation and 4 weight registers).
+    const RP: usize = 4;
+
+    /// [`super::avx2::tiny_blas`] for the weight rows `rows`, in tiles of [`RM`] activation
+    /// rows by [`RP`] pairs of weight rows (fewer pairs at the end; a last odd row goes to the
+    /// 256-bit kernel).
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA, F16C, AVX512F, AVX512BW and AVX512VL; otherwise as
+    /// [`super::avx2::tiny_blas`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    pub unsafe fn tiny_blas<W: Elem>(
+        x: &[f32],
+        w: &[W],
+        k: usize,
+        rows: std::ops::Range<usize>,
+        dst: Out,
+    ) {
+        let m = x.len() / k;
+        // SAFETY: this function's contract; `tile` reads rows `i..i + rm` of `x` and
+        // `j..j + 2p` of `w`, all below `m` and `rows.end`.
+        unsafe {
+            let mut j = rows.start;
+            while j + 2 <= rows.end {
+                let pairs = RP.min((rows.end - j) / 2);
+                for i in (0..m).step_by(RM) {
+                    let rm = RM.min(m - i);
+                    match pairs {
+                        1 => tile::<W, 1>(x, w, k, i, rm, j, dst),
+                        2 => tile::<W, 2>(x, w, k, i, rm, j, dst),
+                        3 => tile::<W, 3>(x, w, k, i, rm, j, dst),
+                        _ => tile::<W, RP>(x, w, k, i, rm, j, dst),
+                    }
+                }
+                j += 2 * pairs;
+            }
+            if j < rows.end {
+                super::avx2::tiny_blas(x, w, k, j..rows.end, dst);
+            }
+        }
+    }
+
+    /// Activation rows `i..i + rm` against the weight rows `j..j + 2P`.
+    ///
+    /// # Safety
+    /// As [`tiny_blas`]; those rows exist (`rm <= RM`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<W: Elem, const P: usize>(
+        x: &[f32],
+        w: &[W],
+        k: usize,
+        i: usize,
+        rm: usize,
+        j: usize,
+        dst: Out,
+    ) {
+        assert!((i + rm) * k <= x.len() && (j + 2 * P) * k <= w.len() && rm <= RM);
+        // SAFETY: every read is of a row asserted above at an offset below `k` (`l + 8 <= k`);
+        // the writes are the caller's contract.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); RM]; P];
+            for l in (0..k).step_by(8) {
+                let xv: [__m512; RM] = std::array::from_fn(|r| {
+                    if r < rm {
+                        let p = x.as_ptr().add((i + r) * k + l);
+                        _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(
+                            p,
+                        ))))
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                for (c, a) in acc.iter_mut().enumerate() {
+                    let lo = w.as_ptr().add((j + 2 * c) * k + l);
+                    let wv = W::load8x2(lo, lo.add(k));
+                    for r in 0..RM {
+                        a[r] = _mm512_fmadd_ps(wv, xv[r], a[r]);
+                    }
+                }
+            }
+            for (c, a) in acc.iter().enumerate() {
+                for (r, v) in a.iter().enumerate().take(rm) {
+                    let mut lanes = [0f32; 16];
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), *v);
+                    let lo: [f32; 8] = std::array::from_fn(|l| lanes[l]);
+                    let hi: [f32; 8] = std::array::from_fn(|l| lanes[8 + l]);
+                    dst.write(i + r, j + 2 * c, crate::kernels::dot::hsum8(&lo));
+                    dst.write(i + r, j + 2 * c + 1, crate::kernels::dot::hsum8(&hi));
                 }
             }
         }

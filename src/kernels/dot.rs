@@ -259,27 +259,38 @@ mod tests {
     }
 
     /// A dense GGUF product sums each row as these dots do: `vec_dot` for one row, tinyBLAS
-    /// for more (and `vec_dot` again when the width is no multiple of 8).
+    /// for more (and `vec_dot` again when the width is no multiple of 8), for every stored
+    /// type and for weight row counts that leave partial tiles, pairs and tasks (the 512-bit
+    /// kernel's two outputs per register included, where the CPU has it).
     #[test]
     fn dense_product_orders_are_ggmls() {
-        for (m, k) in [(1, 64), (3, 64), (9, 64), (2, 36)] {
-            let (x, w) = (values(m * k, 3), values(5 * k, 4));
-            let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
-            let got = crate::kernels::dense::matmul_as_ggml(&x, &w16, k);
+        fn check<W: crate::kernels::Elem>(x: &[f32], w: &[W], m: usize, n: usize, k: usize) {
+            let got = crate::kernels::dense::matmul_as_ggml(x, w, k);
             for i in 0..m {
-                for j in 0..5 {
-                    let (xr, wr) = (&x[i * k..(i + 1) * k], &w16[j * k..(j + 1) * k]);
-                    let want = if m > 1 && k % 8 == 0 {
+                for j in 0..n {
+                    let (xr, wr) = (&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
+                    let want = if m > 1 && k.is_multiple_of(8) {
                         dot_gemm(wr, xr)
                     } else {
                         vec_dot(wr, xr)
                     };
                     assert_eq!(
-                        got[i * 5 + j].to_bits(),
+                        got[i * n + j].to_bits(),
                         want.to_bits(),
-                        "m {m}, k {k}, ({i}, {j})"
+                        "{}: m {m}, n {n}, k {k}, ({i}, {j})",
+                        std::any::type_name::<W>()
                     );
                 }
+            }
+        }
+        for (m, k) in [(1, 64), (3, 64), (4, 64), (5, 64), (9, 64), (2, 36)] {
+            for n in [1, 2, 3, 5, 8, 9, 16, 17, 35] {
+                let (x, w) = (values(m * k, 3), values(n * k, 4));
+                let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                check(&x, &w16, m, n, k);
+                check(&x, &wb, m, n, k);
+                check(&x, &w, m, n, k);
             }
         }
     }

@@ -27,6 +27,27 @@ pub trait Elem: Copy + Send + Sync + 'static {
     /// The CPU has AVX2, FMA and F16C, and `p..p + 8` is readable.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+
+    /// Eight values from `lo` in lanes 0..8 and eight from `hi` in lanes 8..16, as f32: the
+    /// same lanes as two [`Elem::load8`], in one 512-bit register.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F besides [`Elem::load8`]'s features (the caller is compiled with
+    /// them), and eight values are readable at each of `lo` and `hi`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8x2(lo: *const Self, hi: *const Self) -> std::arch::x86_64::__m512;
+}
+
+/// `lo` and `hi` side by side in one 512-bit register of 16-bit halves' raw bits.
+///
+/// # Safety
+/// As [`Elem::load8x2`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn halves8x2<T>(lo: *const T, hi: *const T) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller guarantees sixteen readable bytes at each pointer and AVX2.
+    unsafe { _mm256_set_m128i(_mm_loadu_si128(hi.cast()), _mm_loadu_si128(lo.cast())) }
 }
 
 impl Elem for f32 {
@@ -48,6 +69,22 @@ impl Elem for f32 {
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
         // SAFETY: the caller guarantees eight readable values.
         unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
+    }
+
+    /// # Safety
+    /// As [`Elem::load8x2`].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8x2(lo: *const Self, hi: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees eight readable values at each and AVX512F.
+        unsafe {
+            let l = _mm512_castps256_ps512(_mm256_loadu_ps(lo));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                _mm512_castps_pd(l),
+                _mm256_castps_pd(_mm256_loadu_ps(hi)),
+            ))
+        }
     }
 }
 
@@ -78,6 +115,19 @@ impl Elem for bf16 {
             _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
         }
     }
+
+    /// # Safety
+    /// As [`Elem::load8x2`].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8x2(lo: *const Self, hi: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees eight readable values at each and AVX512F.
+        unsafe {
+            let h = halves8x2(lo, hi);
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        }
+    }
 }
 
 impl Elem for f16 {
@@ -102,5 +152,15 @@ impl Elem for f16 {
         use std::arch::x86_64::*;
         // SAFETY: the caller guarantees eight readable values and F16C.
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+
+    /// # Safety
+    /// As [`Elem::load8x2`].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8x2(lo: *const Self, hi: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees eight readable values at each and AVX512F.
+        unsafe { _mm512_cvtph_ps(halves8x2(lo, hi)) }
     }
 }

@@ -74,25 +74,32 @@ fn detect_byte_dot() -> Option<ByteDot> {
     }
 }
 
-/// Whether the quantized prefill tiles may use 512-bit registers: AVX512 F, BW and VL with
-/// AVX512-VNNI (and [`byte_dot`] not told off VNNI). They give the same bits as the 256-bit
-/// ones; setting `GEN_NO_AVX512` in the environment keeps the 256-bit kernels (to compare the
-/// two in a benchmark). Detected once per process.
-pub fn avx512_tiles() -> bool {
+/// Whether the prefill kernels may use 512-bit registers: AVX512 F, BW and VL besides
+/// [`avx2_fma_f16c`]. They give the same bits as the 256-bit ones (two 8-lane outputs per
+/// register, never one output over 16 lanes); setting `GEN_NO_AVX512` in the environment keeps
+/// the 256-bit kernels (to compare the two in a benchmark). Detected once per process.
+pub fn avx512() -> bool {
     static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            byte_dot() == Some(ByteDot::Avx512Vnni)
+            avx2_fma_f16c()
                 && std::env::var_os("GEN_NO_AVX512").is_none()
                 && std::is_x86_feature_detected!("avx512f")
                 && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             false
         }
     })
+}
+
+/// [`avx512`] with AVX512-VNNI as the byte dot (not told off by `GEN_NO_VNNI`): the quantized
+/// prefill tiles' 512-bit kernels.
+pub fn avx512_tiles() -> bool {
+    avx512() && byte_dot() == Some(ByteDot::Avx512Vnni)
 }
 
 /// An f16 (its bits) as f32, with F16C. `half`'s conversion checks the CPU on every call

@@ -99,6 +99,9 @@ mod avx2 {
     /// written back through it, so no lane is ever moved.
     const LANE_ROW: [usize; ROWS] = [0, 2, 4, 6, 1, 3, 5, 7];
 
+    /// [`LANE_ROW`] for [`fill_avx512`]'s reduction.
+    const LANE_ROW_512: [usize; ROWS] = [0, 4, 1, 5, 2, 6, 3, 7];
+
     /// How many tiles ahead the weights are prefetched (2 measured faster than 1 in decode;
     /// docs/PERFORMANCE.md).
     const AHEAD_TILES: usize = 2;
@@ -120,6 +123,9 @@ mod avx2 {
         unsafe {
             match dot {
                 ByteDot::Madd => fill_madd(w, row_bytes, groups, bias, out, first),
+                ByteDot::Avx512Vnni if groups.len() > 1 && crate::kernels::simd::avx512() => {
+                    fill_avx512(w, row_bytes, groups, bias, out, first)
+                }
                 ByteDot::Avx512Vnni => fill_avx512_vnni(w, row_bytes, groups, bias, out, first),
                 ByteDot::AvxVnni => fill_avx_vnni(w, row_bytes, groups, bias, out, first),
             }
@@ -151,6 +157,98 @@ mod avx2 {
     ) {
         // SAFETY: as `fill_task`.
         unsafe { fill_with::<AVX512_VNNI>(w, rb, g, c, o, f) }
+    }
+
+    /// [`fill_with`]'s sums for several activation groups (prefill) in 512-bit registers: four
+    /// weight rows' blocks per register (one per 128-bit lane), so a block's 8 rows take 4
+    /// `dpbusd` per activation row instead of 8, and their partial sums are reduced by two
+    /// interleaves and a narrowing move instead of the `hadd` tree. The integer dots are the
+    /// same (integer sums are exact in any order) and every float step per output is
+    /// [`fill_with`]'s, so the outputs are the same bits; the reduction leaves the rows in
+    /// [`LANE_ROW_512`]'s order.
+    ///
+    /// # Safety
+    /// As [`fill_task`], for AVX2, FMA, F16C, AVX512 F, BW, VL and VNNI.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn fill_avx512(
+        w: &[u8],
+        row_bytes: usize,
+        groups: &[&[&[Q8Block]]],
+        bias: &[i32],
+        dst: Out,
+        first: usize,
+    ) {
+        let rows = w.len() / row_bytes;
+        let blocks = row_bytes / BLOCK;
+        debug_assert!(rows.is_multiple_of(ROWS) && blocks * BLOCK == row_bytes);
+        let acts: usize = groups.iter().map(|g| g.len()).sum();
+        assert_eq!(bias.len(), acts * blocks, "one bias per activation block");
+        // SAFETY: every read is inside `w` (rows `j..j + 8`, blocks `< blocks`) or inside an
+        // activation row's `blocks` blocks; the writes are the caller's contract.
+        unsafe {
+            let low = _mm512_set1_epi8(0x0F);
+            for j in (0..rows).step_by(ROWS) {
+                let base = w.as_ptr().add(j * row_bytes);
+                for (g, acts) in groups.iter().enumerate() {
+                    let mut acc = [_mm256_setzero_ps(); TILE_R];
+                    for b in 0..blocks {
+                        // As in `fill_with`.
+                        let next = AHEAD_TILES * ROWS * row_bytes;
+                        let ahead = base.wrapping_add(next + b * ROWS * BLOCK);
+                        for l in 0..3 {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * l) as *const i8);
+                        }
+                        let at = |r: usize| base.add(r * row_bytes + b * BLOCK);
+                        let d = |l: usize| {
+                            let p = at(LANE_ROW_512[l]);
+                            i16::from_le_bytes([*p, *p.add(1)])
+                        };
+                        let dh = _mm_setr_epi16(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7));
+                        let dw = _mm256_cvtph_ps(dh);
+                        // Rows 4h..4h + 4, one per 128-bit lane.
+                        let quad = |h: usize| {
+                            let q = |r: usize| at(4 * h + r).add(2) as *const __m128i;
+                            let lo = _mm256_loadu2_m128i(q(1), q(0));
+                            let hi = _mm256_loadu2_m128i(q(3), q(2));
+                            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+                        };
+                        let z = [quad(0), quad(1)];
+                        let lo = z.map(|v| _mm512_and_si512(v, low));
+                        let hi = z.map(|v| _mm512_and_si512(_mm512_srli_epi16::<4>(v), low));
+                        for (i, a) in acts.iter().enumerate() {
+                            let y = a.get_unchecked(b);
+                            let q = y.qs.as_ptr() as *const __m128i;
+                            let ylo = _mm512_broadcast_i32x4(_mm_loadu_si128(q));
+                            let yhi = _mm512_broadcast_i32x4(_mm_loadu_si128(q.add(1)));
+                            let s: [__m512i; 2] = std::array::from_fn(|h| {
+                                let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[h], ylo);
+                                _mm512_dpbusd_epi32(s, hi[h], yhi)
+                            });
+                            // Per 128-bit lane l: [a0 + a2, a1 + a3, b0 + b2, b1 + b3] for rows
+                            // a = l, b = 4 + l; then [A, A, B, B]; the low halves of its 64-bit
+                            // words are A, B.
+                            let x = _mm512_add_epi32(
+                                _mm512_unpacklo_epi64(s[0], s[1]),
+                                _mm512_unpackhi_epi64(s[0], s[1]),
+                            );
+                            let x = _mm512_add_epi32(x, _mm512_shuffle_epi32::<0xB1>(x));
+                            let h = _mm512_cvtepi64_epi32(x);
+                            let c = *bias.get_unchecked((g * TILE_R + i) * blocks + b);
+                            let h = _mm256_sub_epi32(h, _mm256_set1_epi32(c));
+                            let d = _mm256_mul_ps(dw, _mm256_set1_ps(y.d));
+                            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), d, acc[i]);
+                        }
+                    }
+                    for (i, acc) in acc.iter().take(acts.len()).enumerate() {
+                        let mut v = [0f32; ROWS];
+                        _mm256_storeu_ps(v.as_mut_ptr(), *acc);
+                        for (l, &v) in v.iter().enumerate() {
+                            dst.write(g * TILE_R + i, first + j + LANE_ROW_512[l], v);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// [`fill_task`] with AVX-VNNI's `dpbusd`.

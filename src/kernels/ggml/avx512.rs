@@ -56,61 +56,42 @@ const Q4_0: u8 = 0;
 const Q5_0: u8 = 2;
 const Q8_0: u8 = 4;
 
-/// The 16 bytes at `p` split into 32 nibbles: low nibbles are elements 0..16, high 16..32.
+/// Two weight blocks' values plus their bias as unsigned bytes, the block at `lo` in bytes
+/// 0..32 and the one at `hi` in 32..64 (each in element order), built in 512-bit registers:
+/// both blocks' nibbles split at once, and Q5_0's fifth bits (one bit per element, as a byte
+/// mask) added by one masked add.
 ///
 /// # Safety
-/// The CPU has AVX2; 16 bytes are readable at `p`.
+/// The CPU has AVX512F and AVX512BW; `lo` and `hi` each point at one whole block of type `K`.
 #[inline(always)]
-unsafe fn nibbles(p: *const u8) -> __m256i {
+unsafe fn unsigned_pair<const K: u8>(lo: *const u8, hi: *const u8) -> __m512i {
     // SAFETY: this function's `# Safety` contract, which the caller upholds.
     unsafe {
-        let raw = _mm_loadu_si128(p as *const __m128i);
-        let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
-    }
-}
-
-/// The 32 bits at `p` as 32 bytes, bit `j` giving byte `j`: 0x10 where it is set, else 0
-/// (Q5_0's fifth bits, in place).
-///
-/// # Safety
-/// The CPU has AVX2; 4 bytes are readable at `p`.
-#[inline(always)]
-unsafe fn fifth_bits(p: *const u8) -> __m256i {
-    // SAFETY: this function's `# Safety` contract, which the caller upholds.
-    unsafe {
-        let word = std::ptr::read_unaligned(p as *const i32);
-        let spread = _mm256_shuffle_epi8(
-            _mm256_set1_epi32(word),
-            _mm256_set_epi64x(
-                0x0303030303030303,
-                0x0202020202020202,
-                0x0101010101010101,
-                0,
-            ),
+        if K == Q8_0 {
+            return _mm512_xor_si512(
+                join(
+                    _mm256_loadu_si256(lo.add(2) as *const __m256i),
+                    _mm256_loadu_si256(hi.add(2) as *const __m256i),
+                ),
+                _mm512_set1_epi8(0x80u8 as i8),
+            );
+        }
+        let at = if K == Q5_0 { 6 } else { 2 };
+        // [lo's 16 bytes, hi's 16 bytes] to [lo, lo, hi, hi] by 128-bit lanes; the second
+        // and fourth shifted down a nibble: low nibbles of each block, then its high ones.
+        let both = _mm256_loadu2_m128i(hi.add(at) as *const __m128i, lo.add(at) as *const __m128i);
+        let spread = _mm512_permutexvar_epi64(
+            _mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0),
+            _mm512_castsi256_si512(both),
         );
-        let others = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
-        let set = _mm256_cmpeq_epi8(others, _mm256_set1_epi64x(-1));
-        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
-    }
-}
-
-/// One weight block's 32 values plus their bias, as unsigned bytes (`x + 8`, `x + 16`,
-/// `x + 128`), in element order.
-///
-/// # Safety
-/// The CPU has AVX2; `p` points at one whole block of type `K`.
-#[inline(always)]
-unsafe fn unsigned<const K: u8>(p: *const u8) -> __m256i {
-    // SAFETY: this function's `# Safety` contract, which the caller upholds.
-    unsafe {
-        match K {
-            Q4_0 => nibbles(p.add(2)),
-            Q5_0 => _mm256_or_si256(nibbles(p.add(6)), fifth_bits(p.add(2))),
-            _ => _mm256_xor_si256(
-                _mm256_loadu_si256(p.add(2) as *const __m256i),
-                _mm256_set1_epi8(0x80u8 as i8),
-            ),
+        let shifted = _mm512_mask_srli_epi16::<4>(spread, 0xFF00_FF00, spread);
+        let nib = _mm512_and_si512(shifted, _mm512_set1_epi8(0x0F));
+        if K == Q5_0 {
+            let bits = |p: *const u8| u64::from(std::ptr::read_unaligned(p.add(2) as *const u32));
+            let k = bits(lo) | bits(hi) << 32;
+            _mm512_mask_add_epi8(nib, k, nib, _mm512_set1_epi8(0x10))
+        } else {
+            nib
         }
     }
 }
@@ -167,7 +148,7 @@ unsafe fn tile<const K: u8, const P: usize, const R: usize>(
                 let hi = ws[2 * p + 1].as_ptr().add(b * bytes);
                 _mm_prefetch::<_MM_HINT_T0>(lo.wrapping_add(PREFETCH_BYTES) as *const i8);
                 _mm_prefetch::<_MM_HINT_T0>(hi.wrapping_add(PREFETCH_BYTES) as *const i8);
-                let ux = join(unsigned::<K>(lo), unsigned::<K>(hi));
+                let ux = unsigned_pair::<K>(lo, hi);
                 let d_lo = f16_bits_to_f32(std::ptr::read_unaligned(lo as *const u16));
                 let d_hi = f16_bits_to_f32(std::ptr::read_unaligned(hi as *const u16));
                 let dv = _mm512_castpd_ps(_mm512_insertf64x4::<1>(

@@ -179,25 +179,28 @@ fn attention_of<T: Elem>(
         return Ok(Tensor::cat(&steps, 1)?);
     }
     let values = Reduce::Gemm;
-    // Output (b, s, nh, hd): one head of one query per chunk.
+    // Output (b, s, nh, hd): per chunk one query's heads of one KV group (contiguous there),
+    // which read the same keys and values: each row is loaded once for all of them.
     let mut out = vec![0f32; b * s * nh * hd];
-    let head = |(idx, y): (usize, &mut [f32])| {
-        let (bi, i, h) = (idx / (s * nh), idx / nh % s, idx % nh);
-        let g = h / n_rep;
+    let group = |(idx, y): (usize, &mut [f32])| {
+        let (bi, i, g) = (idx / (s * nkv), idx / nkv % s, idx % nkv);
         let seen = pos + i + 1;
-        let q = operand::<T>(qv.row(bi, h, i, hd));
+        let qs: Vec<_> = (0..n_rep)
+            .map(|r| operand::<T>(qv.row(bi, g * n_rep + r, i, hd)))
+            .collect();
+        let qs: Vec<&[f32]> = qs.iter().map(|q| &q[..]).collect();
         let first = seen.saturating_sub(window);
-        let mut probs = softmax_scores(&q, |j| kv.row(bi, g, j, hd), first..seen, scale, scores);
+        let mut probs = softmax_scores(&qs, |j| kv.row(bi, g, j, hd), first..seen, scale, scores);
         if T::IS_F16 {
-            simd::round_through_f16(&mut probs);
+            probs.iter_mut().for_each(|p| simd::round_through_f16(p));
         }
         weighted_sum(&probs, |j| vv.row(bi, g, j, hd), values, y);
     };
     let work = b * nh * s * (pos + s) * hd * 2;
     if work >= PARALLEL_MIN_WORK {
-        crate::kernels::pool::for_each_chunk_mut(&mut out, hd, &|i, y| head((i, y)));
+        crate::kernels::pool::for_each_chunk_mut(&mut out, n_rep * hd, &|i, y| group((i, y)));
     } else {
-        out.chunks_mut(hd).enumerate().for_each(head);
+        out.chunks_mut(n_rep * hd).enumerate().for_each(group);
     }
     Ok(Tensor::from_vec(out, (b, s, nh * hd), &Device::Cpu)?)
 }
@@ -462,126 +465,157 @@ fn quarter_sums_avx2<'a, T: Elem, const R: usize>(
     }
 }
 
-/// Steps 1 and 2: the probabilities of positions `0..seen`.
+/// Steps 1 and 2 for the query heads `qs` of one KV group: each head's probabilities of
+/// positions `0..seen`. Eight keys at a time, each read once for all the heads; every head's
+/// sums are exactly those it would have alone.
 fn softmax_scores<'a, T: Elem>(
-    q: &[f32],
+    qs: &[&[f32]],
     key: impl Fn(usize) -> &'a [T],
     visible: std::ops::Range<usize>,
     scale: f32,
     reduce: Reduce,
-) -> Vec<f32> {
+) -> Vec<Vec<f32>> {
     let seen = visible.end;
     // Padded to whole eights with -inf, whose exp is exactly 0, as the masked tail of
     // llama.cpp's (256-padded) row; positions before the window are -inf too.
-    let mut w = vec![f32::NEG_INFINITY; seen.div_ceil(8) * 8];
+    let mut ws = vec![vec![f32::NEG_INFINITY; seen.div_ceil(8) * 8]; qs.len()];
     let mut j0 = visible.start;
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::simd::avx2_fma_f16c()
-        && match reduce {
+        && qs.iter().all(|q| match reduce {
             Reduce::VecDot => q.len().is_multiple_of(32),
             Reduce::Gemm => q.len().is_multiple_of(8),
-        }
+        })
     {
-        // Eight keys at a time, each dot summed exactly as alone, the q loads shared.
+        // The q loads shared by eight keys, the keys by the heads.
         while j0 + 8 <= seen {
             let k: [&[T]; 8] = std::array::from_fn(|i| key(j0 + i));
-            let out = &mut w[j0..j0 + 8];
-            // SAFETY: the CPU has the features and the lengths fit (both checked above).
-            unsafe {
-                match reduce {
-                    Reduce::VecDot => vec_dot8_avx2(k, q, scale, out),
-                    Reduce::Gemm => dot_gemm8_avx2(k, q, scale, out),
+            for (q, w) in qs.iter().zip(ws.iter_mut()) {
+                let out = &mut w[j0..j0 + 8];
+                // SAFETY: the CPU has the features and the lengths fit (both checked above).
+                unsafe {
+                    match reduce {
+                        Reduce::VecDot => vec_dot8_avx2(k, q, scale, out),
+                        Reduce::Gemm => dot_gemm8_avx2(k, q, scale, out),
+                    }
                 }
             }
             j0 += 8;
         }
     }
-    for (j, x) in w.iter_mut().enumerate().take(seen).skip(j0) {
-        let dot = match reduce {
-            Reduce::VecDot => vec_dot(key(j), q),
-            Reduce::Gemm => dot_gemm(key(j), q),
-        };
-        *x = dot * scale;
+    for (q, w) in qs.iter().zip(ws.iter_mut()) {
+        for (j, x) in w.iter_mut().enumerate().take(seen).skip(j0) {
+            let dot = match reduce {
+                Reduce::VecDot => vec_dot(key(j), q),
+                Reduce::Gemm => dot_gemm(key(j), q),
+            };
+            *x = dot * scale;
+        }
+        let max = w.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let mut sum = 0f64;
+        for c in w.chunks_exact_mut(8) {
+            let e = exp8(std::array::from_fn(|l| c[l] - max));
+            c.copy_from_slice(&e);
+            sum += hsum8(&e) as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        w.truncate(seen);
+        w.iter_mut().for_each(|p| *p *= inv);
     }
-    let max = w.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let mut sum = 0f64;
-    for c in w.chunks_exact_mut(8) {
-        let e = exp8(std::array::from_fn(|l| c[l] - max));
-        c.copy_from_slice(&e);
-        sum += hsum8(&e) as f64;
-    }
-    let inv = (1.0 / sum) as f32;
-    w.truncate(seen);
-    w.iter_mut().for_each(|p| *p *= inv);
-    w
+    ws
 }
 
-/// Step 3 for one query head: `y[d] = Σ_j p_j v_j[d]`, rounded as `reduce` says. The
-/// accumulators are laid out lane-major (`acc[lane][d]`) so each position is one contiguous
-/// multiply-add over `d`, and each reduction step one contiguous add.
+/// Step 3 for the query heads of one KV group: `y[r·hd + d] = Σ_j p[r][j] v_j[d]`, rounded as
+/// `reduce` says (`y` holds `p.len()` heads). The accumulators are laid out lane-major
+/// (`acc[head][lane][d]`) so each position is one contiguous multiply-add over `d`, and each
+/// reduction step one contiguous add.
 fn weighted_sum<'a, T: Elem>(
-    p: &[f32],
+    p: &[Vec<f32>],
     value: impl Fn(usize) -> &'a [T],
     reduce: Reduce,
     y: &mut [f32],
 ) {
-    let hd = y.len();
+    let heads = p.len();
+    let hd = y.len() / heads;
     // Lane l holds the positions j ≡ l (mod lanes), in order: tinyBLAS's one 8-lane
     // accumulator, or vec_dot's four (accumulator (j / 8) % 4, lane j % 8).
     let lanes = match reduce {
         Reduce::Gemm => 8,
         Reduce::VecDot => 32,
     };
-    let mut acc = vec![0f32; lanes * hd];
+    let per_head = lanes * hd;
+    let mut acc = vec![0f32; heads * per_head];
     #[cfg(target_arch = "x86_64")]
     let in_registers = hd.is_multiple_of(32) && crate::kernels::simd::avx2_fma_f16c();
     #[cfg(not(target_arch = "x86_64"))]
     let in_registers = false;
     if in_registers {
-        // SAFETY: the CPU has the features and `hd` is a multiple of 32 (checked above).
         #[cfg(target_arch = "x86_64")]
-        unsafe {
-            lane_sums_avx2(&mut acc, p, &value, lanes, hd)
-        };
+        for (c, reps) in p.chunks(3).enumerate() {
+            let acc = &mut acc[c * 3 * per_head..];
+            // SAFETY: the CPU has the features and `hd` is a multiple of 32 (checked above).
+            unsafe {
+                match reps {
+                    [a] => lane_sums_avx2(acc, [a], &value, lanes, hd),
+                    [a, b] => lane_sums_avx2(acc, [a, b], &value, lanes, hd),
+                    [a, b, c] => lane_sums_avx2(acc, [a, b, c], &value, lanes, hd),
+                    _ => unreachable!("chunks of at most 3"),
+                }
+            }
+        }
     } else {
-        for (j, &pj) in p.iter().enumerate() {
-            let lane = &mut acc[(j % lanes) * hd..(j % lanes + 1) * hd];
-            axpy(lane, value(j), pj);
+        for (pr, acc) in p.iter().zip(acc.chunks_exact_mut(per_head)) {
+            for (j, &pj) in pr.iter().enumerate() {
+                let lane = &mut acc[(j % lanes) * hd..(j % lanes + 1) * hd];
+                axpy(lane, value(j), pj);
+            }
         }
     }
-    fold_lanes(&mut acc, hd, reduce);
-    y.copy_from_slice(&acc[..hd]);
+    for (acc, y) in acc.chunks_exact_mut(per_head).zip(y.chunks_exact_mut(hd)) {
+        fold_lanes(acc, hd, reduce);
+        y.copy_from_slice(&acc[..hd]);
+    }
 }
 
-/// The accumulation of [`weighted_sum`] with the sums in registers: for each lane and each 32
-/// dimensions, the lane's positions (`j ≡ lane (mod lanes)`, in order) multiplied and added
-/// in four vectors, then stored once; the same fused multiply-adds as [`axpy`] per position.
-/// `hd` is a multiple of 32 and every row `value` returns holds `hd` values.
+/// The accumulation of [`weighted_sum`] for `R` heads with the sums in registers: for each
+/// lane and each 32 dimensions, the lane's positions (`j ≡ lane (mod lanes)`, in order)
+/// multiplied and added in four vectors per head, each value row read once for all heads,
+/// then stored once; the same fused multiply-adds as [`axpy`] per position. `hd` is a
+/// multiple of 32, every row `value` returns holds `hd` values, and all `p` have one length.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn lane_sums_avx2<'a, T: Elem>(
+#[allow(clippy::needless_range_loop)] // `a[r][c]`: two indices, one loop each
+fn lane_sums_avx2<'a, T: Elem, const R: usize>(
     acc: &mut [f32],
-    p: &[f32],
+    p: [&Vec<f32>; R],
     value: &impl Fn(usize) -> &'a [T],
     lanes: usize,
     hd: usize,
 ) {
     use std::arch::x86_64::*;
+    let len = p[0].len();
+    assert!(p.iter().all(|p| p.len() == len) && acc.len() >= R * lanes * hd);
     for l in 0..lanes {
         for dc in (0..hd).step_by(32) {
-            let mut a = [_mm256_setzero_ps(); 4];
-            for j in (l..p.len()).step_by(lanes) {
+            let mut a = [[_mm256_setzero_ps(); 4]; R];
+            for j in (l..len).step_by(lanes) {
                 let row = &value(j)[dc..dc + 32];
-                let pj = _mm256_set1_ps(p[j]);
-                for (c, a) in a.iter_mut().enumerate() {
+                let pj: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(p[r][j]));
+                for c in 0..4 {
                     // SAFETY: `row` holds 32 values.
-                    *a = _mm256_fmadd_ps(unsafe { T::load8(row.as_ptr().add(c * 8)) }, pj, *a);
+                    let x = unsafe { T::load8(row.as_ptr().add(c * 8)) };
+                    for r in 0..R {
+                        a[r][c] = _mm256_fmadd_ps(x, pj[r], a[r][c]);
+                    }
                 }
             }
-            let out = &mut acc[l * hd + dc..l * hd + dc + 32];
-            for (c, v) in a.iter().enumerate() {
-                // SAFETY: `out` holds 32 f32s.
-                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(c * 8), *v) };
+            for (r, ar) in a.iter().enumerate() {
+                let at = r * lanes * hd + l * hd + dc;
+                let out = &mut acc[at..at + 32];
+                for (c, v) in ar.iter().enumerate() {
+                    // SAFETY: `out` holds 32 f32s.
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(c * 8), *v) };
+                }
             }
         }
     }
@@ -812,10 +846,15 @@ mod tests {
                 let (bi, h) = (idx / nh, idx % nh);
                 let g = h / (nh / nkv);
                 let q = operand::<T>(qv.row(bi, h, 0, hd));
-                let mut p =
-                    softmax_scores(&q, |j| kv.row(bi, g, j, hd), 0..len, scale, Reduce::VecDot);
+                let mut p = softmax_scores(
+                    &[&q],
+                    |j| kv.row(bi, g, j, hd),
+                    0..len,
+                    scale,
+                    Reduce::VecDot,
+                );
                 if T::IS_F16 {
-                    simd::round_through_f16(&mut p);
+                    simd::round_through_f16(&mut p[0]);
                 }
                 weighted_sum(&p, |j| vv.row(bi, g, j, hd), Reduce::VecDot, y);
             }

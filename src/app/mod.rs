@@ -7,6 +7,7 @@ pub mod compare;
 pub mod convert;
 pub mod draft;
 pub mod generate;
+mod heap;
 pub mod input;
 pub mod load;
 pub mod perplexity;
@@ -67,6 +68,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Runs one command of `gen`.
 pub fn run(config: Config) -> Result<()> {
+    heap::keep_freed_memory();
     if let Some(n) = config.threads {
         set_threads(n)?;
     }

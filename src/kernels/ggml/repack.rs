@@ -178,11 +178,7 @@ mod avx2 {
         dst: Out,
         first: usize,
     ) {
-        let rows = w.len() / row_bytes;
-        let blocks = row_bytes / BLOCK;
-        debug_assert!(rows.is_multiple_of(ROWS) && blocks * BLOCK == row_bytes);
-        let acts: usize = groups.iter().map(|g| g.len()).sum();
-        assert_eq!(bias.len(), acts * blocks, "one bias per activation block");
+        let (rows, blocks) = shape(w, row_bytes, groups, bias);
         // SAFETY: every read is inside `w` (rows `j..j + 8`, blocks `< blocks`) or inside an
         // activation row's `blocks` blocks; the writes are the caller's contract.
         unsafe {
@@ -192,19 +188,9 @@ mod avx2 {
                 for (g, acts) in groups.iter().enumerate() {
                     let mut acc = [_mm256_setzero_ps(); TILE_R];
                     for b in 0..blocks {
-                        // As in `fill_with`.
-                        let next = AHEAD_TILES * ROWS * row_bytes;
-                        let ahead = base.wrapping_add(next + b * ROWS * BLOCK);
-                        for l in 0..3 {
-                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * l) as *const i8);
-                        }
+                        prefetch_ahead(base, row_bytes, b);
                         let at = |r: usize| base.add(r * row_bytes + b * BLOCK);
-                        let d = |l: usize| {
-                            let p = at(LANE_ROW_512[l]);
-                            i16::from_le_bytes([*p, *p.add(1)])
-                        };
-                        let dh = _mm_setr_epi16(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7));
-                        let dw = _mm256_cvtph_ps(dh);
+                        let dw = scales(base, row_bytes, b, &LANE_ROW_512);
                         // Rows 4h..4h + 4, one per 128-bit lane.
                         let quad = |h: usize| {
                             let q = |r: usize| at(4 * h + r).add(2) as *const __m128i;
@@ -234,18 +220,16 @@ mod avx2 {
                             let x = _mm512_add_epi32(x, _mm512_shuffle_epi32::<0xB1>(x));
                             let h = _mm512_cvtepi64_epi32(x);
                             let c = *bias.get_unchecked((g * TILE_R + i) * blocks + b);
-                            let h = _mm256_sub_epi32(h, _mm256_set1_epi32(c));
-                            let d = _mm256_mul_ps(dw, _mm256_set1_ps(y.d));
-                            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), d, acc[i]);
+                            acc[i] = accumulate(acc[i], h, c, dw, y.d);
                         }
                     }
-                    for (i, acc) in acc.iter().take(acts.len()).enumerate() {
-                        let mut v = [0f32; ROWS];
-                        _mm256_storeu_ps(v.as_mut_ptr(), *acc);
-                        for (l, &v) in v.iter().enumerate() {
-                            dst.write(g * TILE_R + i, first + j + LANE_ROW_512[l], v);
-                        }
-                    }
+                    write_tile(
+                        &acc[..acts.len()],
+                        &LANE_ROW_512,
+                        dst,
+                        g * TILE_R,
+                        first + j,
+                    );
                 }
             }
         }
@@ -259,6 +243,98 @@ mod avx2 {
     unsafe fn fill_avx_vnni(w: &[u8], rb: usize, g: &[&[&[Q8Block]]], c: &[i32], o: Out, f: usize) {
         // SAFETY: as `fill_task`.
         unsafe { fill_with::<AVX_VNNI>(w, rb, g, c, o, f) }
+    }
+
+    /// The weight rows and blocks per row of a task, checked against the activations' biases
+    /// (the bound the kernels' unchecked reads rely on).
+    fn shape(w: &[u8], row_bytes: usize, groups: &[&[&[Q8Block]]], bias: &[i32]) -> (usize, usize) {
+        let rows = w.len() / row_bytes;
+        let blocks = row_bytes / BLOCK;
+        debug_assert!(rows.is_multiple_of(ROWS) && blocks * BLOCK == row_bytes);
+        let acts: usize = groups.iter().map(|g| g.len()).sum();
+        assert_eq!(bias.len(), acts * blocks, "one bias per activation block");
+        (rows, blocks)
+    }
+
+    /// Asks for block `b` of the tile [`AHEAD_TILES`] after the one at `base`. The tile walks
+    /// 8 rows side by side, a pattern the hardware prefetchers follow poorly, so 8 blocks'
+    /// worth are fetched per block. `wrapping_add`: the last tiles' hints point past the
+    /// weights, which a prefetch may.
+    ///
+    /// # Safety
+    /// SSE (a prefetch never faults).
+    #[inline(always)]
+    unsafe fn prefetch_ahead(base: *const u8, row_bytes: usize, b: usize) {
+        let ahead = base.wrapping_add(AHEAD_TILES * ROWS * row_bytes + b * ROWS * BLOCK);
+        for l in 0..3 {
+            // SAFETY: prefetching reads nothing architecturally.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * l) as *const i8) };
+        }
+    }
+
+    /// The f16 scales of block `b` of the 8 rows at `base`, lane `l` holding row `order[l]`'s.
+    ///
+    /// # Safety
+    /// AVX2 and F16C; the 8 rows of `row_bytes` at `base` hold block `b`.
+    #[inline(always)]
+    unsafe fn scales(base: *const u8, row_bytes: usize, b: usize, order: &[usize; ROWS]) -> __m256 {
+        // SAFETY: this function's contract.
+        unsafe {
+            let d = |l: usize| {
+                let p = base.add(order[l] * row_bytes + b * BLOCK);
+                i16::from_le_bytes([*p, *p.add(1)])
+            };
+            _mm256_cvtph_ps(_mm_setr_epi16(
+                d(0),
+                d(1),
+                d(2),
+                d(3),
+                d(4),
+                d(5),
+                d(6),
+                d(7),
+            ))
+        }
+    }
+
+    /// One block's float step for 8 outputs: the exact integer dots `h` less the bias `c`,
+    /// converted, fused-added with `d_w·d_y` into `acc`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA.
+    #[inline(always)]
+    unsafe fn accumulate(acc: __m256, h: __m256i, c: i32, dw: __m256, dy: f32) -> __m256 {
+        // SAFETY: this function's contract.
+        unsafe {
+            let h = _mm256_sub_epi32(h, _mm256_set1_epi32(c));
+            let d = _mm256_mul_ps(dw, _mm256_set1_ps(dy));
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), d, acc)
+        }
+    }
+
+    /// Writes activation row `row0 + i`'s 8 outputs `acc[i]` (lane `l` is weight row
+    /// `col0 + order[l]`).
+    ///
+    /// # Safety
+    /// AVX; as [`Out::write`] for those cells.
+    #[inline(always)]
+    unsafe fn write_tile(
+        acc: &[__m256],
+        order: &[usize; ROWS],
+        dst: Out,
+        row0: usize,
+        col0: usize,
+    ) {
+        for (i, acc) in acc.iter().enumerate() {
+            let mut v = [0f32; ROWS];
+            // SAFETY: `v` holds 8 floats; the writes are the caller's contract.
+            unsafe {
+                _mm256_storeu_ps(v.as_mut_ptr(), *acc);
+                for (l, &v) in v.iter().enumerate() {
+                    dst.write(row0 + i, col0 + order[l], v);
+                }
+            }
+        }
     }
 
     /// The byte dots of two weight rows' blocks (row `2k` in the low 128-bit lane, `2k + 1` in
@@ -313,11 +389,7 @@ mod avx2 {
         dst: Out,
         first: usize,
     ) {
-        let rows = w.len() / row_bytes;
-        let blocks = row_bytes / BLOCK;
-        debug_assert!(rows.is_multiple_of(ROWS) && blocks * BLOCK == row_bytes);
-        let acts: usize = groups.iter().map(|g| g.len()).sum();
-        assert_eq!(bias.len(), acts * blocks, "one bias per activation block");
+        let (rows, blocks) = shape(w, row_bytes, groups, bias);
         // SAFETY: every read is inside `w` (rows `j..j + 8`, blocks `< blocks`) or inside an
         // activation row's `blocks` blocks; the writes are the caller's contract.
         unsafe {
@@ -327,23 +399,9 @@ mod avx2 {
                 for (g, acts) in groups.iter().enumerate() {
                     let mut acc = [_mm256_setzero_ps(); TILE_R];
                     for b in 0..blocks {
-                        // The tile walks 8 rows side by side, a pattern the hardware
-                        // prefetchers follow poorly: fetch the bytes of the tile
-                        // [`AHEAD_TILES`] on ahead, 8 blocks' worth per block.
-                        // `wrapping_add`: the last tiles' hints point past `w`, which a
-                        // prefetch may.
-                        let next = AHEAD_TILES * ROWS * row_bytes;
-                        let ahead = base.wrapping_add(next + b * ROWS * BLOCK);
-                        for l in 0..3 {
-                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * l) as *const i8);
-                        }
+                        prefetch_ahead(base, row_bytes, b);
                         let at = |r: usize| base.add(r * row_bytes + b * BLOCK);
-                        let d = |l: usize| {
-                            let p = at(LANE_ROW[l]);
-                            i16::from_le_bytes([*p, *p.add(1)])
-                        };
-                        let dh = _mm_setr_epi16(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7));
-                        let dw = _mm256_cvtph_ps(dh);
+                        let dw = scales(base, row_bytes, b, &LANE_ROW);
                         let mut lo = [_mm256_setzero_si256(); ROWS / 2];
                         let mut hi = [_mm256_setzero_si256(); ROWS / 2];
                         for k in 0..ROWS / 2 {
@@ -366,18 +424,10 @@ mod avx2 {
                                 _mm256_hadd_epi32(s[2], s[3]),
                             );
                             let c = *bias.get_unchecked((g * TILE_R + i) * blocks + b);
-                            let h = _mm256_sub_epi32(h, _mm256_set1_epi32(c));
-                            let d = _mm256_mul_ps(dw, _mm256_set1_ps(y.d));
-                            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), d, acc[i]);
+                            acc[i] = accumulate(acc[i], h, c, dw, y.d);
                         }
                     }
-                    for (i, acc) in acc.iter().take(acts.len()).enumerate() {
-                        let mut v = [0f32; ROWS];
-                        _mm256_storeu_ps(v.as_mut_ptr(), *acc);
-                        for (l, &v) in v.iter().enumerate() {
-                            dst.write(g * TILE_R + i, first + j + LANE_ROW[l], v);
-                        }
-                    }
+                    write_tile(&acc[..acts.len()], &LANE_ROW, dst, g * TILE_R, first + j);
                 }
             }
         }

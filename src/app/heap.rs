@@ -1,13 +1,11 @@
 //! How the process's allocator treats the large buffers of a forward pass.
 //!
-//! A prefill allocates and frees activations of megabytes per product (695 tokens × 1,536
-//! features are 4.3 MB). glibc's malloc serves such blocks with fresh `mmap`s, or from the
-//! heap top that it returns to the kernel as soon as a free leaves more than its trim
-//! threshold there; either way every pass faults its pages in again and zeroes them. Kept in
-//! the heap instead (mmap only from 32 MiB, trim only past 512 MiB free), a 695-token
-//! prefill spent 0.06–0.09 s in the kernel instead of 0.36–0.44 s and ran 22–48% faster, for
-//! about 3 MB more peak memory (docs/PERFORMANCE.md). llama.cpp gets the same by allocating
-//! its compute buffers once.
+//! A prefill allocates and frees activations of megabytes per product. glibc's malloc serves
+//! such blocks with fresh `mmap`s, or from the heap top that it returns to the kernel as soon
+//! as a free leaves more than its trim threshold there; either way every pass faults its
+//! pages in again and zeroes them. Kept in the heap instead, the kernel time of a prefill
+//! mostly goes, for a few MB more peak memory (figures in docs/PERFORMANCE.md). llama.cpp
+//! gets the same by allocating its compute buffers once.
 
 /// Blocks from this size on are still mapped on their own (and unmapped when freed): glibc's
 /// largest dynamic mmap threshold on 64-bit targets.

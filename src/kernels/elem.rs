@@ -38,7 +38,8 @@ pub trait Elem: Copy + Send + Sync + 'static {
     unsafe fn load8x2(lo: *const Self, hi: *const Self) -> std::arch::x86_64::__m512;
 }
 
-/// `lo` and `hi` side by side in one 512-bit register of 16-bit halves' raw bits.
+/// The eight 16-bit values at `lo` then the eight at `hi`, raw bits, in one 256-bit register
+/// (for [`Elem::load8x2`] of the half types).
 ///
 /// # Safety
 /// As [`Elem::load8x2`].

@@ -903,9 +903,9 @@ mod tests {
     }
 
     /// Every byte-product instruction this CPU has (AVX2's maddubs/madd, VNNI's dpbusd, the
-    /// biased VNNI kernels of the signed types, their 512-bit tiles) gives the same outputs bit for bit, for every
-    /// tile shape (1 to 7 weight rows: tiles of 1 to 4 and their tails; 1 to 5 activation
-    /// rows).
+    /// biased VNNI kernels of the signed types, their 512-bit tiles) gives the same outputs
+    /// bit for bit, for every tile shape (1 to 7 weight rows: tiles of 1 to 4 and their tails;
+    /// 1 to 5 activation rows).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn byte_dot_instructions_agree_bit_for_bit() {
